@@ -1,0 +1,3 @@
+// Package client is the front door of tokenward: it turns one Config into an
+// authenticated *http.Client, with discovery, login flows, status and logout.
+package client
