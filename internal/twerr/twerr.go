@@ -1,0 +1,17 @@
+// Package twerr holds the few sentinel errors that more than one public
+// package exports under its own name (store, refresh, transport and client
+// re-export them as variables with the same value), so that errors.Is matches
+// whichever name a caller uses.
+package twerr
+
+import "errors"
+
+var (
+	// ErrInsecureURL: a URL that would carry a credential is not https (plain
+	// http is allowed only for loopback hosts, and only by explicit opt-in).
+	ErrInsecureURL = errors.New("tokenward: insecure URL: https is required (http only for loopback hosts with AllowInsecureLoopback)")
+
+	// ErrUnsupportedTokenType: the authorization server issued a token type
+	// tokenward cannot send safely (only Bearer is supported; DPoP is planned).
+	ErrUnsupportedTokenType = errors.New("tokenward: unsupported token type (only Bearer is supported)")
+)
