@@ -1,0 +1,113 @@
+// Package tokenx holds the conventions tokenward's packages share for data an
+// *oauth2.Token carries beyond its exported fields, so that store, refresh,
+// client and internal/oauthwire agree without importing each other.
+//
+// Extra fields travel in the token's raw map (oauth2.Token.WithExtra): the
+// standard response members (id_token, scope, ...) under their own names, and
+// values tokenward computes under keys starting with "tokenward.".
+package tokenx
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Keys of values tokenward computes and carries in a token's extras.
+const (
+	// KeyRefreshTokenExpiry holds the absolute expiry (time.Time, UTC) of the
+	// refresh token, computed from refresh_token_expires_in when the server
+	// sent it.
+	KeyRefreshTokenExpiry = "tokenward.refresh_token_expiry"
+	// KeySubject holds the subject (sub) of the ID token, when known.
+	KeySubject = "tokenward.subject"
+)
+
+// Extras returns a copy of the token's extra fields as a map. oauth2.Token
+// exposes them only one key at a time, so the map is built from the known
+// keys plus any key listed in more.
+func Extras(t *oauth2.Token, more ...string) map[string]any {
+	out := map[string]any{}
+	if t == nil {
+		return out
+	}
+	keys := append([]string{"id_token", "scope", "refresh_token_expires_in", KeyRefreshTokenExpiry, KeySubject}, more...)
+	for _, k := range keys {
+		if v := t.Extra(k); v != nil {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// String returns the extra field key as a string ("" when absent or not a string).
+func String(t *oauth2.Token, key string) string {
+	if t == nil {
+		return ""
+	}
+	s, _ := t.Extra(key).(string)
+	return s
+}
+
+// IDToken returns the token response's id_token, if any.
+func IDToken(t *oauth2.Token) string { return String(t, "id_token") }
+
+// Scope returns the token response's scope, if any.
+func Scope(t *oauth2.Token) string { return String(t, "scope") }
+
+// RefreshTokenExpiry returns the refresh token's absolute expiry, or the zero
+// time when unknown.
+func RefreshTokenExpiry(t *oauth2.Token) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	switch v := t.Extra(KeyRefreshTokenExpiry).(type) {
+	case time.Time:
+		return v
+	case string:
+		if tm, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return tm
+		}
+	}
+	return time.Time{}
+}
+
+// JWTExpiry returns the exp claim of a JWT-shaped token (header.payload.sig,
+// base64url payload with a numeric "exp"), without verifying anything. The
+// result is only a hint for scheduling refreshes of tokens whose response
+// had no usable expires_in. ok is false for anything that is not a JWT with
+// a positive, finite exp.
+func JWTExpiry(tok string) (exp time.Time, ok bool) {
+	first := strings.IndexByte(tok, '.')
+	if first < 0 {
+		return time.Time{}, false
+	}
+	rest := tok[first+1:]
+	second := strings.IndexByte(rest, '.')
+	if second < 0 {
+		return time.Time{}, false
+	}
+	seg := rest[:second]
+	if len(seg) > 64<<10 {
+		return time.Time{}, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp json.Number `json:"exp"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil || claims.Exp == "" {
+		return time.Time{}, false
+	}
+	f, err := claims.Exp.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > 1<<40 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0).UTC(), true
+}
