@@ -1,3 +1,135 @@
-// Package refresh is tokenward's token cache: lock-free reads, early background
-// refresh, single-flight, cross-process locking and persistence before use.
+// Package refresh is tokenward's token cache: lock-free reads, early
+// background refresh, single-flight, cross-process locking and persistence
+// before use. Most users will use client.New, which wires a [Cache] to the
+// store and the transport; use this package directly to put the cache in
+// front of your own grant ([Upstream]) or an existing [oauth2.TokenSource].
+//
+//	c, err := refresh.New(key, upstream, func(o *refresh.Options) {
+//		o.Persister = myStore // optional; a Locker too for cross-process safety
+//		o.Logger = logger
+//	})
+//	defer c.Close()
+//	tok, err := c.Token(ctx) // cheap: call it for every request
+//
+// # Reads
+//
+// [Cache.Token] of a fresh token is one atomic load: no lock, no clock
+// read, no allocation. It returns the same *oauth2.Token pointer until the
+// token changes (the transport caches the Authorization header by pointer)
+// and the returned token never carries the refresh token (O-02): the refresh
+// token stays inside the cache and goes only to the Upstream and the
+// Persister. There is one cache per key per process: a second [New] for the
+// same key returns a handle to the same cache.
+//
+// # Timing
+//
+// A token's lifetime L runs from when the cache received it to its expiry.
+// The expiry is the token's Expiry; when that is zero, the exp claim of a
+// JWT access token (a hint, not verified); else [Options.DefaultLifetime]
+// (1 h). A new token that arrives already expired, with a negative lifetime
+// or living less than [Options.MinLifetime] (5 s) is used for MinLifetime
+// (a usable access token is never thrown away) and the next refresh backs
+// off, so it cannot cause a refresh loop. Lifetimes longer than
+// [Options.MaxLifetime] (24 h) are cut to it. The public token's Expiry is
+// this effective expiry: every token has a defined, finite schedule.
+//
+// From the lifetime the cache derives two points:
+//
+//   - the mandatory window W = min(MandatoryWindow (10 s), L/10) before
+//     expiry: only inside it (or after expiry, or after Invalidate, or before
+//     the first token) does a caller wait for a refresh;
+//   - the advisory point, expiry - m, with the early margin
+//     m = clamp((1-AdvisoryFraction)·L, 2W, MaxAdvisoryMargin) times a random
+//     factor in [1-Jitter, 1+Jitter]. With the defaults (0.80, 0.25, 5 min)
+//     a 12 s token refreshes between 75 % and 85 % of its life, a 1 h token
+//     between 3m45s and 6m15s before expiry, never hours early.
+//
+// From the advisory point on, the next Token call (or, in an idle process,
+// a timer; see [Options.DisableIdleRefresh]) starts one background refresh
+// and returns the current token at once. A timer also flips the fast path's
+// freshness flag at the advisory point and looks at the wall clock at least
+// every 10 s, so a suspended machine notices expiry soon after it resumes.
+//
+// # Single-flight
+//
+// At most one refresh per key is in flight in a process. The in-flight flag
+// is set before the refresh goroutine starts. The refresh runs under
+// context.WithoutCancel of the context of the caller that started it, plus
+// [Options.RefreshTimeout] (30 s): no single caller can cancel it. Each
+// waiting caller selects on its own context and returns ctx.Err() as soon as
+// it ends, while the refresh completes for everyone else.
+//
+// # Cross-process protocol
+//
+// When the [Persister] also implements [Locker], a refresh takes the lock
+// for the key, reloads the stored token and, if another process already
+// refreshed (the stored token differs from ours and is not yet due for
+// refresh), adopts it without calling the [Upstream] ([EventAdopted]).
+// Otherwise it calls the Upstream with the freshest token it knows (the
+// stored refresh token), saves the new token, publishes it in memory and only
+// then unlocks. On the first Token call the store is read before the
+// Upstream is asked for anything. A stored token that another process
+// deleted (logout, or a dead grant) is not resurrected: the cache reports
+// [ErrReauthRequired].
+//
+// # Persistence before use
+//
+// A new token is saved (the Persister reads it back) before it is
+// published or returned, so a rotated refresh token is never only in memory
+// (O-01). If the save fails, the refresh token the server just rotated away
+// is spent, so the cache keeps using the new token in memory, reports
+// [ErrPersistFailed] once through [Options.OnEvent] and the logger, and
+// retries the save on the next access (and from the idle timer) with
+// backoff. Until it succeeds the older stored token is never read over the
+// newer one, so the old refresh token is never presented again (C-04).
+// [Cache.Set] publishes a token obtained by a login under the same rules.
+//
+// # Failures
+//
+// While the current token is valid, a failed refresh changes nothing for
+// callers: they keep getting the old token and the refresh is retried with
+// jittered exponential backoff ([Options.RetryBackoffMin] 1 s to
+// [Options.RetryBackoffMax] 30 s). After expiry a caller waits for one
+// attempt; during backoff it gets the last error at once. A refresh that
+// returns the token the cache already had backs off the same way.
+//
+// invalid_grant (or invalid_token for the refresh token) ends the retries:
+// the dead token is deleted from the Persister (if it still holds it), the
+// access token is served until its mandatory window, and then Token returns
+// [ErrReauthRequired] ([EventReauthRequired] is emitted at once).
+//
+// When a refresh fails in transit after the request may have reached the
+// server (timeout, reset; not DNS, dial or certificate errors), the server
+// may have rotated the refresh token and lost the answer (C-03). The cache
+// first reloads the store (another process may have succeeded), retries
+// blindly with the same refresh token at most once and only within
+// [Options.RotationGrace] (default 0: never), and an invalid_grant that
+// later follows such a failure also matches [ErrPossibleRotationLoss].
+// Recommended server setting: a refresh-token reuse grace of 10-30 s.
+//
+// # Errors
+//
+// Upstream errors are classified in this order: an [*Error], or an error
+// that already matches one of this package's sentinels, keeps its kind; an
+// *oauth2.RetrieveError is mapped by its error code and HTTP status; a value
+// with an OAuthError() (status int, code, description string) method (as
+// internal/oauthwire's Error has) is mapped the same way; net errors and
+// timeouts become [ErrNetwork]. Codes: invalid_grant, invalid_token ->
+// [ErrReauthRequired]; invalid_client, unauthorized_client,
+// unsupported_grant_type, invalid_scope, invalid_request (and 401/403
+// without a code) -> [ErrClientConfig]; temporarily_unavailable,
+// server_error, slow_down, 5xx, 408, 429 -> [ErrTemporarilyUnavailable].
+// A token_type other than Bearer (any case) or empty yields
+// [ErrUnsupportedTokenType] (O-11). The [*Error] carries StatusCode, Code and
+// a redacted Description and unwraps to the cause; its message is at most
+// 512 bytes and never contains a token.
+//
+// # Observability
+//
+// [Options.OnEvent] receives an [Event] for each refresh, failure,
+// re-authentication, persist failure, adoption and refresh-token expiry
+// warning ([Options.RefreshTokenLead], 24 h before refresh_token_expires_in
+// runs out): kinds, durations and expiries, never a secret. The same events
+// go to [Options.Logger] (log/slog, discarded by default) through
+// redacting LogValuers; [Cache] itself logs and prints without secrets.
 package refresh

@@ -1,0 +1,875 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/tokenx"
+)
+
+// state is one immutable snapshot of the cache's token and its schedule.
+// A new snapshot replaces it atomically; snapshots that differ only in flags
+// share pub, so callers keep seeing the same pointer.
+type state struct {
+	pub  *oauth2.Token // handed to callers: RefreshToken "", effective Expiry
+	full *oauth2.Token // with the refresh token; never leaves the package except to Upstream and Persister
+
+	fresh       bool      // now < advisoryAt when published (flipped by the timer): the fast path
+	advisoryAt  time.Time // from here a background refresh starts
+	mandatoryAt time.Time // from here callers wait for a refresh
+	expiry      time.Time // effective expiry (== pub.Expiry)
+	rawExpiry   time.Time // Expiry as the Upstream or Persister gave it, to detect "no progress"
+	rtExpiry    time.Time // refresh token expiry, zero if unknown
+	short       bool      // arrived expired or with less than MinLifetime: back off before the next refresh
+
+	unsaved bool // full is newer than the Persister's copy (a Save failed; C-04)
+	invalid bool // dropped by Invalidate: do not serve, refresh first
+	reauth  bool // the grant is dead (invalid_grant): serve the access token while valid, never refresh in the background
+}
+
+func (s *state) clone() *state { n := *s; return &n }
+
+// usable reports whether s can be served without waiting.
+func (s *state) usable(now time.Time) bool {
+	return s != nil && !s.invalid && now.Before(s.mandatoryAt)
+}
+
+// LogValue implements slog.LogValuer: schedule and flags, never a secret.
+func (s *state) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("type", s.pub.Type()),
+		slog.Time("expiry", s.expiry),
+		slog.Time("advisory_at", s.advisoryAt),
+		slog.Time("mandatory_at", s.mandatoryAt),
+		slog.Bool("has_refresh_token", s.full.RefreshToken != ""),
+		slog.Bool("unsaved", s.unsaved),
+		slog.Bool("invalid", s.invalid),
+	)
+}
+
+type source int
+
+const (
+	fromUpstream source = iota // a new token: the lifetime floor applies
+	fromStore                  // a stored token: may legitimately be expired
+)
+
+// newState computes a token's effective expiry and refresh schedule
+// (package comment, "Timing").
+func (c *core) newState(t *oauth2.Token, now time.Time, src source) *state {
+	o := &c.o
+	full := *t // copies the unexported extras too
+	exp := t.Expiry
+	if exp.IsZero() {
+		if e, ok := tokenx.JWTExpiry(t.AccessToken); ok {
+			exp = e
+		} else {
+			exp = now.Add(o.DefaultLifetime)
+		}
+	}
+	short := false
+	if src == fromUpstream && exp.Sub(now) < o.MinLifetime {
+		exp, short = now.Add(o.MinLifetime), true
+	}
+	if exp.Sub(now) > o.MaxLifetime {
+		exp = now.Add(o.MaxLifetime)
+	}
+	exp = exp.Round(0) // no monotonic reading: it is compared with stored values
+	full.Expiry = exp
+	pub := full
+	pub.RefreshToken = ""
+	st := &state{pub: &pub, full: &full, expiry: exp, rawExpiry: t.Expiry, rtExpiry: tokenx.RefreshTokenExpiry(t), short: short}
+	life := exp.Sub(now)
+	if life <= 0 {
+		st.advisoryAt, st.mandatoryAt = exp, exp
+	} else {
+		w := min(o.MandatoryWindow, life/10)
+		margin := min(max(life-time.Duration(o.AdvisoryFraction*float64(life)), 2*w), o.MaxAdvisoryMargin)
+		margin = time.Duration(float64(margin) * (1 + o.Jitter*(2*o.rand()-1)))
+		margin = min(max(margin, w), life)
+		st.advisoryAt, st.mandatoryAt = exp.Add(-margin), exp.Add(-w)
+	}
+	st.fresh = now.Before(st.advisoryAt)
+	return st
+}
+
+type opKind int
+
+const (
+	opRefresh opKind = iota // lock, load/adopt, call Upstream, save, publish
+	opPersist               // retry saving an unsaved token
+	opSet                   // publish a token handed to Set
+)
+
+// flight is the one operation in progress for a key. Its fields are written
+// before done is closed and read only after.
+type flight struct {
+	op         opKind
+	background bool
+	done       chan struct{}
+	err        error
+	noProgress bool // the Upstream returned the token we already had
+}
+
+// core is the shared cache of one key.
+type core struct {
+	key    string
+	up     Upstream
+	o      Options
+	locker Locker // o.Persister as a Locker, or nil
+
+	cur   atomic.Pointer[state] // read lock-free by Token
+	waits atomic.Int64          // callers that had to wait on a refresh (tests)
+
+	refs    int           // guarded by registry.mu
+	closing bool          // guarded by registry.mu
+	gone    chan struct{} // closed after the last handle's Close completes
+
+	mu          sync.Mutex // guards the fields below
+	fl          *flight    // operation in flight, nil if none
+	timer       *time.Timer
+	closed      bool
+	failures    int       // consecutive failed (or no-progress, or short-lived) refreshes
+	nextAttempt time.Time // no new refresh before this (backoff)
+	lastErr     error     // error of the last failed refresh, returned during backoff
+	saveFails   int       // consecutive failed save retries (0: the next access retries at once)
+	nextSave    time.Time // no save retry before this (the timer waits for it)
+	suspectRT   string    // refresh token presented when a refresh failed in transit (C-03)
+	rtWarned    string    // refresh token for which EventRefreshTokenExpiring was emitted
+}
+
+func newCore(key string, up Upstream, o Options) *core {
+	c := &core{key: key, up: up, o: o, gone: make(chan struct{})}
+	if l, ok := o.Persister.(Locker); ok {
+		c.locker = l
+	}
+	return c
+}
+
+// token is Token's slow path.
+func (c *core) token(ctx context.Context) (*oauth2.Token, error) {
+	for i := 0; ; i++ {
+		now := time.Now()
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		s := c.cur.Load()
+		if s.usable(now) {
+			var f *flight
+			switch {
+			case s.unsaved && c.fl == nil && i == 0 && (c.saveFails == 0 || !now.Before(c.nextSave)):
+				// C-04: retry the save on the next access, and let this caller
+				// see it done (other callers meanwhile use the token).
+				f = c.startLocked(ctx, opPersist, false)
+			case c.wantRefreshLocked(s, now):
+				c.startLocked(ctx, opRefresh, true)
+			case s.fresh != now.Before(s.advisoryAt) && !s.unsaved && !s.invalid:
+				// Keep the fast-path flag honest (the timer may be late).
+				n := s.clone()
+				n.fresh = !n.fresh
+				if c.cur.CompareAndSwap(s, n) {
+					c.armLocked(now) // a fresh state always has its timer armed
+				}
+			}
+			c.mu.Unlock()
+			if f != nil {
+				select {
+				case <-f.done:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+				continue
+			}
+			return s.pub, nil
+		}
+		// No usable token: first call, invalidated, or in the mandatory
+		// window. Join the refresh in flight or start one.
+		f := c.fl
+		if f == nil {
+			if now.Before(c.nextAttempt) {
+				// Backing off after a failure: do not hammer the server.
+				err := c.lastErr
+				c.mu.Unlock()
+				if s != nil && (err == nil || (!s.invalid && !s.reauth && now.Before(s.expiry))) {
+					return s.pub, nil
+				}
+				if err == nil {
+					err = &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: no token yet (backing off)"}
+				}
+				return nil, err
+			}
+			f = c.startLocked(ctx, opRefresh, false)
+		}
+		c.mu.Unlock()
+		if f.op == opRefresh {
+			c.waits.Add(1)
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.op != opRefresh && i < 4 {
+			continue
+		}
+		s = c.cur.Load()
+		if f.err != nil {
+			if s != nil && !s.invalid && !s.reauth && time.Now().Before(s.expiry) {
+				return s.pub, nil // the old token is still valid: use it
+			}
+			return nil, f.err
+		}
+		if s == nil {
+			return nil, &Error{msg: "refresh: no token"}
+		}
+		return s.pub, nil
+	}
+}
+
+// wantRefreshLocked reports whether a background refresh should start now.
+func (c *core) wantRefreshLocked(s *state, now time.Time) bool {
+	return s != nil && c.fl == nil && !c.closed && !s.reauth &&
+		(s.invalid || !now.Before(s.advisoryAt)) && !now.Before(c.nextAttempt)
+}
+
+// startLocked starts op on its own goroutine. The in-flight flag is set
+// before the goroutine starts, so no second caller can start another (the
+// window google-cloud-go's isRefreshRunning leaves open). The operation runs
+// under context.WithoutCancel(ctx) plus RefreshTimeout: no single caller can
+// cancel it, and it keeps ctx's values.
+func (c *core) startLocked(ctx context.Context, op opKind, background bool) *flight {
+	f := &flight{op: op, background: background, done: make(chan struct{})}
+	c.fl = f
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	go c.run(context.WithoutCancel(ctx), f)
+	return f
+}
+
+// run performs f and does the bookkeeping shared by all operations.
+func (c *core) run(parent context.Context, f *flight) {
+	ctx, cancel := context.WithTimeout(parent, c.o.RefreshTimeout)
+	defer cancel()
+	start := time.Now()
+	var evs []Event
+	switch f.op {
+	case opRefresh:
+		f.err = c.refresh(ctx, f, &evs)
+	case opPersist:
+		c.persist(ctx)
+	}
+	c.finish(f, start, evs)
+}
+
+// finish records f's outcome, re-arms the timer, emits events and releases
+// the waiters.
+func (c *core) finish(f *flight, start time.Time, evs []Event) {
+	now := time.Now()
+	c.mu.Lock()
+	c.fl = nil
+	if f.op == opRefresh || f.op == opSet {
+		s := c.cur.Load()
+		switch {
+		case f.err != nil, f.noProgress, f.op == opRefresh && s != nil && s.short:
+			c.failures++
+			c.lastErr = f.err
+			c.nextAttempt = now.Add(c.backoff(c.failures))
+		default:
+			c.failures, c.lastErr, c.nextAttempt = 0, nil, time.Time{}
+		}
+		if f.err != nil {
+			k := EventRefreshFailed
+			if errors.Is(f.err, ErrReauthRequired) {
+				k = EventReauthRequired
+			}
+			e := Event{Kind: k, Time: now, Duration: now.Sub(start), Background: f.background, Err: f.err}
+			if s != nil {
+				e.Expiry = s.expiry
+			}
+			evs = append(evs, e)
+		}
+	}
+	if e, ok := c.rtWarningLocked(now); ok {
+		evs = append(evs, e)
+	}
+	c.armLocked(now)
+	c.mu.Unlock()
+	for _, e := range evs {
+		c.emit(e)
+	}
+	close(f.done)
+}
+
+// backoff returns the jittered exponential delay after n failures: a
+// random value in [d/2, d] with d = RetryBackoffMin * 2^(n-1), capped.
+func (c *core) backoff(n int) time.Duration {
+	d := c.o.RetryBackoffMin
+	for i := 1; i < n && d < c.o.RetryBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.o.RetryBackoffMax)
+	return d/2 + time.Duration(c.o.rand()*float64(d/2))
+}
+
+// refresh is one refresh under the cross-process protocol (package comment).
+func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error) {
+	start := time.Now()
+	p := c.o.Persister
+	s := c.cur.Load()
+	var cur *oauth2.Token
+	if s != nil {
+		cur = s.full
+	}
+	if s == nil && p != nil {
+		// Startup: the store first, without the lock (cheap, and a fresh
+		// stored token needs no lock).
+		stored, err := c.load(ctx)
+		if err != nil {
+			return err
+		}
+		if stored != nil {
+			ns := c.newState(stored, time.Now(), fromStore)
+			if ns.usable(time.Now()) {
+				c.publish(ns)
+				c.o.Logger.Debug("refresh: loaded token from the store", "key", c.key, "token", ns)
+				return nil
+			}
+			cur = ns.full
+		}
+	}
+	if c.locker != nil {
+		unlock, err := c.locker.Lock(ctx, c.key)
+		if err != nil {
+			return c.wrap("taking the store lock", err)
+		}
+		defer func() {
+			if uerr := unlock(); uerr != nil {
+				c.o.Logger.Warn("refresh: releasing the store lock failed", "key", c.key, "error", sanitize(uerr.Error(), maxErrorLen, nil))
+			}
+		}()
+	}
+	if p != nil {
+		if s != nil && s.unsaved {
+			// Our token is newer than the stored one (a save failed): save it
+			// now; never read the older stored token over it (C-04).
+			if err := p.Save(ctx, c.key, s.full); err == nil {
+				s = c.markSaved(s)
+			} else {
+				c.o.Logger.Debug("refresh: save retry failed", "key", c.key, "error", c.wrap("saving", err))
+			}
+		} else {
+			stored, lerr := c.load(ctx)
+			switch {
+			case lerr != nil:
+				if cur == nil {
+					return lerr
+				}
+				c.o.Logger.Warn("refresh: reloading the store failed; refreshing with the token in memory", "key", c.key, "error", lerr)
+			case stored == nil:
+				if s != nil && !s.reauth {
+					// Removed by another process (logout, or it saw
+					// invalid_grant): do not resurrect it.
+					c.toReauth(s)
+					return &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: the stored token was removed"}
+				}
+				if s == nil {
+					cur = nil
+				}
+			case !sameToken(stored, cur):
+				now := time.Now()
+				ns := c.newState(stored, now, fromStore)
+				if ns.fresh || (s == nil && ns.usable(now)) {
+					c.publish(ns)
+					*evs = append(*evs, Event{Kind: EventAdopted, Time: now, Duration: now.Sub(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry, Background: f.background})
+					return nil
+				}
+				cur = ns.full // the freshest refresh token we know
+			}
+		}
+	}
+
+	tok, err := c.callUpstream(ctx, f, cur, start, evs)
+	if err != nil || tok == nil {
+		return err
+	}
+	now := time.Now()
+	if cur != nil && tok.AccessToken == cur.AccessToken && tok.RefreshToken == cur.RefreshToken && s != nil && tok.Expiry.Equal(s.rawExpiry) {
+		// The same token again: back off instead of looping.
+		f.noProgress = true
+		c.o.Logger.Debug("refresh: upstream returned the current token; backing off", "key", c.key)
+		return nil
+	}
+	ns := c.newState(tok, now, fromUpstream)
+	if p != nil {
+		if serr := p.Save(ctx, c.key, ns.full); serr != nil {
+			// Keep the new token (the old refresh token may be spent) and
+			// retry the save on the next access (C-04).
+			ns.unsaved, ns.fresh = true, false
+			c.saveFailedFirst(now)
+			perr := &Error{kind: ErrPersistFailed, Err: serr}
+			perr.msg = perr.build(secretsOf(ns.full, cur))
+			*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Background: f.background, Err: perr})
+		}
+	}
+	c.publish(ns)
+	*evs = append(*evs, Event{Kind: EventRefreshed, Time: now, Duration: time.Since(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry, Background: f.background})
+	return nil
+}
+
+// callUpstream asks the Upstream for a new token and validates it. It
+// returns (nil, nil) when it adopted a stored token instead.
+func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, start time.Time, evs *[]Event) (*oauth2.Token, error) {
+	p := c.o.Persister
+	retried := false
+	for attempt := 0; attempt < 3; attempt++ {
+		var arg *oauth2.Token
+		if cur != nil {
+			cp := *cur // the Upstream must not modify our copy
+			arg = &cp
+		}
+		sent := time.Now()
+		tok, err := c.up.Token(ctx, arg)
+		if err == nil {
+			return c.validate(tok, cur)
+		}
+		secrets := secretsOf(cur)
+		cerr := classify(err, secrets...)
+		rt := ""
+		if cur != nil {
+			rt = cur.RefreshToken
+		}
+		if errors.Is(cerr, ErrNetwork) && rt != "" && !notSent(err) {
+			// C-03: the server may have rotated the refresh token and the
+			// answer got lost. First reload the store (another process may
+			// have succeeded); retry blindly at most once, within the grace.
+			if p != nil {
+				if stored, lerr := c.load(ctx); lerr == nil && stored != nil && !sameToken(stored, cur) {
+					now := time.Now()
+					ns := c.newState(stored, now, fromStore)
+					if ns.fresh {
+						c.publish(ns)
+						*evs = append(*evs, Event{Kind: EventAdopted, Time: now, Duration: now.Sub(start), Expiry: ns.expiry, Background: f.background})
+						return nil, nil
+					}
+					cur = ns.full
+					continue
+				}
+			}
+			if !retried && c.o.RotationGrace > 0 && time.Since(sent) < c.o.RotationGrace && ctx.Err() == nil {
+				retried = true
+				c.o.Logger.Debug("refresh: retrying once within the rotation grace", "key", c.key)
+				continue
+			}
+			c.mu.Lock()
+			c.suspectRT = rt
+			c.mu.Unlock()
+			return nil, cerr
+		}
+		if errors.Is(cerr, ErrReauthRequired) {
+			c.mu.Lock()
+			suspect := rt != "" && c.suspectRT == rt
+			c.mu.Unlock()
+			var e *Error
+			if suspect && errors.As(cerr, &e) {
+				ne := *e // never modify an error the Upstream may share
+				ne.rotationLoss = true
+				ne.msg = ne.build(secrets)
+				cerr = &ne
+			}
+			c.reauth(ctx, cur)
+		}
+		return nil, cerr
+	}
+	return nil, &Error{kind: ErrNetwork, msg: "refresh: token refresh failed in transit repeatedly"}
+}
+
+// validate checks an Upstream token (O-11) and carries the refresh token
+// over when the response had none (RFC 6749 section 6).
+func (c *core) validate(tok, cur *oauth2.Token) (*oauth2.Token, error) {
+	if tok == nil || tok.AccessToken == "" {
+		return nil, &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: authorization server temporarily unavailable: the upstream returned no access token"}
+	}
+	if tt := tok.TokenType; tt != "" && !strings.EqualFold(tt, "bearer") {
+		e := &Error{kind: ErrUnsupportedTokenType, Description: "token_type " + sanitize(tt, 32, secretsOf(tok, cur))}
+		e.msg = e.build(secretsOf(tok, cur))
+		return nil, e
+	}
+	if tok.RefreshToken == "" && cur != nil && cur.RefreshToken != "" {
+		n := *tok
+		n.RefreshToken = cur.RefreshToken
+		if tokenx.RefreshTokenExpiry(tok).IsZero() {
+			if rte := tokenx.RefreshTokenExpiry(cur); !rte.IsZero() {
+				extra := tokenx.Extras(tok)
+				extra[tokenx.KeyRefreshTokenExpiry] = rte
+				n = *n.WithExtra(extra)
+			}
+		}
+		tok = &n
+	}
+	return tok, nil
+}
+
+// reauth deletes the dead token from the store (only if the store still
+// holds it) and stops background refreshes.
+func (c *core) reauth(ctx context.Context, dead *oauth2.Token) {
+	if p := c.o.Persister; p != nil {
+		stored, err := c.load(ctx)
+		if err == nil && stored != nil && (dead == nil || sameToken(stored, dead)) {
+			if derr := p.Delete(ctx, c.key); derr != nil {
+				c.o.Logger.Warn("refresh: deleting the dead token failed", "key", c.key, "error", c.wrap("deleting", derr))
+			}
+		}
+	}
+	if s := c.cur.Load(); s != nil {
+		c.toReauth(s)
+	}
+}
+
+// toReauth publishes s without its refresh token, marked dead. Its access
+// token is still served until the mandatory window.
+func (c *core) toReauth(s *state) {
+	n := s.clone()
+	full := *n.full
+	full.RefreshToken = ""
+	n.full, n.reauth, n.unsaved, n.fresh = &full, true, false, false
+	c.cur.Store(n)
+}
+
+// persist retries saving an unsaved token (opPersist).
+func (c *core) persist(ctx context.Context) {
+	s := c.cur.Load()
+	if s == nil || !s.unsaved || c.o.Persister == nil {
+		return
+	}
+	if c.locker != nil {
+		unlock, err := c.locker.Lock(ctx, c.key)
+		if err != nil {
+			c.saveFailed(err)
+			return
+		}
+		defer unlock()
+	}
+	if err := c.o.Persister.Save(ctx, c.key, s.full); err != nil {
+		c.saveFailed(err)
+		return
+	}
+	c.markSaved(s)
+	c.mu.Lock()
+	c.saveFails, c.nextSave = 0, time.Time{}
+	c.mu.Unlock()
+	c.o.Logger.Info("refresh: token saved after an earlier failure", "key", c.key)
+}
+
+// saveFailedFirst records the first failed save of a new token: the next
+// access retries at once, the idle timer after a backoff.
+func (c *core) saveFailedFirst(now time.Time) {
+	c.mu.Lock()
+	c.saveFails = 0
+	c.nextSave = now.Add(c.backoff(1))
+	c.mu.Unlock()
+}
+
+func (c *core) saveFailed(err error) {
+	c.mu.Lock()
+	c.saveFails++
+	c.nextSave = time.Now().Add(c.backoff(c.saveFails))
+	c.mu.Unlock()
+	// Reported once (EventPersistFailed) when the token arrived; retries
+	// only log at debug level.
+	c.o.Logger.Debug("refresh: save retry failed", "key", c.key, "error", c.wrap("saving", err))
+}
+
+// markSaved replaces s (or its invalidated twin) by a saved copy.
+func (c *core) markSaved(s *state) *state {
+	for {
+		cur := c.cur.Load()
+		if cur == nil || cur.full != s.full {
+			return cur
+		}
+		n := cur.clone()
+		n.unsaved = false
+		n.fresh = !n.invalid && time.Now().Before(n.advisoryAt)
+		if c.cur.CompareAndSwap(cur, n) {
+			return n
+		}
+	}
+}
+
+// set implements Cache.Set.
+func (c *core) set(ctx context.Context, tok *oauth2.Token) error {
+	if tok == nil || tok.AccessToken == "" {
+		return errors.New("refresh: Set: token without an access token")
+	}
+	tok, err := c.validate(tok, nil)
+	if err != nil {
+		return err
+	}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		if f := c.fl; f != nil {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		f := &flight{op: opSet, done: make(chan struct{})}
+		c.fl = f
+		c.mu.Unlock()
+		start := time.Now()
+		var evs []Event
+		f.err = c.doSet(ctx, tok, &evs)
+		var ret error
+		if errors.Is(f.err, ErrPersistFailed) {
+			ret, f.err = f.err, nil // published anyway
+		}
+		c.finish(f, start, evs)
+		if f.err != nil {
+			return f.err
+		}
+		return ret
+	}
+}
+
+func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error {
+	if c.locker != nil {
+		unlock, err := c.locker.Lock(ctx, c.key)
+		if err != nil {
+			return c.wrap("taking the store lock", err)
+		}
+		defer unlock()
+	}
+	now := time.Now()
+	ns := c.newState(tok, now, fromUpstream)
+	ns.short = false
+	var perr error
+	if p := c.o.Persister; p != nil {
+		if err := p.Save(ctx, c.key, ns.full); err != nil {
+			ns.unsaved, ns.fresh = true, false
+			c.saveFailedFirst(now)
+			e := &Error{kind: ErrPersistFailed, Err: err}
+			e.msg = e.build(secretsOf(ns.full))
+			perr = e
+			*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Err: perr})
+		}
+	}
+	c.mu.Lock()
+	c.rtWarned = ""
+	c.mu.Unlock()
+	c.publish(ns)
+	return perr
+}
+
+// invalidate implements Cache.Invalidate.
+func (c *core) invalidate(tok *oauth2.Token) bool {
+	for {
+		s := c.cur.Load()
+		if s == nil || s.pub != tok || s.invalid {
+			return false
+		}
+		n := s.clone()
+		n.invalid, n.fresh = true, false
+		if c.cur.CompareAndSwap(s, n) {
+			c.o.Logger.Debug("refresh: token invalidated", "key", c.key)
+			c.mu.Lock()
+			c.armLocked(time.Now())
+			c.mu.Unlock()
+			return true
+		}
+	}
+}
+
+func (c *core) publish(ns *state) { c.cur.Store(ns) }
+
+// tick is the idle timer: it flips the fast-path flag when the advisory
+// point is reached, refreshes an idle process's token, retries saves and
+// emits the refresh-token warning.
+func (c *core) tick() {
+	now := time.Now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	s := c.cur.Load()
+	if s != nil && s.fresh && !now.Before(s.advisoryAt) {
+		n := s.clone()
+		n.fresh = false
+		if c.cur.CompareAndSwap(s, n) {
+			s = n
+		}
+	}
+	acted := false
+	if !c.o.DisableIdleRefresh && s != nil && c.fl == nil {
+		switch {
+		case s.unsaved && !now.Before(c.nextSave):
+			c.startLocked(context.Background(), opPersist, true)
+			acted = true
+		case c.wantRefreshLocked(s, now):
+			c.startLocked(context.Background(), opRefresh, true)
+			acted = true
+		}
+	}
+	e, warn := c.rtWarningLocked(now)
+	if d := c.armLocked(now); d == 0 && !acted && !warn {
+		// Insurance against a zero-delay timer loop: a tick that found
+		// nothing to do never re-arms for "now".
+		c.timer.Reset(checkEvery)
+	}
+	c.mu.Unlock()
+	if warn {
+		c.emit(e)
+	}
+}
+
+// armLocked sets the timer to the next moment tick has work and returns the
+// delay (-1 when the timer is stopped).
+func (c *core) armLocked(now time.Time) time.Duration {
+	s := c.cur.Load()
+	var at time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	if !c.closed && s != nil && c.fl == nil {
+		if s.fresh {
+			earliest(s.advisoryAt)
+			earliest(now.Add(checkEvery))
+		}
+		if !c.o.DisableIdleRefresh {
+			if s.unsaved {
+				earliest(later(c.nextSave, now))
+			}
+			if !s.reauth && !s.fresh {
+				if s.invalid {
+					earliest(later(c.nextAttempt, now))
+				} else {
+					earliest(later(c.nextAttempt, s.advisoryAt))
+				}
+			}
+		}
+		if w := c.rtWarnAt(s); !w.IsZero() {
+			earliest(w)
+		}
+	}
+	if at.IsZero() {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		return -1
+	}
+	d := max(at.Sub(now), 0)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.tick)
+	} else {
+		c.timer.Reset(d)
+	}
+	return d
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// rtWarnAt returns when EventRefreshTokenExpiring is due for s, or zero.
+func (c *core) rtWarnAt(s *state) time.Time {
+	if c.o.RefreshTokenLead < 0 || s.rtExpiry.IsZero() || s.full.RefreshToken == "" || c.rtWarned == s.full.RefreshToken {
+		return time.Time{}
+	}
+	return s.rtExpiry.Add(-c.o.RefreshTokenLead)
+}
+
+func (c *core) rtWarningLocked(now time.Time) (Event, bool) {
+	s := c.cur.Load()
+	if s == nil {
+		return Event{}, false
+	}
+	w := c.rtWarnAt(s)
+	if w.IsZero() || now.Before(w) {
+		return Event{}, false
+	}
+	c.rtWarned = s.full.RefreshToken
+	return Event{Kind: EventRefreshTokenExpiring, Time: now, Expiry: s.expiry, RefreshTokenExpiry: s.rtExpiry}, true
+}
+
+// shutdown stops the core after its last handle is closed.
+func (c *core) shutdown() {
+	c.mu.Lock()
+	c.closed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	f := c.fl
+	c.mu.Unlock()
+	if f != nil {
+		<-f.done
+	}
+}
+
+// load reads the stored token.
+func (c *core) load(ctx context.Context) (*oauth2.Token, error) {
+	t, err := c.o.Persister.Load(ctx, c.key)
+	if err != nil {
+		return nil, c.wrap("loading the stored token", err)
+	}
+	if t != nil && t.AccessToken == "" && t.RefreshToken == "" {
+		return nil, nil
+	}
+	return t, nil
+}
+
+// wrap reports a Persister or Locker failure.
+func (c *core) wrap(what string, err error) error {
+	e := &Error{Err: err}
+	s := c.cur.Load()
+	var secrets []string
+	if s != nil {
+		secrets = secretsOf(s.full)
+	}
+	e.msg = sanitize("refresh: "+what+": "+err.Error(), maxErrorLen, secrets)
+	return e
+}
+
+// sameToken reports whether a and b are the same credential.
+func sameToken(a, b *oauth2.Token) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
+}
+
+// secretsOf lists the secrets of the given tokens, for scrubbing messages.
+func secretsOf(toks ...*oauth2.Token) []string {
+	var out []string
+	for _, t := range toks {
+		if t == nil {
+			continue
+		}
+		for _, s := range []string{t.AccessToken, t.RefreshToken, tokenx.IDToken(t)} {
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,355 @@
+package refresh
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/internal/twerr"
+)
+
+// Sentinel errors. Branch on them with [errors.Is]; the details of an
+// authorization-server error are in an [*Error] (use [errors.As]).
+var (
+	// ErrReauthRequired: the grant can no longer produce tokens without the
+	// user (invalid_grant, or invalid_token for the refresh token, or the
+	// stored token was removed by another process). The dead token has been
+	// removed from the Persister; log in again.
+	ErrReauthRequired = errors.New("refresh: re-authentication required")
+
+	// ErrClientConfig: the authorization server rejected the client itself
+	// (invalid_client, unauthorized_client, unsupported_grant_type,
+	// invalid_scope, invalid_request, or HTTP 401/403 without an error code).
+	// Retrying will not help; fix the configuration.
+	ErrClientConfig = errors.New("refresh: client misconfigured")
+
+	// ErrTemporarilyUnavailable: the authorization server answered with
+	// temporarily_unavailable, server_error, slow_down, HTTP 5xx, 408 or 429.
+	// The cache retries with backoff.
+	ErrTemporarilyUnavailable = errors.New("refresh: authorization server temporarily unavailable")
+
+	// ErrNetwork: the token endpoint could not be reached or the exchange
+	// did not complete (DNS, connection, TLS, reset, timeout).
+	ErrNetwork = errors.New("refresh: network error")
+
+	// ErrUnsupportedTokenType: the server issued a token_type other than
+	// Bearer (any case) or empty, such as DPoP, which tokenward cannot send
+	// safely yet. It is the same value as twerr's, so errors.Is matches the
+	// transport's and client's re-exports too.
+	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
+
+	// ErrPersistFailed: a new token could not be saved to the Persister. The
+	// cache keeps using it in memory and retries the save on the next access;
+	// the failure is reported once through [Options.OnEvent] and the logger.
+	ErrPersistFailed = errors.New("refresh: saving the token failed")
+
+	// ErrPossibleRotationLoss marks an [ErrReauthRequired] whose invalid_grant
+	// followed a refresh that failed in transit: the server probably rotated
+	// the refresh token and the response carrying the new one was lost.
+	// Configure a rotation grace period on the server (10-30 s) and
+	// [Options.RotationGrace] to survive this.
+	ErrPossibleRotationLoss = errors.New("refresh: possible refresh token rotation loss")
+
+	// ErrClosed is returned by a [Cache] after [Cache.Close].
+	ErrClosed = errors.New("refresh: cache closed")
+)
+
+// maxErrorLen bounds every error string this package produces (O-13).
+const maxErrorLen = 512
+
+// kinds lists the sentinels that classify an error, in matching order.
+var kinds = []error{ErrReauthRequired, ErrClientConfig, ErrTemporarilyUnavailable, ErrNetwork, ErrUnsupportedTokenType, ErrPersistFailed}
+
+// Error describes a failed token refresh. Its fields are safe to log: the
+// description has been redacted and truncated. Err is the underlying cause
+// (often an *oauth2.RetrieveError or a net error) and is returned by Unwrap;
+// errors.Is(e, ErrReauthRequired) and the other sentinels match according
+// to the classification of Code and StatusCode.
+type Error struct {
+	// StatusCode is the HTTP status of the token endpoint's answer, or 0.
+	StatusCode int
+	// Code is the RFC 6749 error code (invalid_grant, ...), or "".
+	Code string
+	// Description is the server's error_description, redacted and
+	// truncated, or "".
+	Description string
+	// Err is the underlying cause, or nil.
+	Err error
+
+	kind         error  // the sentinel this error matches; nil derives it from Code/StatusCode
+	rotationLoss bool   // invalid_grant after a transport failure (C-03)
+	msg          string // precomputed, sanitized message; "" computes it from the fields
+}
+
+// Error returns a message of at most 512 bytes that never contains a token.
+func (e *Error) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return e.build(nil)
+}
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether target is the sentinel this error is classified as
+// (or ErrPossibleRotationLoss when that applies).
+func (e *Error) Is(target error) bool {
+	if target == nil {
+		return false
+	}
+	if target == ErrPossibleRotationLoss {
+		return e.rotationLoss
+	}
+	return target == e.Kind()
+}
+
+// Kind returns the sentinel this error is classified as ([ErrReauthRequired],
+// [ErrClientConfig], ...), or nil when the failure fits none of them.
+func (e *Error) Kind() error {
+	if e.kind != nil {
+		return e.kind
+	}
+	return kindOf(e.StatusCode, e.Code)
+}
+
+// Temporary reports whether retrying later may succeed: the server was
+// temporarily unavailable (5xx, 408, 429, temporarily_unavailable) or the
+// network failed.
+func (e *Error) Temporary() bool {
+	switch k := e.Kind(); {
+	case k == ErrTemporarilyUnavailable, k == ErrNetwork:
+		return true
+	case k == nil:
+		return e.StatusCode == http.StatusRequestTimeout || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+	}
+	return false
+}
+
+// build renders the message, removing the given secrets (exact matches)
+// and anything internal/redact recognises, and bounds its length.
+func (e *Error) build(secrets []string) string {
+	var b strings.Builder
+	b.WriteString("refresh: ")
+	b.WriteString(kindText(e.Kind()))
+	if e.Code != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Code)
+	}
+	if e.Description != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Description)
+		b.WriteString(")")
+	}
+	if e.StatusCode != 0 {
+		b.WriteString(" [HTTP ")
+		b.WriteString(strconv.Itoa(e.StatusCode))
+		b.WriteString("]")
+	}
+	if e.rotationLoss {
+		b.WriteString(" (possible rotation loss: an earlier refresh with this refresh token failed in transit)")
+	}
+	if e.Err != nil && !isSentinel(e.Err) {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return sanitize(b.String(), maxErrorLen, secrets)
+}
+
+func isSentinel(err error) bool {
+	for _, k := range kinds {
+		if err == k {
+			return true
+		}
+	}
+	return err == ErrPossibleRotationLoss || err == ErrClosed
+}
+
+func kindText(k error) string {
+	switch k {
+	case ErrReauthRequired:
+		return "re-authentication required"
+	case ErrClientConfig:
+		return "client misconfigured"
+	case ErrTemporarilyUnavailable:
+		return "authorization server temporarily unavailable"
+	case ErrNetwork:
+		return "network error"
+	case ErrUnsupportedTokenType:
+		return "unsupported token type (only Bearer is supported)"
+	case ErrPersistFailed:
+		return "saving the token failed"
+	}
+	return "token refresh failed"
+}
+
+// kindOf maps an RFC 6749 error code and HTTP status to a sentinel. The code
+// wins over the status.
+func kindOf(status int, code string) error {
+	switch code {
+	case "invalid_grant", "invalid_token":
+		return ErrReauthRequired
+	case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope", "invalid_request", "unauthorized":
+		return ErrClientConfig
+	case "temporarily_unavailable", "server_error", "slow_down":
+		return ErrTemporarilyUnavailable
+	}
+	switch {
+	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout, status >= 500:
+		return ErrTemporarilyUnavailable
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return ErrClientConfig
+	}
+	return nil
+}
+
+// oauthError is how errors from internal/oauthwire (and anyone else) expose
+// an OAuth error response without refresh importing them.
+type oauthError interface {
+	OAuthError() (status int, code, description string)
+}
+
+// classify turns an Upstream error into this package's taxonomy, in the
+// order documented in the package comment: an *Error is kept; an error that
+// already matches one of the sentinels keeps its kind; *oauth2.RetrieveError
+// and OAuthError() carriers are mapped by code and status; net errors and
+// timeouts become ErrNetwork. secrets are removed from the message.
+func classify(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	out := &Error{Err: err}
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			out.kind = k
+			break
+		}
+	}
+	if out.kind == nil {
+		var re *oauth2.RetrieveError
+		var oe oauthError
+		switch {
+		case errors.As(err, &re):
+			if re.Response != nil {
+				out.StatusCode = re.Response.StatusCode
+			}
+			out.Code = cleanCode(re.ErrorCode)
+			out.Description = sanitize(re.ErrorDescription, 200, secrets)
+			out.kind = kindOf(out.StatusCode, out.Code)
+		case errors.As(err, &oe):
+			st, code, desc := oe.OAuthError()
+			out.StatusCode = st
+			out.Code = cleanCode(code)
+			out.Description = sanitize(desc, 200, secrets)
+			out.kind = kindOf(st, out.Code)
+		case isNetError(err):
+			out.kind = ErrNetwork
+		}
+	}
+	out.msg = out.build(secrets)
+	return out
+}
+
+// cleanCode keeps an RFC 6749 error code only if it looks like one
+// (%x20-21 / %x23-5B / %x5D-7E, short); anything else could be an echo of
+// attacker- or secret-controlled text.
+func cleanCode(c string) string {
+	if len(c) > 64 {
+		return "invalid_code"
+	}
+	for i := 0; i < len(c); i++ {
+		ch := c[i]
+		if ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' {
+			return "invalid_code"
+		}
+	}
+	return sanitize(c, 64, nil)
+}
+
+// isNetError reports whether err is a transport-level failure.
+func isNetError(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	return errors.As(err, &ne) || errors.As(err, &ue) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// notSent reports whether a transport error certainly happened before the
+// request reached the server (name resolution, dial, certificate checks),
+// so that presenting the same refresh token again cannot be a replay (C-03).
+func notSent(err error) bool {
+	var dns *net.DNSError
+	var op *net.OpError
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &dns) || errors.As(err, &cv) {
+		return true
+	}
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// sanitize redacts s (internal/redact plus the exact secrets given), removes
+// control characters and bounds it to max bytes.
+func sanitize(s string, max int, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, redact.Placeholder)
+		}
+	}
+	return redact.Truncate(s, max)
+}
+
+// oauth2Error is what [TokenSource] returns for an *Error that does not
+// already wrap an *oauth2.RetrieveError, so code written for x/oauth2 can
+// still use errors.As(err, **oauth2.RetrieveError).
+type oauth2Error struct {
+	err error
+	re  *oauth2.RetrieveError
+}
+
+func (e *oauth2Error) Error() string   { return e.err.Error() }
+func (e *oauth2Error) Unwrap() []error { return []error{e.err, e.re} }
+
+// toOAuth2Error translates an error from this package for x/oauth2 callers.
+func toOAuth2Error(err error) error {
+	var re *oauth2.RetrieveError
+	if err == nil || errors.As(err, &re) {
+		return err
+	}
+	var e *Error
+	if !errors.As(err, &e) || (e.Code == "" && e.StatusCode == 0) {
+		return err
+	}
+	st := e.StatusCode
+	if st == 0 {
+		st = http.StatusBadRequest
+	}
+	return &oauth2Error{err: err, re: &oauth2.RetrieveError{
+		Response:         &http.Response{StatusCode: st, Status: strconv.Itoa(st) + " " + http.StatusText(st)},
+		ErrorCode:        e.Code,
+		ErrorDescription: e.Description,
+	}}
+}

@@ -1,0 +1,111 @@
+package refresh
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+// EventKind says what an [Event] reports.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventRefreshed: the Upstream issued a new token and it was published
+	// (and saved, unless an EventPersistFailed follows).
+	EventRefreshed EventKind = iota + 1
+	// EventRefreshFailed: a refresh failed; Err says why. The old token is
+	// still served while it is valid, and the refresh is retried with backoff.
+	EventRefreshFailed
+	// EventReauthRequired: the grant is dead (invalid_grant, ...); the stored
+	// token was deleted and the user must log in again.
+	EventReauthRequired
+	// EventPersistFailed: a new token could not be saved. Reported once per
+	// token; the save is retried on the next access.
+	EventPersistFailed
+	// EventAdopted: another process had already refreshed; its stored token
+	// was adopted without calling the Upstream.
+	EventAdopted
+	// EventRefreshTokenExpiring: the refresh token expires within
+	// [Options.RefreshTokenLead] (RefreshTokenExpiry says when).
+	EventRefreshTokenExpiring
+)
+
+var eventNames = [...]string{
+	EventRefreshed:            "refreshed",
+	EventRefreshFailed:        "refresh_failed",
+	EventReauthRequired:       "reauth_required",
+	EventPersistFailed:        "persist_failed",
+	EventAdopted:              "adopted",
+	EventRefreshTokenExpiring: "refresh_token_expiring",
+}
+
+// String returns the kind's name, such as "refreshed".
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event reports something the cache did. It carries no secret: no token,
+// and Err's message is redacted.
+type Event struct {
+	Kind EventKind
+	// Key is the cache's key.
+	Key string
+	// Time is when the event happened.
+	Time time.Time
+	// Duration is how long the refresh (or save) took, lock wait included.
+	Duration time.Duration
+	// Expiry is the expiry of the access token in use after the event (zero
+	// when there is none).
+	Expiry time.Time
+	// RefreshTokenExpiry is the refresh token's expiry, when known.
+	RefreshTokenExpiry time.Time
+	// Background is true when no caller was waiting for the refresh.
+	Background bool
+	// Err is the failure, for EventRefreshFailed, EventReauthRequired and
+	// EventPersistFailed.
+	Err error
+}
+
+// LogValue implements [slog.LogValuer].
+func (e Event) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("kind", e.Kind.String()), slog.String("key", e.Key)}
+	if e.Duration != 0 {
+		attrs = append(attrs, slog.Duration("duration", e.Duration))
+	}
+	if !e.Expiry.IsZero() {
+		attrs = append(attrs, slog.Time("expiry", e.Expiry))
+	}
+	if !e.RefreshTokenExpiry.IsZero() {
+		attrs = append(attrs, slog.Time("refresh_token_expiry", e.RefreshTokenExpiry))
+	}
+	if e.Background {
+		attrs = append(attrs, slog.Bool("background", true))
+	}
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// emit logs e and passes it to the OnEvent hook.
+func (c *core) emit(e Event) {
+	e.Key = c.key
+	level := slog.LevelInfo
+	switch e.Kind {
+	case EventRefreshed, EventAdopted:
+		level = slog.LevelDebug
+	case EventRefreshFailed, EventRefreshTokenExpiring:
+		level = slog.LevelWarn
+	case EventReauthRequired, EventPersistFailed:
+		level = slog.LevelError
+	}
+	c.o.Logger.LogAttrs(context.Background(), level, "refresh: "+e.Kind.String(), slog.Any("event", e))
+	if c.o.OnEvent != nil {
+		c.o.OnEvent(e)
+	}
+}

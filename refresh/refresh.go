@@ -1,0 +1,436 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Upstream is a grant that produces tokens: refresh token, client
+// credentials, token exchange, ... The client package implements it; tests
+// and small programs can use [UpstreamFunc].
+//
+// Token is called with the freshest full token the cache knows (refresh
+// token included), or nil when it has none. It must honour ctx, return a new
+// token (a token without a refresh token keeps the current one, as RFC 6749
+// section 6 allows) and report failures as *oauth2.RetrieveError, as a value
+// with an OAuthError() method, as one of this package's sentinels, or as a
+// net error, so the cache can classify them. The cache never calls Token
+// concurrently for one key.
+type Upstream interface {
+	Token(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error)
+}
+
+// UpstreamFunc adapts a function to [Upstream].
+type UpstreamFunc func(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error)
+
+// Token calls f(ctx, current).
+func (f UpstreamFunc) Token(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error) {
+	return f(ctx, current)
+}
+
+// Persister stores the full token (including the refresh token) for a key.
+// store.Store satisfies it through a small adapter in client.
+type Persister interface {
+	// Load returns the stored token, or (nil, nil) when nothing is stored.
+	Load(ctx context.Context, key string) (*oauth2.Token, error)
+	// Save stores tok durably and reads it back; nil means it is stored.
+	Save(ctx context.Context, key string, tok *oauth2.Token) error
+	// Delete removes the stored token; nil when it is already absent.
+	Delete(ctx context.Context, key string) error
+}
+
+// Locker is optionally implemented by a [Persister]: a cross-process lock
+// per key (an OS file lock in store). When present, every refresh runs under
+// it: lock, reload, adopt or refresh, save, publish, unlock.
+type Locker interface {
+	Lock(ctx context.Context, key string) (unlock func() error, err error)
+}
+
+// Defaults of [Options]. See the package comment for the timing model.
+const (
+	DefaultLifetime          = time.Hour
+	DefaultMinLifetime       = 5 * time.Second
+	DefaultMaxLifetime       = 24 * time.Hour
+	DefaultAdvisoryFraction  = 0.80
+	DefaultJitter            = 0.25
+	DefaultMaxAdvisoryMargin = 5 * time.Minute
+	DefaultMandatoryWindow   = 10 * time.Second
+	DefaultRefreshTimeout    = 30 * time.Second
+	DefaultRetryBackoffMin   = time.Second
+	DefaultRetryBackoffMax   = 30 * time.Second
+	DefaultRefreshTokenLead  = 24 * time.Hour
+)
+
+// checkEvery bounds how long a fresh token is trusted without looking at
+// the wall clock (the fast path reads no clock): after a system suspend the
+// cache notices an expired token within this interval of resuming.
+const checkEvery = 10 * time.Second
+
+// Options configures a [Cache]. Every field is optional; the zero value of
+// each means the documented default. [New] validates and clamps the values
+// once; the Options are copied and never read again.
+type Options struct {
+	// Persister stores the full token so it survives restarts and is shared
+	// with other processes. If it also implements [Locker], refreshes are
+	// serialised across processes. Optional: nil keeps tokens in memory only.
+	Persister Persister
+
+	// Logger receives structured logs; tokens never reach it. Optional: nil
+	// discards logs.
+	Logger *slog.Logger
+
+	// OnEvent is called for each [Event] (refreshed, refresh failed,
+	// re-authentication required, persist failed, adopted from another
+	// process, refresh token expiring). It runs on the goroutine that did the
+	// work, before waiting callers are released, so it must be quick.
+	// Optional: nil ignores events.
+	OnEvent func(Event)
+
+	// DefaultLifetime is assumed for a token whose Expiry is zero and whose
+	// access token is not a JWT with an exp claim (O-06). Optional: zero means
+	// 1 h. Clamped to [MinLifetime, MaxLifetime].
+	DefaultLifetime time.Duration
+
+	// MinLifetime is the shortest lifetime the cache gives a token it
+	// receives: a token that arrives expired, with a negative lifetime or
+	// living less than this is used for MinLifetime (the server, or the
+	// clock, may be wrong; a usable access token is never thrown away) and
+	// the next refresh backs off so such tokens cannot cause a refresh loop.
+	// Optional: zero means 5 s. Clamped to [100 ms, 5 min].
+	MinLifetime time.Duration
+
+	// MaxLifetime caps a token's lifetime (a 2^40 s expires_in becomes this)
+	// so every token has a finite refresh schedule. Optional: zero means
+	// 24 h. Clamped to [MinLifetime, 1 year].
+	MaxLifetime time.Duration
+
+	// AdvisoryFraction is the point of a token's lifetime at which the cache
+	// starts refreshing in the background, before jitter and clamps.
+	// Optional: zero means 0.80. Clamped to [0.5, 0.95].
+	AdvisoryFraction float64
+
+	// Jitter spreads the advisory point: the early margin
+	// (1-AdvisoryFraction)*lifetime is multiplied by a random factor in
+	// [1-Jitter, 1+Jitter], so a fleet of processes does not refresh in
+	// lockstep (with the defaults: between 75 % and 85 % of the lifetime).
+	// Optional: zero means 0.25; negative means no jitter. Clamped to 0.9.
+	Jitter float64
+
+	// MaxAdvisoryMargin caps the early margin before jitter, so long-lived
+	// tokens refresh minutes, not hours, early. Optional: zero means 5 min.
+	// Clamped to at least 1 s.
+	MaxAdvisoryMargin time.Duration
+
+	// MandatoryWindow is the span before expiry in which callers wait for a
+	// refresh instead of using the old token. For short tokens it shrinks to
+	// a tenth of the lifetime, and the early margin is at least twice the
+	// window. Optional: zero means 10 s. Clamped to [10 ms, 5 min].
+	MandatoryWindow time.Duration
+
+	// RefreshTimeout bounds one refresh: store lock, load, upstream call
+	// and save. Optional: zero means 30 s. Clamped to [100 ms, 10 min].
+	RefreshTimeout time.Duration
+
+	// RetryBackoffMin and RetryBackoffMax bound the jittered exponential
+	// backoff between failed refreshes (and between failed save retries).
+	// During backoff a still-valid token keeps being served; an expired one
+	// gets the last error at once. Optional: zero means 1 s and 30 s.
+	// Clamped to [10 ms, 1 h], and Max to at least Min.
+	RetryBackoffMin time.Duration
+	RetryBackoffMax time.Duration
+
+	// RotationGrace is the server's grace period for reusing a rotated
+	// refresh token. When a refresh fails in transit (the server may have
+	// rotated the token and the answer got lost), the cache reloads the
+	// store and, only if the failure happened within RotationGrace of sending,
+	// retries once with the same refresh token (C-03). Optional: zero means
+	// never retry blindly.
+	RotationGrace time.Duration
+
+	// RefreshTokenLead is how long before the refresh token's own expiry
+	// (refresh_token_expires_in) an EventRefreshTokenExpiring is emitted.
+	// Optional: zero means 24 h; negative disables the event.
+	RefreshTokenLead time.Duration
+
+	// DisableIdleRefresh turns off the timer that refreshes a token at its
+	// advisory point when no caller asks for it. Optional: false keeps an
+	// idle process's token fresh.
+	DisableIdleRefresh bool
+
+	// rand returns a float in [0, 1) for jitter; nil uses math/rand/v2.
+	rand func() float64
+}
+
+// resolve applies defaults and clamps.
+func (o Options) resolve() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.rand == nil {
+		o.rand = rand.Float64
+	}
+	o.MinLifetime = clampDur(defDur(o.MinLifetime, DefaultMinLifetime), 100*time.Millisecond, 5*time.Minute)
+	o.MaxLifetime = clampDur(defDur(o.MaxLifetime, DefaultMaxLifetime), o.MinLifetime, 365*24*time.Hour)
+	o.DefaultLifetime = clampDur(defDur(o.DefaultLifetime, DefaultLifetime), o.MinLifetime, o.MaxLifetime)
+	if o.AdvisoryFraction == 0 {
+		o.AdvisoryFraction = DefaultAdvisoryFraction
+	}
+	o.AdvisoryFraction = min(max(o.AdvisoryFraction, 0.5), 0.95)
+	switch {
+	case o.Jitter == 0:
+		o.Jitter = DefaultJitter
+	case o.Jitter < 0:
+		o.Jitter = 0
+	}
+	o.Jitter = min(o.Jitter, 0.9)
+	o.MaxAdvisoryMargin = max(defDur(o.MaxAdvisoryMargin, DefaultMaxAdvisoryMargin), time.Second)
+	o.MandatoryWindow = clampDur(defDur(o.MandatoryWindow, DefaultMandatoryWindow), 10*time.Millisecond, 5*time.Minute)
+	o.RefreshTimeout = clampDur(defDur(o.RefreshTimeout, DefaultRefreshTimeout), 100*time.Millisecond, 10*time.Minute)
+	o.RetryBackoffMin = clampDur(defDur(o.RetryBackoffMin, DefaultRetryBackoffMin), 10*time.Millisecond, time.Hour)
+	o.RetryBackoffMax = clampDur(defDur(o.RetryBackoffMax, DefaultRetryBackoffMax), o.RetryBackoffMin, time.Hour)
+	o.RotationGrace = max(o.RotationGrace, 0)
+	if o.RefreshTokenLead == 0 {
+		o.RefreshTokenLead = DefaultRefreshTokenLead
+	}
+	return o
+}
+
+func defDur(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func clampDur(v, lo, hi time.Duration) time.Duration { return min(max(v, lo), hi) }
+
+// registry holds the one core per key in this process (O-02).
+var registry = struct {
+	mu sync.Mutex // guards m and every core's refs and closing
+	m  map[string]*core
+}{m: map[string]*core{}}
+
+// New returns the token cache for key, which identifies the credential
+// (usually store.Key.String()). up produces new tokens.
+//
+// There is one cache per key per process: while a cache for key is open, New
+// returns another handle to the same cache (so two clients for one profile
+// never refresh the same refresh token independently; O-02). The shared
+// cache keeps the Upstream and Options of the New call that created it; a
+// later New for the same key ignores its own up and optFns. Each handle must
+// be closed; the cache stops when the last handle is closed.
+//
+// Most users will use client.New instead.
+func New(key string, up Upstream, optFns ...func(*Options)) (*Cache, error) {
+	if key == "" {
+		return nil, errors.New("refresh: empty key")
+	}
+	if up == nil {
+		return nil, errors.New("refresh: nil Upstream")
+	}
+	var o Options
+	for _, fn := range optFns {
+		if fn != nil {
+			fn(&o)
+		}
+	}
+	o = o.resolve()
+	for {
+		registry.mu.Lock()
+		c := registry.m[key]
+		if c == nil {
+			c = newCore(key, up, o)
+			c.refs = 1
+			registry.m[key] = c
+			registry.mu.Unlock()
+			return &Cache{c: c}, nil
+		}
+		if c.closing {
+			// The last handle is being closed and its refresh may still be in
+			// flight: wait, so two refreshers for one key never overlap.
+			gone := c.gone
+			registry.mu.Unlock()
+			<-gone
+			continue
+		}
+		c.refs++
+		registry.mu.Unlock()
+		return &Cache{c: c}, nil
+	}
+}
+
+// Cache is a handle to the token cache of one key. It is safe for
+// concurrent use by multiple goroutines.
+type Cache struct {
+	c      *core
+	closed atomic.Bool
+}
+
+// Token returns a valid access token.
+//
+// While the token is fresh this is one atomic load, with no lock and no
+// allocation. The same *oauth2.Token pointer is returned until the token
+// changes, so callers may cache derived values (the Authorization header) by
+// pointer. The returned token has an empty RefreshToken (the refresh token
+// never leaves the cache) and a defined, finite Expiry; it must not be
+// modified.
+//
+// Token waits only when there is no usable token: on the first call, after
+// [Cache.Invalidate], or inside the mandatory window before expiry. A waiting
+// caller returns ctx.Err() as soon as ctx ends, while the refresh goes on for
+// the others.
+func (h *Cache) Token(ctx context.Context) (*oauth2.Token, error) {
+	if s := h.c.cur.Load(); s != nil && s.fresh && !h.closed.Load() {
+		return s.pub, nil
+	}
+	if h.closed.Load() {
+		return nil, ErrClosed
+	}
+	return h.c.token(ctx)
+}
+
+// Invalidate drops tok if, and only if, it is the token the cache currently
+// hands out (compare-and-swap on the pointer), so that a 401 on an old token
+// cannot discard a newer one. It reports whether tok was dropped. The next
+// [Cache.Token] refreshes (under the cross-process protocol, so a token
+// another process stored is adopted instead).
+func (h *Cache) Invalidate(tok *oauth2.Token) bool {
+	if tok == nil || h.closed.Load() {
+		return false
+	}
+	return h.c.invalidate(tok)
+}
+
+// Set publishes a token obtained outside the cache (a login): it is
+// validated, given a defined expiry, saved to the Persister and read back,
+// then published. If saving fails the token is still used and the returned
+// error matches [ErrPersistFailed]; the save is retried on the next access.
+func (h *Cache) Set(ctx context.Context, tok *oauth2.Token) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
+	return h.c.set(ctx, tok)
+}
+
+// Key returns the key the cache was created for.
+func (h *Cache) Key() string { return h.c.key }
+
+// Close releases this handle. Closing the last handle of a key stops the
+// idle timer and waits for a refresh in flight to finish (it is bounded by
+// [Options.RefreshTimeout]) so that the new token is saved. Close is
+// idempotent; a closed handle's methods return [ErrClosed].
+func (h *Cache) Close() error {
+	if !h.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	c := h.c
+	registry.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	if last {
+		c.closing = true
+	}
+	registry.mu.Unlock()
+	if !last {
+		return nil
+	}
+	c.shutdown()
+	registry.mu.Lock()
+	if registry.m[c.key] == c {
+		delete(registry.m, c.key)
+	}
+	registry.mu.Unlock()
+	close(c.gone)
+	return nil
+}
+
+// String describes the cache without any secret.
+func (h *Cache) String() string {
+	s := h.c.cur.Load()
+	if s == nil {
+		return "refresh.Cache{key=" + h.c.key + ", no token}"
+	}
+	return "refresh.Cache{key=" + h.c.key + ", expiry=" + s.expiry.UTC().Format(time.RFC3339) + "}"
+}
+
+// GoString is String, so %#v prints no secret either.
+func (h *Cache) GoString() string { return h.String() }
+
+// LogValue implements [slog.LogValuer]: the key, the token's expiry and
+// state, never a token.
+func (h *Cache) LogValue() slog.Value {
+	s := h.c.cur.Load()
+	if s == nil {
+		return slog.GroupValue(slog.String("key", h.c.key), slog.Bool("token", false))
+	}
+	return slog.GroupValue(slog.String("key", h.c.key), slog.Any("token", s))
+}
+
+// TokenSource adapts src (usually a [*Cache]) to [oauth2.TokenSource] for
+// code written for golang.org/x/oauth2. oauth2.TokenSource has no context,
+// so each call uses context.Background(): it can wait up to
+// [Options.RefreshTimeout] when a refresh is needed. Errors keep matching
+// this package's sentinels and also unwrap to an *oauth2.RetrieveError when
+// they carry an OAuth error code.
+func TokenSource(src interface {
+	Token(context.Context) (*oauth2.Token, error)
+}) oauth2.TokenSource {
+	return tokenSource{src: src}
+}
+
+type tokenSource struct {
+	src interface {
+		Token(context.Context) (*oauth2.Token, error)
+	}
+}
+
+func (ts tokenSource) Token() (*oauth2.Token, error) {
+	t, err := ts.src.Token(context.Background())
+	if err != nil {
+		return nil, toOAuth2Error(err)
+	}
+	return t, nil
+}
+
+// FromTokenSource adapts an [oauth2.TokenSource] to [Upstream], so existing
+// x/oauth2 grants can feed a [Cache]. The source keeps its own refresh token
+// (the cache's current token is not passed to it), and oauth2.TokenSource
+// cannot be cancelled: the call runs on its own goroutine and Token returns
+// when ctx ends. Errors are classified into this package's taxonomy
+// (*oauth2.RetrieveError codes, net errors). For rotating refresh tokens a
+// native Upstream that uses the current token is better.
+func FromTokenSource(ts oauth2.TokenSource) Upstream {
+	if a, ok := ts.(tokenSource); ok {
+		// Undo TokenSource instead of stacking adapters.
+		return UpstreamFunc(func(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
+			return a.src.Token(ctx)
+		})
+	}
+	return UpstreamFunc(func(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
+		type result struct {
+			t   *oauth2.Token
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			t, err := ts.Token()
+			ch <- result{t, err}
+		}()
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				return nil, classify(r.err)
+			}
+			return r.t, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+}
