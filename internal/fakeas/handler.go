@@ -1,0 +1,198 @@
+package fakeas
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/tokenward/tokenward/internal/redact"
+)
+
+// reply is a response computed by an endpoint, written (or replaced by a
+// fault) afterwards.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func textReply(status int, ct, body string) *reply {
+	return &reply{status: status, header: http.Header{"Content-Type": {ct}}, body: []byte(body)}
+}
+
+func jsonReply(status int, v any) *reply {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return textReply(http.StatusInternalServerError, "text/plain", "fakeas: cannot encode response\n")
+	}
+	return &reply{status: status, header: http.Header{"Content-Type": {"application/json"}}, body: b}
+}
+
+func oauthError(status int, code, desc string) *reply {
+	m := map[string]string{"error": code}
+	if desc != "" {
+		m["error_description"] = desc
+	}
+	rep := jsonReply(status, m)
+	rep.header.Set("Cache-Control", "no-store")
+	return rep
+}
+
+func (rep *reply) write(w http.ResponseWriter) {
+	for k, vs := range rep.header {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(rep.body)))
+	w.WriteHeader(rep.status)
+	w.Write(rep.body)
+}
+
+// endpointFunc computes the reply of one endpoint. It runs without s.mu
+// held; it takes the lock itself.
+type endpointFunc func(r *http.Request) *reply
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/.well-known/oauth-authorization-server", s.endpoint(EndpointDiscovery, s.discovery))
+	mux.Handle("/.well-known/openid-configuration", s.endpoint(EndpointDiscovery, s.discovery))
+	mux.Handle(PathAuthorize, s.endpoint(EndpointAuthorize, s.authorize))
+	mux.Handle(PathToken, s.endpoint(EndpointToken, s.token))
+	mux.Handle(PathDeviceAuthorization, s.endpoint(EndpointDeviceAuthorization, s.deviceAuthorization))
+	mux.Handle(PathDeviceVerification, s.endpoint(EndpointDeviceVerification, s.deviceVerification))
+	mux.Handle(PathRevocation, s.endpoint(EndpointRevocation, s.revoke))
+	mux.Handle(PathUserinfo, s.endpoint(EndpointUserinfo, s.userinfo))
+	return mux
+}
+
+// endpoint wraps an endpoint with what every request goes through: the
+// server's Date, counting, fault injection, logging.
+func (s *Server) endpoint(name string, fn endpointFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.RLock()
+		now := s.now()
+		disabled := slices.Contains(s.cfg.DisabledEndpoints, name)
+		s.mu.RUnlock()
+		w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+			if err := r.ParseForm(); err != nil {
+				s.finish(w, r, name, "", nil, oauthError(http.StatusBadRequest, "invalid_request", "unreadable form body"))
+				return
+			}
+		}
+		grant := ""
+		if name == EndpointToken && r.Method == http.MethodPost {
+			grant = r.PostForm.Get("grant_type")
+		}
+
+		s.mu.Lock()
+		s.stats.Requests[name]++
+		if name == EndpointToken && r.Method == http.MethodPost {
+			s.stats.TokenPosts++
+			s.stats.Grants[grant]++
+		}
+		var waits []Fault
+		var hang <-chan struct{}
+		var fault *Fault
+		if !disabled {
+			waits, hang, fault = s.matchFaults(name, grant)
+		}
+		s.mu.Unlock()
+
+		if disabled {
+			s.finish(w, r, name, grant, nil, textReply(http.StatusNotFound, "text/plain; charset=utf-8", "404 page not found\n"))
+			return
+		}
+		if !s.wait(r.Context(), waits, hang) {
+			s.logf("fakeas: request abandoned while held", slog.String("endpoint", name), slog.String("grant", grant))
+			return
+		}
+		if fault != nil && !fault.after() {
+			if grant == GrantRefreshToken {
+				s.mu.Lock()
+				s.present(r.PostForm.Get("refresh_token"), "fault:"+fault.Kind.String())
+				s.mu.Unlock()
+			}
+			s.finish(w, r, name, grant, fault, nil)
+			return
+		}
+		rep := fn(r)
+		s.finish(w, r, name, grant, fault, rep)
+	})
+}
+
+// finish writes rep, or applies fault (with rep as the real response for
+// after-processing faults).
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, name, grant string, fault *Fault, rep *reply) {
+	attrs := []slog.Attr{
+		slog.String("endpoint", name), slog.String("method", r.Method),
+		slog.String("path", redact.URL(r.URL)), slog.String("grant", grant),
+	}
+	if fault != nil {
+		attrs = append(attrs, slog.String("fault", fault.Kind.String()))
+		switch fault.Kind {
+		case FaultReset, FaultResponseLost:
+			s.logf("fakeas: connection reset", attrs...)
+			abortConn(w)
+			return
+		case FaultHugeBody:
+			s.logf("fakeas: streaming huge body", attrs...)
+			s.writeHuge(w, r, fault.Size)
+			return
+		}
+		if fr := s.faultReply(fault, r, rep); fr != nil {
+			rep = fr
+		}
+	}
+	if rep == nil {
+		rep = textReply(http.StatusInternalServerError, "text/plain", "fakeas: no response\n")
+	}
+	attrs = append(attrs, slog.Int("status", rep.status))
+	s.logf("fakeas: request", attrs...)
+	rep.write(w)
+}
+
+// aborter is implemented by the in-memory response writer.
+type aborter interface{ abort() }
+
+// abortConn resets the client's connection without a response.
+func abortConn(w http.ResponseWriter) {
+	if a, ok := w.(aborter); ok {
+		a.abort()
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler) // HTTP/2: the server resets the stream
+	}
+	c, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	resetConn(c)
+}
+
+// formValue returns a parameter from the POST form or, for GET, the query.
+func formValue(r *http.Request, key string) string {
+	if r.Method == http.MethodPost {
+		return r.PostForm.Get(key)
+	}
+	return r.URL.Query().Get(key)
+}
+
+func formValues(r *http.Request, key string) []string {
+	if r.Method == http.MethodPost {
+		return r.PostForm[key]
+	}
+	return r.URL.Query()[key]
+}
+
+// validResource: an absolute URI without fragment (RFC 8707 section 2).
+func validResource(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && u.Fragment == "" && !u.ForceQuery && (u.Host != "" || u.Opaque != "")
+}

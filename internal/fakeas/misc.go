@@ -1,0 +1,125 @@
+package fakeas
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// discovery serves the RFC 8414 / OpenID Connect discovery document (the
+// same one at both well-known paths).
+func (s *Server) discovery(r *http.Request) *reply {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return textReply(http.StatusMethodNotAllowed, "text/plain; charset=utf-8", "method not allowed\n")
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	iss := s.issuer
+	if s.cfg.DiscoveryIssuer != "" {
+		iss = s.cfg.DiscoveryIssuer
+	}
+	enabled := func(name string) bool { return !slices.Contains(s.cfg.DisabledEndpoints, name) }
+	doc := map[string]any{
+		"issuer":                                           iss,
+		"response_types_supported":                         []string{"code"},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"subject_types_supported":                          []string{"public"},
+		"id_token_signing_alg_values_supported":            []string{"none"},
+		"token_endpoint_auth_signing_alg_values_supported": []string{"RS256", "ES256", "ES384", "ES512"},
+		"authorization_response_iss_parameter_supported":   !s.cfg.OmitCallbackIss,
+	}
+	grants := []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+	if enabled(EndpointAuthorize) {
+		doc["authorization_endpoint"] = s.issuer + PathAuthorize
+	}
+	if enabled(EndpointToken) {
+		doc["token_endpoint"] = s.issuer + PathToken
+	}
+	if enabled(EndpointDeviceAuthorization) {
+		doc["device_authorization_endpoint"] = s.issuer + PathDeviceAuthorization
+		grants = append(grants, GrantDeviceCode)
+	}
+	if enabled(EndpointRevocation) {
+		doc["revocation_endpoint"] = s.issuer + PathRevocation
+	}
+	if enabled(EndpointUserinfo) {
+		doc["userinfo_endpoint"] = s.issuer + PathUserinfo
+	}
+	doc["grant_types_supported"] = grants
+	var methods []string
+	for _, m := range []string{AuthNone, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT} {
+		for _, c := range s.cfg.Clients {
+			if c.method() == m {
+				methods = append(methods, m)
+				break
+			}
+		}
+	}
+	doc["token_endpoint_auth_methods_supported"] = methods
+	var scopes []string
+	for _, c := range s.cfg.Clients {
+		for _, sc := range c.Scopes {
+			if !slices.Contains(scopes, sc) {
+				scopes = append(scopes, sc)
+			}
+		}
+	}
+	if len(scopes) > 0 {
+		doc["scopes_supported"] = scopes
+	}
+	return jsonReply(http.StatusOK, doc)
+}
+
+// revoke serves RFC 7009: 200 for known and unknown tokens alike;
+// revoking a refresh token revokes its family. token_type_hint is only a
+// hint. A token of another client is left alone (and still answered 200).
+func (s *Server) revoke(r *http.Request) *reply {
+	if r.Method != http.MethodPost {
+		return oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, errRep := s.authenticate(r)
+	if errRep != nil {
+		return errRep
+	}
+	tok := r.PostForm.Get("token")
+	if tok == "" {
+		return oauthError(http.StatusBadRequest, "invalid_request", "token missing")
+	}
+	owner := ""
+	if at, ok := s.ats[tok]; ok {
+		owner = at.clientID
+	} else if rt, ok := s.rts[tok]; ok {
+		owner = rt.fam.clientID
+	}
+	if owner == c.ID && s.revokeLocked(tok) {
+		s.stats.Revocations++
+	}
+	return &reply{status: http.StatusOK, header: http.Header{"Cache-Control": {"no-store"}}}
+}
+
+// userinfo answers {"sub": ...} for a valid access token of any audience.
+func (s *Server) userinfo(r *http.Request) *reply {
+	tok, ok := bearer(r)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	at := s.ats[tok]
+	if !ok || at == nil || at.revoked || (at.fam != nil && at.fam.revoked) || !s.now().Before(at.expiry) {
+		rep := textReply(http.StatusUnauthorized, "application/json", `{"error":"invalid_token"}`)
+		rep.header.Set("WWW-Authenticate", `Bearer realm="fakeas", error="invalid_token"`)
+		return rep
+	}
+	return jsonReply(http.StatusOK, map[string]string{"sub": at.subject})
+}
+
+// bearer extracts a Bearer credential (scheme case-insensitive).
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
