@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -793,5 +794,49 @@ func TestSet(t *testing.T) {
 	}
 	if tok, _ := c.Token(t.Context()); tok.AccessToken != "login2" || st.get(c.Key()).RefreshToken != "rt2" {
 		t.Fatalf("after a failed Set: token %q stored %q; want login2 used and saved on the next access", tok.AccessToken, st.get(c.Key()).RefreshToken)
+	}
+}
+
+func TestClear(t *testing.T) {
+	t.Parallel()
+	st := newMemStore()
+	var calls atomic.Int32
+	c := mustNew(t, UpstreamFunc(func(_ context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+		calls.Add(1)
+		if cur == nil || cur.RefreshToken == "" {
+			return nil, fmt.Errorf("no refresh token: %w", ErrReauthRequired)
+		}
+		return &oauth2.Token{AccessToken: "refreshed", RefreshToken: "rt-new", Expiry: time.Now().Add(time.Hour)}, nil
+	}), func(o *Options) { o.Persister = st })
+	defer c.Close()
+	if err := c.Set(t.Context(), &oauth2.Token{AccessToken: "login-at", RefreshToken: "login-rt", Expiry: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := c.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Clear(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st.get(c.Key()) != nil {
+		t.Fatal("Clear left the stored token")
+	}
+	tok, err := c.Token(t.Context())
+	if !errors.Is(err, ErrReauthRequired) || tok != nil {
+		t.Fatalf("Token after Clear = %v, %v; want ErrReauthRequired", tok, err)
+	}
+	if c.Invalidate(old) {
+		t.Fatal("the cleared token is still current")
+	}
+	// A new login brings the cache back at once, backoff or not.
+	if err := c.Set(t.Context(), &oauth2.Token{AccessToken: "login2", RefreshToken: "rt2", Expiry: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "login2" {
+		t.Fatalf("Token after a new Set = %v, %v", tok, err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("upstream called %d times, want 1 (the call that found no refresh token)", n)
 	}
 }

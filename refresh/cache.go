@@ -106,6 +106,7 @@ const (
 	opRefresh opKind = iota // lock, load/adopt, call Upstream, save, publish
 	opPersist               // retry saving an unsaved token
 	opSet                   // publish a token handed to Set
+	opClear                 // forget the token: delete it from the Persister and memory
 )
 
 // flight is the one operation in progress for a key. Its fields are written
@@ -674,6 +675,59 @@ func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error
 	c.mu.Unlock()
 	c.publish(ns)
 	return perr
+}
+
+// clear implements Cache.Clear: it waits for any operation in flight, then,
+// under the store lock, deletes the stored token and drops the one in
+// memory, so no caller is handed it again.
+func (c *core) clear(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		if f := c.fl; f != nil {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		f := &flight{op: opClear, done: make(chan struct{})}
+		c.fl = f
+		c.mu.Unlock()
+		start := time.Now()
+		err := c.doClear(ctx)
+		c.mu.Lock()
+		c.failures, c.lastErr, c.nextAttempt, c.rtWarned = 0, nil, time.Time{}, ""
+		c.mu.Unlock()
+		c.finish(f, start, nil)
+		return err
+	}
+}
+
+func (c *core) doClear(ctx context.Context) error {
+	// Drop the token in memory first: even if the store fails, this
+	// process stops using it.
+	c.cur.Store(nil)
+	p := c.o.Persister
+	if p == nil {
+		return nil
+	}
+	if c.locker != nil {
+		unlock, err := c.locker.Lock(ctx, c.key)
+		if err != nil {
+			return c.wrap("taking the store lock", err)
+		}
+		defer unlock()
+	}
+	if err := p.Delete(ctx, c.key); err != nil {
+		return c.wrap("deleting the stored token", err)
+	}
+	return nil
 }
 
 // invalidate implements Cache.Invalidate.

@@ -353,3 +353,10 @@ func toOAuth2Error(err error) error {
 		ErrorDescription: e.Description,
 	}}
 }
+
+// Classify maps an error from a grant into this package's taxonomy, the way
+// the cache classifies Upstream errors: the result is an *Error that matches
+// one of the sentinels (or none, for an unknown failure) and unwraps to err.
+// Grant implementations (such as the client package's login flows) use it to
+// report their own failures with the same kinds. Classify(nil) is nil.
+func Classify(err error) error { return classify(err) }

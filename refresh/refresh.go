@@ -319,6 +319,19 @@ func (h *Cache) Set(ctx context.Context, tok *oauth2.Token) error {
 	return h.c.set(ctx, tok)
 }
 
+// Clear forgets the token (a logout): it deletes the stored token from the
+// Persister, under the store lock, and drops the one in memory, so Token
+// hands it out no more. Until [Cache.Set] publishes a new token, Token
+// reports what the Upstream says without a token (for a refresh grant,
+// [ErrReauthRequired]). The token in memory is dropped even when deleting
+// the stored one fails, which is reported.
+func (h *Cache) Clear(ctx context.Context) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
+	return h.c.clear(ctx)
+}
+
 // Key returns the key the cache was created for.
 func (h *Cache) Key() string { return h.c.key }
 
