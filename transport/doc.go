@@ -1,3 +1,81 @@
-// Package transport provides the http.RoundTripper that attaches access tokens
-// only to allowed origins and recovers once from a rejected token.
+// Package transport provides the [http.RoundTripper] that attaches access
+// tokens only to allowed origins, cheaply, and recovers once from a token the
+// resource server rejects. Most users will get it from client.New instead
+// of using it directly.
+//
+// # Data flow
+//
+// For each request, [Transport.RoundTrip]:
+//
+//  1. checks the request's origin (scheme, host, port) against
+//     [Transport.Origins]; a request to any other origin is sent unchanged,
+//     without a token (or refused with [ErrOriginNotAllowed] when
+//     RejectOtherOrigins is set);
+//  2. asks the [TokenSource] for the current token with the request's
+//     context (refresh.Cache answers from memory while the token is fresh);
+//  3. sends a shallow copy of the request with its own header map and the
+//     Authorization value, which is computed once per token (the source
+//     returns the same pointer while the token is unchanged) and reused for
+//     every request; the optional [Transport.Prepare] hook may add headers
+//     or sign the copy (the hook point for DPoP, RFC 9449);
+//  4. on a 401 with error="invalid_token", invalidates that token and
+//     resends once (below).
+//
+// It keeps the net/http contract: the caller's request is never modified,
+// its body is closed exactly once on every path, and the result is a
+// response or an error, never both.
+//
+// # Origin scoping
+//
+// The token goes only to the origins listed in Transport.Origins, compared
+// by scheme, host (case-insensitive) and port (default ports normalised).
+// net/http's Client calls the transport again for every redirect hop, so a
+// redirect to another host, to another port of the same host or from https
+// to http goes out without the token, for 301, 302, 303, 307 and 308 alike.
+// (golang.org/x/oauth2's Transport adds the token on every hop; see
+// golang/oauth2#500.) Origins must be https; http is accepted only for
+// loopback hosts with AllowInsecureLoopback, and [New] fails with
+// [ErrInsecureURL] otherwise. Only Bearer tokens are sent, unless Prepare
+// declares the token type in PrepareTokenTypes; any other type fails with
+// [ErrUnsupportedTokenType].
+//
+// # The 401 rule
+//
+// When a request that carried token T gets a 401 whose WWW-Authenticate has
+// a challenge of T's scheme with error="invalid_token" (or any 401, with
+// InvalidateOnAny401), the transport calls [Invalidator].Invalidate(T),
+// which discards T only if it is still current (compare-and-swap, so a token
+// refreshed meanwhile by another request survives). If the body can be
+// replayed (no body, or GetBody set) and the source now returns a different
+// token, the first response is drained and closed and the request is sent
+// once more; whatever that returns, even another 401, goes to the caller.
+// There is never a second resend. [ParseChallenges] is the RFC 9110 parser
+// used for this, and [BearerErrorFrom] exposes insufficient_scope
+// (RFC 6750) and insufficient_user_authentication (RFC 9470) details.
+//
+// # Retries
+//
+// API retries belong outside the transport, so that each attempt asks the
+// source for a current token (a token that expires during a backoff is not
+// reused). [NewRetryClient] builds that stack with go-retryablehttp:
+//
+//	returned http.Client -> retry loop -> inner http.Client -> Transport -> Base
+//
+// It retries only idempotent requests (or those marked with
+// [WithIdempotent]) whose body can be replayed without buffering, caps every
+// wait (Retry-After included) and the total time, hands the last response to
+// the caller, and sets the redirect policy and per-attempt timeout on the
+// inner client, where they take effect.
+//
+// # Logging
+//
+// Transport.Logger (log/slog, discarded by default) receives one line per
+// unusual event: a request sent without a token because of its origin
+// (debug), a refused origin or a failing token source (warn), an unusable
+// token (error), a rejected token and a resend (info). Lines carry the
+// method, the URL cut to scheme://host/path, the challenge's error code and
+// error strings passed through internal/redact. Headers (Authorization,
+// Proxy-Authorization, Cookie, Set-Cookie, DPoP, ...), bodies, query strings
+// and tokens are never logged. The retry client logs go-retryablehttp's
+// messages through the same redaction, never through its default logger.
 package transport

@@ -1,0 +1,585 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/internal/twerr"
+)
+
+// Errors returned by [Transport.RoundTrip] and [New]. Branch on them with
+// [errors.Is].
+var (
+	// ErrInsecureURL is returned (wrapped) for an allowed origin that is not
+	// https. Plain http is accepted only for loopback hosts (localhost,
+	// 127.0.0.0/8, ::1) when [Transport.AllowInsecureLoopback] is set.
+	ErrInsecureURL = twerr.ErrInsecureURL
+
+	// ErrUnsupportedTokenType is returned (wrapped) when the source hands out
+	// a token whose type is neither Bearer nor one of
+	// [Transport.PrepareTokenTypes].
+	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
+
+	// ErrOriginNotAllowed is returned (wrapped) for a request to an origin
+	// outside [Transport.Origins] when [Transport.RejectOtherOrigins] is set.
+	// Without that option such requests are sent without a token.
+	ErrOriginNotAllowed = errors.New("transport: origin not allowed")
+
+	// ErrConfig is returned (wrapped) for an unusable configuration: no
+	// Source, no Origins, or an origin that does not parse as
+	// scheme://host[:port].
+	ErrConfig = errors.New("transport: invalid configuration")
+)
+
+// TokenSource supplies access tokens. refresh.Cache implements it.
+//
+// Token must be safe for concurrent use. While the token is unchanged it
+// should return the same pointer, which the transport uses to reuse the
+// precomputed Authorization value; the returned token must not be modified.
+type TokenSource interface {
+	Token(ctx context.Context) (*oauth2.Token, error)
+}
+
+// Invalidator is optionally implemented by a [TokenSource]. Invalidate
+// discards tok if, and only if, it is still the current token (a
+// compare-and-swap on the cache), so that the next Token call fetches a new
+// one; it reports whether it did. The transport calls it with exactly the
+// token a resource server rejected.
+type Invalidator interface {
+	Invalidate(tok *oauth2.Token) bool
+}
+
+// TokenSourceFunc adapts a function to [TokenSource].
+type TokenSourceFunc func(ctx context.Context) (*oauth2.Token, error)
+
+// Token calls f(ctx).
+func (f TokenSourceFunc) Token(ctx context.Context) (*oauth2.Token, error) { return f(ctx) }
+
+// Transport is an [http.RoundTripper] that attaches an access token from
+// Source to requests for the allowed Origins, and to nothing else.
+//
+// Configure it either with a struct literal or with [New], which validates
+// the configuration up front. A literal Transport validates itself on first
+// use and, if the configuration is unusable, fails every request with the
+// same error. Fields must not be changed after the first request.
+//
+// A Transport is safe for concurrent use by multiple goroutines. It must not
+// be copied after first use. Most users will get one from client.New instead.
+type Transport struct {
+	// Source supplies the token. Required. If it also implements
+	// [Invalidator], a token rejected with a 401 is invalidated before the
+	// single resend (see [Transport.RoundTrip]).
+	Source TokenSource
+
+	// Base sends the requests. Optional; nil means a clone of
+	// http.DefaultTransport, made once per process and shared by every
+	// Transport without a Base.
+	Base http.RoundTripper
+
+	// Origins lists the origins (scheme://host[:port], no path, query or
+	// user info) that receive the token. Required: at least one. Host names
+	// compare case-insensitively and default ports are normalised, so
+	// "https://api.example.com" and "https://API.example.com:443" are the same
+	// origin. Every origin must be https, except loopback hosts when
+	// AllowInsecureLoopback is set; others fail with [ErrInsecureURL].
+	Origins []string
+
+	// AllowInsecureLoopback permits http origins whose host is localhost,
+	// an address in 127.0.0.0/8 or ::1 (local development and tests).
+	// Optional; default false.
+	AllowInsecureLoopback bool
+
+	// RejectOtherOrigins makes requests to origins outside Origins fail with
+	// [ErrOriginNotAllowed] instead of going out without a token. This
+	// includes every redirect hop to another origin. Optional; default false.
+	RejectOtherOrigins bool
+
+	// InvalidateOnAny401 treats every 401 answer to a request that carried a
+	// token like a 401 with a Bearer error="invalid_token" challenge.
+	// Optional; default false (only invalid_token challenges count).
+	InvalidateOnAny401 bool
+
+	// Prepare, if set, is called for every request that carries a token,
+	// after the Authorization header has been set, with the outgoing copy of
+	// the request (never the caller's) and the token. It may add or replace
+	// headers (for example a DPoP proof, RFC 9449) with req.Header.Set and
+	// friends; it must not modify header values in place or any other field
+	// shared with the caller's request (URL, Body). An error fails the
+	// request. Optional.
+	Prepare func(req *http.Request, tok *oauth2.Token) error
+
+	// PrepareTokenTypes lists token types other than Bearer (for example
+	// "DPoP") that Prepare knows how to send; compared case-insensitively.
+	// For a token of such a type the transport sets no Authorization header
+	// and Prepare must set it. A token of any other type than Bearer (or
+	// empty, which means Bearer) fails with [ErrUnsupportedTokenType].
+	// Ignored when Prepare is nil. Optional.
+	PrepareTokenTypes []string
+
+	// Logger receives what the transport logs: refused or token-less
+	// origins, token-source failures, rejected tokens and resends. It never
+	// receives headers, bodies, query strings or tokens. Optional; nil means
+	// discard.
+	Logger *slog.Logger
+
+	once sync.Once
+	c    *config // set once by once; immutable afterwards
+}
+
+// New returns a [Transport] with Source src, after applying optFns to it,
+// and validates the configuration: it fails with [ErrInsecureURL] for an
+// origin that would send the token in clear text and with [ErrConfig] for
+// other mistakes (no origins, an origin with a path). The optFns set the
+// other exported fields, for example:
+//
+//	t, err := transport.New(src, func(t *transport.Transport) {
+//		t.Origins = []string{"https://api.example.com"}
+//	})
+func New(src TokenSource, optFns ...func(*Transport)) (*Transport, error) {
+	t := &Transport{Source: src}
+	for _, fn := range optFns {
+		fn(t)
+	}
+	c := t.compile()
+	if c.err != nil {
+		return nil, c.err
+	}
+	t.once.Do(func() { t.c = c })
+	return t, nil
+}
+
+// config is the validated, immutable form of a Transport's fields.
+type config struct {
+	err          error
+	src          TokenSource
+	inv          Invalidator // nil if src does not implement it
+	base         http.RoundTripper
+	origins      []origin
+	reject       bool
+	any401       bool
+	prepare      func(*http.Request, *oauth2.Token) error
+	prepareTypes []string
+	log          *slog.Logger
+
+	// auth caches the Authorization value of the last token seen; replaced
+	// (never mutated) when the source hands out another token pointer.
+	auth atomic.Pointer[authValue]
+}
+
+// authValue is the precomputed header value for one token.
+type authValue struct {
+	tok    *oauth2.Token
+	header []string // {"Bearer <token>"}; nil when Prepare sets Authorization
+	scheme string   // challenge scheme that can reject this token
+}
+
+// origin is a normalised allowlist entry.
+type origin struct {
+	scheme string // "https" or "http", lower case
+	host   string // lower case, without brackets
+	port   string // decimal, never empty
+	// exact holds the forms url.URL.Host takes for this origin when written
+	// in lower case ("api.example.com", "api.example.com:443"; brackets kept
+	// for IPv6), for a fast path that needs no parsing. exact[1] may be "".
+	exact [2]string
+}
+
+var defaultBase = sync.OnceValue(func() http.RoundTripper {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		return t.Clone()
+	}
+	// Someone replaced http.DefaultTransport; respect their choice.
+	return http.DefaultTransport
+})
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+var errNoToken = errors.New("source returned no access token")
+
+func (t *Transport) cfg() *config {
+	t.once.Do(func() { t.c = t.compile() })
+	return t.c
+}
+
+// compile validates the exported fields and returns their immutable form.
+// On error c.err is set; c.base and c.log are always usable.
+func (t *Transport) compile() *config {
+	c := &config{
+		src:    t.Source,
+		base:   t.Base,
+		reject: t.RejectOtherOrigins,
+		any401: t.InvalidateOnAny401,
+		log:    t.Logger,
+	}
+	if c.base == nil {
+		c.base = defaultBase()
+	}
+	if c.log == nil {
+		c.log = discardLogger
+	}
+	if t.Prepare != nil {
+		c.prepare = t.Prepare
+		c.prepareTypes = append([]string(nil), t.PrepareTokenTypes...)
+	}
+	if c.src == nil {
+		c.err = fmt.Errorf("%w: Source is nil", ErrConfig)
+		return c
+	}
+	c.inv, _ = c.src.(Invalidator)
+	if len(t.Origins) == 0 {
+		c.err = fmt.Errorf("%w: no origins allowed; the token would never be sent", ErrConfig)
+		return c
+	}
+	for _, s := range t.Origins {
+		o, err := parseOrigin(s, t.AllowInsecureLoopback)
+		if err != nil {
+			c.err = err
+			return c
+		}
+		c.origins = append(c.origins, o)
+	}
+	return c
+}
+
+func parseOrigin(s string, allowLoopback bool) (origin, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" || u.Host == "" {
+		return origin{}, fmt.Errorf("%w: origin %q is not scheme://host[:port]", ErrConfig, redact.URLString(s))
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return origin{}, fmt.Errorf("%w: origin %q must not have user info, a path, a query or a fragment", ErrConfig, redact.URL(u))
+	}
+	o := origin{scheme: strings.ToLower(u.Scheme), host: strings.ToLower(u.Hostname()), port: u.Port()}
+	if o.host == "" {
+		return origin{}, fmt.Errorf("%w: origin %q has no host", ErrConfig, redact.URL(u))
+	}
+	if o.port == "" {
+		o.port = defaultPort(o.scheme)
+	} else if n, err := strconv.Atoi(o.port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != o.port {
+		return origin{}, fmt.Errorf("%w: origin %q has an invalid port", ErrConfig, redact.URL(u))
+	}
+	h := o.host
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]"
+	}
+	o.exact[0] = h + ":" + o.port
+	if o.port == defaultPort(o.scheme) {
+		o.exact[1] = h
+	}
+	switch o.scheme {
+	case "https":
+	case "http":
+		if !allowLoopback || !isLoopback(o.host) {
+			return origin{}, fmt.Errorf("transport: origin %q: %w", redact.URL(u), ErrInsecureURL)
+		}
+	default:
+		return origin{}, fmt.Errorf("transport: origin %q: scheme must be https: %w", redact.URL(u), ErrInsecureURL)
+	}
+	return o, nil
+}
+
+func defaultPort(scheme string) string {
+	switch {
+	case strings.EqualFold(scheme, "https"):
+		return "443"
+	case strings.EqualFold(scheme, "http"):
+		return "80"
+	}
+	return ""
+}
+
+// isLoopback reports whether host (lower case, no brackets) is a loopback
+// name or address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// allowed reports whether u's origin is on the allowlist. It does not
+// allocate: it runs on every request.
+func (c *config) allowed(u *url.URL) bool {
+	// Fast path: the usual lower-case URL matches one form exactly.
+	for i := range c.origins {
+		o := &c.origins[i]
+		if u.Scheme == o.scheme && (u.Host == o.exact[0] || (u.Host == o.exact[1] && o.exact[1] != "")) {
+			return true
+		}
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = defaultPort(u.Scheme)
+	}
+	for i := range c.origins {
+		o := &c.origins[i]
+		if o.port == port && strings.EqualFold(o.scheme, u.Scheme) && strings.EqualFold(o.host, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// RoundTrip sends req through Base and, when req's origin is allowed,
+// attaches the current token.
+//
+// It keeps the [http.RoundTripper] contract: it never modifies req (the
+// token goes on a shallow copy with its own header map); it closes req.Body
+// exactly once on every path, including errors and refused origins (by
+// handing it to Base, which closes it, or by closing it itself); and it
+// returns either a response or an error, never both. A 401 is a response,
+// not an error.
+//
+// Origins: the token is attached only if req.URL's scheme, host and port
+// match one of Origins. Every other request, including each redirect hop
+// that net/http follows to another origin, another port or from https to
+// http, is sent unchanged without the token, or fails with
+// [ErrOriginNotAllowed] when RejectOtherOrigins is set.
+//
+// 401: when a request that carried token T is answered 401 with a challenge
+// of T's scheme carrying error="invalid_token" (or with any 401 when
+// InvalidateOnAny401 is set), RoundTrip invalidates exactly T on the source
+// ([Invalidator], compare-and-swap) and resends the request once with a
+// fresh token, provided the body can be replayed (no body, or GetBody set)
+// and the source hands out a different token. The first response is drained
+// and closed before the resend; the answer to the resend is returned as it
+// is, even another 401. If the request cannot be resent, the first 401 is
+// returned (T is invalidated all the same, so the next request gets a new
+// token).
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := t.cfg()
+	if c.err != nil {
+		closeBody(req)
+		return nil, c.err
+	}
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("transport: request has no URL")
+	}
+	if !c.allowed(req.URL) {
+		return c.roundTripOther(req)
+	}
+	ctx := req.Context()
+	tok, err := c.src.Token(ctx)
+	if err == nil && (tok == nil || tok.AccessToken == "") {
+		err = errNoToken
+	}
+	if err != nil {
+		closeBody(req)
+		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: no token; request not sent",
+			slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}),
+			slog.String("error", redact.String(err.Error())))
+		return nil, fmt.Errorf("transport: token: %w", err)
+	}
+	av, err := c.authFor(tok)
+	if err != nil {
+		closeBody(req)
+		c.log.LogAttrs(ctx, slog.LevelError, "transport: token not usable; request not sent",
+			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", err.Error()))
+		return nil, err
+	}
+	out, err := c.outgoing(req, av, req.Body)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := c.base.RoundTrip(out)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	return c.rejected(req, av, resp)
+}
+
+// outgoing returns the copy of req that is sent: same fields, its own header
+// map (values shared but clipped, so an Add on the copy cannot write into the
+// caller's arrays), the Authorization value and whatever Prepare adds.
+func (c *config) outgoing(req *http.Request, av *authValue, body io.ReadCloser) (*http.Request, error) {
+	out := new(http.Request)
+	*out = *req
+	out.Body = body
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		h[k] = v[:len(v):len(v)]
+	}
+	if av.header != nil {
+		h["Authorization"] = av.header
+	}
+	out.Header = h
+	if c.prepare != nil {
+		if err := c.prepare(out, av.tok); err != nil {
+			return nil, fmt.Errorf("transport: prepare: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// roundTripOther handles a request to an origin outside the allowlist.
+func (c *config) roundTripOther(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if c.reject {
+		closeBody(req)
+		o := redact.URL(&url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host})
+		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: origin not allowed; request refused",
+			slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
+		return nil, fmt.Errorf("%w: %s", ErrOriginNotAllowed, o)
+	}
+	if c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: origin not allowed; sending without token",
+			slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
+	}
+	return c.base.RoundTrip(req)
+}
+
+// authFor returns the precomputed Authorization value for tok, computing it
+// only when the source hands out a new token pointer.
+func (c *config) authFor(tok *oauth2.Token) (*authValue, error) {
+	if av := c.auth.Load(); av != nil && av.tok == tok {
+		return av, nil
+	}
+	av := &authValue{tok: tok}
+	switch {
+	case tok.TokenType == "" || strings.EqualFold(tok.TokenType, "bearer"):
+		if !validTokenChars(tok.AccessToken) {
+			return nil, errors.New("transport: access token contains characters not allowed in an Authorization header")
+		}
+		av.header = []string{"Bearer " + tok.AccessToken}
+		av.scheme = "Bearer"
+	case c.prepareHandles(tok.TokenType):
+		av.scheme = tok.TokenType
+	default:
+		return nil, fmt.Errorf("transport: token type %q: %w", redact.Truncate(tok.TokenType, 32), ErrUnsupportedTokenType)
+	}
+	c.auth.Store(av)
+	return av, nil
+}
+
+func (c *config) prepareHandles(typ string) bool {
+	for _, s := range c.prepareTypes {
+		if strings.EqualFold(s, typ) {
+			return true
+		}
+	}
+	return false
+}
+
+// validTokenChars reports whether s can go into a header value as a
+// credential: visible ASCII only.
+func validTokenChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// rejected handles a 401 answer to req, which was sent with av.
+func (c *config) rejected(req *http.Request, av *authValue, resp *http.Response) (*http.Response, error) {
+	ctx := req.Context()
+	code := ""
+	if ch, ok := findChallenge(resp.Header, av.scheme); ok {
+		code = ch.Param("error")
+	}
+	if code != ErrorCodeInvalidToken && !c.any401 {
+		return resp, nil
+	}
+	invalidated := false
+	if c.inv != nil {
+		invalidated = c.inv.Invalidate(av.tok)
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	c.log.LogAttrs(ctx, slog.LevelInfo, "transport: token rejected by resource server",
+		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}),
+		slog.String("challenge_error", redact.Truncate(code, 64)),
+		slog.Bool("invalidated", invalidated), slog.Bool("replayable", replayable))
+	if !replayable {
+		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: not resending: request body cannot be replayed",
+			slog.Any("url", redact.URLValue{U: req.URL}))
+		return resp, nil
+	}
+	tok, err := c.src.Token(ctx)
+	if err != nil || tok == nil || tok.AccessToken == "" {
+		msg := "no token"
+		if err != nil {
+			msg = redact.String(err.Error())
+		}
+		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: no fresh token",
+			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", msg))
+		return resp, nil
+	}
+	if tok == av.tok || tok.AccessToken == av.tok.AccessToken {
+		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: not resending: source returned the rejected token",
+			slog.Any("url", redact.URLValue{U: req.URL}))
+		return resp, nil
+	}
+	av2, err := c.authFor(tok)
+	if err != nil {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: fresh token not usable",
+			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", err.Error()))
+		return resp, nil
+	}
+	var body io.ReadCloser
+	switch {
+	case req.Body == nil:
+	case req.Body == http.NoBody:
+		body = http.NoBody
+	default:
+		if body, err = req.GetBody(); err != nil {
+			c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: GetBody failed",
+				slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", redact.String(err.Error())))
+			return resp, nil
+		}
+	}
+	out, err := c.outgoing(req, av2, body)
+	if err != nil {
+		if body != nil {
+			body.Close()
+		}
+		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: prepare failed",
+			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", redact.String(err.Error())))
+		return resp, nil
+	}
+	drain(resp.Body)
+	c.log.LogAttrs(ctx, slog.LevelInfo, "transport: resending once with a fresh token",
+		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
+	return c.base.RoundTrip(out)
+}
+
+// drain reads a little of body, so that the connection can be reused, and
+// closes it.
+func drain(body io.ReadCloser) {
+	if body == nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 4<<10))
+	body.Close()
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// CloseIdleConnections closes the idle connections of Base, if it has that
+// method (as *http.Transport does).
+func (t *Transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if ci, ok := t.cfg().base.(closeIdler); ok {
+		ci.CloseIdleConnections()
+	}
+}
