@@ -1,3 +1,158 @@
 // Package store keeps tokens where they belong: the OS keychain by default,
 // an encrypted file, memory, or (only by explicit opt-in) a plaintext file.
+//
+// Most users will use client.New, which opens a store and wires it to the
+// token cache; use this package directly to choose or inspect the storage.
+//
+// # Using it
+//
+// [Open] returns a [Store]. Entries are [Entry] values (tokenward's own
+// versioned schema, not a raw oauth2.Token dump: [EntryFromToken] and
+// [Entry.Token] convert) kept under a name, usually [Key.String]:
+//
+//	st, err := store.Open(ctx)                        // the OS keychain
+//	name := store.Key{Issuer: iss, ClientID: id, Scopes: scopes}.String()
+//	err = st.Save(ctx, name, store.EntryFromToken(tok)) // verified after write
+//	e, err := st.Load(ctx, name)                       // errors.Is(err, store.ErrNotFound)
+//	unlock, err := st.Lock(ctx, name)                  // cross-process
+//
+// Every method is safe for concurrent use, takes a context, and returns by
+// the earlier of the context's deadline and Options.Timeout (5 s).
+//
+// # Modes
+//
+// The mode comes from Options.Mode, else the TOKENWARD_STORE environment
+// variable, else "keychain". There is no automatic fallback: when the
+// keychain is unavailable, Open fails with [ErrUnavailable], whose message
+// names the opt-ins, and it writes nothing to disk. A locked keychain
+// ([ErrLocked]) or one that does not answer ([ErrTimeout]) is never a
+// reason to change mode either (PITFALLS S-01..S-03).
+//
+//   - keychain (default): the Secret Service on Linux and the BSDs
+//     (gnome-keyring, KWallet, KeePassXC, over D-Bus), the login keychain on
+//     macOS (through /usr/bin/security), Credential Manager on Windows, all
+//     through github.com/zalando/go-keyring behind the [Backend] interface.
+//   - encrypted-file: for headless machines. One file per entry, AES-256-GCM
+//     with a key derived by scrypt (N=2^15, r=8, p=1, per-file random salt)
+//     from Options.Passphrase or TOKENWARD_PASSPHRASE. The header and the
+//     entry's id are authenticated, so a wrong passphrase, a modified byte
+//     or a file copied to another name is [ErrCorrupt] and yields no
+//     plaintext at all.
+//   - memory: process memory only, for tests, CI and containers.
+//   - plaintext-file: unencrypted files, only when named explicitly; it
+//     logs a warning on every Open and [Status] carries a warning.
+//
+// The file modes write 0600 files into a 0700 directory (default
+// os.UserConfigDir()/tokenward, Options.Dir) by writing a temporary file,
+// fsyncing it and renaming it over the old one, and they refuse files or a
+// directory that group or others can access ([ErrInsecurePermissions]; on
+// Windows the profile directory's ACL applies instead). Lock files live in
+// os.UserCacheDir()/tokenward/locks (Options.LockDir).
+//
+// # Names
+//
+// A name may be any non-empty UTF-8 string of up to 4096 bytes. No backend
+// and no file path ever sees it: items and files are named "tw1-" plus the
+// base32 SHA-256 of the name, so quoting bugs (a backslash dropped by
+// macOS security, K-04), separators (Windows' "service:user" target name,
+// K-10) and "../" can neither rename, alias nor escape anything. The name
+// is stored inside the entry and compared on load.
+//
+// # Keychain layout and crash safety
+//
+// OS keychains hold small items: 2560 bytes per credential on Windows,
+// about 3 KB through the 4096-byte line of `security -i` on macOS, and
+// go-keyring reports success for a macOS write of exactly that line length
+// that did not happen (go-keyring#153). Entries of up to [MaxEntrySize]
+// (256 KiB; 64 KB round-trips are tested) are therefore chunked:
+//
+//	<id>              manifest {v, gen, n, len, sha256, [data], [prev]}
+//	<id>.g<gen>.c<i>  chunk i of generation gen, base64 of 1536 bytes
+//
+// An entry of up to 1536 bytes lives inside its manifest (one item). Every
+// item stays below 2300 characters, well inside every OS limit. Chunking
+// was chosen over envelope encryption (a data key in the keychain and the
+// ciphertext in a file) because it keeps tokens entirely in the keychain,
+// with no file whose loss, backup or permissions would matter.
+//
+// A Save writes the chunks of generation gen+1, reading each one back and
+// comparing its SHA-256 ([ErrWriteVerify] on a mismatch, K-03), then the
+// manifest, which is the commit point, again verified; only then are the
+// chunks of the old generation deleted. A crash before the manifest write
+// leaves the old manifest and its untouched chunks: the old entry. A crash
+// after it leaves the new manifest, all of whose chunks were written and
+// verified: the new entry. A reader checks the length and SHA-256 of what
+// it assembles, so it never returns a mix. Leftovers are swept by the next
+// write: the manifest records the previous generation ("prev"), deleted in
+// ascending order so that its last chunk tells whether anything is left,
+// and unreferenced chunks of the generation being written are found by
+// reading ahead and deleted from the highest down. Delete first replaces a
+// chunked entry's manifest with a tombstone (from then on it reads as not
+// found), then deletes the chunks, then the tombstone. An unchanged entry
+// is not rewritten at all (K-13).
+//
+// Writes of one name are serialised by a mutex within the process and by an
+// advisory lock on <LockDir>/<id>.write.lock across processes (taken only
+// once the keychain has answered, so a locked or absent keychain leaves no
+// file behind). This lock is separate from [Store.Lock], so a caller that
+// holds Lock(name) can Save(name).
+//
+// # Deadlines
+//
+// go-keyring's calls take no context, and on Linux a locked collection
+// whose unlock prompt never completes blocks forever (K-08). Each backend
+// call therefore runs in a goroutine; when the deadline passes the caller
+// gets [ErrTimeout] at once, and until the hung call returns every later
+// call fails fast with ErrTimeout instead of starting another. The OS
+// keychain admits one call at a time per process, so at most one goroutine
+// is ever left behind.
+//
+// # Availability
+//
+// [Available] (and Open in keychain mode) checks the keychain within about
+// a second without side effects. On Linux it connects only to the bus named
+// by DBUS_SESSION_BUS_ADDRESS, because godbus, which go-keyring uses, would
+// otherwise autolaunch one with dbus-launch (K-07), and it accepts a Secret
+// Service that owns org.freedesktop.secrets or is D-Bus activatable, as
+// gnome-keyring is.
+//
+// # Locks
+//
+// [Store.Lock] is an OS advisory lock (flock, LockFileEx; github.com/gofrs/flock)
+// on <LockDir>/<id>.lock, polled every 15 ms until it is free, until
+// Options.LockTimeout (60 s; [ErrTimeout]) or until the context ends. The
+// lock belongs to an open file, so two Lock calls exclude each other even
+// within one process, and the kernel releases it when its holder dies, even
+// by SIGKILL. In memory mode the lock is in-process.
+//
+// # Threat model
+//
+// The OS keychain protects tokens at rest against other users of the
+// machine and against offline theft of the disk. It does not protect them
+// from malware running as the same user: on macOS any process of the user
+// can run /usr/bin/security, which items written through it trust (K-05),
+// and the Secret Service hands secrets to any client on the session bus.
+// go-keyring talks to the Secret Service over its "plain" transport: the
+// secret crosses the local session bus unencrypted (readable only by the
+// user's own processes). This package passes no secret through the argv or
+// environment of any process it starts (it starts none; go-keyring on macOS
+// writes the secret to the stdin of `security -i`), writes no secret to a
+// log, and keeps secrets out of error messages: a backend's message is
+// included only after long words (tokens, encoded data) and the values
+// being written are removed. The encrypted-file mode is as strong as its
+// passphrase; the plaintext-file mode protects nothing beyond file
+// permissions.
+//
+// # Errors
+//
+// Every error matches one sentinel with errors.Is: [ErrNotFound] (also
+// keyring.ErrNotFound), [ErrUnavailable], [ErrLocked], [ErrTooLarge],
+// [ErrTimeout] (also context.DeadlineExceeded), [ErrInvalidKey],
+// [ErrCorrupt] (and [ErrUnsupportedVersion], which matches it),
+// [ErrInsecurePermissions], [ErrWriteVerify], [ErrInvalidEntry],
+// [ErrInvalidOption], or context.Canceled. Messages start with "store: ",
+// name the operation, carry a remediation hint and never a secret. Errors
+// of go-keyring, godbus, /usr/bin/security exit statuses and Windows error
+// codes are mapped to these sentinels; the original stays reachable with
+// errors.As.
 package store

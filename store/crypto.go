@@ -1,0 +1,145 @@
+package store
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"sync"
+
+	"golang.org/x/crypto/scrypt"
+)
+
+// Encrypted file format (ModeEncryptedFile):
+//
+//	"TWENC\x01" | logN | r | p | salt[16] | nonce[12] | AES-256-GCM(entry)
+//
+// The key is scrypt(passphrase, salt, N=2^logN, r, p). The header and the
+// item id are authenticated as additional data, so a file moved to another
+// name, an altered parameter or a wrong passphrase all fail the GCM tag
+// (ErrCorrupt) and yield no plaintext at all.
+const (
+	encMagic  = "TWENC\x01"
+	saltLen   = 16
+	nonceLen  = 12
+	encHdrLen = len(encMagic) + 3 + saltLen + nonceLen
+	scryptR   = 8
+	scryptP   = 1
+	minLogN   = 10 // accepted when reading (tests write with 10)
+	maxLogN   = 20 // bounds the work a crafted header can demand
+)
+
+// sealer encrypts and decrypts entry files with a passphrase-derived key.
+// Deriving a key costs tens of milliseconds on purpose, so keys are cached
+// per salt and parameters; rewriting a file keeps its salt.
+type sealer struct {
+	pass []byte
+	logN uint8
+
+	mu   sync.Mutex // guards keys; held while deriving
+	keys map[kdfParams][]byte
+}
+
+type kdfParams struct {
+	salt       [saltLen]byte
+	logN, r, p uint8
+}
+
+func newSealer(pass string, logN uint8) *sealer {
+	return &sealer{pass: []byte(pass), logN: logN, keys: map[kdfParams][]byte{}}
+}
+
+func (s *sealer) key(kp kdfParams) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.keys[kp]; ok {
+		return k, nil
+	}
+	k, err := scrypt.Key(s.pass, kp.salt[:], 1<<kp.logN, int(kp.r), int(kp.p), 32)
+	if err != nil {
+		return nil, fail(ErrCorrupt, "invalid key-derivation parameters", nil)
+	}
+	s.keys[kp] = k
+	return k, nil
+}
+
+func aad(hdr []byte, id string) []byte {
+	return append(append([]byte{}, hdr...), "tokenward/store/file/v1\x00"+id...)
+}
+
+// seal encrypts plain for item id. It reuses the salt and parameters of
+// prev (the file's current content) when prev has a valid header.
+func (s *sealer) seal(id string, plain, prev []byte) ([]byte, error) {
+	kp, ok := parseHeader(prev)
+	if !ok {
+		kp = kdfParams{logN: s.logN, r: scryptR, p: scryptP}
+		if _, err := rand.Read(kp.salt[:]); err != nil {
+			return nil, fail(ErrUnavailable, "no randomness", err)
+		}
+	}
+	key, err := s.key(kp)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, 0, encHdrLen)
+	hdr = append(hdr, encMagic...)
+	hdr = append(hdr, kp.logN, kp.r, kp.p)
+	hdr = append(hdr, kp.salt[:]...)
+	nonce := make([]byte, nonceLen)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fail(ErrUnavailable, "no randomness", err)
+	}
+	hdr = append(hdr, nonce...)
+	return gcm.Seal(hdr, nonce, plain, aad(hdr, id)), nil
+}
+
+// open decrypts a file of item id: the whole plaintext or ErrCorrupt.
+func (s *sealer) open(id string, file []byte) ([]byte, error) {
+	kp, ok := parseHeader(file)
+	if !ok || len(file) < encHdrLen+16 {
+		return nil, fail(ErrCorrupt, "not a tokenward encrypted file", nil)
+	}
+	key, err := s.key(kp)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	hdr := file[:encHdrLen]
+	plain, err := gcm.Open(nil, hdr[encHdrLen-nonceLen:], file[encHdrLen:], aad(hdr, id))
+	if err != nil {
+		return nil, fail(ErrCorrupt, "cannot decrypt: wrong passphrase, or the file was altered or moved", nil)
+	}
+	return plain, nil
+}
+
+func parseHeader(b []byte) (kdfParams, bool) {
+	var kp kdfParams
+	if len(b) < encHdrLen || string(b[:len(encMagic)]) != encMagic {
+		return kp, false
+	}
+	p := b[len(encMagic):]
+	kp.logN, kp.r, kp.p = p[0], p[1], p[2]
+	copy(kp.salt[:], p[3:3+saltLen])
+	if kp.logN < minLogN || kp.logN > maxLogN || kp.r < 1 || kp.r > 16 || kp.p < 1 || kp.p > 4 {
+		return kp, false
+	}
+	return kp, true
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fail(ErrCorrupt, "bad key", nil)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fail(ErrCorrupt, "bad key", nil)
+	}
+	return gcm, nil
+}

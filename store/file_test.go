@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/tokenward/tokenward/internal/canary"
+)
+
+func fileModes() []testMode {
+	return []testMode{{"encrypted-file", ModeEncryptedFile, 0}, {"plaintext-file", ModePlaintextFile, 0}}
+}
+
+func TestFilePermissions(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows uses ACLs, not mode bits")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	for _, m := range fileModes() {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, m)
+			if err := e.Save(ctx, "k", canaryEntry()); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(e.dir)
+			if err != nil || fi.Mode().Perm() != 0o700 {
+				t.Fatalf("dir mode %v, %v; want 0700", fi.Mode().Perm(), err)
+			}
+			files := treeFiles(t, e.dir)
+			if len(files) != 1 {
+				t.Fatalf("files %q, want one (no temporary file left)", files)
+			}
+			p := filepath.Join(e.dir, files[0])
+			if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+				t.Fatalf("file mode %v, want 0600", fi.Mode().Perm())
+			}
+
+			// A group/world-readable file is refused, for reading and writing.
+			os.Chmod(p, 0o644)
+			if _, err := e.Load(ctx, "k"); !errors.Is(err, ErrInsecurePermissions) {
+				t.Fatalf("Load of a 0644 file = %v, want ErrInsecurePermissions", err)
+			}
+			if err := e.Save(ctx, "k", &Entry{AccessToken: "new"}); !errors.Is(err, ErrInsecurePermissions) {
+				t.Fatalf("Save over a 0644 file = %v, want ErrInsecurePermissions", err)
+			}
+			os.Chmod(p, 0o600)
+
+			// So is a directory others can enter, on Open and on use.
+			os.Chmod(e.dir, 0o755)
+			if _, err := e.Load(ctx, "k"); !errors.Is(err, ErrInsecurePermissions) {
+				t.Fatalf("Load in a 0755 dir = %v, want ErrInsecurePermissions", err)
+			}
+			if _, err := Open(ctx, e.opts...); !errors.Is(err, ErrInsecurePermissions) {
+				t.Fatalf("Open of a 0755 dir = %v, want ErrInsecurePermissions", err)
+			}
+			os.Chmod(e.dir, 0o700)
+
+			// A symlink is not followed.
+			os.Rename(p, p+".real")
+			os.Symlink(p+".real", p)
+			if _, err := e.Load(ctx, "k"); !errors.Is(err, ErrInsecurePermissions) {
+				t.Fatalf("Load through a symlink = %v, want ErrInsecurePermissions", err)
+			}
+		})
+	}
+}
+
+// TestEncryptedFile: the file holds no plaintext; a wrong passphrase, any
+// altered byte, a truncation or a file moved to another name fail with
+// ErrCorrupt and yield nothing.
+func TestEncryptedFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, testMode{"encrypted-file", ModeEncryptedFile, 0})
+	want := canaryEntry()
+	if err := e.Save(ctx, "k", want); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(e.dir, itemID("k")+".twenc")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found := canary.Find(string(raw), secretsOf(want)...); len(found) > 0 || strings.Contains(string(raw), "Bearer") {
+		t.Fatalf("plaintext in the encrypted file: %q", found)
+	}
+	got, err := e.reopen(t).Load(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqualEntry(t, got, want)
+
+	wrong, err := Open(ctx, append(e.opts, func(o *Options) { o.Passphrase = "wrong" })...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := wrong.Load(ctx, "k"); !errors.Is(err, ErrCorrupt) || got != nil {
+		t.Fatalf("wrong passphrase: Load = %v, %v; want ErrCorrupt", got, err)
+	}
+	if err := wrong.Save(ctx, "other", want); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := 0; i < len(raw); i += max(1, len(raw)/97) {
+		bad := append([]byte(nil), raw...)
+		bad[i] ^= 0x01
+		os.WriteFile(p, bad, 0o600)
+		if got, err := e.Load(ctx, "k"); !errors.Is(err, ErrCorrupt) || got != nil {
+			t.Fatalf("byte %d altered: Load = %v, %v; want ErrCorrupt", i, got, err)
+		}
+	}
+	for _, n := range []int{0, 5, encHdrLen, len(raw) - 1} {
+		os.WriteFile(p, raw[:n], 0o600)
+		if got, err := e.Load(ctx, "k"); !errors.Is(err, ErrCorrupt) || got != nil {
+			t.Fatalf("truncated to %d: Load = %v, %v; want ErrCorrupt", n, got, err)
+		}
+	}
+	// Moved under another name: the id is authenticated.
+	os.WriteFile(filepath.Join(e.dir, itemID("moved")+".twenc"), raw, 0o600)
+	if _, err := e.Load(ctx, "moved"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("moved file: Load = %v, want ErrCorrupt", err)
+	}
+	// A corrupt file is replaced by the next Save.
+	if err := e.Save(ctx, "k", want); err != nil {
+		t.Fatalf("Save over a corrupt file: %v", err)
+	}
+	if _, err := e.Load(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeyDerivedOnce: the scrypt key is derived once per salt and cached;
+// rewriting a file keeps its salt.
+func TestKeyDerivedOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, testMode{"encrypted-file", ModeEncryptedFile, 0})
+	for i := range 5 {
+		if err := e.Save(ctx, "k", &Entry{AccessToken: strings.Repeat("x", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Load(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := e.Store.(*store).b.(*files)
+	f.seal.mu.Lock()
+	n := len(f.seal.keys)
+	f.seal.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d keys derived for one file, want 1", n)
+	}
+}
+
+func TestEncryptedFileNeedsPassphrase(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	_, err := Open(context.Background(), testOptions(ModeEncryptedFile, root+"/d", root+"/l", nil), func(o *Options) { o.Passphrase = "" })
+	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), EnvPassphrase) {
+		t.Fatalf("Open = %v, want ErrInvalidOption naming %s", err, EnvPassphrase)
+	}
+	if files := treeFiles(t, root); len(files) != 0 {
+		t.Fatalf("files written: %q", files)
+	}
+	// From the environment.
+	_, err = Open(context.Background(), testOptions(ModeEncryptedFile, root+"/d", root+"/l", nil), func(o *Options) {
+		o.Passphrase = ""
+		o.getenv = func(k string) string {
+			if k == EnvPassphrase {
+				return "from env"
+			}
+			return ""
+		}
+	})
+	if err != nil {
+		t.Fatalf("Open with %s set: %v", EnvPassphrase, err)
+	}
+}
+
+// TestPlaintextWarns: plaintext-file warns through the logger on every
+// Open and says so in Status.
+func TestPlaintextWarns(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	log, buf := newLogger()
+	for i := 1; i <= 3; i++ {
+		s, err := Open(context.Background(), testOptions(ModePlaintextFile, root+"/d", root+"/l", nil), func(o *Options) { o.Logger = log })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(buf.String(), "level=WARN"); n != i {
+			t.Fatalf("after %d opens, %d warnings", i, n)
+		}
+		st := s.Status()
+		if st.Mode != ModePlaintextFile || st.Encrypted || st.Warning == "" || !strings.Contains(st.String(), "WARNING") {
+			t.Fatalf("Status = %+v", st)
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	for _, m := range allModes {
+		e := newEnv(t, m)
+		st := e.Status()
+		if st.Mode != m.mode || st.Backend == "" {
+			t.Errorf("%s: Status = %+v", m.name, st)
+		}
+		wantEnc := m.mode == ModeKeychain || m.mode == ModeEncryptedFile
+		if st.Encrypted != wantEnc || st.Persistent != (m.mode != ModeMemory) || (st.Warning != "") != (m.mode == ModePlaintextFile) {
+			t.Errorf("%s: Status = %+v", m.name, st)
+		}
+		if m.mode == ModeKeychain && st.Backend != m.model.String() {
+			t.Errorf("%s: backend %q", m.name, st.Backend)
+		}
+	}
+}
+
+// TestFileDurableWrite runs the file modes with fsync on (the default).
+func TestFileDurableWrite(t *testing.T) {
+	t.Parallel()
+	for _, m := range fileModes() {
+		e := newEnv(t, m, func(o *Options) { o.noSync = false })
+		ctx := context.Background()
+		want := canaryEntry()
+		if err := e.Save(ctx, "k", want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.reopen(t).Load(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEqualEntry(t, got, want)
+		if err := e.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		if files := treeFiles(t, e.dir); len(files) != 0 {
+			t.Fatalf("%s: files left: %q", m.name, files)
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/tokenward/tokenward/internal/fakekeychain"
+)
+
+// TestHungBackend (acceptance 4, K-08, S-03) in a synctest bubble: a
+// Secret Service whose unlock prompt never completes makes Save return
+// ErrTimeout exactly at the default deadline; while the call is still hung,
+// later calls fail at once without starting another backend call (one
+// leaked goroutine at most); nothing is written anywhere else; once the
+// prompt completes the store works again.
+func TestHungBackend(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		root := t.TempDir()
+		f := fakekeychain.NewSecretService()
+		s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := f.Block()
+		defer release()
+		ctx := context.Background()
+
+		start := time.Now()
+		err = s.Save(ctx, "k", canaryEntry())
+		if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Save = %v, want ErrTimeout", err)
+		}
+		if d := time.Since(start); d < defaultTimeout || d > defaultTimeout+100*time.Millisecond {
+			t.Fatalf("Save returned after %v, want the %v deadline (+100ms)", d, defaultTimeout)
+		}
+		synctest.Wait()
+		if n := f.Blocked(); n != 1 {
+			t.Fatalf("%d backend calls blocked, want 1", n)
+		}
+
+		// Fail fast while hung, with or without a context deadline.
+		start = time.Now()
+		for range 5 {
+			if _, err := s.Load(ctx, "k"); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("Load while hung = %v, want ErrTimeout", err)
+			}
+			if err := s.Delete(ctx, "k"); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("Delete while hung = %v, want ErrTimeout", err)
+			}
+		}
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("calls while hung took %v, want no wait", d)
+		}
+		synctest.Wait()
+		if n, c := f.Blocked(), f.Counts(); n != 1 || c.Get != 1 {
+			t.Fatalf("blocked %d, counts %+v: a hung guard started another backend call", n, c)
+		}
+		if c := f.Counts(); c.Set != 0 {
+			t.Fatalf("%d Set calls", c.Set)
+		}
+		if files := append(treeFiles(t, root+"/data"), treeFiles(t, root+"/locks")...); len(files) != 0 {
+			t.Fatalf("files written while hung: %q", files)
+		}
+
+		// A caller's shorter deadline wins.
+		release()
+		synctest.Wait()
+		release2 := f.Block()
+		defer release2()
+		cctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		start = time.Now()
+		_, err = s.Load(cctx, "k")
+		cancel()
+		if !errors.Is(err, ErrTimeout) || time.Since(start) != 250*time.Millisecond {
+			t.Fatalf("Load = %v after %v, want ErrTimeout after 250ms", err, time.Since(start))
+		}
+		release2()
+		synctest.Wait()
+
+		// Recovered.
+		if err := s.Save(ctx, "k", &Entry{AccessToken: "x"}); err != nil {
+			t.Fatalf("Save after the prompt completed: %v", err)
+		}
+		if got, err := s.Load(ctx, "k"); err != nil || got.AccessToken != "x" {
+			t.Fatalf("Load after recovery = %v, %v", got, err)
+		}
+	})
+}
+
+// TestHungBackendRealClock proves the same bound with the real clock: a
+// hung backend returns ErrTimeout within its deadline plus 100 ms.
+func TestHungBackendRealClock(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	f := fakekeychain.NewSecretService()
+	const timeout = 150 * time.Millisecond
+	s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f), func(o *Options) { o.Timeout = timeout })
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := f.Block()
+	defer release()
+	start := time.Now()
+	_, err = s.Load(context.Background(), "k")
+	d := time.Since(start)
+	if !errors.Is(err, ErrTimeout) || d < timeout || d > timeout+100*time.Millisecond {
+		t.Fatalf("Load = %v after %v, want ErrTimeout within %v+100ms", err, d, timeout)
+	}
+	start = time.Now()
+	if _, err := s.Load(context.Background(), "k"); !errors.Is(err, ErrTimeout) || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("second Load = %v after %v, want a fast ErrTimeout", err, time.Since(start))
+	}
+}
+
+// TestHungProbe: an availability probe that hangs makes Open fail with
+// ErrTimeout within a second; it is never a reason to use another mode.
+func TestHungProbe(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := fakekeychain.NewSecretService()
+		release := f.Block()
+		defer release()
+		b := &probingBackend{Fake: f}
+		root := t.TempDir()
+		start := time.Now()
+		s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", b))
+		if !errors.Is(err, ErrTimeout) || s != nil {
+			t.Fatalf("Open = %v, want ErrTimeout", err)
+		}
+		if d := time.Since(start); d > probeTimeout {
+			t.Fatalf("Open took %v", d)
+		}
+		if files := treeFiles(t, root); len(files) != 0 {
+			t.Fatalf("files written: %q", files)
+		}
+		release()
+		synctest.Wait()
+	})
+}
+
+// probingBackend's probe is a backend call, so it hangs when the fake does.
+type probingBackend struct{ *fakekeychain.Fake }
+
+func (p *probingBackend) Available(ctx context.Context) error {
+	_, err := p.Get("probe", "probe")
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func TestCanceledContext(t *testing.T) {
+	t.Parallel()
+	for _, m := range allModes {
+		e := newEnv(t, m)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := e.Load(ctx, "k"); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Load = %v, want context.Canceled", m.name, err)
+		}
+		if err := e.Save(ctx, "k", &Entry{}); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Save = %v, want context.Canceled", m.name, err)
+		}
+	}
+}

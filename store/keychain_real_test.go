@@ -1,0 +1,300 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenward/tokenward/internal/canary"
+)
+
+// The TestKeychain* tests run against the real OS keychain. They run only
+// under .ci/keychain-suite.sh (TOKENWARD_KEYCHAIN_SUITE=1), which starts
+// gnome-keyring, unlocked, in a private D-Bus session with throwaway
+// keyrings; anywhere else they skip, so they never touch a developer's
+// keychain.
+func keychainSuite(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TOKENWARD_KEYCHAIN_SUITE") != "1" {
+		t.Skip("real-keychain test: run `make keychain` (.ci/keychain-suite.sh sets TOKENWARD_KEYCHAIN_SUITE=1 and starts gnome-keyring in a private D-Bus session)")
+	}
+}
+
+// realStore opens the OS keychain under a service name of its own, so
+// parallel tests and packages never share items. It deletes what the test
+// stored when the test ends.
+func realStore(t *testing.T, be Backend, more ...func(*Options)) (Store, string) {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	service := "tokenward-test-" + hex.EncodeToString(b[:])
+	root := t.TempDir()
+	fns := append([]func(*Options){func(o *Options) {
+		o.Mode = ModeKeychain
+		o.Service = service
+		o.Dir = root + "/data"
+		o.LockDir = root + "/locks"
+		o.Timeout = 20 * time.Second // a shared CI machine; hangs are tested with fakes
+		o.Backend = be
+	}}, more...)
+	s, err := Open(context.Background(), fns...)
+	if err != nil {
+		t.Fatalf("Open the OS keychain: %v", err)
+	}
+	return s, service
+}
+
+func TestKeychainAvailable(t *testing.T) {
+	keychainSuite(t)
+	t.Parallel()
+	start := time.Now()
+	if err := Available(context.Background()); err != nil {
+		t.Fatalf("Available = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Available took %v", d)
+	}
+	s, _ := realStore(t, nil)
+	st := s.Status()
+	if st.Mode != ModeKeychain || !strings.Contains(st.Backend, "Secret Service") || !st.Encrypted {
+		t.Fatalf("Status = %+v", st)
+	}
+	t.Logf("status: %s", st)
+}
+
+// TestKeychainRoundTrip (acceptance 1): 64 KB and 10 KB entries round-trip
+// byte for byte through gnome-keyring; Delete leaves no item behind.
+func TestKeychainRoundTrip(t *testing.T) {
+	keychainSuite(t)
+	t.Parallel()
+	ctx := context.Background()
+	s, service := realStore(t, nil)
+	for _, n := range []int{300, 10 << 10, 64 << 10} {
+		name := fmt.Sprint("size-", n)
+		want := sizedEntry(n)
+		if err := s.Save(ctx, name, want); err != nil {
+			t.Fatalf("%d: Save: %v", n, err)
+		}
+		s2, err := Open(ctx, func(o *Options) { o.Mode = ModeKeychain; o.Service = service; o.LockDir = t.TempDir() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s2.Load(ctx, name)
+		if err != nil {
+			t.Fatalf("%d: Load: %v", n, err)
+		}
+		if !sameEntry(t, got, want) {
+			t.Fatalf("%d: not identical", n)
+		}
+		// Every item is where the layout says, and Delete removes them all.
+		raw, err := osKeyring{}.Get(service, itemID(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := parseManifest(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		users := []string{itemID(name)}
+		for i := range m.N {
+			users = append(users, chunkUser(itemID(name), m.Gen, i))
+		}
+		for _, u := range users {
+			if _, err := (osKeyring{}).Get(service, u); !errors.Is(classify(err), ErrNotFound) {
+				t.Fatalf("%d: item %s after Delete: %v", n, u, err)
+			}
+		}
+		if _, err := s.Load(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%d: Load after Delete = %v", n, err)
+		}
+	}
+}
+
+// TestKeychainNames (acceptance 3) on gnome-keyring.
+func TestKeychainNames(t *testing.T) {
+	keychainSuite(t)
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := realStore(t, nil)
+	names := []string{`\`, `'`, `"`, ":", " ", "\n", "é", "../", "../../x", "a:b", "a", "b:c"}
+	for i, n := range names {
+		if err := s.Save(ctx, n, &Entry{AccessToken: fmt.Sprint("t", i), Subject: n}); err != nil {
+			t.Fatalf("Save(%q): %v", n, err)
+		}
+	}
+	for i, n := range names {
+		got, err := s.Load(ctx, n)
+		if err != nil || got.AccessToken != fmt.Sprint("t", i) || got.Subject != n {
+			t.Fatalf("Load(%q) = %+v, %v", n, got, err)
+		}
+	}
+	for _, n := range names {
+		if err := s.Delete(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// countingBackend counts writes to a Backend and can crash after the Nth.
+type countingBackend struct {
+	Backend
+	mu      sync.Mutex
+	sets    int
+	writes  int
+	crashAt int
+	lands   bool
+	crashed bool
+}
+
+var errTestCrash = errors.New("test: process crashed (injected)")
+
+func (c *countingBackend) write(f func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.crashed {
+		return errTestCrash
+	}
+	c.writes++
+	if c.crashAt > 0 && c.writes == c.crashAt {
+		c.crashed = true
+		if c.lands {
+			f()
+		}
+		return errTestCrash
+	}
+	return f()
+}
+
+func (c *countingBackend) Set(service, user, secret string) error {
+	c.mu.Lock()
+	c.sets++
+	c.mu.Unlock()
+	return c.write(func() error { return c.Backend.Set(service, user, secret) })
+}
+
+func (c *countingBackend) Delete(service, user string) error {
+	return c.write(func() error { return c.Backend.Delete(service, user) })
+}
+
+func (c *countingBackend) Get(service, user string) (string, error) {
+	c.mu.Lock()
+	crashed := c.crashed
+	c.mu.Unlock()
+	if crashed {
+		return "", errTestCrash
+	}
+	return c.Backend.Get(service, user)
+}
+
+// TestKeychainUnchanged (K-13) on gnome-keyring: an unchanged Save makes
+// no Set call.
+func TestKeychainUnchanged(t *testing.T) {
+	keychainSuite(t)
+	t.Parallel()
+	ctx := context.Background()
+	cb := &countingBackend{Backend: osKeyring{}}
+	s, _ := realStore(t, cb)
+	e := sizedEntry(5 << 10)
+	if err := s.Save(ctx, "k", e); err != nil {
+		t.Fatal(err)
+	}
+	before := cb.sets
+	for range 5 {
+		if err := s.Save(ctx, "k", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cb.sets != before {
+		t.Fatalf("unchanged saves made %d Set calls", cb.sets-before)
+	}
+	s.Delete(ctx, "k")
+}
+
+// TestKeychainCrash (acceptance 2) on gnome-keyring: a crash at every write
+// of replacing a 2 KB entry (2 chunks) by a 5 KB one (4 chunks) leaves the
+// old or the new one, and the next Save sweeps the leftovers. (Every size
+// combination is covered on the fakes by TestCrashInjection.)
+func TestKeychainCrash(t *testing.T) {
+	keychainSuite(t)
+	t.Parallel()
+	ctx := context.Background()
+	old, nw := sizedEntry(2<<10), sizedEntry(5<<10)
+	probe := &countingBackend{Backend: osKeyring{}}
+	s, _ := realStore(t, probe)
+	s.Save(ctx, "k", old)
+	probe.writes = 0
+	if err := s.Save(ctx, "k", nw); err != nil {
+		t.Fatal(err)
+	}
+	steps := probe.writes
+	s.Delete(ctx, "k")
+	for _, lands := range []bool{false, true} {
+		for n := 1; n <= steps; n++ {
+			cb := &countingBackend{Backend: osKeyring{}}
+			s, service := realStore(t, cb)
+			if err := s.Save(ctx, "k", old); err != nil {
+				t.Fatal(err)
+			}
+			cb.mu.Lock()
+			cb.writes, cb.crashAt, cb.lands = 0, n, lands
+			cb.mu.Unlock()
+			s.Save(ctx, "k", nw)
+			s2, err := Open(ctx, func(o *Options) { o.Mode = ModeKeychain; o.Service = service; o.LockDir = t.TempDir() })
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s2.Load(ctx, "k")
+			if err != nil || !(sameEntry(t, got, old) || sameEntry(t, got, nw)) {
+				t.Fatalf("crash at write %d/%d (lands=%v): Load = %v", n, steps, lands, err)
+			}
+			if err := s2.Save(ctx, "k", sizedEntry(3<<10)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s2.Delete(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+			// Nothing of any generation is left.
+			for gen := uint64(1); gen <= 3; gen++ {
+				for i := range 5 {
+					if _, err := (osKeyring{}).Get(service, chunkUser(itemID("k"), gen, i)); !errors.Is(classify(err), ErrNotFound) {
+						t.Fatalf("crash at write %d: chunk g%d.c%d left: %v", n, gen, i, err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKeychainCanary (acceptance 7) on gnome-keyring.
+func TestKeychainCanary(t *testing.T) {
+	keychainSuite(t)
+	t.Parallel()
+	ctx := context.Background()
+	log, logs := newLogger()
+	s, _ := realStore(t, nil, func(o *Options) { o.Logger = log })
+	e := canaryEntry()
+	if err := s.Save(ctx, "k", e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqualEntry(t, got, e)
+	_, err = s.Load(ctx, "absent")
+	out := fmt.Sprintf("%+v\n%s\n%s", err, logs.String(), s.Status())
+	if found := canary.Find(out, secretsOf(e)...); len(found) > 0 {
+		t.Fatalf("secrets leaked:\n%s", out)
+	}
+	s.Delete(ctx, "k")
+}

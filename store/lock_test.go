@@ -1,0 +1,294 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Environment of the helper process (the re-executed test binary).
+const (
+	helperEnv     = "TOKENWARD_STORE_HELPER" // "contend" or "hold"
+	helperLockDir = "TOKENWARD_STORE_HELPER_LOCKDIR"
+	helperLog     = "TOKENWARD_STORE_HELPER_LOG"
+	helperRounds  = "TOKENWARD_STORE_HELPER_ROUNDS"
+	helperKey     = "name with spaces/../and é"
+)
+
+// TestHelperProcess is not a test: the lock tests re-execute the test
+// binary with -test.run=^TestHelperProcess$ and helperEnv set, and it then
+// plays one contending process. Without helperEnv it does nothing.
+func TestHelperProcess(t *testing.T) {
+	mode := os.Getenv(helperEnv)
+	if mode == "" {
+		return
+	}
+	err := helperMain(mode)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+func helperMain(mode string) error {
+	ctx := context.Background()
+	// The lock of the keychain and file modes; no data is involved.
+	fs := &store{lockDir: os.Getenv(helperLockDir), lockTimeout: time.Minute, timeout: time.Minute, log: discard()}
+	switch mode {
+	case "contend":
+		rounds, _ := strconv.Atoi(os.Getenv(helperRounds))
+		logf, err := os.OpenFile(os.Getenv(helperLog), os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
+		pid := os.Getpid()
+		for i := range rounds {
+			unlock, err := fs.Lock(ctx, helperKey)
+			if err != nil {
+				return err
+			}
+			// Each line is one write(2) to an O_APPEND file; a second
+			// process inside the lock would interleave its lines.
+			fmt.Fprintf(logf, "enter %d %d\n", pid, i)
+			logf.Sync()
+			fmt.Fprintf(logf, "exit %d %d\n", pid, i)
+			logf.Sync()
+			if err := unlock(); err != nil {
+				return err
+			}
+		}
+	case "hold":
+		unlock, err := fs.Lock(ctx, helperKey)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		fmt.Println("locked")
+		io.Copy(io.Discard, os.Stdin) // hold until killed
+	case "wait":
+		// Prove the lock is held by someone else before waiting for it.
+		if _, err := fs.fileLock(ctx, itemID(helperKey)+".lock", time.Millisecond); !errors.Is(err, ErrTimeout) {
+			return fmt.Errorf("lock not held by the holder: %v", err)
+		}
+		fmt.Println("waiting")
+		unlock, err := fs.Lock(ctx, helperKey)
+		if err != nil {
+			return err
+		}
+		fmt.Println("acquired")
+		unlock()
+	}
+	return nil
+}
+
+func helperCmd(t *testing.T, mode, lockDir string, extra ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	// GORACE: a race-enabled child would otherwise sleep 1 s at exit.
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperLockDir+"="+lockDir, "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// TestLockProcesses (acceptance 6, C-02): 2 and 5 processes contend for
+// one key's lock; the shared log shows exactly one inside at a time.
+func TestLockProcesses(t *testing.T) {
+	t.Parallel()
+	for _, procs := range []int{2, 5} {
+		t.Run(fmt.Sprint(procs), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			logPath := filepath.Join(dir, "log")
+			os.WriteFile(logPath, nil, 0o600)
+			const rounds = 20
+			var cmds []*exec.Cmd
+			for range procs {
+				cmd := helperCmd(t, "contend", filepath.Join(dir, "locks"), helperLog+"="+logPath, helperRounds+"="+fmt.Sprint(rounds))
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				cmds = append(cmds, cmd)
+			}
+			for _, c := range cmds {
+				if err := c.Wait(); err != nil {
+					t.Fatalf("helper: %v", err)
+				}
+			}
+			b, _ := os.ReadFile(logPath)
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(lines) != 2*procs*rounds {
+				t.Fatalf("%d lines, want %d", len(lines), 2*procs*rounds)
+			}
+			pids := map[string]bool{}
+			for i := 0; i < len(lines); i += 2 {
+				enter, exit := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+				if enter[0] != "enter" || exit[0] != "exit" || enter[1] != exit[1] || enter[2] != exit[2] {
+					t.Fatalf("lines %d-%d overlap: %q, %q", i, i+1, lines[i], lines[i+1])
+				}
+				pids[enter[1]] = true
+			}
+			if len(pids) != procs {
+				t.Fatalf("%d processes entered, want %d", len(pids), procs)
+			}
+		})
+	}
+}
+
+// TestLockKilledHolder (acceptance 6): the holder is killed with SIGKILL
+// while another process waits; the waiter gets the lock within 1 s.
+func TestLockKilledHolder(t *testing.T) {
+	t.Parallel()
+	lockDir := filepath.Join(t.TempDir(), "locks")
+	holder := helperCmd(t, "hold", lockDir)
+	hin, _ := holder.StdinPipe()
+	defer hin.Close()
+	hout, _ := holder.StdoutPipe()
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	if line, _ := bufio.NewReader(hout).ReadString('\n'); line != "locked\n" {
+		t.Fatalf("holder said %q", line)
+	}
+
+	// While it holds the lock, this process cannot take it.
+	s := &store{lockDir: lockDir, lockTimeout: 50 * time.Millisecond, log: discard()}
+	if _, err := s.Lock(context.Background(), helperKey); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Lock while held = %v, want ErrTimeout", err)
+	}
+
+	waiter := helperCmd(t, "wait", lockDir)
+	wout, _ := waiter.StdoutPipe()
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Process.Kill()
+	wr := bufio.NewReader(wout)
+	if line, _ := wr.ReadString('\n'); line != "waiting\n" {
+		t.Fatalf("waiter said %q", line)
+	}
+	got := make(chan string, 1)
+	go func() {
+		line, _ := wr.ReadString('\n')
+		got <- line
+	}()
+	killed := time.Now()
+	if err := holder.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line := <-got:
+		if line != "acquired\n" {
+			t.Fatalf("waiter said %q", line)
+		}
+		d := time.Since(killed)
+		if d > time.Second {
+			t.Fatalf("waiter got the lock %v after the kill, want < 1s", d)
+		}
+		t.Logf("waiter got the lock %v after SIGKILL of the holder", d)
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter did not get the lock within 5s of the kill")
+	}
+	if err := waiter.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	holder.Wait()
+}
+
+// TestLockInProcess: two Lock calls in one process exclude each other in
+// every mode; waits honour LockTimeout and ctx; unlock is idempotent.
+func TestLockInProcess(t *testing.T) {
+	t.Parallel()
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, m, func(o *Options) { o.LockTimeout = 30 * time.Millisecond })
+			ctx := context.Background()
+			unlock, err := e.Lock(ctx, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Lock(ctx, "k"); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("second Lock = %v, want ErrTimeout", err)
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := e.Lock(cctx, "k"); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Lock with a canceled ctx = %v", err)
+			}
+			// Another name is independent, and Save works under the lock.
+			u2, err := e.Lock(ctx, "other")
+			if err != nil {
+				t.Fatal(err)
+			}
+			u2()
+			if err := e.Save(ctx, "k", &Entry{AccessToken: "x"}); err != nil {
+				t.Fatalf("Save while holding Lock: %v", err)
+			}
+			if err := unlock(); err != nil {
+				t.Fatal(err)
+			}
+			unlock()
+			u3, err := e.Lock(ctx, "k")
+			if err != nil {
+				t.Fatalf("Lock after unlock: %v", err)
+			}
+			u3()
+			if _, err := e.Lock(ctx, ""); !errors.Is(err, ErrInvalidKey) {
+				t.Fatalf("Lock(\"\") = %v", err)
+			}
+			if m.mode != ModeMemory {
+				for _, f := range treeFiles(t, e.lockDir) {
+					if !strings.HasPrefix(f, "tw1-") {
+						t.Fatalf("lock file %q is not an encoded id", f)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLockGoroutines: many goroutines take one lock; at most one is inside.
+func TestLockGoroutines(t *testing.T) {
+	t.Parallel()
+	for _, m := range []testMode{{"file", ModePlaintextFile, 0}, {"memory", ModeMemory, 0}} {
+		e := newEnv(t, m)
+		var inside, total atomic.Int32
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 5 {
+					unlock, err := e.Lock(context.Background(), "k")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if n := inside.Add(1); n != 1 {
+						t.Errorf("%d goroutines inside the lock", n)
+					}
+					total.Add(1)
+					inside.Add(-1)
+					unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if total.Load() != 40 {
+			t.Fatalf("%s: %d entries, want 40", m.name, total.Load())
+		}
+	}
+}

@@ -1,0 +1,14 @@
+//go:build !((dragonfly && cgo) || (freebsd && cgo) || linux || netbsd || openbsd || darwin || windows)
+
+package store
+
+import (
+	"context"
+	"runtime"
+)
+
+func probeOS(ctx context.Context) error {
+	return fail(ErrUnavailable, "no supported OS keychain on "+runtime.GOOS, nil)
+}
+
+func osBackendName() string { return "none (" + runtime.GOOS + ")" }
