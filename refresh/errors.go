@@ -89,6 +89,7 @@ type Error struct {
 
 	kind         error  // the sentinel this error matches; nil derives it from Code/StatusCode
 	rotationLoss bool   // invalid_grant after a transport failure (C-03)
+	fromWire     bool   // StatusCode/Code/Description were read from Err: its message adds nothing
 	msg          string // precomputed, sanitized message; "" computes it from the fields
 }
 
@@ -160,7 +161,7 @@ func (e *Error) build(secrets []string) string {
 	if e.rotationLoss {
 		b.WriteString(" (possible rotation loss: an earlier refresh with this refresh token failed in transit)")
 	}
-	if e.Err != nil && !isSentinel(e.Err) {
+	if e.Err != nil && !isSentinel(e.Err) && !e.fromWire {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
 	}
@@ -251,12 +252,14 @@ func classify(err error, secrets ...string) error {
 			out.Code = cleanCode(re.ErrorCode)
 			out.Description = sanitize(re.ErrorDescription, 200, secrets)
 			out.kind = kindOf(out.StatusCode, out.Code)
+			out.fromWire = out.Code != "" || out.StatusCode != 0
 		case errors.As(err, &oe):
 			st, code, desc := oe.OAuthError()
 			out.StatusCode = st
 			out.Code = cleanCode(code)
 			out.Description = sanitize(desc, 200, secrets)
 			out.kind = kindOf(st, out.Code)
+			out.fromWire = out.Code != "" || out.StatusCode != 0
 		case isNetError(err):
 			out.kind = ErrNetwork
 		}

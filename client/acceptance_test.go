@@ -1,0 +1,788 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/canary"
+	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/store"
+)
+
+// login logs c in through the fake browser.
+func login(t *testing.T, c *Client) {
+	t.Helper()
+	if err := c.Login(t.Context()); err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+}
+
+// forceRefresh drops the default cache's current token so the next Token
+// call refreshes it.
+func forceRefresh(t *testing.T, c *Client) {
+	t.Helper()
+	r := c.defaultResource()
+	tok, err := r.cache.Token(t.Context())
+	if err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if !r.cache.Invalidate(tok) {
+		t.Fatal("Invalidate did not drop the current token")
+	}
+}
+
+// AC1: one POST per refresh and code exchange under 503, connection reset
+// and timeout; client credentials are retried.
+func TestOnePostPerSingleUseRequest(t *testing.T) {
+	t.Parallel()
+	faults := []struct {
+		name string
+		f    fakeas.Fault
+		want error
+	}{
+		{"503", fakeas.Fault{Kind: fakeas.FaultUnavailable, Times: 1}, ErrTemporarilyUnavailable},
+		{"502-html", fakeas.Fault{Kind: fakeas.FaultBadGateway, Times: 1}, ErrTemporarilyUnavailable},
+		{"reset", fakeas.Fault{Kind: fakeas.FaultReset, Times: 1}, ErrNetwork},
+		{"response-lost", fakeas.Fault{Kind: fakeas.FaultResponseLost, Times: 1}, ErrNetwork},
+		{"timeout", fakeas.Fault{Kind: fakeas.FaultHang, Times: 1}, ErrTokenEndpointTimeout},
+	}
+	for _, fc := range faults {
+		t.Run("refresh/"+fc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fakeas.Config{})
+			cfg := e.config()
+			cfg.HTTP.Timeout = 300 * time.Millisecond
+			c := mustNew(t, cfg)
+			login(t, c)
+			e.as.ResetStats()
+			f := fc.f
+			f.Endpoint, f.Grant = fakeas.EndpointToken, fakeas.GrantRefreshToken
+			e.as.InjectFault(f)
+			forceRefresh(t, c)
+			start := time.Now()
+			_, err := c.Token(t.Context())
+			if !errors.Is(err, fc.want) {
+				t.Fatalf("Token = %v, want %v", err, fc.want)
+			}
+			if fc.name == "timeout" {
+				if d := time.Since(start); d > cfg.HTTP.Timeout+time.Second {
+					t.Fatalf("timeout took %v", d)
+				}
+				e.as.ReleaseHangs()
+			}
+			if n := e.as.Stats().Grants[fakeas.GrantRefreshToken]; n != 1 {
+				t.Fatalf("refresh POSTs = %d, want exactly 1", n)
+			}
+		})
+		t.Run("code/"+fc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fakeas.Config{})
+			cfg := e.config()
+			cfg.HTTP.Timeout = 300 * time.Millisecond
+			c := mustNew(t, cfg)
+			f := fc.f
+			f.Endpoint, f.Grant = fakeas.EndpointToken, fakeas.GrantAuthorizationCode
+			e.as.InjectFault(f)
+			err := c.Login(t.Context())
+			if !errors.Is(err, fc.want) {
+				t.Fatalf("Login = %v, want %v", err, fc.want)
+			}
+			e.as.ReleaseHangs()
+			if n := e.as.Stats().Grants[fakeas.GrantAuthorizationCode]; n != 1 {
+				t.Fatalf("code exchange POSTs = %d, want exactly 1", n)
+			}
+		})
+	}
+	t.Run("client-credentials-retried", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, fakeas.Config{})
+		c := mustNew(t, e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretPost))
+		e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2})
+		if _, err := c.Token(t.Context()); err != nil {
+			t.Fatalf("Token after two 503s = %v", err)
+		}
+		if n := e.as.Stats().Grants[fakeas.GrantClientCredentials]; n != 3 {
+			t.Fatalf("client_credentials POSTs = %d, want 3 (two 503s, then success)", n)
+		}
+	})
+	t.Run("dial-error-retried-for-single-use", func(t *testing.T) {
+		// A refresh whose connection was never made can be retried: not a
+		// byte reached a server. checkRetry decides on the connected flag.
+		t.Parallel()
+		a := &attempt{policy: replayNever, now: time.Now, budget: time.Minute, waitMin: time.Millisecond, waitMax: time.Millisecond}
+		ctx := context.WithValue(t.Context(), attemptKey{}, a)
+		dialErr := &url.Error{Op: "Post", URL: "https://as.example/token", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}
+		if retry, _ := checkRetry(ctx, nil, dialErr); !retry {
+			t.Fatal("a dial error before any connection was not retried")
+		}
+		a.connected.Store(true)
+		if retry, _ := checkRetry(ctx, nil, dialErr); retry {
+			t.Fatal("an error after a connection was made was retried for a single-use credential")
+		}
+		if retry, _ := checkRetry(ctx, &http.Response{StatusCode: 503, Header: http.Header{}}, nil); retry {
+			t.Fatal("a 503 was retried for a single-use credential")
+		}
+	})
+}
+
+// AC1, device flow: each poll is one POST, never replayed: a replayed poll
+// would come early and the server would answer slow_down.
+func TestDevicePollsNotReplayed(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []fakeas.FaultKind{fakeas.FaultUnavailable, fakeas.FaultReset} {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				e, c, polls := deviceEnv(t, fakeas.Config{DevicePendingPolls: 2})
+				e.InjectFault(fakeas.Fault{Kind: kind, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantDeviceCode, Times: 1})
+				if err := c.Login(t.Context(), WithDevice()); err != nil {
+					t.Fatalf("Login: %v", err)
+				}
+				st := e.Stats()
+				if st.SlowDowns != 0 {
+					t.Fatalf("slow_downs = %d: a poll was replayed early", st.SlowDowns)
+				}
+				if got := len(polls.times()); got != st.Grants[fakeas.GrantDeviceCode] || got != 4 {
+					t.Fatalf("client polls %d, server saw %d; want 4 (fault, pending x2, success)", got, st.Grants[fakeas.GrantDeviceCode])
+				}
+			})
+		})
+	}
+}
+
+// pollRecorder records when device polls are sent.
+type pollRecorder struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (p *pollRecorder) times() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time(nil), p.at...)
+}
+
+type recordingTransport struct {
+	base http.RoundTripper
+	rec  *pollRecorder
+}
+
+func (r recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, fakeas.PathToken) && req.GetBody != nil {
+		b, _ := req.GetBody()
+		buf := new(strings.Builder)
+		fmt.Fprint(buf, readAll(b))
+		if strings.Contains(buf.String(), "device_code=") {
+			r.rec.mu.Lock()
+			r.rec.at = append(r.rec.at, time.Now())
+			r.rec.mu.Unlock()
+		}
+	}
+	return r.base.RoundTrip(req)
+}
+
+// deviceEnv starts an in-memory fake server inside a synctest bubble (its
+// clock is the bubble's) and a client talking to it through a recorder.
+func deviceEnv(t *testing.T, cfg fakeas.Config) (*fakeas.Server, *Client, *pollRecorder) {
+	cfg.InMemory = true
+	as, err := fakeas.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(as.Close)
+	st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
+	rec := &pollRecorder{}
+	c, err := New(t.Context(), Config{
+		Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, AllowInsecureLoopback: true,
+		Store: st, Prompt: discardWriter{},
+		DevicePrompt: func(ctx context.Context, d DeviceCode) { <-ctx.Done() },
+		HTTP:         HTTPSettings{Transport: recordingTransport{as.Transport(), rec}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return as, c, rec
+}
+
+// AC4: pending x3 then success, polls spaced at least the interval;
+// slow_down twice adds 10 s for good; denied and expired are typed.
+func TestDeviceFlowTiming(t *testing.T) {
+	t.Parallel()
+	t.Run("pending", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			_, c, rec := deviceEnv(t, fakeas.Config{DevicePendingPolls: 3, DeviceInterval: 5 * time.Second})
+			if err := c.Login(t.Context(), WithDevice()); err != nil {
+				t.Fatal(err)
+			}
+			at := rec.times()
+			if len(at) != 4 {
+				t.Fatalf("%d polls, want 4", len(at))
+			}
+			for i := 1; i < len(at); i++ {
+				if d := at[i].Sub(at[i-1]); d < 5*time.Second {
+					t.Fatalf("poll %d came %v after the previous one, want >= 5s", i, d)
+				}
+			}
+		})
+	})
+	t.Run("slow_down", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			as, c, rec := deviceEnv(t, fakeas.Config{DevicePendingPolls: 4, DeviceInterval: 5 * time.Second})
+			as.SlowDownNext(2)
+			if err := c.Login(t.Context(), WithDevice()); err != nil {
+				t.Fatal(err)
+			}
+			at := rec.times()
+			gaps := make([]time.Duration, 0, len(at))
+			for i := 1; i < len(at); i++ {
+				gaps = append(gaps, at[i].Sub(at[i-1]))
+			}
+			// Polls 1 and 2 get slow_down: the interval goes 5 -> 10 -> 15 s
+			// and stays there.
+			want := []time.Duration{10 * time.Second, 15 * time.Second, 15 * time.Second, 15 * time.Second}
+			if len(gaps) < len(want) {
+				t.Fatalf("gaps %v", gaps)
+			}
+			for i, w := range want {
+				if gaps[i] != w {
+					t.Fatalf("gaps %v, want %v...", gaps, want)
+				}
+			}
+		})
+	})
+	t.Run("denied", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			as, c, _ := deviceEnv(t, fakeas.Config{DeviceManualApproval: true})
+			go func() {
+				for len(as.Devices()) == 0 {
+					time.Sleep(time.Second) // fake time: the bubble's clock
+				}
+				as.DenyDevice("")
+			}()
+			if err := c.Login(t.Context(), WithDevice()); !errors.Is(err, ErrAccessDenied) {
+				t.Fatalf("Login = %v, want ErrAccessDenied", err)
+			}
+		})
+	})
+	t.Run("expired", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			_, c, _ := deviceEnv(t, fakeas.Config{DeviceManualApproval: true, DeviceCodeLifetime: time.Minute})
+			start := time.Now()
+			if err := c.Login(t.Context(), WithDevice()); !errors.Is(err, ErrLoginExpired) {
+				t.Fatalf("Login = %v, want ErrLoginExpired", err)
+			}
+			if d := time.Since(start); d > time.Minute+5*time.Second {
+				t.Fatalf("polling went on for %v after a 1m code", d)
+			}
+		})
+	})
+}
+
+// AC2: Retry-After: 86400 ends within the budget plus 1 s with a typed
+// rate-limit error that carries the hint.
+func TestRetryAfterCapped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	cfg := e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretBasic)
+	cfg.HTTP.RetryBudget = 2 * time.Second
+	c := mustNew(t, cfg)
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultRateLimited, Endpoint: fakeas.EndpointToken, RetryAfter: "86400"})
+	start := time.Now()
+	_, err := c.Token(t.Context())
+	if d := time.Since(start); d > cfg.HTTP.RetryBudget+time.Second {
+		t.Fatalf("took %v, budget %v", d, cfg.HTTP.RetryBudget)
+	}
+	var rl *RateLimitError
+	if !errors.As(err, &rl) || !errors.Is(err, ErrRateLimited) || !errors.Is(err, ErrTemporarilyUnavailable) {
+		t.Fatalf("err = %v, want a *RateLimitError", err)
+	}
+	if rl.RetryAfter != 24*time.Hour {
+		t.Fatalf("RetryAfter = %v, want 24h", rl.RetryAfter)
+	}
+}
+
+// AC3: wrong state, missing code, a second callback and an error callback
+// are rejected; the listener is closed on every exit path; no non-loopback
+// bind.
+func TestLoginCallbackRejections(t *testing.T) {
+	t.Parallel()
+	tamper := map[string]func(q url.Values){
+		"wrong state":   func(q url.Values) { q.Set("state", "x"+q.Get("state")) },
+		"missing state": func(q url.Values) { q.Del("state") },
+		"missing code":  func(q url.Values) { q.Del("code") },
+		"error":         func(q url.Values) { q.Del("code"); q.Set("error", "server_error") },
+		"denied":        func(q url.Values) { q.Del("code"); q.Set("error", "access_denied") },
+		"wrong iss":     func(q url.Values) { q.Set("iss", "https://evil.example") },
+	}
+	want := map[string]error{"denied": ErrAccessDenied, "wrong iss": ErrIssuerMismatch}
+	for name, f := range tamper {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fakeas.Config{})
+			cfg := e.config()
+			var callback string
+			cfg.OpenBrowser = func(u string) error {
+				go func() {
+					redirect, err := e.as.Authorize(context.Background(), u)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					q := redirect.Query()
+					f(q)
+					redirect.RawQuery = q.Encode()
+					callback = redirect.String()
+					fakeas.Deliver(context.Background(), callback)
+				}()
+				return nil
+			}
+			c := mustNew(t, cfg)
+			err := c.Login(t.Context())
+			w := want[name]
+			if w == nil {
+				w = ErrCallbackRejected
+			}
+			if !errors.Is(err, w) {
+				t.Fatalf("Login = %v, want %v", err, w)
+			}
+			if e.as.Stats().Grants[fakeas.GrantAuthorizationCode] != 0 {
+				t.Fatal("a rejected callback's code was exchanged")
+			}
+			assertClosed(t, callback)
+		})
+	}
+	t.Run("second callback", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, fakeas.Config{})
+		cfg := e.config()
+		second := make(chan error, 1)
+		cfg.OpenBrowser = func(u string) error {
+			go func() {
+				redirect, err := e.as.Authorize(context.Background(), u)
+				if err != nil {
+					second <- err
+					return
+				}
+				// Two deliveries race for the one slot: exactly one wins.
+				var wg sync.WaitGroup
+				errs := make([]error, 2)
+				for i := range 2 {
+					wg.Add(1)
+					go func() { defer wg.Done(); errs[i] = fakeas.Deliver(context.Background(), redirect.String()) }()
+				}
+				wg.Wait()
+				if (errs[0] == nil) == (errs[1] == nil) {
+					second <- fmt.Errorf("both or neither callback accepted: %v / %v", errs[0], errs[1])
+					return
+				}
+				second <- nil
+			}()
+			return nil
+		}
+		c := mustNew(t, cfg)
+		if err := c.Login(t.Context()); err != nil {
+			t.Fatalf("Login: %v", err)
+		}
+		if err := <-second; err != nil {
+			t.Fatal(err)
+		}
+		if n := e.as.Stats().CodeExchanges; n != 1 {
+			t.Fatalf("code exchanges = %d", n)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, fakeas.Config{})
+		cfg := e.config()
+		var authURL string
+		cfg.OpenBrowser = func(u string) error { authURL = u; return nil }
+		cfg.LoginTimeout = 50 * time.Millisecond
+		c := mustNew(t, cfg)
+		if err := c.Login(t.Context()); !errors.Is(err, ErrLoginExpired) {
+			t.Fatalf("Login = %v, want ErrLoginExpired", err)
+		}
+		u, _ := url.Parse(authURL)
+		assertClosed(t, u.Query().Get("redirect_uri"))
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, fakeas.Config{})
+		cfg := e.config()
+		ctx, cancel := context.WithCancel(t.Context())
+		var authURL string
+		cfg.OpenBrowser = func(u string) error { authURL = u; cancel(); return nil }
+		c := mustNew(t, cfg)
+		if err := c.Login(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Login = %v, want context.Canceled", err)
+		}
+		u, _ := url.Parse(authURL)
+		assertClosed(t, u.Query().Get("redirect_uri"))
+	})
+	t.Run("non-loopback bind", func(t *testing.T) {
+		t.Parallel()
+		for _, h := range []string{"0.0.0.0", "192.168.1.10", "localhost", "::"} {
+			e := newEnv(t, fakeas.Config{})
+			cfg := e.config()
+			cfg.RedirectHost = h
+			if _, err := New(t.Context(), cfg); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("RedirectHost %q: New = %v, want ErrInvalidConfig", h, err)
+			}
+			if _, err := listenLoopback(t.Context(), h); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("listenLoopback(%q) = %v", h, err)
+			}
+		}
+	})
+	t.Run("pkce and state sent", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, fakeas.Config{})
+		cfg := e.config()
+		var q url.Values
+		cfg.OpenBrowser = func(u string) error {
+			pu, _ := url.Parse(u)
+			q = pu.Query()
+			go e.as.Browse(context.Background(), u)
+			return nil
+		}
+		c := mustNew(t, cfg)
+		login(t, c)
+		if q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43 {
+			t.Fatalf("PKCE parameters: %v", q)
+		}
+		if len(q.Get("state")) < 22 { // 128 bits in base64url
+			t.Fatalf("state %q is shorter than 128 bits", q.Get("state"))
+		}
+		ru, _ := url.Parse(q.Get("redirect_uri"))
+		if ru.Hostname() != "127.0.0.1" || ru.Port() == "0" || ru.Port() == "" {
+			t.Fatalf("redirect_uri %s", ru)
+		}
+	})
+}
+
+// assertClosed checks that nothing listens at the callback URL's address.
+func assertClosed(t *testing.T, callback string) {
+	t.Helper()
+	u, err := url.Parse(callback)
+	if err != nil || u.Host == "" {
+		t.Fatalf("no callback URL to check (%q)", callback)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, time.Second)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("the callback listener %s is still open", u.Host)
+	}
+}
+
+// AC5: a failing revocation endpoint does not keep the local entry.
+func TestLogoutRevocationFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	c := mustNew(t, e.config())
+	login(t, c)
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultStatus500, Endpoint: fakeas.EndpointRevocation})
+	err := c.Logout(t.Context())
+	var le *LogoutError
+	if !errors.As(err, &le) {
+		t.Fatalf("Logout = %v, want *LogoutError", err)
+	}
+	if !le.LocalDeleted || !contains(le.NotRevoked, "refresh token") || !contains(le.NotRevoked, "access token") {
+		t.Fatalf("LogoutError = %+v", le)
+	}
+	if !strings.Contains(err.Error(), "refresh token") {
+		t.Fatalf("error does not say what was not revoked: %v", err)
+	}
+	if _, lerr := e.store.Load(t.Context(), c.baseKey().String()); !errors.Is(lerr, store.ErrNotFound) {
+		t.Fatalf("local entry still there: %v", lerr)
+	}
+	if _, err := c.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
+		t.Fatalf("Token after logout = %v", err)
+	}
+}
+
+// AC6: canary secrets never reach logs or error strings, at any level,
+// including the go-retryablehttp path.
+func TestCanarySecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{IDToken: true})
+	secret := canary.New("secret")
+	var errs []string
+	record := func(err error) {
+		if err != nil {
+			errs = append(errs, err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err))
+		}
+	}
+	// Confidential client: retries (go-retryablehttp logs), 503s, errors.
+	cc := e.confidential(t, "job", secret, fakeas.AuthClientSecretPost)
+	cc.Events = func(ev Event) { record(ev.Err) }
+	c1 := mustNew(t, cc)
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2})
+	tok1, err := c1.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken})
+	forceRefresh(t, c1)
+	_, err = c1.Token(t.Context())
+	record(err)
+	e.as.ClearFaults()
+
+	// Login: code and verifier (captured from the redirect), tokens.
+	cfg := e.config()
+	var code, challenge string
+	cfg.OpenBrowser = func(u string) error {
+		go func() {
+			redirect, err := e.as.Authorize(context.Background(), u)
+			if err != nil {
+				return
+			}
+			code = redirect.Query().Get("code")
+			pu, _ := url.Parse(u)
+			challenge = pu.Query().Get("code_challenge")
+			fakeas.Deliver(context.Background(), redirect.String())
+		}()
+		return nil
+	}
+	cfg.Events = func(ev Event) { record(ev.Err) }
+	c2 := mustNew(t, cfg)
+	login(t, c2)
+	tok2, _ := c2.Token(t.Context())
+	stored, _ := e.store.Load(t.Context(), c2.baseKey().String())
+	// A refresh that fails with invalid_grant after a reset.
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultReset, Endpoint: fakeas.EndpointToken, Times: 1})
+	forceRefresh(t, c2)
+	_, err = c2.Token(t.Context())
+	record(err)
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultOAuthError, Endpoint: fakeas.EndpointToken, Code: "invalid_grant", Description: "token " + stored.RefreshToken + " revoked", Times: 1})
+	c2.defaultResource().cache.Invalidate(tok2)
+	_, err = c2.Token(t.Context())
+	record(err)
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultStatus500, Endpoint: fakeas.EndpointRevocation})
+	record(c2.Logout(t.Context()))
+	st, _ := c2.Status(t.Context())
+	errs = append(errs, fmt.Sprintf("%+v", st))
+
+	secrets := []string{secret, tok1.AccessToken, tok2.AccessToken, stored.RefreshToken, stored.IDToken, code, challenge}
+	for _, s := range secrets {
+		if s == "" {
+			t.Fatal("a canary was not captured; the test would prove nothing")
+		}
+	}
+	haystack := e.log.String() + strings.Join(errs, "\n")
+	if len(lines(e.log.String())) < 10 || !strings.Contains(e.log.String(), "level=DEBUG") {
+		t.Fatalf("too little logging to prove anything:\n%s", e.log.String())
+	}
+	if !strings.Contains(e.log.String(), "retryablehttp") {
+		t.Fatal("the go-retryablehttp path did not log")
+	}
+	if found := canary.Find(haystack, secrets...); len(found) != 0 {
+		t.Fatalf("%d secrets leaked into logs or errors", len(found))
+	}
+}
+
+// AC7: two profiles for one issuer never read each other's tokens.
+func TestProfilesIsolated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{IDToken: true})
+	mk := func(profile, subject string) *Client {
+		if err := e.as.Update(func(c *fakeas.Config) { c.Subject = subject }); err != nil {
+			t.Fatal(err)
+		}
+		cfg := e.config()
+		cfg.Profile = profile
+		c := mustNew(t, cfg)
+		login(t, c)
+		return c
+	}
+	alice := mk("alice", "alice")
+	bob := mk("bob", "bob")
+	ta, _ := alice.Token(t.Context())
+	tb, _ := bob.Token(t.Context())
+	if ta.AccessToken == tb.AccessToken {
+		t.Fatal("two profiles share a token")
+	}
+	sa, _ := alice.Status(t.Context())
+	sb, _ := bob.Status(t.Context())
+	if sa.Subject != "alice" || sb.Subject != "bob" {
+		t.Fatalf("subjects %q %q", sa.Subject, sb.Subject)
+	}
+	// A fresh client for alice (a new process) sees alice's tokens.
+	cfg := e.config()
+	cfg.Profile = "alice"
+	again := mustNew(t, cfg)
+	if st, _ := again.Status(t.Context()); st.Subject != "alice" {
+		t.Fatalf("alice's new client sees %q", st.Subject)
+	}
+	// Logging bob out leaves alice logged in.
+	if err := bob.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := alice.Status(t.Context()); !st.LoggedIn {
+		t.Fatal("logging bob out logged alice out")
+	}
+}
+
+// AC8: two resources from one login: each API gets only its own token; one
+// refresh token serves both and is rotated safely.
+func TestTwoResourcesOneLogin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	apiB := fakeas.StartAPI(t, e.as, "")
+	cfg := e.config()
+	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
+	c := mustNew(t, cfg)
+	login(t, c)
+	ra, err := c.ForResource(e.api.Resource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := c.ForResource(apiB.Resource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, _ := ra.HTTPClient(t.Context())
+	hb, _ := rb.HTTPClient(t.Context())
+	for i := range 3 {
+		if code, body := get(t, ha, e.api.URL()+"/a"); code != 200 {
+			t.Fatalf("API A: %d %s", code, body)
+		}
+		if code, body := get(t, hb, apiB.URL()+"/b"); code != 200 {
+			t.Fatalf("API B: %d %s", code, body)
+		}
+		// A's client pointed at B (and back) must not carry A's token.
+		get(t, ha, apiB.URL()+"/cross")
+		get(t, hb, e.api.URL()+"/cross")
+		// Force new tokens for both: each uses (and rotates) the one
+		// refresh token.
+		for _, r := range []*Resource{ra, rb} {
+			tok, _ := r.Token(t.Context())
+			r.cache.Invalidate(tok)
+		}
+		_ = i
+	}
+	for _, api := range []*fakeas.API{e.api, apiB} {
+		s := api.Stats()
+		if s.Foreign != 0 || s.Unknown != 0 {
+			t.Fatalf("API %s received foreign tokens: %+v", api.Resource(), s)
+		}
+		if s.OK < 3 {
+			t.Fatalf("API %s: %+v", api.Resource(), s)
+		}
+	}
+	st := e.as.Stats()
+	if st.RefreshTokensPresentedTwice != 0 || st.ReuseDetections != 0 || st.FamilyRevocations != 0 {
+		t.Fatalf("refresh token reused: %+v", st)
+	}
+	if st.Grants[fakeas.GrantRefreshToken] < 6 {
+		t.Fatalf("refresh grants = %d, want >= 6", st.Grants[fakeas.GrantRefreshToken])
+	}
+	// Logout revokes and forgets every resource's token.
+	if err := c.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ra.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
+		t.Fatalf("resource token after logout: %v", err)
+	}
+}
+
+// AC9: a server whose clock is 10 minutes ahead: tokens are refreshed
+// before they expire by the server's clock.
+func TestServerClockAhead(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []fakeas.ExpiresInMode{fakeas.ExpiresInNumber, fakeas.ExpiresInOmit} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fakeas.Config{ClockOffset: 10 * time.Minute, AccessTokenLifetime: time.Hour, ExpiresIn: mode})
+			cfg := e.config()
+			var skews []time.Duration
+			var mu sync.Mutex
+			cfg.Events = func(ev Event) {
+				if ev.Kind == EventClockSkew {
+					mu.Lock()
+					skews = append(skews, ev.Skew)
+					mu.Unlock()
+				}
+			}
+			c := mustNew(t, cfg)
+			login(t, c)
+			tok, err := c.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, ok := e.as.Introspect(tok.AccessToken)
+			if !ok {
+				t.Fatal("token unknown to the server")
+			}
+			// The server's expiry, in local time.
+			serverExpiryLocal := info.Expiry.Add(-10 * time.Minute)
+			if tok.Expiry.After(serverExpiryLocal.Add(2 * time.Second)) {
+				t.Fatalf("client thinks the token expires at %v, the server at %v (local)", tok.Expiry, serverExpiryLocal)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(skews) == 0 || skews[0] < 9*time.Minute || skews[0] > 11*time.Minute {
+				t.Fatalf("clock skew events %v", skews)
+			}
+		})
+	}
+}
+
+// S-04: a token given by option or environment bypasses the store.
+func TestFixedTokenBypassesStore(t *testing.T) {
+	e := newEnv(t, fakeas.Config{})
+	tok, err := e.as.Mint(fakeas.Grant{Resources: []string{e.api.Resource()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvAccessToken, tok.AccessToken)
+	cs := &countingStore{}
+	c, err := New(t.Context(), Config{Store: cs, APIOrigins: []string{e.api.URL()}, AllowInsecureLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, e.api.URL()+"/x"); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if _, err := c.Status(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.calls(); n != 0 {
+		t.Fatalf("store called %d times", n)
+	}
+}
+
+type countingStore struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *countingStore) calls() int { s.mu.Lock(); defer s.mu.Unlock(); return s.n }
+func (s *countingStore) hit()       { s.mu.Lock(); s.n++; s.mu.Unlock() }
+func (s *countingStore) Load(context.Context, string) (*store.Entry, error) {
+	s.hit()
+	return nil, store.ErrNotFound
+}
+func (s *countingStore) Save(context.Context, string, *store.Entry) error { s.hit(); return nil }
+func (s *countingStore) Delete(context.Context, string) error             { s.hit(); return nil }
+func (s *countingStore) Lock(context.Context, string) (func() error, error) {
+	s.hit()
+	return func() error { return nil }, nil
+}
+func (s *countingStore) Status() store.Status { s.hit(); return store.Status{} }
+
+var _ = oauth2.Token{}

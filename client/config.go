@@ -1,0 +1,152 @@
+package client
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/tokenward/tokenward/refresh"
+	"github.com/tokenward/tokenward/store"
+)
+
+// Grant selects how the client obtains its first token.
+type Grant string
+
+// Grants.
+const (
+	// GrantLogin: a user logs in (Client.Login: browser with PKCE, or device
+	// flow); the refresh token then keeps the session alive. The default.
+	GrantLogin Grant = "login"
+	// GrantClientCredentials: the client authenticates as itself (server
+	// jobs); no user, no refresh token, a new token per lifetime.
+	GrantClientCredentials Grant = "client_credentials"
+)
+
+// Endpoints are the authorization server's URLs. Fields left empty are
+// filled from discovery when Config.Issuer is set.
+type Endpoints struct {
+	AuthURL       string // authorization endpoint (browser login)
+	TokenURL      string // token endpoint. Required unless discovered.
+	DeviceAuthURL string // device authorization endpoint (RFC 8628)
+	RevocationURL string // revocation endpoint (RFC 7009), used by Logout
+}
+
+// HTTPSettings configures the HTTP clients tokenward builds, for the
+// authorization server and for the APIs. All fields are optional.
+type HTTPSettings struct {
+	// Timeout bounds every call to the authorization server, retries
+	// included. Zero means 30 s.
+	Timeout time.Duration
+	// RetryBudget bounds the time spent waiting between retries of one
+	// call. Zero means 20 s.
+	RetryBudget time.Duration
+	// RetryWaitMin and RetryWaitMax bound one wait between retries; a
+	// Retry-After longer than RetryWaitMax ends the call with a
+	// *RateLimitError. Zero means 200 ms and 5 s.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// RetryMax is the number of retries of a replayable call. Zero means 3;
+	// negative means none.
+	RetryMax int
+	// TLSConfig is used for the authorization server and the APIs (for
+	// example a private CA, or a client certificate for mTLS). Nil means
+	// the system defaults.
+	TLSConfig *tls.Config
+	// Proxy selects a proxy per request. Nil means
+	// http.ProxyFromEnvironment.
+	Proxy func(*http.Request) (*url.URL, error)
+	// Transport, when set, is the base transport for every request and
+	// TLSConfig and Proxy are ignored. For tests and special setups.
+	Transport http.RoundTripper
+}
+
+// Config describes one client of one authorization server. Pass it to
+// [New]; it is copied and never modified afterwards.
+type Config struct {
+	// Issuer is the authorization server's issuer URL, used for discovery
+	// (RFC 8414, then OpenID Connect) and checked against the document.
+	// Either Issuer or Endpoints.TokenURL is required.
+	Issuer string
+	// Endpoints overrides or replaces discovery. Optional with Issuer.
+	Endpoints Endpoints
+
+	// ClientID is the registered client identifier. Required.
+	ClientID string
+	// ClientSecret for client_secret_basic / client_secret_post. Optional.
+	ClientSecret string
+	// PrivateKey (RSA of 2048 bits or more, or ECDSA P-256/384/521) for
+	// private_key_jwt. Optional.
+	PrivateKey crypto.Signer
+	// KeyID is the "kid" header of private_key_jwt assertions. Optional.
+	KeyID string
+	// AuthMethod is the token-endpoint client authentication. Empty means:
+	// from discovery's token_endpoint_auth_methods_supported and the
+	// credentials given (private_key_jwt with a PrivateKey, basic or post
+	// with a ClientSecret, none otherwise). Never auto-detected by trial.
+	AuthMethod AuthMethod
+
+	// Grant is GrantLogin (default) or GrantClientCredentials.
+	Grant Grant
+	// Scopes requested. Optional.
+	Scopes []string
+	// Resources are RFC 8707 resource indicators (the API's identifier,
+	// usually its base URL) for the default token. Optional. More resources
+	// can be added later with [Client.Resource].
+	Resources []string
+	// APIOrigins are the origins (scheme://host[:port]) the default token may
+	// be sent to by [Client.HTTPClient]. Requests to other origins go out
+	// without a token. Required for HTTPClient; when empty the origins of
+	// Resources are used.
+	APIOrigins []string
+	// AllowInsecureLoopback permits http:// URLs whose host is a loopback
+	// address (127.0.0.0/8, ::1, localhost), for local development and tests.
+	AllowInsecureLoopback bool
+
+	// Profile separates several accounts for one issuer and client.
+	// Optional ("default").
+	Profile string
+	// Store is where tokens live. Nil means store.Open with StoreOptions.
+	Store store.Store
+	// StoreOptions configure the store opened when Store is nil (mode,
+	// directories, passphrase, ...). The mode is chosen by option, then the
+	// TOKENWARD_STORE environment variable, then "keychain".
+	StoreOptions []func(*store.Options)
+
+	// AccessToken, when set (or when the TOKENWARD_ACCESS_TOKEN environment
+	// variable is), is used as is for every request: no store is opened and
+	// nothing is refreshed (for CI and containers; PITFALLS S-04).
+	AccessToken string
+
+	// HTTP configures the HTTP clients. Optional.
+	HTTP HTTPSettings
+
+	// RedirectHost is the loopback address of the browser login's redirect
+	// listener: "127.0.0.1" (default) or "::1". Anything else is refused.
+	RedirectHost string
+	// LoginTimeout bounds a browser login. Zero means 5 minutes.
+	LoginTimeout time.Duration
+	// OpenBrowser opens the authorization URL. Nil means the system browser
+	// (github.com/cli/browser). The URL is always printed to Prompt too.
+	OpenBrowser func(url string) error
+	// DevicePrompt shows a device-flow code to the user and returns when ctx
+	// ends. Nil means a text prompt with a QR code on Prompt.
+	DevicePrompt func(ctx context.Context, d DeviceCode)
+	// Prompt receives the human-facing login messages. Nil means os.Stderr.
+	Prompt io.Writer
+
+	// Logger receives diagnostic logs; secrets never reach it. Nil means
+	// no logging.
+	Logger *slog.Logger
+	// Events receives one Event per noteworthy change (token refreshed,
+	// refresh failed, re-authentication required, clock skew, ...), never
+	// with a secret. Called synchronously; keep it fast. Optional.
+	Events func(Event)
+
+	// RefreshOptions tune the token caches (timing, backoff, ...). Persister,
+	// Logger and OnEvent are set by the client before these run. Optional.
+	RefreshOptions []func(*refresh.Options)
+}

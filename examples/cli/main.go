@@ -1,0 +1,258 @@
+// Command cli is a small, real command-line client for any OAuth 2.0 /
+// OpenID Connect issuer, built on tokenward:
+//
+//	cli [flags] login [--device]   sign in (browser with PKCE, or device flow)
+//	cli [flags] status             who is signed in, token expiry, storage
+//	cli [flags] call URL           GET URL with the access token
+//	cli [flags] logout             revoke at the server and delete locally
+//
+// Flags (each also read from an environment variable):
+//
+//	--issuer       TOKENWARD_ISSUER       issuer URL (discovery)
+//	--client-id    TOKENWARD_CLIENT_ID    registered client ID
+//	--scopes       TOKENWARD_SCOPES       space-separated scopes
+//	--resource     TOKENWARD_RESOURCE     RFC 8707 resource (the API's identifier)
+//	--api-origin   TOKENWARD_API_ORIGIN   origin(s) the token may be sent to (comma-separated)
+//	--profile      TOKENWARD_PROFILE      account name, for several accounts
+//	--allow-insecure-loopback             accept http:// on 127.0.0.1 (local testing)
+//
+// A confidential client's secret comes only from TOKENWARD_CLIENT_SECRET
+// (never a flag: flags show up in the process list). Tokens are kept in the
+// OS keychain; TOKENWARD_STORE=encrypted-file (with TOKENWARD_PASSPHRASE) or
+// memory opts in to something else. The program never prints a token.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/tokenward/tokenward/client"
+	"github.com/tokenward/tokenward/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("cli", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	issuer := fs.String("issuer", env("TOKENWARD_ISSUER", ""), "issuer URL")
+	clientID := fs.String("client-id", env("TOKENWARD_CLIENT_ID", ""), "client ID")
+	scopes := fs.String("scopes", env("TOKENWARD_SCOPES", ""), "space-separated scopes")
+	resource := fs.String("resource", env("TOKENWARD_RESOURCE", ""), "RFC 8707 resource indicator")
+	origins := fs.String("api-origin", env("TOKENWARD_API_ORIGIN", ""), "comma-separated API origins")
+	profile := fs.String("profile", env("TOKENWARD_PROFILE", ""), "profile (account) name")
+	insecure := fs.Bool("allow-insecure-loopback", false, "accept http:// URLs on loopback hosts")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: cli [flags] login [--device] | status | call URL | logout")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	if *issuer == "" || *clientID == "" {
+		fmt.Fprintln(stderr, "cli: --issuer and --client-id are required (or TOKENWARD_ISSUER and TOKENWARD_CLIENT_ID)")
+		return 2
+	}
+	cfg := client.Config{
+		Issuer: *issuer, ClientID: *clientID, ClientSecret: os.Getenv("TOKENWARD_CLIENT_SECRET"),
+		Scopes: strings.Fields(*scopes), Profile: *profile,
+		AllowInsecureLoopback: *insecure, Prompt: stderr,
+	}
+	if *resource != "" {
+		cfg.Resources = []string{*resource}
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.APIOrigins = append(cfg.APIOrigins, o)
+		}
+	}
+	if cmd == "call" && len(cfg.APIOrigins) == 0 && len(cfg.Resources) == 0 && len(rest) == 1 {
+		// Without configured origins, the token may go to the URL's own
+		// origin only.
+		if u, err := url.Parse(rest[0]); err == nil && u.Host != "" {
+			cfg.APIOrigins = []string{u.Scheme + "://" + u.Host}
+		}
+	}
+
+	c, err := client.New(ctx, cfg)
+	if err != nil {
+		return fail(stderr, err, cfg)
+	}
+	defer c.Close()
+
+	switch cmd {
+	case "login":
+		lf := flag.NewFlagSet("login", flag.ContinueOnError)
+		lf.SetOutput(stderr)
+		device := lf.Bool("device", false, "use the device flow (no browser on this machine)")
+		if err := lf.Parse(rest); err != nil {
+			return 2
+		}
+		var opts []client.LoginOption
+		if *device {
+			opts = append(opts, client.WithDevice())
+		}
+		if err := c.Login(ctx, opts...); err != nil {
+			return fail(stderr, err, cfg)
+		}
+		st, _ := c.Status(ctx)
+		who := "signed in"
+		if st != nil && st.Subject != "" {
+			who = "signed in as " + st.Subject
+		}
+		fmt.Fprintln(stdout, who)
+	case "status":
+		st, err := c.Status(ctx)
+		if err != nil {
+			return fail(stderr, err, cfg)
+		}
+		printStatus(stdout, st)
+	case "call":
+		if len(rest) != 1 {
+			fmt.Fprintln(stderr, "usage: cli call URL")
+			return 2
+		}
+		return callURL(ctx, c, rest[0], stdout, stderr, cfg)
+	case "logout":
+		if err := c.Logout(ctx); err != nil {
+			var le *client.LogoutError
+			if errors.As(err, &le) && le.LocalDeleted {
+				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", strings.Join(le.NotRevoked, ", "))
+				return 1
+			}
+			return fail(stderr, err, cfg)
+		}
+		fmt.Fprintln(stdout, "signed out (tokens revoked at the server and deleted locally)")
+	default:
+		fs.Usage()
+		return 2
+	}
+	return 0
+}
+
+func printStatus(w io.Writer, st *client.Status) {
+	if !st.LoggedIn {
+		fmt.Fprintf(w, "not signed in (profile %s); run: cli login\n", st.Profile)
+	} else {
+		who := st.Subject
+		if who == "" {
+			who = "(subject unknown)"
+		}
+		fmt.Fprintf(w, "signed in as %s (profile %s)\n", who, st.Profile)
+		if len(st.Scopes) > 0 {
+			fmt.Fprintf(w, "scopes:        %s\n", strings.Join(st.Scopes, " "))
+		}
+		if !st.AccessTokenExpiry.IsZero() {
+			fmt.Fprintf(w, "access token:  expires in %s\n", until(st.AccessTokenExpiry))
+		}
+		switch {
+		case !st.HasRefreshToken:
+			fmt.Fprintln(w, "refresh token: none")
+		case st.RefreshTokenExpiry.IsZero():
+			fmt.Fprintln(w, "refresh token: stored")
+		default:
+			fmt.Fprintf(w, "refresh token: stored, expires in %s\n", until(st.RefreshTokenExpiry))
+		}
+	}
+	s := st.Storage
+	fmt.Fprintf(w, "storage:       %s %s (encrypted: %v)\n", s.Backend, s.Location, s.Encrypted)
+	if s.Warning != "" {
+		fmt.Fprintf(w, "WARNING:       %s\n", s.Warning)
+	}
+}
+
+func until(t time.Time) string {
+	d := time.Until(t).Round(time.Second)
+	if d < 0 {
+		return "0s (expired; it is refreshed on next use)"
+	}
+	return d.String()
+}
+
+func callURL(ctx context.Context, c *client.Client, target string, stdout, stderr io.Writer, cfg client.Config) int {
+	hc, err := c.HTTPClient(ctx)
+	if err != nil {
+		return fail(stderr, err, cfg)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "cli: bad URL:", err)
+		return 2
+	}
+	if _, err := c.Token(ctx); err != nil {
+		return fail(stderr, err, cfg)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fail(stderr, err, cfg)
+	}
+	defer resp.Body.Close()
+	fmt.Fprintf(stderr, "%s %s\n", resp.Proto, resp.Status)
+	if _, err := io.Copy(stdout, io.LimitReader(resp.Body, 10<<20)); err != nil {
+		return fail(stderr, err, cfg)
+	}
+	if resp.StatusCode >= 400 {
+		return 1
+	}
+	return 0
+}
+
+// fail prints err with a hint for the common mistakes and returns the exit
+// code. Errors from tokenward never contain a token.
+func fail(w io.Writer, err error, cfg client.Config) int {
+	fmt.Fprintln(w, "cli:", err)
+	hint := ""
+	switch {
+	case errors.Is(err, context.Canceled):
+		return 130
+	case errors.Is(err, client.ErrIssuerMismatch):
+		hint = "the server says its issuer is different from --issuer: use the exact issuer URL (trailing slash included) from its discovery document"
+	case errors.Is(err, store.ErrLocked):
+		hint = "unlock your keychain (Linux: the login keyring, e.g. in Seahorse; macOS: security unlock-keychain) and retry"
+	case errors.Is(err, client.ErrStoreUnavailable):
+		hint = "no OS keychain is available (headless Linux, SSH, container). Opt in to another store:\n" +
+			"  TOKENWARD_STORE=encrypted-file TOKENWARD_PASSPHRASE=... cli ...   (encrypted file)\n" +
+			"  TOKENWARD_STORE=memory cli ...                                 (nothing kept)"
+	case errors.Is(err, client.ErrInsecureURL):
+		hint = "tokens only travel over https; for a local test server on 127.0.0.1 add --allow-insecure-loopback"
+	case errors.Is(err, client.ErrCallbackRejected), errors.Is(err, client.ErrLoginExpired) && !strings.Contains(err.Error(), "device"):
+		hint = "if the browser showed an error about the redirect URI, register http://127.0.0.1/callback (any port, RFC 8252) for client " + cfg.ClientID
+	case errors.Is(err, client.ErrReauthRequired):
+		hint = "run: cli login"
+	case errors.Is(err, client.ErrClientConfig):
+		hint = "the server rejected the client: check --client-id, TOKENWARD_CLIENT_SECRET and the client's registration"
+	case errors.Is(err, client.ErrNetwork), errors.Is(err, client.ErrTokenEndpointTimeout):
+		hint = "could not reach the authorization server: check --issuer and your network"
+	case strings.Contains(err.Error(), "discovery"):
+		hint = "discovery failed: check that --issuer is the issuer URL (it serves /.well-known/openid-configuration or /.well-known/oauth-authorization-server)"
+	}
+	if hint != "" {
+		fmt.Fprintln(w, "hint:", hint)
+	}
+	return 1
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenward/tokenward/internal/leakscan"
+)
+
+// TestQuickstart runs the walkthrough with a shorter stream and checks what
+// it claims, and that it prints no token.
+func TestQuickstart(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	o := defaultOptions()
+	o.stream = 7 * time.Second
+	o.service = "tokenward-quickstart-test"
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	if err := run(ctx, &out, o); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	for _, want := range []string{
+		"3 API calls -> 200 OK, with 1 token request",
+		"logged in as ada@example.com",
+		"all 200 OK",
+		"requests that waited for a refresh: 0",
+		"logged in: false",
+		"client.ErrReauthRequired",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(s, " 0 token refresh(es)") || strings.Contains(s, ", 0 of them in the background") {
+		t.Errorf("no background refresh happened:\n%s", s)
+	}
+	if f := leakscan.Find(s); len(f) > 0 {
+		t.Fatalf("quickstart output contains secrets: %v", f)
+	}
+}
+
+// TestKeychainQuickstart runs the real program (go build, then the binary,
+// no flags) inside the keychain suite, against gnome-keyring, and checks it
+// exits 0, uses the keychain and leaves no item behind.
+func TestKeychainQuickstart(t *testing.T) {
+	if os.Getenv("TOKENWARD_KEYCHAIN_SUITE") != "1" {
+		t.Skip("keychain suite only (make keychain): needs a Secret Service session")
+	}
+	bin := filepath.Join(t.TempDir(), "quickstart")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.CommandContext(t.Context(), bin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("quickstart: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	if d := time.Since(start); d > 45*time.Second {
+		t.Fatalf("quickstart took %v", d)
+	}
+	all := stdout.String() + stderr.String()
+	if !strings.Contains(all, "stored in the OS keychain") {
+		t.Fatalf("the keychain was not used:\n%s", all)
+	}
+	if f := leakscan.Find(all); len(f) > 0 {
+		t.Fatalf("output contains secrets: %v", f)
+	}
+	if n := keychainItems(t, "tokenward-quickstart"); n != 0 {
+		t.Fatalf("%d keychain items left behind", n)
+	}
+}
