@@ -1,0 +1,229 @@
+package client
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/internal/fakekeychain"
+	"github.com/tokenward/tokenward/store"
+)
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		want error
+	}{
+		{"no client id", func(c *Config) { c.ClientID = "" }, ErrInvalidConfig},
+		{"no issuer or token url", func(c *Config) { c.Issuer = "" }, ErrInvalidConfig},
+		{"http issuer without opt-in", func(c *Config) { c.AllowInsecureLoopback = false }, ErrInsecureURL},
+		{"http non-loopback token url", func(c *Config) { c.Issuer = ""; c.Endpoints.TokenURL = "http://as.example/token" }, ErrInsecureURL},
+		{"http api origin", func(c *Config) { c.APIOrigins = []string{"http://api.example"} }, ErrInsecureURL},
+		{"api origin with path", func(c *Config) { c.APIOrigins = []string{"https://api.example/v1"} }, ErrInvalidConfig},
+		{"basic without secret", func(c *Config) { c.AuthMethod = AuthSecretBasic }, ErrInvalidConfig},
+		{"jwt without key", func(c *Config) { c.AuthMethod = AuthPrivateKeyJWT }, ErrInvalidConfig},
+		{"small rsa key", func(c *Config) { c.PrivateKey = small }, ErrInvalidConfig},
+		{"unknown method", func(c *Config) { c.AuthMethod = "guess" }, ErrInvalidConfig},
+		{"unknown grant", func(c *Config) { c.Grant = "implicit" }, ErrInvalidConfig},
+		{"client credentials without secret", func(c *Config) { c.Grant = GrantClientCredentials }, ErrInvalidConfig},
+		{"bad scope", func(c *Config) { c.Scopes = []string{"a b"} }, ErrInvalidConfig},
+		{"relative resource", func(c *Config) { c.Resources = []string{"/api"} }, ErrInvalidConfig},
+		{"non-loopback redirect host", func(c *Config) { c.RedirectHost = "0.0.0.0" }, ErrInvalidConfig},
+		{"token with white space", func(c *Config) { c.AccessToken = "a b" }, ErrInvalidConfig},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := e.config()
+			tc.mod(&cfg)
+			c, err := New(t.Context(), cfg)
+			if !errors.Is(err, tc.want) {
+				if c != nil {
+					c.Close()
+				}
+				t.Fatalf("New = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDiscoveryIssuerMismatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{DiscoveryIssuer: "https://evil.example"})
+	_, err := New(t.Context(), e.config())
+	if !errors.Is(err, ErrIssuerMismatch) {
+		t.Fatalf("New = %v, want ErrIssuerMismatch", err)
+	}
+}
+
+func TestExplicitEndpointsWithoutDiscovery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	cfg := e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretBasic)
+	cfg.Issuer = ""
+	cfg.Endpoints = Endpoints{TokenURL: e.as.TokenURL()}
+	cfg.AuthMethod = AuthSecretBasic
+	c := mustNew(t, cfg)
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.as.Stats().Requests[fakeas.EndpointDiscovery]; n != 0 {
+		t.Fatalf("discovery requested %d times", n)
+	}
+}
+
+// The auth method comes from discovery when not configured, and each
+// request is sent once with it: a server that accepts only
+// client_secret_post sees no Basic attempt first (O-08).
+func TestAuthMethodFromDiscovery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	cfg := e.confidential(t, "poster", "post-secret", fakeas.AuthClientSecretPost)
+	c := mustNew(t, cfg)
+	if c.method != AuthSecretBasic && c.method != AuthSecretPost {
+		t.Fatalf("method %q", c.method)
+	}
+	_, err := c.Token(t.Context())
+	if c.method == AuthSecretBasic {
+		// The fake advertises both; basic is RFC 8414's default choice, and
+		// a server that insists on post rejects it once, with no retry.
+		if !errors.Is(err, ErrClientConfig) {
+			t.Fatalf("Token = %v", err)
+		}
+		if n := e.as.Stats().TokenPosts; n != 1 {
+			t.Fatalf("token POSTs = %d, want 1: no second attempt with another auth style", n)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrivateKeyJWT(t *testing.T) {
+	t.Parallel()
+	for name, gen := range map[string]func() (any, any){
+		"ec":  func() (any, any) { k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader); return k, &k.PublicKey },
+		"rsa": func() (any, any) { k, _ := rsa.GenerateKey(rand.Reader, 2048); return k, &k.PublicKey },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fakeas.Config{})
+			priv, pub := gen()
+			if err := e.as.Update(func(c *fakeas.Config) {
+				c.Clients = []fakeas.Client{{ID: "signer", PublicKey: pub}}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			cfg := e.config()
+			cfg.ClientID, cfg.Grant = "signer", GrantClientCredentials
+			switch k := priv.(type) {
+			case *ecdsa.PrivateKey:
+				cfg.PrivateKey = k
+			case *rsa.PrivateKey:
+				cfg.PrivateKey = k
+			}
+			c := mustNew(t, cfg)
+			if c.method != AuthPrivateKeyJWT {
+				t.Fatalf("method %q", c.method)
+			}
+			// Two 503s: each retry must carry a fresh assertion (the server
+			// refuses a replayed jti).
+			e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2})
+			if _, err := c.Token(t.Context()); err != nil {
+				t.Fatalf("Token: %v", err)
+			}
+			if n := e.as.Stats().ClientAuthFailures; n != 0 {
+				t.Fatalf("client auth failures: %d", n)
+			}
+		})
+	}
+}
+
+// O-02: two clients for one profile share one token cache.
+func TestClientsShareOneCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	c1 := mustNew(t, e.config())
+	login(t, c1)
+	c2 := mustNew(t, e.config())
+	t1, err := c1.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := c2.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t1 != t2 {
+		t.Fatal("two clients for one profile hold different token caches")
+	}
+	e.as.ResetStats()
+	c1.defaultResource().cache.Invalidate(t1)
+	var wg sync.WaitGroup
+	for _, c := range []*Client{c1, c2, c1, c2} {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Token(t.Context()) }()
+	}
+	wg.Wait()
+	if n := e.as.Stats().Grants[fakeas.GrantRefreshToken]; n != 1 {
+		t.Fatalf("refreshes = %d, want 1", n)
+	}
+}
+
+// S-01/S-03: no keychain and no opt-in: New fails with ErrStoreUnavailable
+// naming the opt-ins; a locked keychain is ErrLocked; neither falls back.
+func TestStoreUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	for name, fk := range map[string]*fakekeychain.Fake{"no bus": fakekeychain.NewSecretService(), "locked": fakekeychain.NewSecretService()} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if name == "no bus" {
+				fk.SetNoBus(true)
+			} else {
+				fk.SetLocked(true)
+			}
+			dir := t.TempDir()
+			cfg := e.config()
+			cfg.Store = nil
+			cfg.StoreOptions = []func(*store.Options){func(o *store.Options) {
+				o.Mode = store.ModeKeychain
+				o.Backend = fk
+				o.Dir, o.LockDir = dir, dir
+			}}
+			c, err := New(t.Context(), cfg)
+			if err == nil {
+				// A locked keychain may only show on first use.
+				defer c.Close()
+				_, err = c.Token(t.Context())
+			}
+			want := ErrStoreUnavailable
+			if name == "locked" {
+				want = store.ErrLocked
+			}
+			if !errors.Is(err, want) {
+				t.Fatalf("err = %v, want %v", err, want)
+			}
+			t.Logf("%s: %v", name, err)
+			if name == "no bus" && !strings.Contains(err.Error(), "TOKENWARD_STORE=encrypted-file") {
+				t.Fatalf("the error does not name the opt-ins: %v", err)
+			}
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != 0 {
+				t.Fatalf("files written: %v", ents)
+			}
+		})
+	}
+}
