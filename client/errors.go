@@ -85,6 +85,7 @@ type EndpointError struct {
 	Err      error
 }
 
+// Error describes the failure; it never contains a secret.
 func (e *EndpointError) Error() string {
 	var b strings.Builder
 	b.WriteString("client: ")
@@ -111,6 +112,7 @@ type RateLimitError struct {
 	Attempts   int
 }
 
+// Error describes the rate limit and the server's hint.
 func (e *RateLimitError) Error() string {
 	s := fmt.Sprintf("client: %s (HTTP %d): rate limited by the authorization server", e.Endpoint, e.Status)
 	if e.RetryAfter > 0 {
@@ -133,6 +135,7 @@ type LogoutError struct {
 	Err          error
 }
 
+// Error says what was not revoked and whether the local tokens are gone.
 func (e *LogoutError) Error() string {
 	var parts []string
 	if len(e.NotRevoked) > 0 {
