@@ -37,7 +37,9 @@ func TestExportedIdentifiersDocumented(t *testing.T) {
 			return nil
 		}
 		n++
-		missing := func(pos token.Pos, what string) { t.Errorf("%s: exported %s has no doc comment", fset.Position(pos), what) }
+		missing := func(pos token.Pos, what string) {
+			t.Errorf("%s: exported %s has no doc comment", fset.Position(pos), what)
+		}
 		for _, decl := range f.Decls {
 			switch d := decl.(type) {
 			case *ast.FuncDecl:
