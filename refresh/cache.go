@@ -615,37 +615,22 @@ func (c *core) set(ctx context.Context, tok *oauth2.Token) error {
 	if err != nil {
 		return err
 	}
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return ErrClosed
-		}
-		if f := c.fl; f != nil {
-			c.mu.Unlock()
-			select {
-			case <-f.done:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		f := &flight{op: opSet, done: make(chan struct{})}
-		c.fl = f
-		c.mu.Unlock()
-		start := time.Now()
-		var evs []Event
-		f.err = c.doSet(ctx, tok, &evs)
-		var ret error
-		if errors.Is(f.err, ErrPersistFailed) {
-			ret, f.err = f.err, nil // published anyway
-		}
-		c.finish(f, start, evs)
-		if f.err != nil {
-			return f.err
-		}
-		return ret
+	f, err := c.acquire(ctx, opSet)
+	if err != nil {
+		return err
 	}
+	start := time.Now()
+	var evs []Event
+	f.err = c.doSet(ctx, tok, &evs)
+	var ret error
+	if errors.Is(f.err, ErrPersistFailed) {
+		ret, f.err = f.err, nil // published anyway
+	}
+	c.finish(f, start, evs)
+	if f.err != nil {
+		return f.err
+	}
+	return ret
 }
 
 func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error {
@@ -681,11 +666,28 @@ func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error
 // under the store lock, deletes the stored token and drops the one in
 // memory, so no caller is handed it again.
 func (c *core) clear(ctx context.Context) error {
+	f, err := c.acquire(ctx, opClear)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	err = c.doClear(ctx)
+	c.mu.Lock()
+	c.failures, c.lastErr, c.nextAttempt, c.rtWarned = 0, nil, time.Time{}, ""
+	c.mu.Unlock()
+	c.finish(f, start, nil)
+	return err
+}
+
+// acquire waits until no operation is in flight and then makes op the one
+// in flight, for operations that run on the caller's goroutine (Set, Clear).
+// The caller must hand the flight to finish.
+func (c *core) acquire(ctx context.Context, op opKind) (*flight, error) {
 	for {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
-			return ErrClosed
+			return nil, ErrClosed
 		}
 		if f := c.fl; f != nil {
 			c.mu.Unlock()
@@ -693,19 +695,13 @@ func (c *core) clear(ctx context.Context) error {
 			case <-f.done:
 				continue
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
 		}
-		f := &flight{op: opClear, done: make(chan struct{})}
+		f := &flight{op: op, done: make(chan struct{})}
 		c.fl = f
 		c.mu.Unlock()
-		start := time.Now()
-		err := c.doClear(ctx)
-		c.mu.Lock()
-		c.failures, c.lastErr, c.nextAttempt, c.rtWarned = 0, nil, time.Time{}, ""
-		c.mu.Unlock()
-		c.finish(f, start, nil)
-		return err
+		return f, nil
 	}
 }
 
