@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"errors"
 	"os"
 	"strings"
@@ -225,5 +226,33 @@ func TestStoreUnavailable(t *testing.T) {
 				t.Fatalf("files written: %v", ents)
 			}
 		})
+	}
+}
+
+// One TLS configuration (here a private CA) serves the authorization server
+// and the API, and https needs no loopback opt-in.
+func TestTLSConfigForServerAndAPI(t *testing.T) {
+	t.Parallel()
+	as := fakeas.Start(t, fakeas.Config{TLS: true, Clients: []fakeas.Client{{ID: "job", Secret: "tls-secret"}}})
+	api := fakeas.StartAPI(t, as, "")
+	st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
+	cfg := Config{Issuer: as.Issuer(), ClientID: "job", ClientSecret: "tls-secret", Grant: GrantClientCredentials,
+		Resources: []string{api.Resource()}, Store: st, HTTP: HTTPSettings{TLSConfig: &tls.Config{RootCAs: as.CertPool()}}}
+	c := mustNew(t, cfg)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, api.URL()+"/x"); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	// Without the CA the server is not trusted (discovery is cached per
+	// process, so this shows on the token request).
+	cfg.HTTP.TLSConfig = nil
+	cfg.Profile = "no-ca"
+	c2, err := New(t.Context(), cfg)
+	if err == nil {
+		defer c2.Close()
+		_, err = c2.Token(t.Context())
+	}
+	if !errors.Is(err, ErrNetwork) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without the CA: %v, want a network (certificate) error", err)
 	}
 }

@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -257,8 +259,7 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	retry := false
 	switch {
 	case err != nil:
-		var ue *url.Error
-		if errors.As(err, &ue) && strings.Contains(ue.Err.Error(), "unsupported protocol scheme") {
+		if permanent(err) {
 			return false, nil
 		}
 		if a.policy == replayNever {
@@ -298,6 +299,18 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	}
 	a.next.Store(int64(wait))
 	return true, nil
+}
+
+// permanent reports transport errors that a retry cannot fix: certificate
+// verification failures and malformed requests.
+func permanent(err error) bool {
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	var cie x509.CertificateInvalidError
+	var ue *url.Error
+	return errors.As(err, &cve) || errors.As(err, &uae) || errors.As(err, &hne) || errors.As(err, &cie) ||
+		(errors.As(err, &ue) && strings.Contains(ue.Err.Error(), "unsupported protocol scheme"))
 }
 
 // computeWait is exponential backoff with full jitter between waitMin and
