@@ -786,3 +786,32 @@ func (s *countingStore) Lock(context.Context, string) (func() error, error) {
 func (s *countingStore) Status() store.Status { s.hit(); return store.Status{} }
 
 var _ = oauth2.Token{}
+
+// A later process's Logout also removes the tokens that an earlier process
+// minted for the configured resources.
+func TestLogoutRemovesEarlierResourceTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakeas.Config{})
+	apiB := fakeas.StartAPI(t, e.as, "")
+	cfg := e.config()
+	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
+	cfg.Profile = "earlier"
+	c1 := mustNew(t, cfg)
+	login(t, c1)
+	rb, _ := c1.ForResource(apiB.Resource())
+	if _, err := rb.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	name := rb.key.String()
+	c1.Close()
+	if _, err := e.store.Load(t.Context(), name); err != nil {
+		t.Fatalf("resource entry not stored: %v", err)
+	}
+	c2 := mustNew(t, cfg)
+	if err := c2.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Load(t.Context(), name); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("resource entry left behind: %v", err)
+	}
+}

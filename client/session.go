@@ -117,12 +117,23 @@ func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 
 // Logout revokes the login at the server and deletes it locally: first the
 // refresh token, then the access tokens (RFC 7009, when the server has a
-// revocation endpoint), then every local entry of this client and profile.
+// revocation endpoint), then every local entry of this client and profile:
+// the default token's and those of Config.Resources and of every resource
+// used through ForResource.
 // The local delete happens even when revocation fails; the returned
 // *LogoutError then says which tokens the server may still honour.
 func (c *Client) Logout(ctx context.Context) error {
 	if c.static != nil {
 		return nil
+	}
+	if len(c.cfg.Resources) > 1 {
+		// Each configured resource may have a token stored by an earlier
+		// run: make sure every one is revoked and deleted too.
+		for _, r := range c.cfg.Resources {
+			if _, err := c.ForResource(r); err != nil {
+				c.log.Debug("client: logout: resource not usable", "error", err)
+			}
+		}
 	}
 	c.mu.Lock()
 	rs := make([]*Resource, 0, len(c.resources))
