@@ -1,0 +1,571 @@
+package hostile
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenward/tokenward/client"
+	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/refresh"
+	"github.com/tokenward/tokenward/store"
+)
+
+// Soak parameters. TOKENWARD_SOAK (a Go duration) sets the faulty phase;
+// TOKENWARD_SOAK_PROCS and TOKENWARD_SOAK_GOROUTINES the load.
+const (
+	soakDefault       = 15 * time.Second
+	soakQuiet         = 3 * time.Second // faults off, load on, before the children close
+	soakTokenLifetime = 2 * time.Second
+	soakGrace         = 10 * time.Second // server reuse grace and client RotationGrace
+)
+
+// envInt returns the positive integer in the environment variable name, or def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// soakGraceWindow is the reuse grace of the server and the client's
+// RotationGrace: soakGrace, or TOKENWARD_SOAK_GRACE (0 turns it off, and
+// with it the lost-response faults, which only a grace window survives).
+func soakGraceWindow() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("TOKENWARD_SOAK_GRACE")); err == nil && d >= 0 {
+		return d
+	}
+	return soakGrace
+}
+
+// soakDuration is the faulty phase: TOKENWARD_SOAK, or soakDefault.
+func soakDuration() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("TOKENWARD_SOAK")); err == nil && d > 0 {
+		return d
+	}
+	return soakDefault
+}
+
+// soakResult is what one soak child reports.
+type soakResult struct {
+	Requests, OK   int
+	Status         map[int]int    // API answers other than 200
+	Errors         map[string]int // failed requests by error kind
+	Latency        []int64        // p50, p99, max of API calls (ms)
+	Events         map[string]int // client events by kind
+	Reauth         int            // forced re-logins: 1 when the process saw EventReauthRequired
+	ReauthEvents   int            // EventReauthRequired events (repeated while logged out)
+	StoreFaults    map[string]int // faults injected into this child's store
+	GoroutineLeak  int            // goroutines left after Close, above the baseline
+	LeakedStacks   string         `json:",omitempty"`
+	ErrorsRecorded int            // distinct error strings written for the scan
+}
+
+// faultyStore injects failures into a child's store: reads and writes that
+// fail, writes that land but report failure (as a verify error would),
+// slow locks and lock timeouts.
+type faultyStore struct {
+	store.Store
+	on     atomic.Bool
+	mu     sync.Mutex
+	rng    *rand.Rand
+	counts map[string]int
+}
+
+// roll decides with probability p whether to inject the fault what, and
+// counts it.
+func (f *faultyStore) roll(what string, p float64) bool {
+	if !f.on.Load() {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rng.Float64() >= p {
+		return false
+	}
+	f.counts[what]++
+	return true
+}
+
+// injected returns an injected store error matching kind.
+func injected(what string, kind error) error {
+	return fmt.Errorf("hostile: injected store fault (%s): %w", what, kind)
+}
+
+// Load fails at random, else loads.
+func (f *faultyStore) Load(ctx context.Context, name string) (*store.Entry, error) {
+	if f.roll("load-fails", 0.08) {
+		return nil, injected("load", store.ErrUnavailable)
+	}
+	return f.Store.Load(ctx, name)
+}
+
+// Save fails at random before or after writing, else saves.
+func (f *faultyStore) Save(ctx context.Context, name string, e *store.Entry) error {
+	if f.roll("save-fails", 0.08) {
+		return injected("save", store.ErrUnavailable)
+	}
+	err := f.Store.Save(ctx, name, e)
+	if err == nil && f.roll("save-lands-but-fails", 0.05) {
+		return injected("save after write", store.ErrWriteVerify)
+	}
+	return err
+}
+
+// Lock times out or is slow at random, else locks.
+func (f *faultyStore) Lock(ctx context.Context, name string) (func() error, error) {
+	if f.roll("lock-times-out", 0.04) {
+		return nil, injected("lock", store.ErrTimeout)
+	}
+	if f.roll("lock-slow", 0.10) {
+		t := time.NewTimer(time.Duration(20+rand.IntN(130)) * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	return f.Store.Lock(ctx, name)
+}
+
+// errorKind names the sentinel an error matches, for the tallies.
+func errorKind(err error) string {
+	for _, k := range []struct {
+		name string
+		err  error
+	}{
+		{"reauth-required", client.ErrReauthRequired}, {"rate-limited", client.ErrRateLimited},
+		{"temporarily-unavailable", client.ErrTemporarilyUnavailable}, {"timeout", client.ErrTokenEndpointTimeout},
+		{"network", client.ErrNetwork}, {"store-unavailable", store.ErrUnavailable}, {"store-timeout", store.ErrTimeout},
+		{"store-locked", store.ErrLocked}, {"persist-failed", refresh.ErrPersistFailed}, {"bad-response", client.ErrBadResponse},
+		{"deadline", context.DeadlineExceeded},
+	} {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
+	}
+	return "untyped"
+}
+
+// soakChild is one process of TestSoak: goroutines call the API through
+// the client until the deadline, store faults are injected until the quiet
+// phase, then everything is closed and the goroutines counted.
+func soakChild() int {
+	e := childEnvFromOS()
+	dur, _ := time.ParseDuration(os.Getenv("HOSTILE_SOAK_DURATION"))
+	goroutines := envInt("HOSTILE_SOAK_GOROUTINES", 8)
+	seed, _ := strconv.ParseUint(os.Getenv("HOSTILE_SOAK_SEED"), 10, 64)
+	logFile, err := os.Create(os.Getenv("HOSTILE_SOAK_LOG"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer logFile.Close()
+	errFile, err := os.Create(os.Getenv("HOSTILE_SOAK_ERRORS"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer errFile.Close()
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, logFile}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	res := soakResult{Status: map[int]int{}, Errors: map[string]int{}, Events: map[string]int{}}
+	var resMu sync.Mutex
+	seen := map[string]bool{}
+	record := func(err error) {
+		if err == nil {
+			return
+		}
+		resMu.Lock()
+		defer resMu.Unlock()
+		if seen[err.Error()] {
+			return
+		}
+		seen[err.Error()] = true
+		res.ErrorsRecorded++
+		fmt.Fprintf(errFile, "%v\n%+v\n%#v\n", err, err, err)
+	}
+
+	ctx := context.Background()
+	baseline := runtime.NumGoroutine()
+	inner, err := e.openStore(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "store.Open:", err)
+		return 1
+	}
+	fs := &faultyStore{Store: inner, rng: rand.New(rand.NewPCG(seed, 1)), counts: map[string]int{}}
+	fs.on.Store(true)
+	cfg := e.childConfig(fs)
+	cfg.Logger = logger
+	cfg.HTTP = client.HTTPSettings{Timeout: 3 * time.Second, RetryWaitMin: 50 * time.Millisecond, RetryWaitMax: time.Second}
+	cfg.RefreshOptions = append(cfg.RefreshOptions, func(o *refresh.Options) {
+		o.DisableIdleRefresh = false
+		o.MinLifetime = 500 * time.Millisecond
+		o.RetryBackoffMin, o.RetryBackoffMax = 100*time.Millisecond, time.Second
+	})
+	cfg.Events = func(ev client.Event) {
+		resMu.Lock()
+		res.Events[string(ev.Kind)]++
+		if ev.Kind == client.EventReauthRequired {
+			res.Reauth, res.ReauthEvents = 1, res.ReauthEvents+1
+		}
+		resMu.Unlock()
+		record(ev.Err)
+	}
+	c, err := client.New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client.New:", err)
+		return 1
+	}
+	hc, err := c.HTTPClient(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("READY")
+	// Wait for the parent's start, so that every process starts together.
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, "no start signal:", err)
+		return 1
+	}
+	start := time.Now()
+	end := start.Add(dur + soakQuiet)
+	time.AfterFunc(dur, func() { fs.on.Store(false) })
+
+	var wg sync.WaitGroup
+	lat := make([][]int64, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(g)+2))
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				var status int
+				var err error
+				if g%4 == 3 {
+					_, err = c.Token(rctx) // some goroutines use the token directly
+					status = http.StatusOK
+				} else {
+					var req *http.Request
+					req, _ = http.NewRequestWithContext(rctx, http.MethodGet, e.Resource+"/soak", nil)
+					var resp *http.Response
+					if resp, err = hc.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						status = resp.StatusCode
+					}
+				}
+				cancel()
+				d := time.Since(t0)
+				lat[g] = append(lat[g], d.Milliseconds())
+				resMu.Lock()
+				res.Requests++
+				switch {
+				case err != nil:
+					res.Errors[errorKind(err)]++
+				case status != http.StatusOK:
+					res.Status[status]++
+				default:
+					res.OK++
+				}
+				resMu.Unlock()
+				record(err)
+				t := time.NewTimer(time.Duration(20+rng.IntN(60)) * time.Millisecond) // pacing, not synchronisation
+				<-t.C
+			}
+		}()
+	}
+	wg.Wait()
+	c.Close()
+
+	// Goroutine leak check: bounded wait for the count to settle.
+	leak := 0
+	if !eventually(5*time.Second, func() bool { return runtime.NumGoroutine() <= baseline }) {
+		leak = runtime.NumGoroutine() - baseline
+		buf := make([]byte, 1<<20)
+		res.LeakedStacks = string(buf[:runtime.Stack(buf, true)])
+	}
+	res.GoroutineLeak = leak
+	var all []int64
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	if n := len(all); n > 0 {
+		res.Latency = []int64{all[n/2], all[n*99/100], all[n-1]}
+	}
+	fs.mu.Lock()
+	res.StoreFaults = fs.counts
+	fs.mu.Unlock()
+	b, _ := json.Marshal(res)
+	fmt.Printf("RESULT %s\n", b)
+	return 0
+}
+
+// lockedWriter serialises writes to w (the child's log file).
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+// Write writes p under the lock.
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TestSoak is the randomized soak: several processes with many goroutines
+// each share one encrypted-file store and one login against a server
+// issuing 2 s tokens, while faults are injected at random into the token
+// endpoint (5xx, 429, resets, delays, responses lost after rotation) and
+// into each process's store (failed and slow reads, writes and locks).
+// Then the faults stop for a quiet phase, the processes close, and the test
+// counts forced re-logins, lost tokens, reused refresh tokens, leaked
+// secrets and leaked goroutines, all of which must be zero.
+//
+// Responses lost after rotation are survivable only with a reuse grace
+// window (server) and RotationGrace (client), so both are configured here
+// (10 s); without them each lost response legitimately ends in a re-login
+// (see the matrix rows response-lost-after-rotation and
+// server-rotated-response-in-flight).
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak")
+	}
+	t.Parallel()
+	dur := soakDuration()
+	grace := soakGraceWindow()
+	procs := envInt("TOKENWARD_SOAK_PROCS", 3)
+	goroutines := envInt("TOKENWARD_SOAK_GOROUTINES", 8)
+	asLog := &syncBuffer{}
+	as := fakeas.Start(t, fakeas.Config{AccessTokenLifetime: soakTokenLifetime, ReuseGrace: grace,
+		Logger: slog.New(slog.NewTextHandler(asLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	api := fakeas.StartAPI(t, as, "")
+	dir := t.TempDir()
+	env := childEnv{Issuer: as.Issuer(), Resource: api.Resource(), Mode: store.ModeEncryptedFile,
+		Dir: filepath.Join(dir, "data"), LockDir: filepath.Join(dir, "locks"), Passphrase: "hostile-soak", Grace: grace}
+	st, err := env.openStore(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := store.Key{Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, Scopes: []string{"read"}, Resource: []string{api.Resource()}}.String()
+	tok, err := as.Mint(fakeas.Grant{Scope: "read", Resources: []string{api.Resource()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(t.Context(), key, store.EntryFromToken(tok)); err != nil {
+		t.Fatal(err)
+	}
+
+	children := make([]*child, procs)
+	for i := range children {
+		ce := env
+		children[i] = startChildWith(t, "soak", ce, []string{
+			"HOSTILE_SOAK_DURATION=" + dur.String(),
+			"HOSTILE_SOAK_GOROUTINES=" + strconv.Itoa(goroutines),
+			"HOSTILE_SOAK_SEED=" + strconv.FormatUint(rand.Uint64(), 10),
+			"HOSTILE_SOAK_LOG=" + filepath.Join(dir, fmt.Sprintf("child-%d.log", i)),
+			"HOSTILE_SOAK_ERRORS=" + filepath.Join(dir, fmt.Sprintf("child-%d.errors", i)),
+		})
+	}
+	for _, ch := range children {
+		ch.await(t, "READY", 60*time.Second)
+	}
+	for _, ch := range children {
+		io.WriteString(ch.stdin, "go\n")
+	}
+
+	// Server faults during the faulty phase, one or two pending at a time.
+	faults := []fakeas.Fault{
+		{Kind: fakeas.FaultStatus500}, {Kind: fakeas.FaultBadGateway}, {Kind: fakeas.FaultUnavailable},
+		{Kind: fakeas.FaultRateLimited, RetryAfter: "1"}, {Kind: fakeas.FaultReset}, {Kind: fakeas.FaultResponseLost},
+		{Kind: fakeas.FaultDelay, Delay: 300 * time.Millisecond}, {Kind: fakeas.FaultDelay, Delay: 1200 * time.Millisecond},
+	}
+	if grace == 0 {
+		faults = slices.DeleteFunc(faults, func(f fakeas.Fault) bool { return f.Kind == fakeas.FaultResponseLost })
+	}
+	injectedFaults := map[string]int{}
+	stop := time.Now().Add(dur)
+	tick := time.NewTicker(150 * time.Millisecond)
+	for time.Now().Before(stop) {
+		<-tick.C
+		if as.PendingFaults() < 2 {
+			f := faults[rand.IntN(len(faults))]
+			f.Endpoint, f.Grant, f.Times = fakeas.EndpointToken, fakeas.GrantRefreshToken, 1
+			as.InjectFault(f)
+			name := f.Kind.String()
+			if f.Kind == fakeas.FaultDelay {
+				name += "-" + f.Delay.String()
+			}
+			injectedFaults[name]++
+		}
+	}
+	tick.Stop()
+	as.ClearFaults()
+	firedFaults := as.Stats().Faults
+
+	results := make([]soakResult, procs)
+	var scan strings.Builder
+	for i, ch := range children {
+		line := ch.await(t, "RESULT ", dur+soakQuiet+60*time.Second)
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "RESULT ")), &results[i]); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.cmd.Wait(); err != nil {
+			t.Fatalf("child %d: %v\n%s", i, err, ch.stderr.String())
+		}
+		if s := ch.stderr.String(); strings.Contains(s, "DATA RACE") {
+			t.Fatalf("data race in child %d:\n%s", i, s)
+		}
+		scan.WriteString(ch.stdout.String())
+		scan.WriteString(ch.stderr.String())
+		for _, f := range []string{"log", "errors"} {
+			b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("child-%d.%s", i, f)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			scan.Write(b)
+		}
+	}
+	scan.WriteString(asLog.String())
+
+	// The figures.
+	var total soakResult
+	total.Status, total.Errors, total.Events, total.StoreFaults = map[int]int{}, map[string]int{}, map[string]int{}, map[string]int{}
+	maxLat := int64(0)
+	var p99 []int64
+	for i, r := range results {
+		total.Requests += r.Requests
+		total.OK += r.OK
+		total.Reauth += r.Reauth
+		total.ReauthEvents += r.ReauthEvents
+		total.GoroutineLeak += r.GoroutineLeak
+		total.ErrorsRecorded += r.ErrorsRecorded
+		mergeInt(total.Status, r.Status)
+		mergeStr(total.Errors, r.Errors)
+		mergeStr(total.Events, r.Events)
+		mergeStr(total.StoreFaults, r.StoreFaults)
+		if len(r.Latency) == 3 {
+			maxLat = max(maxLat, r.Latency[2])
+			p99 = append(p99, r.Latency[1])
+		}
+		if r.GoroutineLeak > 0 {
+			t.Errorf("child %d leaked %d goroutines:\n%s", i, r.GoroutineLeak, r.LeakedStacks)
+		}
+	}
+	sst := as.Stats()
+	stored, err := st.Load(t.Context(), key)
+	lost := 0
+	if err != nil {
+		lost = 1
+		t.Errorf("the store holds no readable token set at the end: %v", err)
+	} else if info, known := as.Introspect(stored.RefreshToken); !known || !info.Active {
+		lost = 1
+		t.Errorf("the stored refresh token is not usable at the end (%+v): the live token was lost", info)
+	}
+	leaks := findSecrets(scan.String())
+	kinds := make([]string, 0, len(firedFaults))
+	for k, n := range firedFaults {
+		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+	}
+	sort.Strings(kinds)
+
+	t.Logf("SOAK %v faulty + %v quiet, %d processes x %d goroutines, one encrypted-file store, %v tokens, %v reuse grace",
+		dur, soakQuiet, procs, goroutines, soakTokenLifetime, grace)
+	t.Logf("SOAK load: %d calls, %d ok, failed by kind %v, non-200 %v; latency p99 per process %v ms, max %d ms",
+		total.Requests, total.OK, total.Errors, total.Status, p99, maxLat)
+	t.Logf("SOAK server: %d refresh requests, %d access tokens issued, server faults fired %v (%d), %d refresh tokens presented more than once",
+		sst.Grants[fakeas.GrantRefreshToken], sst.AccessTokensIssued, strings.Join(kinds, " "), sumFaults(firedFaults), sst.RefreshTokensPresentedTwice)
+	t.Logf("SOAK store faults injected %v; client events %v", total.StoreFaults, total.Events)
+	inside, replays := countReplays(as, grace)
+	t.Logf("SOAK rotated refresh tokens presented again: %d inside the %v grace window (%d accepted as grace reuses, the rest answered by an injected fault first), %d outside it",
+		inside, grace, sst.GraceReuses, replays)
+	t.Logf("SOAK RESULT forced re-logins=%d (processes that had to log in again; %d re-auth events) tokens lost=%d refresh tokens reused=%d (reuse detections %d, family revocations %d) leaks=%d goroutine leaks=%d (scanned %d bytes, %d distinct errors)",
+		total.Reauth, total.ReauthEvents, lost, replays, sst.ReuseDetections, sst.FamilyRevocations, len(leaks), total.GoroutineLeak, scan.Len(), total.ErrorsRecorded)
+
+	if total.Reauth != 0 {
+		t.Errorf("%d processes were forced to log in again", total.Reauth)
+	}
+	if replays != 0 {
+		t.Logf("SOAK presentations %s", describePresentations(as))
+	}
+	if replays != 0 || sst.ReuseDetections != 0 || sst.FamilyRevocations != 0 {
+		t.Errorf("refresh tokens reused: %d reuse detections, %d family revocations", sst.ReuseDetections, sst.FamilyRevocations)
+	}
+	if len(leaks) != 0 {
+		t.Errorf("secrets in logs, errors or output: %v", leaks)
+	}
+	if total.OK == 0 || sst.Grants[fakeas.GrantRefreshToken] < 2 {
+		t.Errorf("the soak did too little to prove anything: %d ok calls, %d refreshes", total.OK, sst.Grants[fakeas.GrantRefreshToken])
+	}
+	if u := total.Errors["untyped"]; u != 0 {
+		t.Errorf("%d failures matched no sentinel", u)
+	}
+}
+
+// countReplays counts presentations of a refresh token the server had
+// already consumed (rotated): inside the reuse grace window of its first
+// use (the server accepted it, or an injected fault answered first) and
+// outside it (a reuse the server detects and punishes).
+func countReplays(as *fakeas.Server, grace time.Duration) (inside, outside int) {
+	consumedAt := map[string]time.Time{}
+	for _, p := range as.RefreshPresentations() {
+		if at, ok := consumedAt[p.Token]; ok {
+			if p.At.Sub(at) <= grace && p.Outcome != "reuse-detected" {
+				inside++
+			} else {
+				outside++
+			}
+			continue
+		}
+		if p.Outcome == "rotated" {
+			consumedAt[p.Token] = p.At
+		}
+	}
+	return inside, outside
+}
+
+// mergeInt adds src's counts to dst.
+func mergeInt(dst, src map[int]int) {
+	for k, v := range src {
+		dst[k] += v
+	}
+}
+
+// mergeStr adds src's counts to dst.
+func mergeStr(dst, src map[string]int) {
+	for k, v := range src {
+		dst[k] += v
+	}
+}
+
+// sumFaults totals the fired faults.
+func sumFaults(m map[fakeas.FaultKind]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
