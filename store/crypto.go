@@ -24,8 +24,7 @@ const (
 	encHdrLen = len(encMagic) + 3 + saltLen + nonceLen
 	scryptR   = 8
 	scryptP   = 1
-	minLogN   = 10 // accepted when reading (tests write with 10)
-	maxLogN   = 20 // bounds the work a crafted header can demand
+	minLogN   = 10 // the cost tests write with, through Options.kdfLogN
 )
 
 // sealer encrypts and decrypts entry files with a passphrase-derived key.
@@ -69,11 +68,11 @@ func aad(hdr []byte, id string) []byte {
 // seal encrypts plain for item id. It reuses the salt and parameters of
 // prev (the file's current content) when prev has a valid header.
 func (s *sealer) seal(id string, plain, prev []byte) ([]byte, error) {
-	kp, ok := parseHeader(prev)
+	kp, ok := s.parseHeader(prev)
 	if !ok {
 		kp = kdfParams{logN: s.logN, r: scryptR, p: scryptP}
 		if _, err := rand.Read(kp.salt[:]); err != nil {
-			return nil, fail(ErrUnavailable, "no randomness", err)
+			return nil, unavailable(noRandomness, "", err)
 		}
 	}
 	key, err := s.key(kp)
@@ -90,7 +89,7 @@ func (s *sealer) seal(id string, plain, prev []byte) ([]byte, error) {
 	hdr = append(hdr, kp.salt[:]...)
 	nonce := make([]byte, nonceLen)
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, fail(ErrUnavailable, "no randomness", err)
+		return nil, unavailable(noRandomness, "", err)
 	}
 	hdr = append(hdr, nonce...)
 	return gcm.Seal(hdr, nonce, plain, aad(hdr, id)), nil
@@ -98,9 +97,12 @@ func (s *sealer) seal(id string, plain, prev []byte) ([]byte, error) {
 
 // open decrypts a file of item id: the whole plaintext or ErrCorrupt.
 func (s *sealer) open(id string, file []byte) ([]byte, error) {
-	kp, ok := parseHeader(file)
-	if !ok || len(file) < encHdrLen+16 {
+	if len(file) < encHdrLen+16 || string(file[:len(encMagic)]) != encMagic {
 		return nil, fail(ErrCorrupt, "not a tokenward encrypted file", nil)
+	}
+	kp, ok := s.parseHeader(file)
+	if !ok {
+		return nil, fail(ErrCorrupt, "unexpected key-derivation parameters in the file header", nil)
 	}
 	key, err := s.key(kp)
 	if err != nil {
@@ -118,7 +120,13 @@ func (s *sealer) open(id string, file []byte) ([]byte, error) {
 	return plain, nil
 }
 
-func parseHeader(b []byte) (kdfParams, bool) {
+// parseHeader returns the key-derivation parameters of an encrypted file's
+// header. It accepts only the parameters a writer uses: r=8, p=1 and
+// logN=15 (or, in tests, the cost set through Options.kdfLogN). The header
+// is authenticated only by the key derived from it, so before that check a
+// corrupt or crafted header could otherwise make a Load derive with
+// whatever cost it names (N=2^20, r=16 is 2 GiB of memory).
+func (s *sealer) parseHeader(b []byte) (kdfParams, bool) {
 	var kp kdfParams
 	if len(b) < encHdrLen || string(b[:len(encMagic)]) != encMagic {
 		return kp, false
@@ -126,7 +134,7 @@ func parseHeader(b []byte) (kdfParams, bool) {
 	p := b[len(encMagic):]
 	kp.logN, kp.r, kp.p = p[0], p[1], p[2]
 	copy(kp.salt[:], p[3:3+saltLen])
-	if kp.logN < minLogN || kp.logN > maxLogN || kp.r < 1 || kp.r > 16 || kp.p < 1 || kp.p > 4 {
+	if (kp.logN != defaultKDFLogN && kp.logN != s.logN) || kp.r != scryptR || kp.p != scryptP {
 		return kp, false
 	}
 	return kp, true

@@ -91,8 +91,16 @@
 // found), then deletes the chunks, then the tombstone. An unchanged entry
 // is not rewritten at all (K-13).
 //
+// A manifest that cannot be read (garbled, or written by a newer version of
+// tokenward) is replaced by the next Save and removed by Delete, and either
+// first deletes the chunks that manifest may still own, so that no token
+// fragment outlives a logout: the generations named in its text (with
+// their chunk counts when it is JSON) and their successors, and
+// generations 1 to 4, probed. Chunks of a manifest garbled beyond
+// recognition whose generation is above 4 cannot be found and stay behind.
+//
 // Writes of one name are serialised by a mutex within the process and by an
-// advisory lock on <LockDir>/<id>.write.lock across processes (taken only
+// advisory lock on <LockDir>/<id>.<scope>.write.lock across processes (taken only
 // once the keychain has answered, so a locked or absent keychain leaves no
 // file behind). This lock is separate from [Store.Lock], so a caller that
 // holds Lock(name) can Save(name).
@@ -119,11 +127,23 @@
 // # Locks
 //
 // [Store.Lock] is an OS advisory lock (flock, LockFileEx; github.com/gofrs/flock)
-// on <LockDir>/<id>.lock, polled every 15 ms until it is free, until
+// on <LockDir>/<id>.<scope>.lock, polled every 15 ms until it is free, until
 // Options.LockTimeout (60 s; [ErrTimeout]) or until the context ends. The
 // lock belongs to an open file, so two Lock calls exclude each other even
 // within one process, and the kernel releases it when its holder dies, even
 // by SIGKILL. In memory mode the lock is in-process.
+//
+// The scope in the file name is a short hash of where the entries live: the
+// keychain service name (compared case-insensitively), so stores with
+// different Options.Service values never wait for each other; all file-mode
+// stores share one scope. The lock directory itself is the other half of
+// the scope: processes exclude each other only when they use the same one.
+// It defaults to os.UserCacheDir()/tokenward/locks, so processes of one user
+// that run with different XDG_CACHE_HOME or HOME values (a service unit, a
+// container, sudo) share the keychain but not the locks; give them the same
+// Options.LockDir. Without any lock directory (no HOME, no XDG_CACHE_HOME,
+// no Options.LockDir) Open fails with [ErrUnavailable] and a message about
+// the lock directory.
 //
 // # Threat model
 //

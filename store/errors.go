@@ -41,9 +41,11 @@ var (
 	ErrNotFound error = &sentinel{msg: "no entry stored under this name (sign in to create one)", parent: keyring.ErrNotFound}
 
 	// ErrUnavailable reports that the storage cannot be used at all: no
-	// keychain (no D-Bus session bus or Secret Service, unsupported OS), or a
-	// file mode whose directory cannot be used. The default mode never falls
-	// back to another mode; the message names the opt-ins.
+	// keychain (no D-Bus session bus or Secret Service, unsupported OS), no
+	// usable lock directory, or a file mode whose directory cannot be used.
+	// The default mode never falls back to another mode; when the keychain
+	// is the problem the message names the opt-ins, and when a directory is
+	// it names the directory option instead.
 	ErrUnavailable error = &sentinel{msg: "OS keychain unavailable; " + optIns}
 
 	// ErrLocked reports a locked keychain, or one that needs user interaction
@@ -100,11 +102,12 @@ var (
 // operation, a safe detail and the underlying cause (for errors.As) whose
 // text has been scrubbed of secrets.
 type opError struct {
-	op     string // "load", "save", "delete", "lock", "open"; set by withOp
-	kind   error  // a sentinel, or context.Canceled
-	detail string // safe text
-	cause  error
-	text   string // scrubbed cause text
+	op      string // "load", "save", "delete", "lock", "open"; set by withOp
+	kind    error  // a sentinel, or context.Canceled
+	summary string // replaces the sentinel's message when set (see unavailable)
+	detail  string // safe text
+	cause   error
+	text    string // scrubbed cause text
 }
 
 func (e *opError) Error() string {
@@ -114,7 +117,9 @@ func (e *opError) Error() string {
 		b.WriteString(e.op)
 		b.WriteString(": ")
 	}
-	if s, ok := e.kind.(*sentinel); ok {
+	if e.summary != "" {
+		b.WriteString(e.summary)
+	} else if s, ok := e.kind.(*sentinel); ok {
 		b.WriteString(s.msg)
 	} else {
 		b.WriteString(e.kind.Error())
@@ -145,6 +150,28 @@ func fail(kind error, detail string, cause error) error {
 	if cause != nil && kind != ErrNotFound { // "not found" needs no backend text
 		e.text = causeText(cause)
 	}
+	return e
+}
+
+// Summaries of ErrUnavailable errors that have nothing to do with the OS
+// keychain. ErrUnavailable's own message says the keychain is unavailable
+// and names the other storage modes; for a missing lock or store directory
+// that would nudge users to downgrade their token storage to fix a
+// directory problem.
+const (
+	lockDirUnavailable = "lock directory unavailable: the keychain and file modes need a directory for " +
+		"their lock files; set Options.LockDir (default: the user cache directory, from XDG_CACHE_HOME or HOME) " +
+		"to a writable directory shared by every process that uses these tokens"
+	storeDirUnavailable = "token store directory or file unavailable; check Options.Dir (default: the user " +
+		"config directory) and its permissions"
+	noRandomness = "the system's random number generator failed"
+)
+
+// unavailable returns an ErrUnavailable error whose message is summary
+// instead of ErrUnavailable's keychain wording.
+func unavailable(summary, detail string, cause error) error {
+	e := fail(ErrUnavailable, detail, cause).(*opError)
+	e.summary = summary
 	return e
 }
 

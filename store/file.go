@@ -50,7 +50,7 @@ func openFiles(o *Options) (*files, Status, error) {
 		st.Warning = "tokens are stored unencrypted in " + dir + "; anyone who can read these files can use the tokens"
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, st, fail(ErrUnavailable, "cannot create the store directory; set Options.Dir", err)
+		return nil, st, unavailable(storeDirUnavailable, "cannot create the store directory; set Options.Dir", err)
 	}
 	if err := f.checkDir(); err != nil {
 		return nil, st, err
@@ -64,7 +64,7 @@ func (f *files) path(id string) string { return filepath.Join(f.dir, id+f.ext) }
 func (f *files) checkDir() error {
 	fi, err := os.Lstat(f.dir)
 	if err != nil {
-		return fail(ErrUnavailable, "cannot use the store directory", err)
+		return unavailable(storeDirUnavailable, "cannot use the store directory", err)
 	}
 	if !fi.IsDir() {
 		return fail(ErrInsecurePermissions, "the store directory is not a directory", nil)
@@ -102,7 +102,7 @@ func (f *files) readRaw(ctx context.Context, id string) ([]byte, error) {
 		return nil, fail(ErrNotFound, "", nil)
 	}
 	if err != nil {
-		return nil, fail(ErrUnavailable, "cannot read the token file", err)
+		return nil, unavailable(storeDirUnavailable, "cannot read the token file", err)
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fail(ErrInsecurePermissions, "the token file is not a regular file", nil)
@@ -115,13 +115,13 @@ func (f *files) readRaw(ctx context.Context, id string) ([]byte, error) {
 		return nil, fail(ErrNotFound, "", nil)
 	}
 	if err != nil {
-		return nil, fail(ErrUnavailable, "cannot read the token file", err)
+		return nil, unavailable(storeDirUnavailable, "cannot read the token file", err)
 	}
 	defer fh.Close()
 	limit := int64(MaxEntrySize + encHdrLen + 64)
 	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
 	if err != nil {
-		return nil, fail(ErrUnavailable, "cannot read the token file", err)
+		return nil, unavailable(storeDirUnavailable, "cannot read the token file", err)
 	}
 	if int64(len(data)) > limit {
 		return nil, fail(ErrCorrupt, "token file too large", nil)
@@ -158,7 +158,7 @@ func (f *files) put(ctx context.Context, id string, data []byte) error {
 		return err
 	}
 	if err := writeAtomic(f.dir, filepath.Base(f.path(id)), out, !f.noSync); err != nil {
-		return fail(ErrUnavailable, "cannot write the token file", err)
+		return unavailable(storeDirUnavailable, "cannot write the token file", err)
 	}
 	// Read back and compare (K-03).
 	back, err := f.readRaw(ctx, id)
@@ -180,13 +180,13 @@ func (f *files) del(ctx context.Context, id string) error {
 		return nil
 	}
 	if err != nil {
-		return fail(ErrUnavailable, "cannot remove the token file", err)
+		return unavailable(storeDirUnavailable, "cannot remove the token file", err)
 	}
 	if f.noSync {
 		return nil
 	}
 	if err := syncDir(f.dir); err != nil {
-		return fail(ErrUnavailable, "cannot sync the store directory", err)
+		return unavailable(storeDirUnavailable, "cannot sync the store directory", err)
 	}
 	return nil
 }

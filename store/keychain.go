@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
+	"slices"
 	"strconv"
 )
 
@@ -173,11 +175,19 @@ func chunkUser(id string, gen uint64, i int) string {
 // readManifest returns the manifest of id: ErrNotFound when absent,
 // ErrCorrupt or ErrUnsupportedVersion when unreadable.
 func (k *keychain) readManifest(ctx context.Context, id string) (*manifest, error) {
+	m, _, err := k.readManifestRaw(ctx, id)
+	return m, err
+}
+
+// readManifestRaw is readManifest that also returns the item's text, which
+// an unreadable manifest may still hold generation numbers in.
+func (k *keychain) readManifestRaw(ctx context.Context, id string) (*manifest, string, error) {
 	raw, err := k.getItem(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return parseManifest(raw)
+	m, err := parseManifest(raw)
+	return m, raw, err
 }
 
 func parseManifest(raw string) (*manifest, error) {
@@ -226,7 +236,15 @@ func (k *keychain) get(ctx context.Context, id string) ([]byte, error) {
 		}
 		lastErr = err
 		again, err := k.readManifest(ctx, id)
-		if err != nil || again.Gen == m.Gen {
+		switch {
+		case err != nil:
+			// ErrNotFound: another process deleted the entry while we read
+			// it, so there is no entry, not a corrupt one. Anything else
+			// (a timeout, a garbled manifest) is that error.
+			return nil, err
+		case again.Deleted:
+			return nil, fail(ErrNotFound, "", nil) // being deleted
+		case again.Gen == m.Gen:
 			return nil, lastErr // a stable manifest with bad chunks: really corrupt
 		}
 	}
@@ -275,14 +293,29 @@ func (k *keychain) readEntry(ctx context.Context, id string, m *manifest) ([]byt
 // chunks are deleted afterwards, and leftovers of a crash are swept by the
 // next put (see the package documentation).
 func (k *keychain) put(ctx context.Context, id string, data []byte) error {
-	old, err := k.readManifest(ctx, id)
+	old, raw, err := k.readManifestRaw(ctx, id)
+	gen := uint64(1)
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
-		old = nil // a garbled manifest is overwritten
+	case errors.Is(err, ErrNotFound):
+		old = nil
+	case errors.Is(err, ErrCorrupt): // garbled, or written by a newer version
+		// It is overwritten, but first the chunks it may still own are
+		// deleted, so that no fragment of the old entry stays behind. The
+		// manifest is left until the new one replaces it, so a crash here
+		// leaves it for the next put or delete to salvage again.
+		old = nil
+		refs, next := salvageGens(raw)
+		for _, r := range refs {
+			if err := k.purge(ctx, id, r); err != nil {
+				return err
+			}
+		}
+		// next is one of refs: a crash while writing it leaves chunks that
+		// the next salvage of the same manifest finds.
+		gen = next
 	case err != nil:
 		return err
 	}
-	gen := uint64(1)
 	if old != nil {
 		gen = old.Gen + 1
 		// Finish the clean-up a crashed put or delete left behind.
@@ -313,11 +346,11 @@ func (k *keychain) put(ctx context.Context, id string, data []byte) error {
 	if old != nil && old.N > 0 {
 		m.Prev = &genRef{Gen: old.Gen, N: old.N}
 	}
-	raw, err := json.Marshal(&m)
+	enc, err := json.Marshal(&m)
 	if err != nil {
 		return fail(ErrCorrupt, "cannot encode the keychain manifest", nil)
 	}
-	if err := k.setVerified(ctx, id, string(raw)); err != nil {
+	if err := k.setVerified(ctx, id, string(enc)); err != nil {
 		return err // the old entry (and its chunks) is intact
 	}
 	if m.Prev != nil {
@@ -373,16 +406,105 @@ func (k *keychain) sweep(ctx context.Context, id string, gen uint64, from int) e
 	return nil
 }
 
+// Salvage of an unreadable manifest. Chunks are named by generation, and
+// only the manifest says which generations exist; when it cannot be parsed
+// (garbled, or written by a newer version of tokenward) its chunks would be
+// orphaned, token fragments left in the keychain after a logout. So the
+// generation numbers are recovered from its text where possible (future
+// manifest versions must keep "gen", "n" and "prev" with their meaning in
+// version 1), and the first probeGens generations are probed as well.
+const (
+	probeGens    = 4 // generations 1..probeGens are always probed
+	maxTextGens  = 4 // generation numbers taken from text that is not JSON
+	maxSalvaged  = 2*maxTextGens + probeGens
+	maxGenNumber = 1<<63 - 1
+)
+
+var genInText = regexp.MustCompile(`"gen"\s*:\s*([0-9]{1,19})`)
+
+// salvageGens returns the generations whose chunks an unreadable manifest
+// (its text raw) may own. N, when known from the text, is the chunk count;
+// 0 means unknown, and purge then finds chunks only as a contiguous run
+// from chunk 0. Each generation's successor is included: a put that
+// crashed before its manifest write leaves chunks there. next is the
+// generation a put that replaces the manifest writes: the successor of the
+// highest generation found in the text, or 1; it is among refs, so if that
+// put crashes before its manifest write, the next salvage of the same
+// unreadable manifest finds what it wrote.
+func salvageGens(raw string) (refs []genRef, next uint64) {
+	next = 1
+	add := func(gen uint64, n int) {
+		if gen == 0 || gen > maxGenNumber || len(refs) >= maxSalvaged {
+			return
+		}
+		n = min(max(n, 0), maxChunks)
+		for i := range refs {
+			if refs[i].Gen == gen {
+				refs[i].N = max(refs[i].N, n)
+				return
+			}
+		}
+		refs = append(refs, genRef{Gen: gen, N: n})
+	}
+	var loose struct { // any version; unknown fields ignored
+		Gen  uint64  `json:"gen"`
+		N    int     `json:"n"`
+		Prev *genRef `json:"prev"`
+	}
+	if json.Unmarshal([]byte(raw), &loose) == nil {
+		add(loose.Gen, loose.N)
+		if loose.Prev != nil {
+			add(loose.Prev.Gen, loose.Prev.N)
+		}
+	} else {
+		for _, m := range genInText.FindAllStringSubmatch(raw, maxTextGens) {
+			if g, err := strconv.ParseUint(m[1], 10, 64); err == nil {
+				add(g, 0)
+			}
+		}
+	}
+	for _, r := range slices.Clone(refs) {
+		add(r.Gen+1, 0)
+		next = max(next, r.Gen+1)
+	}
+	for g := uint64(1); g <= probeGens; g++ {
+		add(g, 0)
+	}
+	return refs, next
+}
+
+// purge deletes the chunks of generation r.Gen that can be found without a
+// readable manifest. First the contiguous run from chunk 0 (sweep: read
+// ahead, delete from the highest down, so a crash leaves a shorter run from
+// chunk 0); then, when r.N is known, the suffix an interrupted clean-up
+// (which deletes in ascending order) may have left below r.N (cleanup:
+// present if chunk r.N-1 is). r.N comes from a manifest that failed to
+// parse, so it is only a hint: an overstated one costs one read.
+func (k *keychain) purge(ctx context.Context, id string, r genRef) error {
+	if err := k.sweep(ctx, id, r.Gen, 0); err != nil {
+		return err
+	}
+	return k.cleanup(ctx, id, r)
+}
+
 // del implements blobs. An inline entry goes with its manifest in one
 // delete. A chunked one is first replaced by a tombstone manifest (from
 // then on it reads as not found), then its chunks are deleted, then the
 // tombstone; a crash at any step leaves either the entry or nothing.
 func (k *keychain) del(ctx context.Context, id string) error {
-	old, err := k.readManifest(ctx, id)
+	old, raw, err := k.readManifestRaw(ctx, id)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil
-	case errors.Is(err, ErrCorrupt):
+	case errors.Is(err, ErrCorrupt): // garbled, or written by a newer version
+		// Delete the chunks it may own first and the manifest last, so a
+		// crash leaves the manifest for the next delete to salvage again.
+		refs, _ := salvageGens(raw)
+		for _, r := range refs {
+			if err := k.purge(ctx, id, r); err != nil {
+				return err
+			}
+		}
 		return k.deleteItem(ctx, id)
 	case err != nil:
 		return err

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,15 +16,48 @@ import (
 // lockPoll is how often a contended file lock is retried.
 const lockPoll = 15 * time.Millisecond
 
+// lockScope names the storage a store's entries live in, for lock file
+// names: two stores whose entries are distinct never share a lock, and two
+// stores that may address the same entry always do. For the keychain that
+// is the service name, lower-cased (Windows' Credential Manager compares
+// target names case-insensitively). The file modes share one scope: a
+// directory can be spelt in several ways (symbolic links, case-insensitive
+// file systems), and sharing a lock too widely only serialises, whereas
+// missing one would let two processes refresh the same token.
+func lockScope(o *Options) string {
+	scope := "file"
+	if o.Mode == ModeKeychain {
+		scope = "keychain\x00" + strings.ToLower(o.Service)
+	}
+	sum := sha256.Sum256([]byte("tokenward/store/lock-scope/v1\x00" + scope))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))[:16]
+}
+
+// lockFile returns the name of a lock file of item id in the lock
+// directory: "<id>.<scope>.lock" for Lock, "<id>.<scope>.write.lock" for
+// the write lock.
+func (s *store) lockFile(id, suffix string) string {
+	if s.lockScope == "" {
+		return id + suffix
+	}
+	return id + "." + s.lockScope + suffix
+}
+
 // Lock implements Store.
 //
 // In the keychain and file modes the lock is an OS advisory lock (flock(2)
 // on Unix, LockFileEx on Windows, via github.com/gofrs/flock) on the file
-// <LockDir>/<item id>.lock, retried every 15 ms until it is free,
+// <LockDir>/<item id>.<scope>.lock, where scope is a hash of the keychain
+// service name (all file-mode stores share one scope), retried every 15 ms
+// until it is free,
 // Options.LockTimeout passes (ErrTimeout) or ctx ends. Such locks belong to
 // an open file, so two Lock calls in one process exclude each other too,
 // and the kernel releases the lock of a process that dies, even by SIGKILL.
-// In ModeMemory the lock is in-process only.
+// Processes exclude each other only if they use the same lock directory:
+// by default the user's cache directory, so two processes of one user with
+// different XDG_CACHE_HOME (or HOME) values, or different Options.LockDir,
+// do not, even though they share the keychain. In ModeMemory the lock is
+// in-process only.
 func (s *store) Lock(ctx context.Context, name string) (func() error, error) {
 	id, err := checkName(name)
 	if err != nil {
@@ -39,7 +75,7 @@ func (s *store) Lock(ctx context.Context, name string) (func() error, error) {
 			return nil
 		}, nil
 	}
-	unlock, err := s.fileLock(ctx, id+".lock", s.lockTimeout)
+	unlock, err := s.fileLock(ctx, s.lockFile(id, ".lock"), s.lockTimeout)
 	if err != nil {
 		return nil, withOp("lock", err)
 	}
@@ -53,7 +89,7 @@ func (s *store) writeLock(ctx context.Context, id string) (func() error, error) 
 	if s.lockDir == "" {
 		return func() error { return nil }, nil
 	}
-	return s.fileLock(ctx, id+".write.lock", s.timeout)
+	return s.fileLock(ctx, s.lockFile(id, ".write.lock"), s.timeout)
 }
 
 // fileLock takes an exclusive lock on file in the lock directory.
@@ -61,11 +97,8 @@ func (s *store) fileLock(ctx context.Context, file string, wait time.Duration) (
 	if err := ctx.Err(); err != nil {
 		return nil, ctxError(ctx, "")
 	}
-	if s.lockDirErr != nil {
-		return nil, s.lockDirErr
-	}
 	if err := os.MkdirAll(s.lockDir, 0o700); err != nil {
-		return nil, fail(ErrUnavailable, "cannot create the lock directory; set Options.LockDir", err)
+		return nil, unavailable(lockDirUnavailable, "cannot create the lock directory", err)
 	}
 	fl := flock.New(filepath.Join(s.lockDir, file), flock.SetPermissions(0o600))
 	deadline := time.NewTimer(wait)
@@ -75,7 +108,7 @@ func (s *store) fileLock(ctx context.Context, file string, wait time.Duration) (
 	for {
 		ok, err := fl.TryLock()
 		if err != nil {
-			return nil, fail(ErrUnavailable, "cannot lock a file in the lock directory", err)
+			return nil, unavailable(lockDirUnavailable, "cannot lock a file in the lock directory", err)
 		}
 		if ok {
 			var once sync.Once

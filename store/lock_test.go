@@ -80,7 +80,7 @@ func helperMain(mode string) error {
 		io.Copy(io.Discard, os.Stdin) // hold until killed
 	case "wait":
 		// Prove the lock is held by someone else before waiting for it.
-		if _, err := fs.fileLock(ctx, itemID(helperKey)+".lock", time.Millisecond); !errors.Is(err, ErrTimeout) {
+		if _, err := fs.fileLock(ctx, fs.lockFile(itemID(helperKey), ".lock"), time.Millisecond); !errors.Is(err, ErrTimeout) {
 			return fmt.Errorf("lock not held by the holder: %v", err)
 		}
 		fmt.Println("waiting")

@@ -70,7 +70,12 @@ type Options struct {
 	Dir string
 
 	// LockDir is the directory of the lock files. Optional: defaults to
-	// os.UserCacheDir()/tokenward/locks. It is created 0700 on first use.
+	// os.UserCacheDir()/tokenward/locks; Open fails (ErrUnavailable) when
+	// it is empty and there is no user cache directory (neither HOME nor
+	// XDG_CACHE_HOME is set). It is created 0700 on first use. Processes
+	// exclude each other's writes and Lock calls only when they use the
+	// same lock directory: give every process that shares these tokens the
+	// same one.
 	LockDir string
 
 	// Passphrase is the passphrase of ModeEncryptedFile. Optional: defaults
@@ -169,7 +174,7 @@ func (o *Options) dataDir() (string, error) {
 	}
 	d, err := os.UserConfigDir()
 	if err != nil {
-		return "", fail(ErrUnavailable, "no user config directory; set Options.Dir", err)
+		return "", unavailable(storeDirUnavailable, "no user config directory", err)
 	}
 	return filepath.Join(d, "tokenward"), nil
 }
@@ -181,7 +186,7 @@ func (o *Options) lockDir() (string, error) {
 	}
 	d, err := os.UserCacheDir()
 	if err != nil {
-		return "", fail(ErrUnavailable, "no user cache directory; set Options.LockDir", err)
+		return "", unavailable(lockDirUnavailable, "no user cache directory", err)
 	}
 	return filepath.Join(d, "tokenward", "locks"), nil
 }

@@ -98,7 +98,7 @@ type store struct {
 	timeout     time.Duration
 	lockTimeout time.Duration
 	lockDir     string // "" in memory mode: locks are in-process
-	lockDirErr  error  // why there is no lock directory (reported on first use)
+	lockScope   string // names the storage in lock file names (see lockFile)
 	log         *slog.Logger
 
 	writers keyedMutex // serialises Save and Delete of one name in-process
@@ -112,9 +112,13 @@ type store struct {
 // Available; at most about a second) and fails with an error matching
 // ErrUnavailable, which names the opt-in alternatives, when it cannot. It
 // never falls back to another mode, and it writes nothing to disk before a
-// Save or Lock. ModeEncryptedFile and ModePlaintextFile create their
-// directory (0700) and refuse one that group or others can access.
-// ModePlaintextFile logs a warning on every Open.
+// Save or Lock. Every mode but ModeMemory needs a lock directory
+// (Options.LockDir, else os.UserCacheDir()/tokenward/locks); when none can
+// be determined (neither HOME nor XDG_CACHE_HOME is set) Open fails with an
+// error matching ErrUnavailable that says so and suggests no other mode.
+// ModeEncryptedFile and ModePlaintextFile create their directory (0700)
+// and refuse one that group or others can access. ModePlaintextFile logs a
+// warning on every Open.
 func Open(ctx context.Context, optFns ...func(*Options)) (Store, error) {
 	var o Options
 	for _, fn := range optFns {
@@ -124,13 +128,16 @@ func Open(ctx context.Context, optFns ...func(*Options)) (Store, error) {
 		return nil, withOp("open", err)
 	}
 	s := &store{mode: o.Mode, timeout: o.Timeout, lockTimeout: o.LockTimeout, log: o.Logger}
-	var err error
 	if o.Mode != ModeMemory {
-		// A missing cache directory (no HOME) only matters once a lock
-		// file is needed.
+		// Every Save and Delete needs a lock file: without a lock directory
+		// (no HOME, no XDG_CACHE_HOME, no Options.LockDir) fail now, with
+		// an error about the directory, rather than on every Save with one
+		// that looks like a keychain problem.
+		var err error
 		if s.lockDir, err = o.lockDir(); err != nil {
-			s.lockDir, s.lockDirErr = "-", err
+			return nil, withOp("open", err)
 		}
+		s.lockScope = lockScope(&o)
 	}
 	switch o.Mode {
 	case ModeKeychain:

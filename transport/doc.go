@@ -29,6 +29,10 @@
 //
 // The token goes only to the origins listed in Transport.Origins, compared
 // by scheme, host (case-insensitive) and port (default ports normalised).
+// A request whose Host field (the Host header, which virtual-hosting front
+// ends route on) names another host or port than its URL counts as another
+// origin. The caller's own Authorization header, under any letter case of
+// the key, is dropped from a request that gets the token.
 // net/http's Client calls the transport again for every redirect hop, so a
 // redirect to another host, to another port of the same host or from https
 // to http goes out without the token, for 301, 302, 303, 307 and 308 alike.

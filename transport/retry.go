@@ -99,6 +99,10 @@ func WithIdempotent(ctx context.Context) context.Context {
 // a 401) during the backoff is not reused. rt's own single 401 resend stays
 // the only reaction to a rejected token; the retry loop retries connection
 // errors, 429 and 5xx (except 501), like go-retryablehttp's default policy.
+// It never retries an error the [Transport] produced itself (a token the
+// source could not supply, a refused origin, an unsupported token type, a
+// failing Prepare hook), even one that wraps a network error: the token
+// source has its own retry policy.
 //
 // A request is retried only when it is idempotent (GET, HEAD, OPTIONS,
 // TRACE, PUT, DELETE; or it has an Idempotency-Key or X-Idempotency-Key
@@ -122,8 +126,9 @@ func NewRetryClient(rt http.RoundTripper, opts RetryOptions) *http.Client {
 		waitMax:    opts.WaitMax,
 		budget:     opts.Budget,
 		maxBody:    opts.MaxReplayBody,
+		rt:         rt,
 		inner: &http.Client{
-			Transport:     rt,
+			Transport:     keepIdle{rt},
 			CheckRedirect: opts.CheckRedirect,
 			Timeout:       opts.AttemptTimeout,
 		},
@@ -162,8 +167,9 @@ type retryConfig struct {
 	waitMin, waitMax time.Duration
 	budget           time.Duration
 	maxBody          int64
-	inner            *http.Client
-	logger           any // retryLogger or nil; go-retryablehttp's Logger field
+	rt               http.RoundTripper // what inner sends through
+	inner            *http.Client      // over keepIdle{rt}
+	logger           any               // retryLogger or nil; go-retryablehttp's Logger field
 }
 
 // retryTransport runs go-retryablehttp for the requests that may be retried
@@ -228,8 +234,25 @@ func result(resp *http.Response, err error) (*http.Response, error) {
 	return nil, err
 }
 
-// CloseIdleConnections closes the idle connections of the wrapped transport.
-func (t *retryTransport) CloseIdleConnections() { t.o.inner.CloseIdleConnections() }
+// CloseIdleConnections closes the idle connections of the wrapped transport
+// (for a nil rt, of the default base shared by the process).
+func (t *retryTransport) CloseIdleConnections() {
+	if ci, ok := t.o.rt.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// keepIdle hides the CloseIdleConnections method of the transport it wraps
+// from the inner client. go-retryablehttp calls the inner client's
+// CloseIdleConnections whenever a request ends without success (the
+// context ended during a backoff, retries ran out): on the base shared by
+// every Transport without a Base, or on the caller's own, that would drop
+// the idle connections of every other client in the process because of one
+// request. Only an explicit CloseIdleConnections on the returned client
+// reaches rt.
+type keepIdle struct{ rt http.RoundTripper }
+
+func (k keepIdle) RoundTrip(req *http.Request) (*http.Response, error) { return k.rt.RoundTrip(req) }
 
 // retryable reports whether req may be sent more than once.
 func (o *retryConfig) retryable(req *http.Request) bool {
@@ -289,9 +312,16 @@ func (s *retryState) checkRetry(ctx context.Context, resp *http.Response, err er
 // transientError reports whether err, returned by the inner client, is a
 // network failure worth another attempt: a net.Error (timeouts, refused or
 // reset connections, DNS) or a connection closed mid-response. Errors of
-// the transport itself (ErrOriginNotAllowed, ErrConfig, token source
-// failures) and of the redirect policy are not.
+// the transport itself (ErrOriginNotAllowed, ErrConfig, ErrUnsupportedTokenType,
+// token source and Prepare failures; see localError) are not, even when
+// they wrap a network error: a token source that could not reach its token
+// endpoint has its own retry policy. Errors of the redirect policy are not
+// either.
 func transientError(err error) bool {
+	var le *localError
+	if errors.As(err, &le) {
+		return false
+	}
 	var ue *url.Error
 	for errors.As(err, &ue) {
 		if ue.Err == nil {

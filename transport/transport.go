@@ -86,7 +86,10 @@ type Transport struct {
 
 	// Base sends the requests. Optional; nil means a clone of
 	// http.DefaultTransport, made once per process and shared by every
-	// Transport without a Base.
+	// Transport without a Base. Like any RoundTripper it must not modify
+	// the request it is given; even so, each request carries its own
+	// Authorization slice, so a Base that rewrites header values in place
+	// cannot alter what later requests send.
 	Base http.RoundTripper
 
 	// Origins lists the origins (scheme://host[:port], no path, query or
@@ -182,8 +185,8 @@ type config struct {
 // authValue is the precomputed header value for one token.
 type authValue struct {
 	tok    *oauth2.Token
-	header []string // {"Bearer <token>"}; nil when Prepare sets Authorization
-	scheme string   // challenge scheme that can reject this token
+	header string // "Bearer <token>"; "" when Prepare sets Authorization
+	scheme string // challenge scheme that can reject this token
 }
 
 // origin is a normalised allowlist entry.
@@ -208,6 +211,23 @@ var defaultBase = sync.OnceValue(func() http.RoundTripper {
 var discardLogger = slog.New(slog.DiscardHandler)
 
 var errNoToken = errors.New("source returned no access token")
+
+// localError marks an error the transport produced itself rather than
+// received from Base: a refused origin, a token the source could not
+// supply, an unsupported token type, a failing Prepare hook, a bad
+// configuration, a Base that broke the RoundTripper contract. Repeating the
+// request cannot change such an outcome, so the client of [NewRetryClient]
+// never retries it, even when it wraps a network error (a token source
+// whose token endpoint was unreachable: the source has its own retry
+// policy). It is transparent otherwise: same message, and errors.Is and
+// errors.As see what it wraps.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// local marks err as produced by the transport (see localError).
+func local(err error) error { return &localError{err} }
 
 func (t *Transport) cfg() *config {
 	t.once.Do(func() { t.c = t.compile() })
@@ -341,14 +361,19 @@ func (c *config) allowed(u *url.URL) bool {
 // token goes on a shallow copy with its own header map); it closes req.Body
 // exactly once on every path, including errors and refused origins (by
 // handing it to Base, which closes it, or by closing it itself); and it
-// returns either a response or an error, never both. A 401 is a response,
-// not an error.
+// returns either a response or an error, never both, even when Base breaks
+// that rule (a response that comes with an error is closed; nil, nil
+// becomes an error). A 401 is a response, not an error.
 //
 // Origins: the token is attached only if req.URL's scheme, host and port
-// match one of Origins. Every other request, including each redirect hop
-// that net/http follows to another origin, another port or from https to
-// http, is sent unchanged without the token, or fails with
-// [ErrOriginNotAllowed] when RejectOtherOrigins is set.
+// match one of Origins and req.Host (the Host header), when set, names the
+// same host and port as req.URL (case and default ports aside). Every
+// other request, including each redirect hop that net/http follows to
+// another origin, another port or from https to http, and a request whose
+// Host header would route it to another site behind the same address, is
+// sent unchanged without the token, or fails with [ErrOriginNotAllowed]
+// when RejectOtherOrigins is set. A request that gets the token loses any
+// Authorization header the caller set, whatever the case of its key.
 //
 // 401: when a request that carried token T is answered 401 with a challenge
 // of T's scheme carrying error="invalid_token" (or with any 401 when
@@ -364,13 +389,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.cfg()
 	if c.err != nil {
 		closeBody(req)
-		return nil, c.err
+		return nil, local(c.err)
 	}
 	if req.URL == nil {
 		closeBody(req)
-		return nil, errors.New("transport: request has no URL")
+		return nil, local(errors.New("transport: request has no URL"))
 	}
-	if !c.allowed(req.URL) {
+	if !c.allowed(req.URL) || !sameHost(req) {
 		return c.roundTripOther(req)
 	}
 	ctx := req.Context()
@@ -383,40 +408,103 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: no token; request not sent",
 			slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}),
 			slog.String("error", redact.String(err.Error())))
-		return nil, fmt.Errorf("transport: token: %w", err)
+		return nil, local(fmt.Errorf("transport: token: %w", err))
 	}
 	av, err := c.authFor(tok)
 	if err != nil {
 		closeBody(req)
 		c.log.LogAttrs(ctx, slog.LevelError, "transport: token not usable; request not sent",
 			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", err.Error()))
-		return nil, err
+		return nil, local(err)
 	}
 	out, err := c.outgoing(req, av, req.Body)
 	if err != nil {
 		closeBody(req)
-		return nil, err
+		return nil, local(err)
 	}
-	resp, err := c.base.RoundTrip(out)
+	resp, err := c.send(out)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
 	return c.rejected(req, av, resp)
 }
 
+// send hands out to Base and enforces "a response or an error, never both"
+// on what comes back: a response that comes with an error is closed and
+// dropped, and a Base that returns neither (nil, nil) gets an error instead
+// of a nil response that would make the caller panic. In that case out.Body
+// is closed, since a Base that broke the contract may not have closed it
+// (closing it twice is the lesser harm).
+func (c *config) send(out *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(out)
+	switch {
+	case err != nil:
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		return nil, err
+	case resp == nil:
+		closeBody(out)
+		return nil, local(fmt.Errorf("transport: Base (%T) returned a nil *http.Response with a nil error", c.base))
+	}
+	return resp, nil
+}
+
+// outReq is the outgoing copy of a request together with the backing array
+// of its Authorization value: one allocation for both (the pair fits the
+// size class of http.Request alone), so that every request gets its own
+// []string without costing an extra allocation.
+type outReq struct {
+	req  http.Request
+	auth [1]string
+}
+
+// sameHost reports whether req.Host, the Host header net/http sends, names
+// the same host and port as req.URL.Host (host names compared
+// case-insensitively, default ports normalised). An empty req.Host means
+// URL.Host. A front end that routes on the Host header would otherwise get
+// the token of URL.Host's origin for a request meant for another site.
+// It does not allocate.
+func sameHost(req *http.Request) bool {
+	if req.Host == "" || req.Host == req.URL.Host {
+		return true
+	}
+	h, u := url.URL{Host: req.Host}, url.URL{Host: req.URL.Host}
+	hp, up := h.Port(), u.Port()
+	if hp == "" {
+		hp = defaultPort(req.URL.Scheme)
+	}
+	if up == "" {
+		up = defaultPort(req.URL.Scheme)
+	}
+	return hp == up && h.Hostname() != "" && strings.EqualFold(h.Hostname(), u.Hostname())
+}
+
 // outgoing returns the copy of req that is sent: same fields, its own header
 // map (values shared but clipped, so an Add on the copy cannot write into the
 // caller's arrays), the Authorization value and whatever Prepare adds.
+//
+// Every Authorization header of the caller is left out, whatever the case of
+// its key: net/http writes a non-canonical key such as "authorization" as it
+// is, so the server would otherwise get the caller's credential next to the
+// token. The Authorization value is a one-element slice of this request
+// only (the string itself is the precomputed one), so a Base that rewrites
+// header values in place, against the RoundTripper contract, cannot change
+// what later requests send.
 func (c *config) outgoing(req *http.Request, av *authValue, body io.ReadCloser) (*http.Request, error) {
-	out := new(http.Request)
-	*out = *req
+	o := &outReq{req: *req}
+	out := &o.req
 	out.Body = body
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
+		if len(k) == len("Authorization") && strings.EqualFold(k, "Authorization") {
+			continue
+		}
 		h[k] = v[:len(v):len(v)]
 	}
-	if av.header != nil {
-		h["Authorization"] = av.header
+	if av.header != "" {
+		o.auth[0] = av.header
+		h["Authorization"] = o.auth[:]
 	}
 	out.Header = h
 	if c.prepare != nil {
@@ -427,21 +515,30 @@ func (c *config) outgoing(req *http.Request, av *authValue, body io.ReadCloser) 
 	return out, nil
 }
 
-// roundTripOther handles a request to an origin outside the allowlist.
+// roundTripOther handles a request to an origin outside the allowlist, or
+// whose Host header names another host than its URL.
 func (c *config) roundTripOther(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	if c.reject {
-		closeBody(req)
-		o := redact.URL(&url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host})
-		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: origin not allowed; request refused",
-			slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
-		return nil, fmt.Errorf("%w: %s", ErrOriginNotAllowed, o)
+	if !c.reject && !c.log.Enabled(ctx, slog.LevelDebug) {
+		return c.send(req)
 	}
-	if c.log.Enabled(ctx, slog.LevelDebug) {
-		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: origin not allowed; sending without token",
-			slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
+	attrs := []slog.Attr{slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL})}
+	host := "" // set when the Host header names another host than the URL
+	if !sameHost(req) {
+		host = redact.Truncate(req.Host, 256)
+		attrs = append(attrs, slog.String("host", host))
 	}
-	return c.base.RoundTrip(req)
+	if !c.reject {
+		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: origin not allowed; sending without token", attrs...)
+		return c.send(req)
+	}
+	closeBody(req)
+	c.log.LogAttrs(ctx, slog.LevelWarn, "transport: origin not allowed; request refused", attrs...)
+	o := redact.URL(&url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host})
+	if host != "" {
+		return nil, local(fmt.Errorf("%w: %s with Host header %q", ErrOriginNotAllowed, o, host))
+	}
+	return nil, local(fmt.Errorf("%w: %s", ErrOriginNotAllowed, o))
 }
 
 // authFor returns the precomputed Authorization value for tok, computing it
@@ -456,7 +553,7 @@ func (c *config) authFor(tok *oauth2.Token) (*authValue, error) {
 		if !validTokenChars(tok.AccessToken) {
 			return nil, errors.New("transport: access token contains characters not allowed in an Authorization header")
 		}
-		av.header = []string{"Bearer " + tok.AccessToken}
+		av.header = "Bearer " + tok.AccessToken
 		av.scheme = "Bearer"
 	case c.prepareHandles(tok.TokenType):
 		av.scheme = tok.TokenType
@@ -556,7 +653,7 @@ func (c *config) rejected(req *http.Request, av *authValue, resp *http.Response)
 	drain(resp.Body)
 	c.log.LogAttrs(ctx, slog.LevelInfo, "transport: resending once with a fresh token",
 		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
-	return c.base.RoundTrip(out)
+	return c.send(out)
 }
 
 // drain reads a little of body, so that the connection can be reused, and

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/oauth2"
@@ -210,7 +211,8 @@ func TestTokenTypes(t *testing.T) {
 }
 
 // The Authorization value is computed once per token pointer: requests with
-// the same token share one precomputed value; a new token gets a new one.
+// the same token share one precomputed string (each in its own one-element
+// slice); a new token gets a new one.
 func TestAuthorizationPrecomputedPerToken(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()
@@ -241,10 +243,13 @@ func TestAuthorizationPrecomputedPerToken(t *testing.T) {
 	if len(values) != 3 {
 		t.Fatalf("got %d requests", len(values))
 	}
-	if &values[0][0] != &values[1][0] {
+	if unsafe.StringData(values[0][0]) != unsafe.StringData(values[1][0]) {
 		t.Error("same token: the Authorization value was rebuilt instead of reused")
 	}
-	if &values[1][0] == &values[2][0] || values[1][0] == values[2][0] {
+	if &values[0][0] == &values[1][0] {
+		t.Error("two requests share one Authorization slice (N2)")
+	}
+	if unsafe.StringData(values[1][0]) == unsafe.StringData(values[2][0]) || values[1][0] == values[2][0] {
 		t.Error("new token: the old Authorization value was reused")
 	}
 	if want := "Bearer " + src.current(t).AccessToken; values[2][0] != want {

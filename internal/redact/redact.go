@@ -6,7 +6,8 @@
 //   - query and form keys that carry secrets (code, code_verifier, access_token,
 //     refresh_token, id_token, client_secret, assertion, client_assertion,
 //     device_code, password, token, subject_token, actor_token, state);
-//   - JWT-shaped strings and "Bearer ..." style credentials inside free text;
+//   - JWT-shaped strings and "Bearer ..." style credentials inside free text
+//     (but not the ordinary words of prose such as "only Bearer is supported");
 //   - URLs, which are reduced to scheme, host and path.
 //
 // Every package logs and builds error strings through these functions, so a
@@ -128,13 +129,82 @@ var (
 	// jwtRe matches JWT/JWS/JWE-shaped strings: base64url segments separated by dots,
 	// starting with a base64url-encoded JSON object ("eyJ").
 	jwtRe = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){1,4}`)
-	// schemeRe matches credentials after an HTTP auth scheme.
-	schemeRe = regexp.MustCompile(`(?i)\b(bearer|dpop|basic|mac)(\s+)[A-Za-z0-9._~+/=\-]+`)
+	// schemeRe matches an HTTP auth scheme and the token68-shaped word
+	// after it (RFC 9110 section 11.2), which is redacted when it looks like
+	// a credential (see credentialAfterScheme).
+	schemeRe = regexp.MustCompile(`(?i)\b(?:bearer|dpop|basic|mac)\s+([A-Za-z0-9._~+/=\-]+)`)
+	// proseWord matches an ordinary word: letters only, lower case,
+	// capitalised or all capitals, optionally hyphenated, optionally ending
+	// in a full stop or comma. maxProseWord bounds its length.
+	proseWord = regexp.MustCompile(`^(?:[A-Z]?[a-z]+|[A-Z]+)(?:-(?:[a-z]+|[A-Z]+))*[.,]?$`)
 	// paramRe matches key=value pairs (query strings, form bodies, log text).
 	paramRe = regexp.MustCompile(`(?i)\b(` + paramAlternation() + `)(\s*=\s*)([^&\s"',;]+)`)
 	// jsonRe matches "key": "value" pairs in JSON text.
 	jsonRe = regexp.MustCompile(`(?i)"(` + paramAlternation() + `)"(\s*:\s*)"(?:[^"\\]|\\.)*"`)
 )
+
+// maxProseWord is the longest word after an auth scheme that is taken for
+// prose rather than a credential ("authentication" has 14 letters).
+const maxProseWord = 16
+
+// credentialAfterScheme reports whether word, which follows an auth scheme
+// name ("Bearer", "Basic", "DPoP", "MAC") in text, is a credential to
+// redact. next is the text that follows word.
+//
+// Everything is a credential except
+//   - an ordinary word of at most maxProseWord letters (lower case,
+//     capitalised or all capitals, possibly hyphenated, possibly followed
+//     by a full stop or comma), so that prose such as "only Bearer is
+//     supported" or "Basic authentication failed" stays readable;
+//   - the name of an auth-param with a quoted value (`Bearer realm="api",
+//     error="invalid_token"`: word ends in "=" and a quoted string
+//     follows), so that challenges stay readable.
+//
+// There is deliberately no minimum length: a 6-character opaque token such
+// as "abc123" is still redacted. The trade-off: a credential made only of
+// at most 16 letters with no digit, symbol or inner capital ("Bearer
+// sesame") cannot be told from a word and is kept. Real access tokens
+// (JWTs, random base64, base64url or hex strings, "ghp_...", "ya29....")
+// and Basic credentials (base64 of "user:password", which mixes cases or
+// ends in "=") rarely have that shape: a random base64url string of n
+// characters has it with a probability of about 3*(26/64)^n, 1 in 450 for
+// n = 8 and 1 in 600,000 for n = 16, and real tokens are longer. A
+// letters-only string of more than 16 letters is redacted even when it is
+// a word.
+func credentialAfterScheme(word, next string) bool {
+	if strings.HasSuffix(word, "=") && strings.HasPrefix(next, `"`) {
+		return false // name="value": an auth-param, not token68
+	}
+	letters := len(strings.TrimRight(word, ".,")) - strings.Count(word, "-")
+	return letters > maxProseWord || !proseWord.MatchString(word)
+}
+
+// redactSchemes replaces the credential after each auth scheme name in s.
+// A word kept as prose is scanned again, so "Bearer Bearer <token>" loses
+// its token.
+func redactSchemes(s string) string {
+	var b strings.Builder
+	pos, done := 0, 0 // pos: where to search next; done: s[:done] is in b
+	for pos < len(s) {
+		m := schemeRe.FindStringSubmatchIndex(s[pos:])
+		if m == nil {
+			break
+		}
+		start, end := pos+m[2], pos+m[3]
+		if !credentialAfterScheme(s[start:end], s[end:]) {
+			pos = start
+			continue
+		}
+		b.WriteString(s[done:start])
+		b.WriteString(Placeholder)
+		done, pos = end, end
+	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
 
 func paramAlternation() string {
 	keys := make([]string, 0, len(sensitiveParams))
@@ -159,7 +229,7 @@ func String(s string) string {
 	}
 	s = jsonRe.ReplaceAllString(s, `"${1}"${2}"`+Placeholder+`"`)
 	s = paramRe.ReplaceAllString(s, `${1}${2}`+Placeholder)
-	s = schemeRe.ReplaceAllString(s, `${1}${2}`+Placeholder)
+	s = redactSchemes(s)
 	s = jwtRe.ReplaceAllString(s, Placeholder)
 	return s
 }

@@ -116,3 +116,57 @@ func FuzzString(f *testing.F) {
 		_ = Truncate(s, 64)
 	})
 }
+
+// N1: the word after an auth scheme name is redacted only when it looks
+// like a credential. Prose stays intact; credentials of every shape,
+// short opaque ones included, are still removed.
+func TestSchemeProseAndCredentials(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"only Bearer is supported",
+		"transport: token type \"MAC\": only Bearer and DPoP are supported",
+		"Basic authentication failed.",
+		"Bearer tokens, Basic credentials and DPoP proofs",
+		"the Bearer token was rejected",
+		"Bearer Token required",
+		"use Bearer, not Basic",
+		"Basic auth is not allowed; use Bearer instead.",
+		"a MAC address",
+		"sent as a Bearer re-authentication hint",
+		"Bearer REDACTED",
+		`Bearer realm="api", error="invalid_token", error_description="The access token expired"`,
+		`WWW-Authenticate: DPoP algs="ES256", error="use_dpop_nonce"`,
+		`Basic realm="tokenward", charset="UTF-8"`,
+	} {
+		if got := String(s); got != s {
+			t.Errorf("String(%q) = %q, want it unchanged", s, got)
+		}
+	}
+	rt := canary.New("rt")
+	for _, tt := range []struct{ in, secret string }{
+		{"Authorization: Bearer " + rt, rt},
+		{"Authorization: Bearer abc123", "abc123"}, // short opaque token
+		{"bearer a1b2c3", "a1b2c3"},                // 6 characters
+		{"Bearer x7", "x7"},                        // absurdly short, still not a word
+		{"Bearer AbCdEf", "AbCdEf"},                // letters with an inner capital
+		{"Bearer gho_16C7e42F292c6912E7710c838347Ae178B4a", "gho_16C7e42F292c6912E7710c838347Ae178B4a"},
+		{"Bearer ya29.a0AfH6SMBx", "ya29.a0AfH6SMBx"},
+		{"Bearer 3f2b6c1e-8a4d-4c1b-9e0f-7a6b5c4d3e2f", "3f2b6c1e-8a4d-4c1b-9e0f-7a6b5c4d3e2f"},
+		{"Bearer abcdefghijklmnopqrstu", "abcdefghijklmnopqrstu"}, // letters only, but too long for a word
+		{"Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"},                    // user:pass
+		{"Basic YTpi", "YTpi"},                                    // a:b
+		{"Basic YWRtaW46YWRtaW4=", "YWRtaW46YWRtaW4="},            // admin:admin
+		{"DPoP " + rt, rt},
+		{"Bearer Bearer abc123", "abc123"}, // a kept word is scanned again
+		{"only Bearer is supported, got Bearer s3cr3t", "s3cr3t"},
+		{"Bearer error=invalid_token_and_more", "error=invalid_token_and_more"}, // unquoted: not taken for an auth-param
+	} {
+		got := String(tt.in)
+		if strings.Contains(got, tt.secret) || !strings.Contains(got, Placeholder) {
+			t.Errorf("String(%q) = %q, want %q redacted", tt.in, got, tt.secret)
+		}
+		if String(got) != got {
+			t.Errorf("String not idempotent on %q: %q -> %q", tt.in, got, String(got))
+		}
+	}
+}
