@@ -223,11 +223,13 @@ func TestSaveFailsOnceAfterRotation(t *testing.T) {
 		if got := st.get(key); got.RefreshToken != "rt-0" {
 			t.Fatalf("store = %q before the next access, want rt-0 (the save failed)", got.RefreshToken)
 		}
-		// The next access saves it.
+		// The next access saves it, in the background: it gets the token
+		// at once.
 		tok2, err := c.Token(t.Context())
 		if err != nil || tok2 != tok {
 			t.Fatalf("second Token = %p, %v; want the same token %p", tok2, err, tok)
 		}
+		evs.wait(t, EventPersisted, 1)
 		if got := st.get(key); got.RefreshToken != "rt-1" {
 			t.Fatalf("store = %q after the next access, want rt-1", got.RefreshToken)
 		}
@@ -284,6 +286,7 @@ func TestSaveKeepsFailingNeverPresentsOldRT(t *testing.T) {
 		if _, err := c.Token(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+		evs.wait(t, EventPersisted, 1) // the access's background save retry
 		if got := st.get(key); got.RefreshToken != "rt-2" {
 			t.Fatalf("store = %q once saving works again, want rt-2", got.RefreshToken)
 		}
@@ -368,8 +371,11 @@ func TestCallerDeadlineWhileUpstreamHangs(t *testing.T) {
 			<-release // hangs, ignoring ctx
 			return &oauth2.Token{AccessToken: "at-1", Expiry: time.Now().Add(time.Hour)}, nil
 		})
+		var once sync.Once
+		unblock := func() { once.Do(func() { close(release) }) }
 		c := mustNew(t, up)
 		defer c.Close()
+		defer unblock() // before Close (which waits for the refresh), even if the test fails early
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -378,7 +384,7 @@ func TestCallerDeadlineWhileUpstreamHangs(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) || took > 250*time.Millisecond {
 			t.Fatalf("Token = %v after %v; want DeadlineExceeded within 250ms", err, took)
 		}
-		close(release)
+		unblock()
 		tok, err := c.Token(context.Background())
 		if err != nil || tok.AccessToken != "at-1" {
 			t.Fatalf("after release: %v, %v", tok, err)
@@ -391,8 +397,13 @@ func TestCallerDeadlineWhileUpstreamHangs(t *testing.T) {
 	})
 }
 
-// AC 7 (O-06, O-07, cache side): whatever expiry a token arrives with, it is
-// used (never thrown away) and gets a defined, finite expiry and schedule.
+// AC 7 (O-06, O-07, cache side): whatever Expiry a token reaches the cache
+// with, it is used (never thrown away) and gets a defined, finite expiry and
+// schedule. These rows inject oauth2.Token values directly; the wire side
+// (expires_in as int, string, float, null, absent, negative, 0, 2^40 in
+// JSON and form bodies, through internal/oauthwire) is
+// TestExpiresInThroughWireParser. Note that the parser maps expires_in 0,
+// negative and absent to a zero Expiry (unknown), not to "now".
 func TestExpiryEdgeCases(t *testing.T) {
 	t.Parallel()
 	const huge = 1 << 40 // seconds
@@ -421,10 +432,10 @@ func TestExpiryEdgeCases(t *testing.T) {
 		{"zero, JWT with absurd exp",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: canary.JWT("at", 1<<50)} },
 			func(now time.Time) time.Time { return now.Add(DefaultLifetime) }},
-		{"expires now (expires_in 0)",
+		{"Expiry now (arrives expired)",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: "a", Expiry: now} },
 			func(now time.Time) time.Time { return now.Add(DefaultMinLifetime) }},
-		{"expired an hour ago (negative expires_in)",
+		{"Expiry an hour ago (a wrong clock, or a non-oauthwire Upstream)",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: "a", Expiry: now.Add(-time.Hour)} },
 			func(now time.Time) time.Time { return now.Add(DefaultMinLifetime) }},
 		{"shorter than the floor",
@@ -435,12 +446,12 @@ func TestExpiryEdgeCases(t *testing.T) {
 		{"ordinary hour",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: "a", Expiry: now.Add(time.Hour)} },
 			func(now time.Time) time.Time { return now.Add(time.Hour) }},
-		{"expires_in 2^40 s",
+		{"Expiry 2^40 s ahead",
 			func(now time.Time) *oauth2.Token {
 				return &oauth2.Token{AccessToken: "a", Expiry: time.Unix(now.Unix()+huge, 0)}
 			},
 			func(now time.Time) time.Time { return now.Add(DefaultMaxLifetime) }},
-		{"expires_in 2^40 s with a JWT exp (Expiry wins)",
+		{"Expiry 2^40 s ahead with a JWT exp (Expiry wins)",
 			func(now time.Time) *oauth2.Token {
 				return &oauth2.Token{AccessToken: canary.JWT("at", now.Add(time.Minute).Unix()), Expiry: time.Unix(now.Unix()+huge, 0)}
 			},
@@ -481,20 +492,29 @@ func TestExpiryEdgeCases(t *testing.T) {
 }
 
 // A server that always issues already-expired tokens, or always the same
-// token, must not cause a refresh loop; its token is still used.
+// token, must not cause a refresh loop; its token is still used while it is
+// valid, and an expired token is never handed out.
 func TestNoRefreshLoop(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		mk   func(n int, t0 time.Time) *oauth2.Token
 		max  int
+		// failAfter: from this offset on, Token may fail with
+		// ErrTemporarilyUnavailable (the only token there is has expired);
+		// zero: it must never fail.
+		failAfter time.Duration
 	}{
+		// Each such token is used for MinLifetime (5 s) and the next
+		// refresh waits for its expiry: at most one call per 5 s.
 		{"expired on arrival", func(n int, t0 time.Time) *oauth2.Token {
 			return &oauth2.Token{AccessToken: "a" + string(rune('a'+n%26)), Expiry: time.Now().Add(-time.Hour)}
-		}, 25},
+		}, 2*60/5 + 3, 0},
+		// The token expires at t0+10s and the server keeps returning it:
+		// exponential backoff after that, never the expired token.
 		{"same token and expiry", func(n int, t0 time.Time) *oauth2.Token {
 			return &oauth2.Token{AccessToken: "same", Expiry: t0.Add(10 * time.Second)}
-		}, 15},
+		}, 15, 10 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -511,8 +531,13 @@ func TestNoRefreshLoop(t *testing.T) {
 				defer c.Close()
 				for time.Since(t0) < 2*time.Minute {
 					tok, err := c.Token(t.Context())
-					if err != nil || tok == nil || tok.AccessToken == "" {
-						t.Fatalf("Token = %v, %v at %v", tok, err, time.Since(t0))
+					switch {
+					case err != nil && (tc.failAfter == 0 || time.Since(t0) < tc.failAfter || !errors.Is(err, ErrTemporarilyUnavailable)):
+						t.Fatalf("Token error %v at %v", err, time.Since(t0))
+					case err == nil && (tok == nil || tok.AccessToken == ""):
+						t.Fatalf("Token = %v at %v", tok, time.Since(t0))
+					case err == nil && !time.Now().Before(tok.Expiry):
+						t.Fatalf("Token returned a token that expired at %v, at %v", tok.Expiry.Sub(t0), time.Since(t0))
 					}
 					time.Sleep(10 * time.Millisecond)
 				}

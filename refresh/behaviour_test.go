@@ -761,7 +761,8 @@ func TestOptionsResolve(t *testing.T) {
 		t.Fatalf("resolved %+v", o)
 	}
 	d := Options{}.resolve()
-	if d.DefaultLifetime != time.Hour || d.MandatoryWindow != 10*time.Second || d.MaxAdvisoryMargin != 5*time.Minute || d.Jitter != 0.25 {
+	if d.DefaultLifetime != time.Hour || d.MandatoryWindow != 10*time.Second || d.MaxAdvisoryMargin != 5*time.Minute || d.Jitter != 0.25 ||
+		d.LockTimeout != 60*time.Second || d.RefreshTimeout != 30*time.Second {
 		t.Fatalf("defaults %+v", d)
 	}
 }
@@ -770,9 +771,10 @@ func TestOptionsResolve(t *testing.T) {
 func TestSet(t *testing.T) {
 	t.Parallel()
 	st := newMemStore()
+	var evs eventLog
 	c := mustNew(t, UpstreamFunc(func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
 		return nil, errors.New("not called")
-	}), func(o *Options) { o.Persister = st })
+	}), func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 	defer c.Close()
 	if err := c.Set(t.Context(), &oauth2.Token{AccessToken: "login-at", RefreshToken: "login-rt", Expiry: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
@@ -792,8 +794,12 @@ func TestSet(t *testing.T) {
 	if !errors.Is(err, ErrPersistFailed) {
 		t.Fatalf("Set with a failing store = %v, want ErrPersistFailed", err)
 	}
-	if tok, _ := c.Token(t.Context()); tok.AccessToken != "login2" || st.get(c.Key()).RefreshToken != "rt2" {
-		t.Fatalf("after a failed Set: token %q stored %q; want login2 used and saved on the next access", tok.AccessToken, st.get(c.Key()).RefreshToken)
+	if tok, _ := c.Token(t.Context()); tok.AccessToken != "login2" {
+		t.Fatalf("after a failed Set: token %q; want login2 used", tok.AccessToken)
+	}
+	evs.wait(t, EventPersisted, 1) // the next access retries the save in the background
+	if got := st.get(c.Key()).RefreshToken; got != "rt2" {
+		t.Fatalf("after a failed Set: stored %q; want rt2 saved on the next access", got)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,8 +32,13 @@ type state struct {
 	short       bool      // arrived expired or with less than MinLifetime: back off before the next refresh
 
 	unsaved bool // full is newer than the Persister's copy (a Save failed; C-04)
-	invalid bool // dropped by Invalidate: do not serve, refresh first
-	reauth  bool // the grant is dead (invalid_grant): serve the access token while valid, never refresh in the background
+	// prev is what the Persister held when full failed to save (nil:
+	// nothing), if prevKnown. A save retry that finds the store changed
+	// since then does not overwrite it (C-04 without resurrecting a logout).
+	prev      *oauth2.Token
+	prevKnown bool
+	invalid   bool // dropped by Invalidate: do not serve, refresh first
+	reauth    bool // the grant is dead (invalid_grant): serve the access token while valid, never refresh in the background
 }
 
 func (s *state) clone() *state { n := *s; return &n }
@@ -39,6 +46,14 @@ func (s *state) clone() *state { n := *s; return &n }
 // usable reports whether s can be served without waiting.
 func (s *state) usable(now time.Time) bool {
 	return s != nil && !s.invalid && now.Before(s.mandatoryAt)
+}
+
+// servable reports whether s may be handed out at all, waiting or not: it
+// was not invalidated, has not expired, and, once the grant is dead, has
+// not reached its mandatory window. A state that is not servable is never
+// returned, backoff or not.
+func (s *state) servable(now time.Time) bool {
+	return s != nil && !s.invalid && now.Before(s.expiry) && (!s.reauth || now.Before(s.mandatoryAt))
 }
 
 // LogValue implements slog.LogValuer: schedule and flags, never a secret.
@@ -85,7 +100,8 @@ func (c *core) newState(t *oauth2.Token, now time.Time, src source) *state {
 	full.Expiry = exp
 	pub := full
 	pub.RefreshToken = ""
-	st := &state{pub: &pub, full: &full, expiry: exp, rawExpiry: t.Expiry, rtExpiry: tokenx.RefreshTokenExpiry(t), short: short}
+	pubp := pub.WithExtra(publicExtras(&full)) // no refresh token in the extras either (O-02)
+	st := &state{pub: pubp, full: &full, expiry: exp, rawExpiry: t.Expiry, rtExpiry: tokenx.RefreshTokenExpiry(t), short: short}
 	life := exp.Sub(now)
 	if life <= 0 {
 		st.advisoryAt, st.mandatoryAt = exp, exp
@@ -98,6 +114,70 @@ func (c *core) newState(t *oauth2.Token, now time.Time, src source) *state {
 	}
 	st.fresh = now.Before(st.advisoryAt)
 	return st
+}
+
+// secretExtras are token response members that are credentials in their
+// own right and so never reach callers through the public token's Extra:
+// the refresh token, and OpenID Connect Native SSO's device_secret, which
+// can be exchanged for new tokens. The ID token is not a refresh
+// credential and stays.
+var secretExtras = map[string]bool{"refresh_token": true, "device_secret": true}
+
+var (
+	extrasMapType    = reflect.TypeFor[map[string]any]()
+	extrasValuesType = reflect.TypeFor[url.Values]()
+)
+
+// publicExtras returns the extra fields of t without [secretExtras], for
+// the public token, so that provider-specific members such as Salesforce's
+// instance_url stay readable. x/oauth2 keeps the raw response (a
+// map[string]any for JSON, url.Values for a form body) in an unexported
+// field and offers no way to list its keys, so the keys are read by
+// reflection and the values through the public Extra method; the result
+// has the same shape, so Extra on the public token answers as on the full
+// one. If a future x/oauth2 stores extras differently, the public token
+// falls back to the non-secret members internal/tokenx knows (id_token,
+// scope, ...) and never to a copy that could hold a secret; the tests of
+// this function fail on such an upgrade.
+func publicExtras(t *oauth2.Token) any {
+	rv := reflect.ValueOf(t).Elem().FieldByName("raw")
+	if !rv.IsValid() || rv.Kind() != reflect.Interface || rv.IsNil() {
+		return fallbackExtras(t)
+	}
+	e := rv.Elem()
+	switch e.Type() {
+	case extrasMapType:
+		out := make(map[string]any, e.Len())
+		for it := e.MapRange(); it.Next(); {
+			if k := it.Key().String(); !secretExtras[k] {
+				out[k] = t.Extra(k)
+			}
+		}
+		return out
+	case extrasValuesType:
+		out := make(url.Values, e.Len())
+		for it := e.MapRange(); it.Next(); {
+			k, vs := it.Key().String(), it.Value()
+			if secretExtras[k] {
+				continue
+			}
+			for i := range vs.Len() {
+				out[k] = append(out[k], vs.Index(i).String())
+			}
+		}
+		return out
+	}
+	return fallbackExtras(t)
+}
+
+// fallbackExtras is the allowlist publicExtras uses when it cannot list
+// the extras.
+func fallbackExtras(t *oauth2.Token) any {
+	m := tokenx.Extras(t, "issued_token_type")
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 type opKind int
@@ -144,6 +224,13 @@ type core struct {
 	nextSave    time.Time // no save retry before this (the timer waits for it)
 	suspectRT   string    // refresh token presented when a refresh failed in transit (C-03)
 	rtWarned    string    // refresh token for which EventRefreshTokenExpiring was emitted
+
+	// After a Clear that could not delete the stored token: that token
+	// (cleared), or, when it is unknown, any stored token (clearedAny), is
+	// never loaded or adopted; the delete is retried under the lock before
+	// the next refresh. Reset by a successful delete or save, and by Set.
+	cleared    *oauth2.Token
+	clearedAny bool
 }
 
 func newCore(key string, up Upstream, o Options) *core {
@@ -165,12 +252,11 @@ func (c *core) token(ctx context.Context) (*oauth2.Token, error) {
 		}
 		s := c.cur.Load()
 		if s.usable(now) {
-			var f *flight
 			switch {
-			case s.unsaved && c.fl == nil && i == 0 && (c.saveFails == 0 || !now.Before(c.nextSave)):
-				// C-04: retry the save on the next access, and let this caller
-				// see it done (other callers meanwhile use the token).
-				f = c.startLocked(ctx, opPersist, false)
+			case s.unsaved && c.fl == nil && (c.saveFails == 0 || !now.Before(c.nextSave)):
+				// C-04: retry the save on this access, in the background:
+				// the token is valid, so nobody waits for the store.
+				c.startLocked(ctx, opPersist, true)
 			case c.wantRefreshLocked(s, now):
 				c.startLocked(ctx, opRefresh, true)
 			case s.fresh != now.Before(s.advisoryAt) && !s.unsaved && !s.invalid:
@@ -182,14 +268,6 @@ func (c *core) token(ctx context.Context) (*oauth2.Token, error) {
 				}
 			}
 			c.mu.Unlock()
-			if f != nil {
-				select {
-				case <-f.done:
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				}
-				continue
-			}
 			return s.pub, nil
 		}
 		// No usable token: first call, invalidated, or in the mandatory
@@ -198,15 +276,14 @@ func (c *core) token(ctx context.Context) (*oauth2.Token, error) {
 		if f == nil {
 			if now.Before(c.nextAttempt) {
 				// Backing off after a failure: do not hammer the server.
+				// A valid token is still served; an expired or invalidated
+				// one never is.
 				err := c.lastErr
 				c.mu.Unlock()
-				if s != nil && (err == nil || (!s.invalid && !s.reauth && now.Before(s.expiry))) {
+				if s.servable(now) {
 					return s.pub, nil
 				}
-				if err == nil {
-					err = &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: no token yet (backing off)"}
-				}
-				return nil, err
+				return nil, unavailable(err, s)
 			}
 			f = c.startLocked(ctx, opRefresh, false)
 		}
@@ -223,17 +300,29 @@ func (c *core) token(ctx context.Context) (*oauth2.Token, error) {
 			continue
 		}
 		s = c.cur.Load()
+		if s.servable(time.Now()) {
+			return s.pub, nil // new, or the old one still valid after a failure
+		}
 		if f.err != nil {
-			if s != nil && !s.invalid && !s.reauth && time.Now().Before(s.expiry) {
-				return s.pub, nil // the old token is still valid: use it
-			}
 			return nil, f.err
 		}
 		if s == nil {
 			return nil, &Error{msg: "refresh: no token"}
 		}
-		return s.pub, nil
+		return nil, unavailable(nil, s)
 	}
+}
+
+// unavailable is Token's error when no token may be served: the last
+// refresh error, else (the refresh brought no new token) a temporary one.
+func unavailable(err error, s *state) error {
+	switch {
+	case err != nil:
+		return err
+	case s == nil:
+		return &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: authorization server temporarily unavailable: no token yet (backing off)"}
+	}
+	return &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: authorization server temporarily unavailable: the token expired or was rejected and no new one was issued (backing off)"}
 }
 
 // wantRefreshLocked reports whether a background refresh should start now.
@@ -245,8 +334,8 @@ func (c *core) wantRefreshLocked(s *state, now time.Time) bool {
 // startLocked starts op on its own goroutine. The in-flight flag is set
 // before the goroutine starts, so no second caller can start another (the
 // window google-cloud-go's isRefreshRunning leaves open). The operation runs
-// under context.WithoutCancel(ctx) plus RefreshTimeout: no single caller can
-// cancel it, and it keeps ctx's values.
+// under context.WithoutCancel(ctx) with a deadline (see run): no single
+// caller can cancel it, and it keeps ctx's values.
 func (c *core) startLocked(ctx context.Context, op opKind, background bool) *flight {
 	f := &flight{op: op, background: background, done: make(chan struct{})}
 	c.fl = f
@@ -257,9 +346,15 @@ func (c *core) startLocked(ctx context.Context, op opKind, background bool) *fli
 	return f
 }
 
-// run performs f and does the bookkeeping shared by all operations.
+// run performs f and does the bookkeeping shared by all operations. The
+// whole operation is bounded by LockTimeout (waiting for the store lock)
+// plus RefreshTimeout (the work); each part is bounded on its own too.
 func (c *core) run(parent context.Context, f *flight) {
-	ctx, cancel := context.WithTimeout(parent, c.o.RefreshTimeout)
+	budget := c.o.RefreshTimeout
+	if c.locker != nil {
+		budget += c.o.LockTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, budget)
 	defer cancel()
 	start := time.Now()
 	var evs []Event
@@ -267,7 +362,7 @@ func (c *core) run(parent context.Context, f *flight) {
 	case opRefresh:
 		f.err = c.refresh(ctx, f, &evs)
 	case opPersist:
-		c.persist(ctx)
+		c.persist(ctx, f, &evs)
 	}
 	c.finish(f, start, evs)
 }
@@ -278,13 +373,20 @@ func (c *core) finish(f *flight, start time.Time, evs []Event) {
 	now := time.Now()
 	c.mu.Lock()
 	c.fl = nil
-	if f.op == opRefresh || f.op == opSet {
+	switch f.op {
+	case opRefresh:
 		s := c.cur.Load()
 		switch {
-		case f.err != nil, f.noProgress, f.op == opRefresh && s != nil && s.short:
+		case f.err != nil, f.noProgress, s != nil && s.short:
 			c.failures++
 			c.lastErr = f.err
-			c.nextAttempt = now.Add(c.backoff(c.failures))
+			next := now.Add(c.backoff(c.failures))
+			if f.err == nil && s.servable(now) && s.expiry.Before(next) {
+				// A short-lived or unchanged token: back off, but no longer
+				// than it lives, so a valid token is always at hand.
+				next = s.expiry
+			}
+			c.nextAttempt = next
 		default:
 			c.failures, c.lastErr, c.nextAttempt = 0, nil, time.Time{}
 		}
@@ -298,6 +400,13 @@ func (c *core) finish(f *flight, start time.Time, evs []Event) {
 				e.Expiry = s.expiry
 			}
 			evs = append(evs, e)
+		}
+	case opSet:
+		// A new login ends any backoff. A failed Set is its caller's
+		// error alone: it leaves the refresh schedule and lastErr as they
+		// were and reports no refresh failure.
+		if f.err == nil {
+			c.failures, c.lastErr, c.nextAttempt = 0, nil, time.Time{}
 		}
 	}
 	if e, ok := c.rtWarningLocked(now); ok {
@@ -322,6 +431,28 @@ func (c *core) backoff(n int) time.Duration {
 	return d/2 + time.Duration(c.o.rand()*float64(d/2))
 }
 
+// lockKey takes the cross-process lock for c.key, if the Persister is a
+// Locker. The wait is bounded by LockTimeout (and ctx), not by
+// RefreshTimeout. The returned unlock also releases the wait's context, in
+// case the Locker ties the lock to it.
+func (c *core) lockKey(ctx context.Context) (unlock func(), err error) {
+	if c.locker == nil {
+		return func() {}, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, c.o.LockTimeout)
+	u, err := c.locker.Lock(lctx, c.key)
+	if err != nil {
+		cancel()
+		return nil, c.wrap("taking the store lock", err)
+	}
+	return func() {
+		if uerr := u(); uerr != nil {
+			c.o.Logger.Warn("refresh: releasing the store lock failed", "key", c.key, "error", sanitize(uerr.Error(), maxErrorLen, nil))
+		}
+		cancel()
+	}, nil
+}
+
 // refresh is one refresh under the cross-process protocol (package comment).
 func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error) {
 	start := time.Now()
@@ -334,7 +465,9 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 	if s == nil && p != nil {
 		// Startup: the store first, without the lock (cheap, and a fresh
 		// stored token needs no lock).
-		stored, err := c.load(ctx)
+		lctx, cancel := context.WithTimeout(ctx, c.o.RefreshTimeout)
+		stored, err := c.load(lctx)
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -348,25 +481,37 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 			cur = ns.full
 		}
 	}
-	if c.locker != nil {
-		unlock, err := c.locker.Lock(ctx, c.key)
-		if err != nil {
-			return c.wrap("taking the store lock", err)
-		}
-		defer func() {
-			if uerr := unlock(); uerr != nil {
-				c.o.Logger.Warn("refresh: releasing the store lock failed", "key", c.key, "error", sanitize(uerr.Error(), maxErrorLen, nil))
-			}
-		}()
+	unlock, err := c.lockKey(ctx)
+	if err != nil {
+		return err
 	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.o.RefreshTimeout)
+	defer cancel()
+
+	// What the Persister holds (prev), for a new token whose save fails.
+	var prev *oauth2.Token
+	prevKnown := false
+	unsaved := false // our token is newer than the stored one: never read the store over it
 	if p != nil {
+		c.retryClear(ctx)
 		if s != nil && s.unsaved {
-			// Our token is newer than the stored one (a save failed): save it
-			// now; never read the older stored token over it (C-04).
-			if err := p.Save(ctx, c.key, s.full); err == nil {
-				s = c.markSaved(s)
-			} else {
-				c.o.Logger.Debug("refresh: save retry failed", "key", c.key, "error", c.wrap("saving", err))
+			// Our token is newer than the stored one (a save failed): save
+			// it now; never read the older stored token over it (C-04).
+			r, serr := c.resave(ctx, s)
+			switch r {
+			case resaved:
+				if s = c.markSaved(s); s == nil {
+					return nil // cleared meanwhile (cannot happen: Clear waits for us)
+				}
+				cur, prev, prevKnown = s.full, s.full, true
+				*evs = append(*evs, c.persistedEvent(s, start, f.background))
+			case resaveFailed:
+				c.o.Logger.Debug("refresh: save retry failed", "key", c.key, "error", c.wrap("saving", serr))
+				unsaved, prev, prevKnown = true, s.prev, s.prevKnown
+			case resaveGone:
+				c.toReauth(s)
+				return &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: the stored token was removed"}
 			}
 		} else {
 			stored, lerr := c.load(ctx)
@@ -377,6 +522,7 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 				}
 				c.o.Logger.Warn("refresh: reloading the store failed; refreshing with the token in memory", "key", c.key, "error", lerr)
 			case stored == nil:
+				prevKnown = true
 				if s != nil && !s.reauth {
 					// Removed by another process (logout, or it saw
 					// invalid_grant): do not resurrect it.
@@ -387,6 +533,7 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 					cur = nil
 				}
 			case !sameToken(stored, cur):
+				prev, prevKnown = stored, true
 				now := time.Now()
 				ns := c.newState(stored, now, fromStore)
 				if ns.fresh || (s == nil && ns.usable(now)) {
@@ -395,11 +542,16 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 					return nil
 				}
 				cur = ns.full // the freshest refresh token we know
+			default:
+				prev, prevKnown = stored, true
 			}
 		}
 	}
 
-	tok, err := c.callUpstream(ctx, f, cur, start, evs)
+	tok, rotated, err := c.callUpstream(ctx, f, cur, unsaved, start, evs)
+	if rotated != nil {
+		c.keepRotated(ctx, cur, rotated, prev, prevKnown, f, evs)
+	}
 	if err != nil || tok == nil {
 		return err
 	}
@@ -412,10 +564,10 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 	}
 	ns := c.newState(tok, now, fromUpstream)
 	if p != nil {
-		if serr := p.Save(ctx, c.key, ns.full); serr != nil {
+		if serr := c.save(ctx, ns.full); serr != nil {
 			// Keep the new token (the old refresh token may be spent) and
 			// retry the save on the next access (C-04).
-			ns.unsaved, ns.fresh = true, false
+			ns.unsaved, ns.fresh, ns.prev, ns.prevKnown = true, false, prev, prevKnown
 			c.saveFailedFirst(now)
 			perr := &Error{kind: ErrPersistFailed, Err: serr}
 			perr.msg = perr.build(secretsOf(ns.full, cur))
@@ -428,11 +580,14 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 }
 
 // callUpstream asks the Upstream for a new token and validates it. It
-// returns (nil, nil) when it adopted a stored token instead.
-func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, start time.Time, evs *[]Event) (*oauth2.Token, error) {
+// returns (nil, nil, nil) when it adopted a stored token instead. When the
+// cache refuses the answer but it carries a new refresh token, rotated is
+// cur with that refresh token (see keepRotated). unsaved says that cur is
+// newer than the stored token.
+func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, unsaved bool, start time.Time, evs *[]Event) (tok, rotated *oauth2.Token, err error) {
 	p := c.o.Persister
 	retried := false
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 2; attempt++ {
 		var arg *oauth2.Token
 		if cur != nil {
 			cp := *cur // the Upstream must not modify our copy
@@ -441,7 +596,11 @@ func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, s
 		sent := time.Now()
 		tok, err := c.up.Token(ctx, arg)
 		if err == nil {
-			return c.validate(tok, cur)
+			v, verr := c.validate(tok, cur)
+			if verr != nil {
+				return nil, rotatedRT(tok, cur), verr
+			}
+			return v, nil, nil
 		}
 		secrets := secretsOf(cur)
 		cerr := classify(err, secrets...)
@@ -451,19 +610,21 @@ func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, s
 		}
 		if errors.Is(cerr, ErrNetwork) && rt != "" && !notSent(err) {
 			// C-03: the server may have rotated the refresh token and the
-			// answer got lost. First reload the store (another process may
-			// have succeeded); retry blindly at most once, within the grace.
-			if p != nil {
+			// answer got lost. First reload the store: another process may
+			// have refreshed meanwhile, and its fresh token is adopted.
+			// Nothing else is taken from the store here: a stored token
+			// that is not fresh may be older than cur, its refresh token
+			// already spent, and a token newer than the store's (unsaved)
+			// skips the reload altogether. Then retry blindly at most once,
+			// within the grace.
+			if p != nil && !unsaved {
 				if stored, lerr := c.load(ctx); lerr == nil && stored != nil && !sameToken(stored, cur) {
 					now := time.Now()
-					ns := c.newState(stored, now, fromStore)
-					if ns.fresh {
+					if ns := c.newState(stored, now, fromStore); ns.fresh {
 						c.publish(ns)
-						*evs = append(*evs, Event{Kind: EventAdopted, Time: now, Duration: now.Sub(start), Expiry: ns.expiry, Background: f.background})
-						return nil, nil
+						*evs = append(*evs, Event{Kind: EventAdopted, Time: now, Duration: now.Sub(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry, Background: f.background})
+						return nil, nil, nil
 					}
-					cur = ns.full
-					continue
 				}
 			}
 			if !retried && c.o.RotationGrace > 0 && time.Since(sent) < c.o.RotationGrace && ctx.Err() == nil {
@@ -474,7 +635,7 @@ func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, s
 			c.mu.Lock()
 			c.suspectRT = rt
 			c.mu.Unlock()
-			return nil, cerr
+			return nil, nil, cerr
 		}
 		if errors.Is(cerr, ErrReauthRequired) {
 			c.mu.Lock()
@@ -489,9 +650,9 @@ func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, s
 			}
 			c.reauth(ctx, cur)
 		}
-		return nil, cerr
+		return nil, nil, cerr
 	}
-	return nil, &Error{kind: ErrNetwork, msg: "refresh: token refresh failed in transit repeatedly"}
+	return nil, nil, &Error{kind: ErrNetwork, msg: "refresh: token refresh failed in transit repeatedly"}
 }
 
 // validate checks an Upstream token (O-11) and carries the refresh token
@@ -520,6 +681,70 @@ func (c *core) validate(tok, cur *oauth2.Token) (*oauth2.Token, error) {
 	return tok, nil
 }
 
+// rotatedRT handles an answer the cache refuses (no access token, or a
+// token_type it cannot send) that carries a new refresh token: the server
+// may have rotated, so the refresh token just presented may be spent (O-07).
+// It returns cur with the new refresh token (and that token's expiry, if
+// sent): the access token in use and its expiry are kept. It returns nil
+// when there is nothing to keep.
+func rotatedRT(tok, cur *oauth2.Token) *oauth2.Token {
+	if tok == nil || tok.RefreshToken == "" || cur == nil || cur.RefreshToken == "" || tok.RefreshToken == cur.RefreshToken {
+		return nil
+	}
+	extra := tokenx.Extras(cur)
+	delete(extra, "refresh_token_expires_in") // the old refresh token's
+	delete(extra, tokenx.KeyRefreshTokenExpiry)
+	if rte := tokenx.RefreshTokenExpiry(tok); !rte.IsZero() {
+		extra[tokenx.KeyRefreshTokenExpiry] = rte
+	}
+	n := *cur
+	n.RefreshToken = tok.RefreshToken
+	return n.WithExtra(extra)
+}
+
+// keepRotated saves and publishes rotated, the token in use with the new
+// refresh token of an answer the cache refused (rotatedRT), so that the
+// next attempt presents the new refresh token and never the spent one. The
+// refresh itself still fails (and backs off); the access token served is
+// unchanged. If the save fails the token is kept unsaved, as after any
+// failed save (C-04).
+func (c *core) keepRotated(ctx context.Context, cur, rotated, prev *oauth2.Token, prevKnown bool, f *flight, evs *[]Event) {
+	now := time.Now()
+	var serr error
+	if c.o.Persister != nil {
+		serr = c.save(ctx, rotated)
+	}
+	var ns *state
+	for {
+		s := c.cur.Load()
+		if s != nil && s.full == cur {
+			// Our token: same access token, same schedule, same public
+			// token (and still invalid, if it was invalidated).
+			ns = s.clone()
+			full := *rotated
+			ns.full, ns.rtExpiry = &full, tokenx.RefreshTokenExpiry(rotated)
+		} else {
+			// cur came from the store (newer than memory).
+			ns = c.newState(rotated, now, fromStore)
+		}
+		ns.unsaved, ns.prev, ns.prevKnown = false, nil, false
+		if serr != nil {
+			ns.unsaved, ns.prev, ns.prevKnown = true, prev, prevKnown
+		}
+		ns.fresh = !ns.unsaved && !ns.invalid && now.Before(ns.advisoryAt)
+		if c.cur.CompareAndSwap(s, ns) {
+			break
+		}
+	}
+	c.o.Logger.Warn("refresh: the authorization server's answer was refused but carried a new refresh token; keeping that refresh token", "key", c.key)
+	if serr != nil {
+		c.saveFailedFirst(now)
+		perr := &Error{kind: ErrPersistFailed, Err: serr}
+		perr.msg = perr.build(secretsOf(rotated, cur))
+		*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Background: f.background, Err: perr})
+	}
+}
+
 // reauth deletes the dead token from the store (only if the store still
 // holds it) and stops background refreshes.
 func (c *core) reauth(ctx context.Context, dead *oauth2.Token) {
@@ -546,29 +771,85 @@ func (c *core) toReauth(s *state) {
 	c.cur.Store(n)
 }
 
-// persist retries saving an unsaved token (opPersist).
-func (c *core) persist(ctx context.Context) {
+type resaveResult int
+
+const (
+	resaveFailed resaveResult = iota // the save failed again
+	resaved                          // the token is stored now
+	resaveGone                       // the entry was deleted elsewhere since the save failed
+)
+
+// resave retries saving s.full, the newer token a Save failed to store
+// (C-04). It reads the store first: if the entry that was there when the
+// save failed has been deleted since (a logout or a dead grant in another
+// process), the token is not resurrected. Any other stored token is
+// overwritten: it may be an earlier save of this process that completed
+// late (a hung keychain call), whose refresh token is spent, so it is never
+// adopted here. When the store cannot be read the token is saved anyway:
+// losing a rotated refresh token is worse.
+func (c *core) resave(ctx context.Context, s *state) (resaveResult, error) {
+	stored, lerr := c.load(ctx)
+	switch {
+	case lerr != nil:
+	case stored != nil && sameToken(stored, s.full):
+		return resaved, nil // stored after all (the read-back had failed)
+	case stored == nil && s.prevKnown && s.prev != nil:
+		return resaveGone, nil
+	}
+	if err := c.save(ctx, s.full); err != nil {
+		return resaveFailed, err
+	}
+	return resaved, nil
+}
+
+// persist retries saving an unsaved token (opPersist), in the background:
+// callers keep using the token meanwhile.
+func (c *core) persist(ctx context.Context, f *flight, evs *[]Event) {
 	s := c.cur.Load()
 	if s == nil || !s.unsaved || c.o.Persister == nil {
 		return
 	}
-	if c.locker != nil {
-		unlock, err := c.locker.Lock(ctx, c.key)
-		if err != nil {
-			c.saveFailed(err)
-			return
-		}
-		defer unlock()
-	}
-	if err := c.o.Persister.Save(ctx, c.key, s.full); err != nil {
+	start := time.Now()
+	unlock, err := c.lockKey(ctx)
+	if err != nil {
 		c.saveFailed(err)
 		return
 	}
-	c.markSaved(s)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.o.RefreshTimeout)
+	defer cancel()
+	r, err := c.resave(ctx, s)
+	now := time.Now()
+	switch r {
+	case resaveFailed:
+		c.saveFailed(err)
+		return
+	case resaved:
+		s = c.markSaved(s)
+		*evs = append(*evs, c.persistedEvent(s, start, f.background))
+		c.o.Logger.Info("refresh: token saved after an earlier failure", "key", c.key)
+	case resaveGone:
+		// Logged out (or the grant died) in another process: do not
+		// undo it. The access token is served until its mandatory window.
+		if cur := c.cur.Load(); cur != nil && cur.full == s.full {
+			c.toReauth(cur) // keeps an Invalidate that came meanwhile
+		}
+		e := &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: the stored token was removed"}
+		*evs = append(*evs, Event{Kind: EventReauthRequired, Time: now, Duration: now.Sub(start), Expiry: s.expiry, Background: f.background, Err: e})
+	}
 	c.mu.Lock()
 	c.saveFails, c.nextSave = 0, time.Time{}
 	c.mu.Unlock()
-	c.o.Logger.Info("refresh: token saved after an earlier failure", "key", c.key)
+}
+
+// persistedEvent reports that s, whose save had failed, is stored now.
+func (c *core) persistedEvent(s *state, start time.Time, background bool) Event {
+	now := time.Now()
+	e := Event{Kind: EventPersisted, Time: now, Duration: now.Sub(start), Background: background}
+	if s != nil {
+		e.Expiry, e.RefreshTokenExpiry = s.expiry, s.rtExpiry
+	}
+	return e
 }
 
 // saveFailedFirst records the first failed save of a new token: the next
@@ -598,7 +879,7 @@ func (c *core) markSaved(s *state) *state {
 			return cur
 		}
 		n := cur.clone()
-		n.unsaved = false
+		n.unsaved, n.prev, n.prevKnown = false, nil, false
 		n.fresh = !n.invalid && time.Now().Before(n.advisoryAt)
 		if c.cur.CompareAndSwap(cur, n) {
 			return n
@@ -634,20 +915,25 @@ func (c *core) set(ctx context.Context, tok *oauth2.Token) error {
 }
 
 func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error {
-	if c.locker != nil {
-		unlock, err := c.locker.Lock(ctx, c.key)
-		if err != nil {
-			return c.wrap("taking the store lock", err)
-		}
-		defer unlock()
+	unlock, err := c.lockKey(ctx)
+	if err != nil {
+		return err
 	}
+	defer unlock()
+	c.mu.Lock()
+	c.cleared, c.clearedAny = nil, false // a new login: the store's token counts again
+	c.mu.Unlock()
 	now := time.Now()
 	ns := c.newState(tok, now, fromUpstream)
 	ns.short = false
 	var perr error
 	if p := c.o.Persister; p != nil {
-		if err := p.Save(ctx, c.key, ns.full); err != nil {
+		if err := c.save(ctx, ns.full); err != nil {
 			ns.unsaved, ns.fresh = true, false
+			// What the store still holds, so that a save retry does not
+			// undo a later logout in another process.
+			prev, lerr := c.load(ctx)
+			ns.prev, ns.prevKnown = prev, lerr == nil
 			c.saveFailedFirst(now)
 			e := &Error{kind: ErrPersistFailed, Err: err}
 			e.msg = e.build(secretsOf(ns.full))
@@ -674,6 +960,7 @@ func (c *core) clear(ctx context.Context) error {
 	err = c.doClear(ctx)
 	c.mu.Lock()
 	c.failures, c.lastErr, c.nextAttempt, c.rtWarned = 0, nil, time.Time{}, ""
+	c.saveFails, c.nextSave = 0, time.Time{}
 	c.mu.Unlock()
 	c.finish(f, start, nil)
 	return err
@@ -707,23 +994,67 @@ func (c *core) acquire(ctx context.Context, op opKind) (*flight, error) {
 
 func (c *core) doClear(ctx context.Context) error {
 	// Drop the token in memory first: even if the store fails, this
-	// process stops using it.
-	c.cur.Store(nil)
+	// process stops using it, and nothing unsaved is left to save.
+	old := c.cur.Swap(nil)
 	p := c.o.Persister
 	if p == nil {
 		return nil
 	}
-	if c.locker != nil {
-		unlock, err := c.locker.Lock(ctx, c.key)
-		if err != nil {
-			return c.wrap("taking the store lock", err)
+	// If the delete fails, remember what must not come back: the stored
+	// token if it can be read, else the one that was in memory, else any.
+	failed := func(err error) error {
+		stored, lerr := c.loadStored(ctx)
+		c.mu.Lock()
+		switch {
+		case lerr == nil && stored == nil:
+			c.cleared, c.clearedAny = nil, false // nothing stored after all
+		case lerr == nil:
+			c.cleared, c.clearedAny = stored, false
+		case old != nil:
+			c.cleared, c.clearedAny = old.full, false
+		default:
+			c.cleared, c.clearedAny = nil, true
 		}
-		defer unlock()
+		c.mu.Unlock()
+		return err
 	}
+	unlock, err := c.lockKey(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	defer unlock()
 	if err := p.Delete(ctx, c.key); err != nil {
-		return c.wrap("deleting the stored token", err)
+		return failed(c.wrap("deleting the stored token", err))
 	}
+	c.mu.Lock()
+	c.cleared, c.clearedAny = nil, false
+	c.mu.Unlock()
 	return nil
+}
+
+// retryClear finishes, under the store lock, a Clear whose delete failed:
+// the logged-out token is deleted if the store still holds it. A different
+// stored token (a login in another process) ends the Clear's hold.
+func (c *core) retryClear(ctx context.Context) {
+	c.mu.Lock()
+	tomb, anyTok := c.cleared, c.clearedAny
+	c.mu.Unlock()
+	if tomb == nil && !anyTok {
+		return
+	}
+	stored, err := c.loadStored(ctx)
+	if err != nil {
+		return
+	}
+	if stored != nil && (anyTok || sameToken(stored, tomb)) {
+		if derr := c.o.Persister.Delete(ctx, c.key); derr != nil {
+			c.o.Logger.Debug("refresh: deleting the cleared token failed again", "key", c.key, "error", c.wrap("deleting", derr))
+			return
+		}
+	}
+	c.mu.Lock()
+	c.cleared, c.clearedAny = nil, false
+	c.mu.Unlock()
 }
 
 // invalidate implements Cache.Invalidate.
@@ -876,8 +1207,24 @@ func (c *core) shutdown() {
 	}
 }
 
-// load reads the stored token.
+// load reads the stored token. A token a failed Clear could not delete
+// reads as absent.
 func (c *core) load(ctx context.Context) (*oauth2.Token, error) {
+	t, err := c.loadStored(ctx)
+	if t == nil || err != nil {
+		return t, err
+	}
+	c.mu.Lock()
+	gone := c.clearedAny || (c.cleared != nil && sameToken(t, c.cleared))
+	c.mu.Unlock()
+	if gone {
+		return nil, nil
+	}
+	return t, nil
+}
+
+// loadStored reads the stored token as it is.
+func (c *core) loadStored(ctx context.Context) (*oauth2.Token, error) {
 	t, err := c.o.Persister.Load(ctx, c.key)
 	if err != nil {
 		return nil, c.wrap("loading the stored token", err)
@@ -886,6 +1233,17 @@ func (c *core) load(ctx context.Context) (*oauth2.Token, error) {
 		return nil, nil
 	}
 	return t, nil
+}
+
+// save stores tok. A successful save replaces whatever a failed Clear left.
+func (c *core) save(ctx context.Context, tok *oauth2.Token) error {
+	if err := c.o.Persister.Save(ctx, c.key, tok); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.cleared, c.clearedAny = nil, false
+	c.mu.Unlock()
+	return nil
 }
 
 // wrap reports a Persister or Locker failure.

@@ -16,10 +16,13 @@
 // [Cache.Token] of a fresh token is one atomic load: no lock, no clock
 // read, no allocation. It returns the same *oauth2.Token pointer until the
 // token changes (the transport caches the Authorization header by pointer)
-// and the returned token never carries the refresh token (O-02): the refresh
-// token stays inside the cache and goes only to the Upstream and the
-// Persister. There is one cache per key per process: a second [New] for the
-// same key returns a handle to the same cache.
+// and the returned token never carries the refresh token (O-02), neither in
+// RefreshToken nor among its extra fields (Extra("refresh_token") of an
+// x/oauth2 token's raw response; OpenID Native SSO's device_secret is
+// dropped too; id_token and the other fields are kept): the refresh token
+// stays inside the cache and goes only to the Upstream and the Persister.
+// There is one cache per key per process: a second [New] for the same key
+// returns a handle to the same cache.
 //
 // # Timing
 //
@@ -29,8 +32,10 @@
 // (1 h). A new token that arrives already expired, with a negative lifetime
 // or living less than [Options.MinLifetime] (5 s) is used for MinLifetime
 // (a usable access token is never thrown away) and the next refresh backs
-// off, so it cannot cause a refresh loop. Lifetimes longer than
-// [Options.MaxLifetime] (24 h) are cut to it. The public token's Expiry is
+// off, but no longer than that token lives: such tokens cost at most about
+// one refresh per MinLifetime, never a loop, and never leave the cache
+// serving an expired token. Lifetimes longer than [Options.MaxLifetime]
+// (24 h) are cut to it. The public token's Expiry is
 // this effective expiry: every token has a defined, finite schedule.
 //
 // From the lifetime the cache derives two points:
@@ -54,17 +59,21 @@
 //
 // At most one refresh per key is in flight in a process. The in-flight flag
 // is set before the refresh goroutine starts. The refresh runs under
-// context.WithoutCancel of the context of the caller that started it, plus
-// [Options.RefreshTimeout] (30 s): no single caller can cancel it. Each
-// waiting caller selects on its own context and returns ctx.Err() as soon as
-// it ends, while the refresh completes for everyone else.
+// context.WithoutCancel of the context of the caller that started it, with
+// its own deadline: [Options.LockTimeout] (60 s) for the wait for the store
+// lock plus [Options.RefreshTimeout] (30 s) for the work once the lock is
+// held. No single caller can cancel it. Each waiting caller selects on its
+// own context and returns ctx.Err() as soon as it ends, while the refresh
+// completes for everyone else.
 //
 // # Cross-process protocol
 //
 // When the [Persister] also implements [Locker], a refresh takes the lock
-// for the key, reloads the stored token and, if another process already
-// refreshed (the stored token differs from ours and is not yet due for
-// refresh), adopts it without calling the [Upstream] ([EventAdopted]).
+// for the key (waiting at most [Options.LockTimeout]; the lock is not
+// reentrant, so code holding it must not call the cache for that key),
+// reloads the stored token and, if another process already refreshed (the
+// stored token differs from ours and is not yet due for refresh), adopts it
+// without calling the [Upstream] ([EventAdopted]).
 // Otherwise it calls the Upstream with the freshest token it knows (the
 // stored refresh token), saves the new token, publishes it in memory and only
 // then unlocks. On the first Token call the store is read before the
@@ -80,9 +89,25 @@
 // is spent, so the cache keeps using the new token in memory, reports
 // [ErrPersistFailed] once through [Options.OnEvent] and the logger, and
 // retries the save on the next access (and from the idle timer) with
-// backoff. Until it succeeds the older stored token is never read over the
-// newer one, so the old refresh token is never presented again (C-04).
-// [Cache.Set] publishes a token obtained by a login under the same rules.
+// backoff. The retry runs in the background: callers keep getting the
+// valid token without waiting for the store, and [EventPersisted] reports
+// the retry that succeeds. Until it succeeds the older stored token is
+// never read over the newer one, so the old refresh token is never
+// presented again (C-04). A retry first reads the store: if the entry that
+// was there when the save failed has been deleted meanwhile (a logout or a
+// dead grant in another process) the token is not saved back, and the
+// cache reports [ErrReauthRequired] once the access token is no longer
+// usable. Any other stored token is overwritten, never adopted: it may be
+// an earlier save of this process that completed late (a hung keychain),
+// whose refresh token is spent. [Cache.Set] publishes a token obtained by
+// a login under the same rules.
+//
+// [Cache.Clear] drops the token in memory and deletes the stored one under
+// the lock. If the delete fails, the token it could not delete is never
+// loaded or adopted again: the delete is retried under the lock before the
+// next refresh, and a successful save or [Cache.Set] ends this. A
+// different token that another process stores later (a new login) is
+// adopted as usual.
 //
 // # Failures
 //
@@ -91,7 +116,18 @@
 // jittered exponential backoff ([Options.RetryBackoffMin] 1 s to
 // [Options.RetryBackoffMax] 30 s). After expiry a caller waits for one
 // attempt; during backoff it gets the last error at once. A refresh that
-// returns the token the cache already had backs off the same way.
+// returns the token the cache already had backs off the same way (capped at
+// that token's expiry while it is valid). An expired or invalidated token is
+// never returned, backoff or not: during backoff such a caller gets the
+// last error, or [ErrTemporarilyUnavailable] when the last refresh brought
+// no new token.
+//
+// An answer the cache refuses (no access token, or a token_type it cannot
+// send) that carries a new refresh token is not thrown away entirely: the
+// server may have rotated, so the new refresh token replaces the presented
+// one, in memory and in the Persister, next to the access token in use (its
+// expiry unchanged). The refresh still fails and backs off, and the retry
+// presents the new refresh token, never the spent one (O-07).
 //
 // invalid_grant (or invalid_token for the refresh token) ends the retries:
 // the dead token is deleted from the Persister (if it still holds it), the
@@ -101,10 +137,14 @@
 // When a refresh fails in transit after the request may have reached the
 // server (timeout, reset; not DNS, dial or certificate errors), the server
 // may have rotated the refresh token and lost the answer (C-03). The cache
-// first reloads the store (another process may have succeeded), retries
-// blindly with the same refresh token at most once and only within
-// [Options.RotationGrace] (default 0: never), and an invalid_grant that
-// later follows such a failure also matches [ErrPossibleRotationLoss].
+// first reloads the store and adopts a fresh token another process stored
+// meanwhile; it never switches to a stored token that is not fresh (it may
+// be older than the one just presented, its refresh token spent), and it
+// skips the reload when its own token is newer than the store's (a save
+// failed). It retries blindly with the same refresh token at most once and
+// only within [Options.RotationGrace] (default 0: never), and an
+// invalid_grant that later follows such a failure also matches
+// [ErrPossibleRotationLoss].
 // Recommended server setting: a refresh-token reuse grace of 10-30 s.
 //
 // # Errors
@@ -127,7 +167,8 @@
 // # Observability
 //
 // [Options.OnEvent] receives an [Event] for each refresh, failure,
-// re-authentication, persist failure, adoption and refresh-token expiry
+// re-authentication, persist failure and later success, adoption and
+// refresh-token expiry
 // warning ([Options.RefreshTokenLead], 24 h before refresh_token_expires_in
 // runs out): kinds, durations and expiries, never a secret. The same events
 // go to [Options.Logger] (log/slog, discarded by default) through

@@ -50,8 +50,9 @@ var (
 	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
 
 	// ErrPersistFailed: a new token could not be saved to the Persister. The
-	// cache keeps using it in memory and retries the save on the next access;
-	// the failure is reported once through [Options.OnEvent] and the logger.
+	// cache keeps using it in memory and retries the save on the next access,
+	// in the background; the failure is reported once through
+	// [Options.OnEvent] and the logger.
 	ErrPersistFailed = errors.New("refresh: saving the token failed")
 
 	// ErrPossibleRotationLoss marks an [ErrReauthRequired] whose invalid_grant
@@ -188,7 +189,7 @@ func kindText(k error) string {
 	case ErrNetwork:
 		return "network error"
 	case ErrUnsupportedTokenType:
-		return "unsupported token type (only Bearer is supported)"
+		return "unsupported token type (only Bearer)" // no space after "Bearer": the redactor would take the next word for a credential
 	case ErrPersistFailed:
 		return "saving the token failed"
 	}

@@ -22,7 +22,7 @@ const (
 	// token was deleted and the user must log in again.
 	EventReauthRequired
 	// EventPersistFailed: a new token could not be saved. Reported once per
-	// token; the save is retried on the next access.
+	// token; the save is retried on the next access, in the background.
 	EventPersistFailed
 	// EventAdopted: another process had already refreshed; its stored token
 	// was adopted without calling the Upstream.
@@ -30,6 +30,9 @@ const (
 	// EventRefreshTokenExpiring: the refresh token expires within
 	// [Options.RefreshTokenLead] (RefreshTokenExpiry says when).
 	EventRefreshTokenExpiring
+	// EventPersisted: a token whose save had failed (EventPersistFailed)
+	// was saved by a retry.
+	EventPersisted
 )
 
 var eventNames = [...]string{
@@ -39,6 +42,7 @@ var eventNames = [...]string{
 	EventPersistFailed:        "persist_failed",
 	EventAdopted:              "adopted",
 	EventRefreshTokenExpiring: "refresh_token_expiring",
+	EventPersisted:            "persisted",
 }
 
 // String returns the kind's name, such as "refreshed".

@@ -229,14 +229,51 @@ func testKey(t testing.TB) string {
 
 // eventLog collects events.
 type eventLog struct {
-	mu sync.Mutex
-	ev []Event
+	mu      sync.Mutex
+	ev      []Event
+	changed chan struct{} // closed by the next add, for wait
 }
 
 func (l *eventLog) add(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ev = append(l.ev, e)
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+}
+
+// wait blocks until n events of kind k have been recorded (for work the
+// cache does in the background, such as a save retry). It fails the test
+// after 10 s (fake time inside a synctest bubble).
+func (l *eventLog) wait(t testing.TB, k EventKind, n int) {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		l.mu.Lock()
+		got := 0
+		for _, e := range l.ev {
+			if e.Kind == k {
+				got++
+			}
+		}
+		if got >= n {
+			l.mu.Unlock()
+			return
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout.C:
+			t.Fatalf("waited 10 s for %d %v event(s), got %d", n, k, got)
+		}
+	}
 }
 
 func (l *eventLog) count(k EventKind) int {

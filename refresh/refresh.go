@@ -37,6 +37,10 @@ func (f UpstreamFunc) Token(ctx context.Context, current *oauth2.Token) (*oauth2
 
 // Persister stores the full token (including the refresh token) for a key.
 // store.Store satisfies it through a small adapter in client.
+//
+// The cache calls the Persister itself, under the [Locker]'s lock when
+// there is one: code that holds that lock for a key must not call the
+// cache for the same key (see [Locker]).
 type Persister interface {
 	// Load returns the stored token, or (nil, nil) when nothing is stored.
 	Load(ctx context.Context, key string) (*oauth2.Token, error)
@@ -48,7 +52,15 @@ type Persister interface {
 
 // Locker is optionally implemented by a [Persister]: a cross-process lock
 // per key (an OS file lock in store). When present, every refresh runs under
-// it: lock, reload, adopt or refresh, save, publish, unlock.
+// it: lock, reload, adopt or refresh, save, publish, unlock; so do save
+// retries, [Cache.Set] and [Cache.Clear].
+//
+// The cache takes Lock(key) itself, and the lock is not reentrant: code that
+// holds Lock(key) (to edit the stored entry, say) must not call the cache
+// for the same key ([Cache.Token] may need to refresh, [Cache.Set],
+// [Cache.Clear]) until it has unlocked. Such a call waits for the lock
+// until [Options.LockTimeout] (or the Locker's own bound, or ctx) ends it
+// and then fails. Lock must honour ctx.
 type Locker interface {
 	Lock(ctx context.Context, key string) (unlock func() error, err error)
 }
@@ -63,6 +75,7 @@ const (
 	DefaultMaxAdvisoryMargin = 5 * time.Minute
 	DefaultMandatoryWindow   = 10 * time.Second
 	DefaultRefreshTimeout    = 30 * time.Second
+	DefaultLockTimeout       = 60 * time.Second
 	DefaultRetryBackoffMin   = time.Second
 	DefaultRetryBackoffMax   = 30 * time.Second
 	DefaultRefreshTokenLead  = 24 * time.Hour
@@ -102,7 +115,8 @@ type Options struct {
 	// receives: a token that arrives expired, with a negative lifetime or
 	// living less than this is used for MinLifetime (the server, or the
 	// clock, may be wrong; a usable access token is never thrown away) and
-	// the next refresh backs off so such tokens cannot cause a refresh loop.
+	// the next refresh backs off, no longer than that token lives, so such
+	// tokens cannot cause a refresh loop and an expired one is never served.
 	// Optional: zero means 5 s. Clamped to [100 ms, 5 min].
 	MinLifetime time.Duration
 
@@ -134,9 +148,18 @@ type Options struct {
 	// window. Optional: zero means 10 s. Clamped to [10 ms, 5 min].
 	MandatoryWindow time.Duration
 
-	// RefreshTimeout bounds one refresh: store lock, load, upstream call
-	// and save. Optional: zero means 30 s. Clamped to [100 ms, 10 min].
+	// RefreshTimeout bounds one refresh once the store lock is held: load,
+	// upstream call and save (and a save retry, likewise). Optional: zero
+	// means 30 s. Clamped to [100 ms, 10 min].
 	RefreshTimeout time.Duration
+
+	// LockTimeout bounds the wait for the [Locker]'s lock, separately from
+	// RefreshTimeout: another process may hold the lock for a whole
+	// refresh of its own (C-02). The Locker's own bound (store.Options'
+	// LockTimeout, also 60 s) applies as well. A refresh in the background
+	// therefore takes at most LockTimeout + RefreshTimeout. Optional: zero
+	// means 60 s. Clamped to [100 ms, 10 min].
+	LockTimeout time.Duration
 
 	// RetryBackoffMin and RetryBackoffMax bound the jittered exponential
 	// backoff between failed refreshes (and between failed save retries).
@@ -193,6 +216,7 @@ func (o Options) resolve() Options {
 	o.MaxAdvisoryMargin = max(defDur(o.MaxAdvisoryMargin, DefaultMaxAdvisoryMargin), time.Second)
 	o.MandatoryWindow = clampDur(defDur(o.MandatoryWindow, DefaultMandatoryWindow), 10*time.Millisecond, 5*time.Minute)
 	o.RefreshTimeout = clampDur(defDur(o.RefreshTimeout, DefaultRefreshTimeout), 100*time.Millisecond, 10*time.Minute)
+	o.LockTimeout = clampDur(defDur(o.LockTimeout, DefaultLockTimeout), 100*time.Millisecond, 10*time.Minute)
 	o.RetryBackoffMin = clampDur(defDur(o.RetryBackoffMin, DefaultRetryBackoffMin), 10*time.Millisecond, time.Hour)
 	o.RetryBackoffMax = clampDur(defDur(o.RetryBackoffMax, DefaultRetryBackoffMax), o.RetryBackoffMin, time.Hour)
 	o.RotationGrace = max(o.RotationGrace, 0)
@@ -311,7 +335,9 @@ func (h *Cache) Invalidate(tok *oauth2.Token) bool {
 // Set publishes a token obtained outside the cache (a login): it is
 // validated, given a defined expiry, saved to the Persister and read back,
 // then published. If saving fails the token is still used and the returned
-// error matches [ErrPersistFailed]; the save is retried on the next access.
+// error matches [ErrPersistFailed]; the save is retried on the next access,
+// in the background. Any other failure (ctx ended, store lock) publishes
+// nothing and leaves the cache's refresh schedule and errors untouched.
 func (h *Cache) Set(ctx context.Context, tok *oauth2.Token) error {
 	if h.closed.Load() {
 		return ErrClosed
@@ -321,10 +347,12 @@ func (h *Cache) Set(ctx context.Context, tok *oauth2.Token) error {
 
 // Clear forgets the token (a logout): it deletes the stored token from the
 // Persister, under the store lock, and drops the one in memory, so Token
-// hands it out no more. Until [Cache.Set] publishes a new token, Token
-// reports what the Upstream says without a token (for a refresh grant,
-// [ErrReauthRequired]). The token in memory is dropped even when deleting
-// the stored one fails, which is reported.
+// hands it out no more. Until [Cache.Set] publishes a new token (or another
+// process stores one), Token reports what the Upstream says without a token
+// (for a refresh grant, [ErrReauthRequired]). The token in memory is dropped
+// even when deleting the stored one fails, which is reported; the cache
+// then never reloads the token it could not delete and retries the delete
+// before its next refresh (package comment, "Persistence before use").
 func (h *Cache) Clear(ctx context.Context) error {
 	if h.closed.Load() {
 		return ErrClosed
@@ -337,8 +365,9 @@ func (h *Cache) Key() string { return h.c.key }
 
 // Close releases this handle. Closing the last handle of a key stops the
 // idle timer and waits for a refresh in flight to finish (it is bounded by
-// [Options.RefreshTimeout]) so that the new token is saved. Close is
-// idempotent; a closed handle's methods return [ErrClosed].
+// [Options.LockTimeout] plus [Options.RefreshTimeout]) so that the new
+// token is saved. Close is idempotent; a closed handle's methods return
+// [ErrClosed].
 func (h *Cache) Close() error {
 	if !h.closed.CompareAndSwap(false, true) {
 		return nil
@@ -389,9 +418,9 @@ func (h *Cache) LogValue() slog.Value {
 // TokenSource adapts src (usually a [*Cache]) to [oauth2.TokenSource] for
 // code written for golang.org/x/oauth2. oauth2.TokenSource has no context,
 // so each call uses context.Background(): it can wait up to
-// [Options.RefreshTimeout] when a refresh is needed. Errors keep matching
-// this package's sentinels and also unwrap to an *oauth2.RetrieveError when
-// they carry an OAuth error code.
+// [Options.LockTimeout] plus [Options.RefreshTimeout] when a refresh is
+// needed. Errors keep matching this package's sentinels and also unwrap to
+// an *oauth2.RetrieveError when they carry an OAuth error code.
 func TokenSource(src interface {
 	Token(context.Context) (*oauth2.Token, error)
 }) oauth2.TokenSource {
