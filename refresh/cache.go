@@ -213,6 +213,11 @@ type core struct {
 	closing bool          // guarded by registry.mu
 	gone    chan struct{} // closed after the last handle's Close completes
 
+	// active counts operations from start until their events are emitted
+	// and their waiters released; shutdown waits for it. Add happens under
+	// mu, only while !closed.
+	active sync.WaitGroup
+
 	mu          sync.Mutex // guards the fields below
 	fl          *flight    // operation in flight, nil if none
 	timer       *time.Timer
@@ -338,6 +343,12 @@ func (c *core) wantRefreshLocked(s *state, now time.Time) bool {
 // caller can cancel it, and it keeps ctx's values.
 func (c *core) startLocked(ctx context.Context, op opKind, background bool) *flight {
 	f := &flight{op: op, background: background, done: make(chan struct{})}
+	if c.closed {
+		f.err = ErrClosed
+		close(f.done)
+		return f
+	}
+	c.active.Add(1)
 	c.fl = f
 	if ctx == nil {
 		ctx = context.Background()
@@ -418,6 +429,7 @@ func (c *core) finish(f *flight, start time.Time, evs []Event) {
 		c.emit(e)
 	}
 	close(f.done)
+	c.active.Done()
 }
 
 // backoff returns the jittered exponential delay after n failures: a
@@ -986,6 +998,7 @@ func (c *core) acquire(ctx context.Context, op opKind) (*flight, error) {
 			}
 		}
 		f := &flight{op: op, done: make(chan struct{})}
+		c.active.Add(1)
 		c.fl = f
 		c.mu.Unlock()
 		return f, nil
@@ -1113,9 +1126,13 @@ func (c *core) tick() {
 		// nothing to do never re-arms for "now".
 		c.timer.Reset(checkEvery)
 	}
+	if warn {
+		c.active.Add(1) // shutdown waits for this event too
+	}
 	c.mu.Unlock()
 	if warn {
 		c.emit(e)
+		c.active.Done()
 	}
 }
 
@@ -1200,11 +1217,10 @@ func (c *core) shutdown() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	f := c.fl
 	c.mu.Unlock()
-	if f != nil {
-		<-f.done
-	}
+	// Wait for the operation in flight, its events included: no event is
+	// emitted after Close returns.
+	c.active.Wait()
 }
 
 // load reads the stored token. A token a failed Clear could not delete

@@ -690,3 +690,45 @@ func TestExpiresInThroughWireParser(t *testing.T) {
 		})
 	}
 }
+
+// Close returns only after the operation in flight has delivered its
+// events: no OnEvent call happens after Close (a finished flight used to
+// clear the in-flight marker before its events were emitted, so Close did
+// not wait for them).
+func TestCloseWaitsForEventDelivery(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		inHook, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		c, err := New(testKey(t), UpstreamFunc(func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
+			return &oauth2.Token{AccessToken: "at", Expiry: time.Now().Add(time.Hour)}, nil
+		}), func(o *Options) {
+			o.OnEvent = func(e Event) {
+				if e.Kind == EventRefreshed {
+					once.Do(func() { close(inHook) })
+					<-release
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go c.Token(context.Background())
+		<-inHook
+		closed := make(chan struct{})
+		go func() { c.Close(); close(closed) }()
+		synctest.Wait()
+		select {
+		case <-closed:
+			t.Fatal("Close returned while an event was still being delivered")
+		default:
+		}
+		close(release)
+		synctest.Wait()
+		select {
+		case <-closed:
+		default:
+			t.Fatal("Close did not return after the event was delivered")
+		}
+	})
+}
