@@ -190,10 +190,9 @@ func (c *Client) parseToken(resp *response) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, c.classify(c.endpoints.TokenURL, resp.status, err)
 	}
-	if tt := tok.TokenType; tt != "" && !strings.EqualFold(tt, "bearer") {
-		return nil, &EndpointError{Endpoint: redact.URLString(c.endpoints.TokenURL), Status: resp.status,
-			Err: fmt.Errorf("%w: the server issued a %q token", ErrUnsupportedTokenType, redact.Truncate(tt, 32))}
-	}
+	// The token type is checked by the token cache (refresh), which keeps a
+	// rotated refresh token even from an answer whose access token it must
+	// refuse, so the spent one is never presented again.
 	skew, ok := oauthwire.ClockSkew(resp.header, resp.sent, c.now())
 	if ok && (skew > skewThreshold || skew < -skewThreshold) {
 		c.emit(Event{Kind: EventClockSkew, Time: c.now(), Skew: skew.Round(time.Second)})
