@@ -13,10 +13,12 @@ type EventKind string
 
 // Event kinds. The refresh kinds mirror refresh.EventKind.
 const (
-	EventRefreshed            EventKind = "refreshed"
-	EventRefreshFailed        EventKind = "refresh_failed"
-	EventReauthRequired       EventKind = "reauth_required"
-	EventPersistFailed        EventKind = "persist_failed"
+	EventRefreshed      EventKind = "refreshed"
+	EventRefreshFailed  EventKind = "refresh_failed"
+	EventReauthRequired EventKind = "reauth_required"
+	EventPersistFailed  EventKind = "persist_failed"
+	// EventPersisted: a token whose save had failed is stored now.
+	EventPersisted            EventKind = "persisted"
 	EventAdopted              EventKind = "adopted"
 	EventRefreshTokenExpiring EventKind = "refresh_token_expiring"
 	// EventClockSkew: the server's Date header differs from the local clock
@@ -90,6 +92,8 @@ func (c *Client) refreshEvent(resources []string) func(refresh.Event) {
 			k = EventReauthRequired
 		case refresh.EventPersistFailed:
 			k = EventPersistFailed
+		case refresh.EventPersisted:
+			k = EventPersisted
 		case refresh.EventAdopted:
 			k = EventAdopted
 		case refresh.EventRefreshTokenExpiring:
