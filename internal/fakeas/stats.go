@@ -25,7 +25,10 @@ type Stats struct {
 	// client replayed a refresh token.
 	RefreshTokensPresentedTwice int
 	// ReuseDetections counts presentations of an already-rotated refresh
-	// token outside the grace window.
+	// token outside the grace window that revoked a live family. Once the
+	// family is revoked, further replays are answered "revoked" and not
+	// counted here: count RefreshPresentations (or
+	// RefreshTokensPresentedTwice) to see every replay.
 	ReuseDetections int
 	// GraceReuses counts reuses accepted inside Config.ReuseGrace.
 	GraceReuses int
