@@ -220,18 +220,21 @@ func TestSaveFailsOnceAfterRotation(t *testing.T) {
 				t.Fatalf("event error %v does not match ErrPersistFailed", e.Err)
 			}
 		}
-		if got := st.get(key); got.RefreshToken != "rt-0" {
-			t.Fatalf("store = %q before the next access, want rt-0 (the save failed)", got.RefreshToken)
+		// The full set's save failed, but the fallback stored a reduced set
+		// with rt-1 under the same lock (no access token, expired), so the
+		// store never keeps the spent rt-0 for another process to present.
+		if got := st.get(key); got.RefreshToken != "rt-1" || got.AccessToken != "" || got.Expiry.After(time.Now()) {
+			t.Fatalf("store = %q/%q/%v before the next access, want the reduced set rt-1 without an access token", got.RefreshToken, got.AccessToken, got.Expiry)
 		}
-		// The next access saves it, in the background: it gets the token
-		// at once.
+		// The next access saves the full set, in the background: it gets
+		// the token at once.
 		tok2, err := c.Token(t.Context())
 		if err != nil || tok2 != tok {
 			t.Fatalf("second Token = %p, %v; want the same token %p", tok2, err, tok)
 		}
 		evs.wait(t, EventPersisted, 1)
-		if got := st.get(key); got.RefreshToken != "rt-1" {
-			t.Fatalf("store = %q after the next access, want rt-1", got.RefreshToken)
+		if got := st.get(key); got.RefreshToken != "rt-1" || got.AccessToken != "at-1" {
+			t.Fatalf("store = %q/%q after the next access, want at-1/rt-1", got.AccessToken, got.RefreshToken)
 		}
 		if n := evs.count(EventPersistFailed); n != 1 {
 			t.Fatalf("persist-failed events = %d, want exactly 1", n)

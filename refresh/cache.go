@@ -32,6 +32,11 @@ type state struct {
 	short       bool      // arrived expired or with less than MinLifetime: back off before the next refresh
 
 	unsaved bool // full is newer than the Persister's copy (a Save failed; C-04)
+	// partial: the full set could not be saved, but a reduced copy of it
+	// (the same refresh token; see reducedSets) is stored. The refresh
+	// token is safe and the store is authoritative again; only the full set
+	// is retried, and only while the store still holds that refresh token.
+	partial bool
 	// prev is what the Persister held when full failed to save (nil:
 	// nothing), if prevKnown. A save retry that finds the store changed
 	// since then does not overwrite it (C-04 without resurrecting a logout).
@@ -43,17 +48,23 @@ type state struct {
 
 func (s *state) clone() *state { n := *s; return &n }
 
-// usable reports whether s can be served without waiting.
+// usable reports whether s can be served without waiting. A state without
+// an access token (a reduced set that holds only the refresh token) never
+// is.
 func (s *state) usable(now time.Time) bool {
-	return s != nil && !s.invalid && now.Before(s.mandatoryAt)
+	return s != nil && !s.invalid && s.pub.AccessToken != "" && now.Before(s.mandatoryAt)
 }
+
+// pending reports whether a save of s is still to be retried: s is not
+// stored at all (unsaved) or only as a reduced copy (partial).
+func (s *state) pending() bool { return s.unsaved || s.partial }
 
 // servable reports whether s may be handed out at all, waiting or not: it
 // was not invalidated, has not expired, and, once the grant is dead, has
 // not reached its mandatory window. A state that is not servable is never
 // returned, backoff or not.
 func (s *state) servable(now time.Time) bool {
-	return s != nil && !s.invalid && now.Before(s.expiry) && (!s.reauth || now.Before(s.mandatoryAt))
+	return s != nil && !s.invalid && s.pub.AccessToken != "" && now.Before(s.expiry) && (!s.reauth || now.Before(s.mandatoryAt))
 }
 
 // LogValue implements slog.LogValuer: schedule and flags, never a secret.
@@ -65,6 +76,7 @@ func (s *state) LogValue() slog.Value {
 		slog.Time("mandatory_at", s.mandatoryAt),
 		slog.Bool("has_refresh_token", s.full.RefreshToken != ""),
 		slog.Bool("unsaved", s.unsaved),
+		slog.Bool("partial", s.partial),
 		slog.Bool("invalid", s.invalid),
 	)
 }
@@ -95,6 +107,12 @@ func (c *core) newState(t *oauth2.Token, now time.Time, src source) *state {
 	}
 	if exp.Sub(now) > o.MaxLifetime {
 		exp = now.Add(o.MaxLifetime)
+	}
+	if t.AccessToken == "" && exp.After(now) {
+		// A reduced set that carries only the refresh token (reducedSets):
+		// expired on arrival, so it is never served and the next Token
+		// refreshes with its refresh token.
+		exp, short = now, false
 	}
 	exp = exp.Round(0) // no monotonic reading: it is compared with stored values
 	full.Expiry = exp
@@ -183,10 +201,11 @@ func fallbackExtras(t *oauth2.Token) any {
 type opKind int
 
 const (
-	opRefresh opKind = iota // lock, load/adopt, call Upstream, save, publish
-	opPersist               // retry saving an unsaved token
-	opSet                   // publish a token handed to Set
-	opClear                 // forget the token: delete it from the Persister and memory
+	opRefresh  opKind = iota // lock, load/adopt, call Upstream, save, publish
+	opPersist                // retry saving an unsaved (or partial) token
+	opSet                    // publish a token handed to Set
+	opClear                  // forget the token: delete it from the Persister and memory
+	opExchange               // run an Exchange function with the full token
 )
 
 // flight is the one operation in progress for a key. Its fields are written
@@ -197,6 +216,8 @@ type flight struct {
 	done       chan struct{}
 	err        error
 	noProgress bool // the Upstream returned the token we already had
+	published  bool // opExchange: a new token was published
+	deadGrant  bool // opExchange: the grant was found dead (moved to re-authentication)
 }
 
 // core is the shared cache of one key.
@@ -258,13 +279,13 @@ func (c *core) token(ctx context.Context) (*oauth2.Token, error) {
 		s := c.cur.Load()
 		if s.usable(now) {
 			switch {
-			case s.unsaved && c.fl == nil && (c.saveFails == 0 || !now.Before(c.nextSave)):
+			case s.pending() && c.fl == nil && (c.saveFails == 0 || !now.Before(c.nextSave)):
 				// C-04: retry the save on this access, in the background:
 				// the token is valid, so nobody waits for the store.
 				c.startLocked(ctx, opPersist, true)
 			case c.wantRefreshLocked(s, now):
 				c.startLocked(ctx, opRefresh, true)
-			case s.fresh != now.Before(s.advisoryAt) && !s.unsaved && !s.invalid:
+			case s.fresh != now.Before(s.advisoryAt) && !s.pending() && !s.invalid:
 				// Keep the fast-path flag honest (the timer may be late).
 				n := s.clone()
 				n.fresh = !n.fresh
@@ -419,6 +440,23 @@ func (c *core) finish(f *flight, start time.Time, evs []Event) {
 		if f.err == nil {
 			c.failures, c.lastErr, c.nextAttempt = 0, nil, time.Time{}
 		}
+	case opExchange:
+		// Only a dead grant concerns the cache's own refreshes (as a
+		// refresh's invalid_grant would); any other failure is the
+		// Exchange caller's alone. A new token ends any backoff.
+		switch {
+		case f.deadGrant:
+			c.failures++
+			c.lastErr = f.err
+			c.nextAttempt = now.Add(c.backoff(c.failures))
+			e := Event{Kind: EventReauthRequired, Time: now, Duration: now.Sub(start), Err: f.err}
+			if s := c.cur.Load(); s != nil {
+				e.Expiry = s.expiry
+			}
+			evs = append(evs, e)
+		case f.published:
+			c.failures, c.lastErr, c.nextAttempt = 0, nil, time.Time{}
+		}
 	}
 	if e, ok := c.rtWarningLocked(now); ok {
 		evs = append(evs, e)
@@ -501,68 +539,15 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 	ctx, cancel := context.WithTimeout(ctx, c.o.RefreshTimeout)
 	defer cancel()
 
-	// What the Persister holds (prev), for a new token whose save fails.
-	var prev *oauth2.Token
-	prevKnown := false
-	unsaved := false // our token is newer than the stored one: never read the store over it
-	if p != nil {
-		c.retryClear(ctx)
-		if s != nil && s.unsaved {
-			// Our token is newer than the stored one (a save failed): save
-			// it now; never read the older stored token over it (C-04).
-			r, serr := c.resave(ctx, s)
-			switch r {
-			case resaved:
-				if s = c.markSaved(s); s == nil {
-					return nil // cleared meanwhile (cannot happen: Clear waits for us)
-				}
-				cur, prev, prevKnown = s.full, s.full, true
-				*evs = append(*evs, c.persistedEvent(s, start, f.background))
-			case resaveFailed:
-				c.o.Logger.Debug("refresh: save retry failed", "key", c.key, "error", c.wrap("saving", serr))
-				unsaved, prev, prevKnown = true, s.prev, s.prevKnown
-			case resaveGone:
-				c.toReauth(s)
-				return &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: the stored token was removed"}
-			}
-		} else {
-			stored, lerr := c.load(ctx)
-			switch {
-			case lerr != nil:
-				if cur == nil {
-					return lerr
-				}
-				c.o.Logger.Warn("refresh: reloading the store failed; refreshing with the token in memory", "key", c.key, "error", lerr)
-			case stored == nil:
-				prevKnown = true
-				if s != nil && !s.reauth {
-					// Removed by another process (logout, or it saw
-					// invalid_grant): do not resurrect it.
-					c.toReauth(s)
-					return &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: the stored token was removed"}
-				}
-				if s == nil {
-					cur = nil
-				}
-			case !sameToken(stored, cur):
-				prev, prevKnown = stored, true
-				now := time.Now()
-				ns := c.newState(stored, now, fromStore)
-				if ns.fresh || (s == nil && ns.usable(now)) {
-					c.publish(ns)
-					*evs = append(*evs, Event{Kind: EventAdopted, Time: now, Duration: now.Sub(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry, Background: f.background})
-					return nil
-				}
-				cur = ns.full // the freshest refresh token we know
-			default:
-				prev, prevKnown = stored, true
-			}
-		}
+	b, err := c.freshest(ctx, s, cur, start, f.background, evs)
+	if err != nil || b.adopted {
+		return err
 	}
-
-	tok, rotated, err := c.callUpstream(ctx, f, cur, unsaved, start, evs)
+	s, cur = b.s, b.cur
+	tok, rotated, err := c.callUpstream(ctx, f, cur, b.unsaved, start, evs)
 	if rotated != nil {
-		c.keepRotated(ctx, cur, rotated, prev, prevKnown, f, evs)
+		c.keepRotated(ctx, cur, rotated, b.prev, b.prevKnown, f.background, evs,
+			"refresh: the authorization server's answer was refused but carried a new refresh token; keeping that refresh token")
 	}
 	if err != nil || tok == nil {
 		return err
@@ -576,19 +561,112 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 	}
 	ns := c.newState(tok, now, fromUpstream)
 	if p != nil {
-		if serr := c.save(ctx, ns.full); serr != nil {
-			// Keep the new token (the old refresh token may be spent) and
-			// retry the save on the next access (C-04).
-			ns.unsaved, ns.fresh, ns.prev, ns.prevKnown = true, false, prev, prevKnown
-			c.saveFailedFirst(now)
-			perr := &Error{kind: ErrPersistFailed, Err: serr}
-			perr.msg = perr.build(secretsOf(ns.full, cur))
+		if perr := c.persistNew(ctx, ns, b.prev, b.prevKnown, secretsOf(ns.full, cur)); perr != nil {
 			*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Background: f.background, Err: perr})
 		}
 	}
 	c.publish(ns)
 	*evs = append(*evs, Event{Kind: EventRefreshed, Time: now, Duration: time.Since(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry, Background: f.background})
 	return nil
+}
+
+// basis is what a refresh or an exchange presents, found under the store
+// lock by freshest.
+type basis struct {
+	s         *state        // the state in memory (its saved twin after a save retry)
+	cur       *oauth2.Token // the freshest full token known; nil if none
+	prev      *oauth2.Token // what the Persister holds, for a new token whose save fails
+	prevKnown bool
+	unsaved   bool // cur is newer than the stored token: never read the store over it
+	adopted   bool // cur is a fresh token another process stored, now published
+}
+
+// errRemoved is the error when another process removed the stored token.
+func errRemoved() error {
+	return &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: the stored token was removed"}
+}
+
+// freshest finds, under the store lock, the freshest full token: the one in
+// memory when it is newer than the store's (a save failed; the save is
+// retried first), else the stored one when another process replaced ours,
+// adopting it when it is fresh (package comment, "Cross-process protocol").
+// s is the state in memory and cur the token to present without a store
+// (s.full, or at startup the token read before the lock).
+//
+// It fails rather than present a refresh token that may be stale: when the
+// store cannot be read under the lock, another process may have rotated
+// the refresh token in memory already, and presenting it again is a reuse
+// that revokes the whole token family.
+func (c *core) freshest(ctx context.Context, s *state, cur *oauth2.Token, start time.Time, background bool, evs *[]Event) (b basis, err error) {
+	b.s, b.cur = s, cur
+	if c.o.Persister == nil {
+		return b, nil
+	}
+	c.retryClear(ctx)
+	if s != nil && s.unsaved {
+		// Our token is newer than the stored one (a save failed): save it
+		// now; never read the older stored token over it (C-04).
+		r, stored, serr := c.resave(ctx, s)
+		switch r {
+		case resaved:
+			if b.s = c.markSaved(s); b.s == nil {
+				return b, &Error{msg: "refresh: no token"} // cleared meanwhile (cannot happen: Clear waits for us)
+			}
+			b.cur, b.prev, b.prevKnown = b.s.full, b.s.full, true
+			*evs = append(*evs, c.persistedEvent(b.s, start, background))
+		case resavePartial:
+			// The refresh token is stored now (in a reduced set): the
+			// store holds our refresh token again.
+			if b.s = c.markPartial(s); b.s == nil {
+				return b, &Error{msg: "refresh: no token"}
+			}
+			b.cur, b.prev, b.prevKnown = b.s.full, stored, true
+		case resaveFailed:
+			c.o.Logger.Debug("refresh: save retry failed", "key", c.key, "error", c.wrap("saving", serr))
+			b.unsaved, b.prev, b.prevKnown = true, s.prev, s.prevKnown
+		case resaveGone:
+			c.toReauth(s)
+			return b, errRemoved()
+		}
+		return b, nil
+	}
+	stored, lerr := c.load(ctx)
+	switch {
+	case lerr != nil:
+		// Another process may have rotated the refresh token we hold and
+		// stored its successor: do not present ours. This attempt fails
+		// (a valid token is still served) and is retried with backoff.
+		c.o.Logger.Warn("refresh: reloading the store under the lock failed; not refreshing with a refresh token another process may have rotated", "key", c.key, "error", lerr)
+		return b, lerr
+	case stored == nil:
+		b.prevKnown = true
+		if s != nil && !s.reauth {
+			// Removed by another process (logout, or it saw
+			// invalid_grant): do not resurrect it.
+			c.toReauth(s)
+			return b, errRemoved()
+		}
+		if s == nil {
+			b.cur = nil
+		}
+	case cur != nil && stored.AccessToken == "" && stored.RefreshToken != "" && stored.RefreshToken == cur.RefreshToken:
+		// The reduced copy of our own token (its full set could not be
+		// saved): same refresh token; keep the fuller one in memory.
+		b.prev, b.prevKnown = stored, true
+	case !sameToken(stored, cur):
+		b.prev, b.prevKnown = stored, true
+		now := time.Now()
+		ns := c.newState(stored, now, fromStore)
+		b.cur = ns.full // the freshest refresh token we know
+		if ns.fresh || (s == nil && ns.usable(now)) {
+			c.publish(ns)
+			b.s, b.adopted = ns, true
+			*evs = append(*evs, Event{Kind: EventAdopted, Time: now, Duration: now.Sub(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry, Background: background})
+		}
+	default:
+		b.prev, b.prevKnown = stored, true
+	}
+	return b, nil
 }
 
 // callUpstream asks the Upstream for a new token and validates it. It
@@ -650,21 +728,29 @@ func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, u
 			return nil, nil, cerr
 		}
 		if errors.Is(cerr, ErrReauthRequired) {
-			c.mu.Lock()
-			suspect := rt != "" && c.suspectRT == rt
-			c.mu.Unlock()
-			var e *Error
-			if suspect && errors.As(cerr, &e) {
-				ne := *e // never modify an error the Upstream may share
-				ne.rotationLoss = true
-				ne.msg = ne.build(secrets)
-				cerr = &ne
-			}
+			cerr = c.markRotationLoss(cerr, rt, secrets)
 			c.reauth(ctx, cur)
 		}
 		return nil, nil, cerr
 	}
 	return nil, nil, &Error{kind: ErrNetwork, msg: "refresh: token refresh failed in transit repeatedly"}
+}
+
+// markRotationLoss marks cerr, an ErrReauthRequired for refresh token rt,
+// as ErrPossibleRotationLoss when an earlier attempt with rt failed in
+// transit (C-03).
+func (c *core) markRotationLoss(cerr error, rt string, secrets []string) error {
+	c.mu.Lock()
+	suspect := rt != "" && c.suspectRT == rt
+	c.mu.Unlock()
+	var e *Error
+	if suspect && errors.As(cerr, &e) {
+		ne := *e // never modify an error the Upstream may share
+		ne.rotationLoss = true
+		ne.msg = ne.build(secrets)
+		return &ne
+	}
+	return cerr
 }
 
 // validate checks an Upstream token (O-11) and carries the refresh token
@@ -714,17 +800,19 @@ func rotatedRT(tok, cur *oauth2.Token) *oauth2.Token {
 	return n.WithExtra(extra)
 }
 
-// keepRotated saves and publishes rotated, the token in use with the new
-// refresh token of an answer the cache refused (rotatedRT), so that the
-// next attempt presents the new refresh token and never the spent one. The
-// refresh itself still fails (and backs off); the access token served is
-// unchanged. If the save fails the token is kept unsaved, as after any
-// failed save (C-04).
-func (c *core) keepRotated(ctx context.Context, cur, rotated, prev *oauth2.Token, prevKnown bool, f *flight, evs *[]Event) {
+// keepRotated saves and publishes rotated, the token in use with a new
+// refresh token (rotatedRT): from an answer the cache refused, or from an
+// Exchange that brought no new access token for this cache. The next
+// attempt presents the new refresh token, never the spent one; the access
+// token served is unchanged. If the save fails the token is kept unsaved
+// (or partial), as after any failed save (C-04), and the returned error
+// matches ErrPersistFailed. why is logged at warning level, if not "".
+func (c *core) keepRotated(ctx context.Context, cur, rotated, prev *oauth2.Token, prevKnown, background bool, evs *[]Event, why string) error {
 	now := time.Now()
+	var stored *oauth2.Token
 	var serr error
 	if c.o.Persister != nil {
-		serr = c.save(ctx, rotated)
+		stored, serr = c.saveChain(ctx, rotated)
 	}
 	var ns *state
 	for {
@@ -739,22 +827,135 @@ func (c *core) keepRotated(ctx context.Context, cur, rotated, prev *oauth2.Token
 			// cur came from the store (newer than memory).
 			ns = c.newState(rotated, now, fromStore)
 		}
-		ns.unsaved, ns.prev, ns.prevKnown = false, nil, false
-		if serr != nil {
+		ns.unsaved, ns.partial, ns.prev, ns.prevKnown = false, false, nil, false
+		switch {
+		case serr != nil && stored != nil:
+			ns.partial = true
+		case serr != nil:
 			ns.unsaved, ns.prev, ns.prevKnown = true, prev, prevKnown
 		}
-		ns.fresh = !ns.unsaved && !ns.invalid && now.Before(ns.advisoryAt)
+		ns.fresh = !ns.pending() && !ns.invalid && !ns.reauth && now.Before(ns.advisoryAt)
 		if c.cur.CompareAndSwap(s, ns) {
 			break
 		}
 	}
-	c.o.Logger.Warn("refresh: the authorization server's answer was refused but carried a new refresh token; keeping that refresh token", "key", c.key)
-	if serr != nil {
-		c.saveFailedFirst(now)
-		perr := &Error{kind: ErrPersistFailed, Err: serr}
-		perr.msg = perr.build(secretsOf(rotated, cur))
-		*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Background: f.background, Err: perr})
+	if why != "" {
+		c.o.Logger.Warn(why, "key", c.key)
 	}
+	if serr == nil {
+		return nil
+	}
+	c.saveFailedFirst(time.Now())
+	perr := c.persistError(serr, stored != nil, secretsOf(rotated, cur))
+	*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Background: background, Err: perr})
+	return perr
+}
+
+// persistError is the ErrPersistFailed error reported (once) for a new
+// token whose full set could not be saved; reduced says that a reduced set
+// holding its refresh token was saved instead.
+func (c *core) persistError(serr error, reduced bool, secrets []string) error {
+	perr := &Error{kind: ErrPersistFailed, Err: serr}
+	perr.msg = perr.build(secrets)
+	if reduced {
+		c.o.Logger.Warn("refresh: the full token set could not be saved; a reduced set holding the refresh token was saved instead, the full set is retried", "key", c.key)
+	}
+	return perr
+}
+
+// persistNew saves ns.full, a new token, under the store lock (saveChain)
+// before it is published. When the full set cannot be saved, ns is marked
+// partial (a reduced set holding its refresh token is stored) or unsaved
+// (nothing is; prev is what the store still holds, read now if unknown),
+// the save is scheduled for retry, and the ErrPersistFailed error to
+// report is returned.
+func (c *core) persistNew(ctx context.Context, ns *state, prev *oauth2.Token, prevKnown bool, secrets []string) error {
+	stored, serr := c.saveChain(ctx, ns.full)
+	if serr == nil {
+		return nil
+	}
+	ns.fresh = false
+	if stored != nil {
+		ns.partial = true
+	} else {
+		if !prevKnown {
+			// What the store still holds, so that a save retry does not
+			// undo a later logout in another process.
+			var lerr error
+			prev, lerr = c.load(ctx)
+			prevKnown = lerr == nil
+		}
+		ns.unsaved, ns.prev, ns.prevKnown = true, prev, prevKnown
+	}
+	c.saveFailedFirst(time.Now()) // after the save, which may have hung for long
+	return c.persistError(serr, stored != nil, secrets)
+}
+
+// reducedExpiry is the Expiry of a reduced set without an access token: long
+// past, so that no reader serves its empty access token.
+var reducedExpiry = time.Unix(0, 0).UTC()
+
+// reducedSets returns the smaller token sets saveChain falls back to when
+// the full set of t cannot be saved (a keychain entry size limit, an ID
+// token or access token too large for store.MaxEntrySize, or a transient
+// failure): first t without its extra fields (id_token, scope, ...; the
+// refresh token's expiry is kept), then the refresh token alone (with its
+// expiry), with no access token and an Expiry long past (reducedExpiry), so
+// that whoever loads it refreshes with its refresh token at once. A set
+// equal to t, or without a refresh token to keep, is left out.
+func reducedSets(t *oauth2.Token) []*oauth2.Token {
+	var extra map[string]any
+	if rte := tokenx.RefreshTokenExpiry(t); !rte.IsZero() {
+		extra = map[string]any{tokenx.KeyRefreshTokenExpiry: rte}
+	}
+	withRTE := func(n *oauth2.Token) *oauth2.Token {
+		if extra == nil {
+			return n
+		}
+		return n.WithExtra(extra)
+	}
+	var out []*oauth2.Token
+	if hasExtras(t) {
+		out = append(out, withRTE(&oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, RefreshToken: t.RefreshToken, Expiry: t.Expiry}))
+	}
+	if t.RefreshToken != "" && t.AccessToken != "" {
+		out = append(out, withRTE(&oauth2.Token{RefreshToken: t.RefreshToken, Expiry: reducedExpiry}))
+	}
+	return out
+}
+
+// hasExtras reports whether t carries extra fields a Persister may store
+// besides the refresh token's expiry.
+func hasExtras(t *oauth2.Token) bool {
+	m := tokenx.Extras(t, "issued_token_type", "device_secret")
+	delete(m, tokenx.KeyRefreshTokenExpiry)
+	delete(m, "refresh_token_expires_in")
+	return len(m) > 0
+}
+
+// saveChain saves tok, a new token whose predecessor's refresh token may be
+// spent, under the store lock. If the full set cannot be saved it saves the
+// reduced sets of reducedSets, one after the other, so that the store
+// never keeps a refresh token the server consumed while a smaller set
+// could hold the new one: another process that refreshes next presents
+// the new refresh token, not the spent one. It returns what the store now
+// holds of tok (tok, a reduced set, or nil) and the full save's error.
+func (c *core) saveChain(ctx context.Context, tok *oauth2.Token) (stored *oauth2.Token, err error) {
+	if err = c.save(ctx, tok); err == nil {
+		return tok, nil
+	}
+	for _, r := range reducedSets(tok) {
+		if ctx.Err() != nil {
+			break
+		}
+		rerr := c.save(ctx, r)
+		if rerr == nil {
+			return r, err
+		}
+		c.o.Logger.Debug("refresh: saving a reduced token set failed too", "key", c.key,
+			"error", sanitize("refresh: saving: "+rerr.Error(), maxErrorLen, secretsOf(tok, c.fullNow())))
+	}
+	return nil, err
 }
 
 // reauth deletes the dead token from the store (only if the store still
@@ -762,7 +963,7 @@ func (c *core) keepRotated(ctx context.Context, cur, rotated, prev *oauth2.Token
 func (c *core) reauth(ctx context.Context, dead *oauth2.Token) {
 	if p := c.o.Persister; p != nil {
 		stored, err := c.load(ctx)
-		if err == nil && stored != nil && (dead == nil || sameToken(stored, dead)) {
+		if err == nil && stored != nil && (dead == nil || sameToken(stored, dead) || sameRefreshToken(stored, dead)) {
 			if derr := p.Delete(ctx, c.key); derr != nil {
 				c.o.Logger.Warn("refresh: deleting the dead token failed", "key", c.key, "error", c.wrap("deleting", derr))
 			}
@@ -779,34 +980,62 @@ func (c *core) toReauth(s *state) {
 	n := s.clone()
 	full := *n.full
 	full.RefreshToken = ""
-	n.full, n.reauth, n.unsaved, n.fresh = &full, true, false, false
+	n.full, n.reauth, n.unsaved, n.partial, n.fresh = &full, true, false, false, false
 	c.cur.Store(n)
 }
 
 type resaveResult int
 
 const (
-	resaveFailed resaveResult = iota // the save failed again
-	resaved                          // the token is stored now
-	resaveGone                       // the entry was deleted elsewhere since the save failed
+	resaveFailed     resaveResult = iota // the save failed again
+	resaved                              // the token is stored now
+	resaveGone                           // the entry was deleted elsewhere since the save failed
+	resavePartial                        // only a reduced set (the refresh token) is stored
+	resaveSuperseded                     // partial: another process replaced the entry; nothing to save
 )
 
 // resave retries saving s.full, the newer token a Save failed to store
-// (C-04). It reads the store first: if the entry that was there when the
-// save failed has been deleted since (a logout or a dead grant in another
-// process), the token is not resurrected. Any other stored token is
-// overwritten: it may be an earlier save of this process that completed
-// late (a hung keychain call), whose refresh token is spent, so it is never
-// adopted here. When the store cannot be read the token is saved anyway:
-// losing a rotated refresh token is worse.
-func (c *core) resave(ctx context.Context, s *state) (resaveResult, error) {
+// (C-04), falling back to reduced sets as saveChain does. It reads the
+// store first: if the entry that was there when the save failed has been
+// deleted since (a logout or a dead grant in another process), the token
+// is not resurrected. Any other stored token is overwritten: it may be an
+// earlier save of this process that completed late (a hung keychain call),
+// whose refresh token is spent, so it is never adopted here. When the store
+// cannot be read the token is saved anyway: losing a rotated refresh token
+// is worse. It also returns what the store holds of s.full afterwards.
+func (c *core) resave(ctx context.Context, s *state) (resaveResult, *oauth2.Token, error) {
 	stored, lerr := c.load(ctx)
 	switch {
 	case lerr != nil:
 	case stored != nil && sameToken(stored, s.full):
-		return resaved, nil // stored after all (the read-back had failed)
+		return resaved, stored, nil // stored after all (the read-back had failed)
 	case stored == nil && s.prevKnown && s.prev != nil:
+		return resaveGone, nil, nil
+	}
+	red, err := c.saveChain(ctx, s.full)
+	switch {
+	case err == nil:
+		return resaved, red, nil
+	case red != nil:
+		return resavePartial, red, err
+	}
+	return resaveFailed, nil, err
+}
+
+// resaveFull retries saving the full set of s, a partial state (a reduced
+// set holding its refresh token is stored), but only while the store still
+// holds that refresh token: any other stored token was put there by
+// another process, which may have refreshed with ours (it is spent then),
+// and the store is authoritative again.
+func (c *core) resaveFull(ctx context.Context, s *state) (resaveResult, error) {
+	stored, lerr := c.load(ctx)
+	switch {
+	case lerr != nil:
+		return resaveFailed, lerr
+	case stored == nil:
 		return resaveGone, nil
+	case stored.RefreshToken != s.full.RefreshToken:
+		return resaveSuperseded, nil
 	}
 	if err := c.save(ctx, s.full); err != nil {
 		return resaveFailed, err
@@ -814,11 +1043,11 @@ func (c *core) resave(ctx context.Context, s *state) (resaveResult, error) {
 	return resaved, nil
 }
 
-// persist retries saving an unsaved token (opPersist), in the background:
-// callers keep using the token meanwhile.
+// persist retries saving an unsaved or partial token (opPersist), in the
+// background: callers keep using the token meanwhile.
 func (c *core) persist(ctx context.Context, f *flight, evs *[]Event) {
 	s := c.cur.Load()
-	if s == nil || !s.unsaved || c.o.Persister == nil {
+	if s == nil || !s.pending() || c.o.Persister == nil {
 		return
 	}
 	start := time.Now()
@@ -830,24 +1059,46 @@ func (c *core) persist(ctx context.Context, f *flight, evs *[]Event) {
 	defer unlock()
 	ctx, cancel := context.WithTimeout(ctx, c.o.RefreshTimeout)
 	defer cancel()
-	r, err := c.resave(ctx, s)
+	c.retrySave(ctx, s, start, f.background, evs)
+}
+
+// retrySave retries the save of s, a pending state, under the store lock,
+// and records the outcome.
+func (c *core) retrySave(ctx context.Context, s *state, start time.Time, background bool, evs *[]Event) {
+	var r resaveResult
+	var err error
+	if s.unsaved {
+		r, _, err = c.resave(ctx, s)
+	} else {
+		r, err = c.resaveFull(ctx, s)
+	}
 	now := time.Now()
 	switch r {
 	case resaveFailed:
 		c.saveFailed(err)
 		return
+	case resavePartial:
+		// The refresh token is safe now; the full set is retried later.
+		c.markPartial(s)
+		c.saveFailed(err)
+		c.o.Logger.Info("refresh: refresh token saved in a reduced token set after an earlier failure", "key", c.key)
+		return
 	case resaved:
 		s = c.markSaved(s)
-		*evs = append(*evs, c.persistedEvent(s, start, f.background))
+		*evs = append(*evs, c.persistedEvent(s, start, background))
 		c.o.Logger.Info("refresh: token saved after an earlier failure", "key", c.key)
+	case resaveSuperseded:
+		// Another process stored a newer token (it may have refreshed
+		// with our refresh token): the next refresh adopts it.
+		c.markSaved(s)
+		c.o.Logger.Debug("refresh: the stored token was replaced by another process; not saving ours over it", "key", c.key)
 	case resaveGone:
 		// Logged out (or the grant died) in another process: do not
 		// undo it. The access token is served until its mandatory window.
 		if cur := c.cur.Load(); cur != nil && cur.full == s.full {
 			c.toReauth(cur) // keeps an Invalidate that came meanwhile
 		}
-		e := &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: the stored token was removed"}
-		*evs = append(*evs, Event{Kind: EventReauthRequired, Time: now, Duration: now.Sub(start), Expiry: s.expiry, Background: f.background, Err: e})
+		*evs = append(*evs, Event{Kind: EventReauthRequired, Time: now, Duration: now.Sub(start), Expiry: s.expiry, Background: background, Err: errRemoved()})
 	}
 	c.mu.Lock()
 	c.saveFails, c.nextSave = 0, time.Time{}
@@ -891,8 +1142,25 @@ func (c *core) markSaved(s *state) *state {
 			return cur
 		}
 		n := cur.clone()
-		n.unsaved, n.prev, n.prevKnown = false, nil, false
-		n.fresh = !n.invalid && time.Now().Before(n.advisoryAt)
+		n.unsaved, n.partial, n.prev, n.prevKnown = false, false, nil, false
+		n.fresh = !n.invalid && !n.reauth && time.Now().Before(n.advisoryAt)
+		if c.cur.CompareAndSwap(cur, n) {
+			return n
+		}
+	}
+}
+
+// markPartial replaces s (or its invalidated twin) by a copy whose refresh
+// token is stored in a reduced set: no longer unsaved, the full set still
+// to be retried.
+func (c *core) markPartial(s *state) *state {
+	for {
+		cur := c.cur.Load()
+		if cur == nil || cur.full != s.full {
+			return cur
+		}
+		n := cur.clone()
+		n.unsaved, n.partial, n.prev, n.prevKnown, n.fresh = false, true, nil, false, false
 		if c.cur.CompareAndSwap(cur, n) {
 			return n
 		}
@@ -939,17 +1207,8 @@ func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error
 	ns := c.newState(tok, now, fromUpstream)
 	ns.short = false
 	var perr error
-	if p := c.o.Persister; p != nil {
-		if err := c.save(ctx, ns.full); err != nil {
-			ns.unsaved, ns.fresh = true, false
-			// What the store still holds, so that a save retry does not
-			// undo a later logout in another process.
-			prev, lerr := c.load(ctx)
-			ns.prev, ns.prevKnown = prev, lerr == nil
-			c.saveFailedFirst(now)
-			e := &Error{kind: ErrPersistFailed, Err: err}
-			e.msg = e.build(secretsOf(ns.full))
-			perr = e
+	if c.o.Persister != nil {
+		if perr = c.persistNew(ctx, ns, nil, false, secretsOf(ns.full)); perr != nil {
 			*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Err: perr})
 		}
 	}
@@ -1070,6 +1329,102 @@ func (c *core) retryClear(ctx context.Context) {
 	c.mu.Unlock()
 }
 
+// exchange implements Cache.Exchange.
+func (c *core) exchange(ctx context.Context, fn exchangeFunc) error {
+	f, err := c.acquire(ctx, opExchange)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var evs []Event
+	err = c.doExchange(ctx, f, fn, &evs)
+	f.err = err
+	if errors.Is(err, ErrPersistFailed) {
+		f.err = nil // published anyway
+	}
+	c.finish(f, start, evs)
+	return err
+}
+
+func (c *core) doExchange(ctx context.Context, f *flight, fn exchangeFunc, evs *[]Event) error {
+	start := time.Now()
+	unlock, err := c.lockKey(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// From here on the work runs to its end (bounded), as a refresh does:
+	// a caller giving up must not lose a refresh token fn has rotated.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.RefreshTimeout)
+	defer cancel()
+	s := c.cur.Load()
+	var cur *oauth2.Token
+	if s != nil {
+		cur = s.full
+	}
+	b, err := c.freshest(ctx, s, cur, start, false, evs)
+	if err != nil {
+		f.deadGrant = errors.Is(err, ErrReauthRequired)
+		return err
+	}
+	cur = b.cur
+	if cur == nil || cur.RefreshToken == "" {
+		return &Error{kind: ErrReauthRequired, msg: "refresh: re-authentication required: no refresh token (not logged in)"}
+	}
+	arg := *cur // fn must not modify our copy
+	tok, ferr := fn(ctx, &arg)
+	if ferr != nil {
+		secrets := secretsOf(cur)
+		cerr := classify(ferr, secrets...)
+		rt := cur.RefreshToken
+		switch {
+		case errors.Is(cerr, ErrNetwork) && !notSent(ferr):
+			// C-03: the server may have rotated and the answer got lost.
+			c.mu.Lock()
+			c.suspectRT = rt
+			c.mu.Unlock()
+		case errors.Is(cerr, ErrReauthRequired):
+			// The refresh token is dead: as a refresh's invalid_grant.
+			cerr = c.markRotationLoss(cerr, rt, secrets)
+			c.reauth(ctx, cur)
+			f.deadGrant = true
+		}
+		return cerr
+	}
+	if tok == nil {
+		return nil
+	}
+	if tok.AccessToken == "" || tok.AccessToken == cur.AccessToken {
+		// No new access token for this cache: at most a rotated refresh
+		// token, kept next to the access token in use.
+		r := rotatedRT(tok, cur)
+		if r == nil {
+			return nil
+		}
+		return c.keepRotated(ctx, cur, r, b.prev, b.prevKnown, false, evs, "")
+	}
+	v, verr := c.validate(tok, cur)
+	if verr != nil {
+		if r := rotatedRT(tok, cur); r != nil {
+			c.keepRotated(ctx, cur, r, b.prev, b.prevKnown, false, evs,
+				"refresh: Exchange returned a token the cache refuses but with a new refresh token; keeping that refresh token")
+		}
+		return verr
+	}
+	now := time.Now()
+	ns := c.newState(v, now, fromUpstream)
+	var perr error
+	if c.o.Persister != nil {
+		if perr = c.persistNew(ctx, ns, b.prev, b.prevKnown, secretsOf(ns.full, cur)); perr != nil {
+			*evs = append(*evs, Event{Kind: EventPersistFailed, Time: now, Expiry: ns.expiry, Err: perr})
+		}
+	}
+	c.publish(ns)
+	f.published = true
+	*evs = append(*evs, Event{Kind: EventRefreshed, Time: now, Duration: time.Since(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry})
+	return perr
+}
+
 // invalidate implements Cache.Invalidate.
 func (c *core) invalidate(tok *oauth2.Token) bool {
 	for {
@@ -1112,7 +1467,7 @@ func (c *core) tick() {
 	acted := false
 	if !c.o.DisableIdleRefresh && s != nil && c.fl == nil {
 		switch {
-		case s.unsaved && !now.Before(c.nextSave):
+		case s.pending() && !now.Before(c.nextSave):
 			c.startLocked(context.Background(), opPersist, true)
 			acted = true
 		case c.wantRefreshLocked(s, now):
@@ -1152,7 +1507,7 @@ func (c *core) armLocked(now time.Time) time.Duration {
 			earliest(now.Add(checkEvery))
 		}
 		if !c.o.DisableIdleRefresh {
-			if s.unsaved {
+			if s.pending() {
 				earliest(later(c.nextSave, now))
 			}
 			if !s.reauth && !s.fresh {
@@ -1221,6 +1576,39 @@ func (c *core) shutdown() {
 	// Wait for the operation in flight, its events included: no event is
 	// emitted after Close returns.
 	c.active.Wait()
+	c.finalSave()
+}
+
+// finalSave is Close's last attempt to save a token whose save failed and
+// whose refresh token is not stored at all (unsaved, C-04): without it a
+// program that exits right away (a CLI command) takes the only live refresh
+// token with it, and the next process presents the spent one. It runs once,
+// under the store lock, bounded like a save retry (LockTimeout for the lock,
+// RefreshTimeout for the work), with the same rules (resave: reduced sets,
+// no resurrection of a logout). A partial token needs none: its refresh
+// token is stored. Its events are emitted before Close returns.
+func (c *core) finalSave() {
+	s := c.cur.Load()
+	if s == nil || !s.unsaved || c.o.Persister == nil {
+		return
+	}
+	start := time.Now()
+	unlock, err := c.lockKey(context.Background())
+	if err != nil {
+		c.o.Logger.Error("refresh: closing with an unsaved token: taking the store lock failed; its refresh token is lost with this process", "key", c.key, "error", err)
+		return
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.RefreshTimeout)
+	defer cancel()
+	var evs []Event
+	c.retrySave(ctx, s, start, false, &evs)
+	if s = c.cur.Load(); s != nil && s.unsaved {
+		c.o.Logger.Error("refresh: closing with an unsaved token: the last save failed; its refresh token is lost with this process", "key", c.key)
+	}
+	for _, e := range evs {
+		c.emit(e)
+	}
 }
 
 // load reads the stored token. A token a failed Clear could not delete
@@ -1280,6 +1668,20 @@ func sameToken(a, b *oauth2.Token) bool {
 		return a == b
 	}
 	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
+}
+
+// sameRefreshToken reports whether a and b carry the same refresh token
+// (for a reduced stored set of a token).
+func sameRefreshToken(a, b *oauth2.Token) bool {
+	return a != nil && b != nil && a.RefreshToken != "" && a.RefreshToken == b.RefreshToken
+}
+
+// fullNow returns the full token in memory, or nil.
+func (c *core) fullNow() *oauth2.Token {
+	if s := c.cur.Load(); s != nil {
+		return s.full
+	}
+	return nil
 }
 
 // secretsOf lists the secrets of the given tokens, for scrubbing messages.

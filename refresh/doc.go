@@ -79,28 +79,66 @@
 // then unlocks. On the first Token call the store is read before the
 // Upstream is asked for anything. A stored token that another process
 // deleted (logout, or a dead grant) is not resurrected: the cache reports
-// [ErrReauthRequired].
+// [ErrReauthRequired]; a token stored again later (a new login, or another
+// process's save) is adopted as usual.
+//
+// If the store cannot be read under the lock, the refresh fails without
+// calling the Upstream: another process may have rotated the refresh token
+// in memory and stored its successor, and presenting the spent one is a
+// reuse that revokes the whole token family (C-02). The valid token in use
+// is still served and the refresh is retried with backoff (see
+// "Failures"). The one exception is a token in memory whose save failed
+// (below): it is newer than anything stored, by construction, so the
+// refresh goes on with it.
 //
 // # Persistence before use
 //
 // A new token is saved (the Persister reads it back) before it is
 // published or returned, so a rotated refresh token is never only in memory
 // (O-01). If the save fails, the refresh token the server just rotated away
-// is spent, so the cache keeps using the new token in memory, reports
-// [ErrPersistFailed] once through [Options.OnEvent] and the logger, and
-// retries the save on the next access (and from the idle timer) with
+// is spent, and the store, which still holds it, must not keep it once the
+// lock is released: another process refreshing next would present it and
+// the server would revoke the family. So, still under the lock, the cache
+// saves smaller sets of the new token: first without its extra fields
+// (id_token, scope, ...; the refresh token's expiry is kept), then, if that
+// fails too, the refresh token alone (and its expiry), with an empty access
+// token and an Expiry long past. A set without an access token is never
+// served, by this process or by another that loads it: the cache treats it
+// as expired and refreshes with its refresh token. This survives a
+// transient failure and a token set larger than the store takes (a
+// keychain item limit, store.MaxEntrySize with a huge access token or ID
+// token). While only a reduced set is stored the token is "partial": its
+// refresh token is safe and the store is authoritative again, so the full
+// set is retried only while the store still holds that refresh token
+// (never over a token another process stored since).
+//
+// If no set can be saved (the store refuses every write), the cache keeps
+// using the new token in memory, reports [ErrPersistFailed] once (also when
+// only a reduced set was saved) through [Options.OnEvent] and the logger,
+// and retries the save on the next access (and from the idle timer) with
 // backoff. The retry runs in the background: callers keep getting the
 // valid token without waiting for the store, and [EventPersisted] reports
-// the retry that succeeds. Until it succeeds the older stored token is
-// never read over the newer one, so the old refresh token is never
-// presented again (C-04). A retry first reads the store: if the entry that
-// was there when the save failed has been deleted meanwhile (a logout or a
-// dead grant in another process) the token is not saved back, and the
-// cache reports [ErrReauthRequired] once the access token is no longer
-// usable. Any other stored token is overwritten, never adopted: it may be
-// an earlier save of this process that completed late (a hung keychain),
-// whose refresh token is spent. [Cache.Set] publishes a token obtained by
-// a login under the same rules.
+// the retry that stores the full set. Until the refresh token is stored the
+// older stored token is never read over the newer one, so the old refresh
+// token is never presented again (C-04). A retry first reads the store: if
+// the entry that was there when the save failed has been deleted meanwhile
+// (a logout or a dead grant in another process) the token is not saved
+// back, and the cache reports [ErrReauthRequired] once the access token is
+// no longer usable. Any other stored token is overwritten, never adopted:
+// it may be an earlier save of this process that completed late (a hung
+// keychain), whose refresh token is spent. [Cache.Set] publishes a token
+// obtained by a login, and [Cache.Exchange] the token its function
+// returns, under the same rules.
+//
+// Meanwhile the stored entry, and its spent refresh token, stays: deleting
+// it would log every other process out, and a store that refuses all writes
+// usually refuses reads and deletes too. Another process that refreshes
+// before the retry succeeds presents that spent refresh token; a server
+// reuse grace (see "Failures") covers it. [Cache.Close] of the last handle
+// makes one final save attempt of a token whose refresh token is stored
+// nowhere, under the lock and bounded like a save retry (LockTimeout for
+// the lock, RefreshTimeout for the work), so that a program that exits at
+// once (a CLI command) does not take the only live refresh token with it.
 //
 // [Cache.Clear] drops the token in memory and deletes the stored one under
 // the lock. If the delete fails, the token it could not delete is never
@@ -108,6 +146,18 @@
 // next refresh, and a successful save or [Cache.Set] ends this. A
 // different token that another process stores later (a new login) is
 // adopted as usual.
+//
+// # Exchanging the refresh token
+//
+// [Cache.Exchange] lends the cache's full token, refresh token included, to
+// a function under the same exclusivity as a refresh (the operation in
+// flight and the store lock), for grants that need the refresh token
+// without being this cache's Upstream: the client package mints access
+// tokens for further RFC 8707 resources from the login's one refresh
+// token. The function gets the freshest token (as a refresh presents), and
+// the token it returns (a rotated refresh token, a whole new token set)
+// becomes the cache's under persistence before use; an [ErrReauthRequired]
+// from it is a dead grant, handled as a refresh's invalid_grant.
 //
 // # Failures
 //

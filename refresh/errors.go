@@ -49,9 +49,10 @@ var (
 	// transport's and client's re-exports too.
 	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
 
-	// ErrPersistFailed: a new token could not be saved to the Persister. The
-	// cache keeps using it in memory and retries the save on the next access,
-	// in the background; the failure is reported once through
+	// ErrPersistFailed: a new token could not be saved to the Persister (a
+	// reduced set holding its refresh token may have been saved instead).
+	// The cache keeps using it in memory and retries the save on the next
+	// access, in the background; the failure is reported once through
 	// [Options.OnEvent] and the logger.
 	ErrPersistFailed = errors.New("refresh: saving the token failed")
 

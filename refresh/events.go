@@ -21,8 +21,9 @@ const (
 	// EventReauthRequired: the grant is dead (invalid_grant, ...); the stored
 	// token was deleted and the user must log in again.
 	EventReauthRequired
-	// EventPersistFailed: a new token could not be saved. Reported once per
-	// token; the save is retried on the next access, in the background.
+	// EventPersistFailed: a new token could not be saved (a reduced set
+	// holding its refresh token may have been saved instead). Reported once
+	// per token; the save is retried on the next access, in the background.
 	EventPersistFailed
 	// EventAdopted: another process had already refreshed; its stored token
 	// was adopted without calling the Upstream.
@@ -31,7 +32,7 @@ const (
 	// [Options.RefreshTokenLead] (RefreshTokenExpiry says when).
 	EventRefreshTokenExpiring
 	// EventPersisted: a token whose save had failed (EventPersistFailed)
-	// was saved by a retry.
+	// was saved, in full, by a retry (or by Close's final attempt).
 	EventPersisted
 )
 

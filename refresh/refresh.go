@@ -17,12 +17,14 @@ import (
 // and small programs can use [UpstreamFunc].
 //
 // Token is called with the freshest full token the cache knows (refresh
-// token included), or nil when it has none. It must honour ctx, return a new
-// token (a token without a refresh token keeps the current one, as RFC 6749
-// section 6 allows) and report failures as *oauth2.RetrieveError, as a value
-// with an OAuthError() method, as one of this package's sentinels, or as a
-// net error, so the cache can classify them. The cache never calls Token
-// concurrently for one key.
+// token included; its access token may be empty, when it was loaded from a
+// reduced stored set, see [Persister]), or nil when it has none. It must
+// honour ctx, return a new token (a token without a refresh token keeps the
+// current one, as RFC 6749 section 6 allows) and report failures as
+// *oauth2.RetrieveError, as a value with an OAuthError() method, as one of
+// this package's sentinels, or as a net error, so the cache can classify
+// them. The cache never calls Token concurrently for one key, nor while an
+// [Cache.Exchange] function runs.
 type Upstream interface {
 	Token(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error)
 }
@@ -41,10 +43,22 @@ func (f UpstreamFunc) Token(ctx context.Context, current *oauth2.Token) (*oauth2
 // The cache calls the Persister itself, under the [Locker]'s lock when
 // there is one: code that holds that lock for a key must not call the
 // cache for the same key (see [Locker]).
+//
+// When a token set cannot be saved, the cache saves reduced sets of it
+// (package comment, "Persistence before use"): without extra fields, or
+// only the refresh token (with its expiry in the extras) with an empty
+// AccessToken and an Expiry long past (the Unix epoch). A Persister must
+// store and load such a set like any other; the cache never serves its
+// empty access token but refreshes with its refresh token. A token with
+// neither an access token nor a refresh token loads as nothing stored.
 type Persister interface {
 	// Load returns the stored token, or (nil, nil) when nothing is stored.
+	// An error means the store could not be read: the cache then presents
+	// no refresh token it cannot prove is the newest (another process may
+	// have rotated it), so the refresh fails and is retried.
 	Load(ctx context.Context, key string) (*oauth2.Token, error)
 	// Save stores tok durably and reads it back; nil means it is stored.
+	// It replaces the stored token as a whole or not at all.
 	Save(ctx context.Context, key string, tok *oauth2.Token) error
 	// Delete removes the stored token; nil when it is already absent.
 	Delete(ctx context.Context, key string) error
@@ -52,8 +66,10 @@ type Persister interface {
 
 // Locker is optionally implemented by a [Persister]: a cross-process lock
 // per key (an OS file lock in store). When present, every refresh runs under
-// it: lock, reload, adopt or refresh, save, publish, unlock; so do save
-// retries, [Cache.Set] and [Cache.Clear].
+// it: lock, reload, adopt or refresh, save (falling back to reduced sets),
+// publish, unlock; so do save retries, the final save of [Cache.Close],
+// [Cache.Set], [Cache.Clear] and [Cache.Exchange] (whose function runs
+// under it).
 //
 // The cache takes Lock(key) itself, and the lock is not reentrant: code that
 // holds Lock(key) (to edit the stored entry, say) must not call the cache
@@ -335,7 +351,8 @@ func (h *Cache) Invalidate(tok *oauth2.Token) bool {
 // Set publishes a token obtained outside the cache (a login): it is
 // validated, given a defined expiry, saved to the Persister and read back,
 // then published. If saving fails the token is still used and the returned
-// error matches [ErrPersistFailed]; the save is retried on the next access,
+// error matches [ErrPersistFailed]; a reduced set holding its refresh token
+// may have been saved instead, and the save is retried on the next access,
 // in the background. Any other failure (ctx ended, store lock) publishes
 // nothing and leaves the cache's refresh schedule and errors untouched.
 func (h *Cache) Set(ctx context.Context, tok *oauth2.Token) error {
@@ -360,14 +377,79 @@ func (h *Cache) Clear(ctx context.Context) error {
 	return h.c.clear(ctx)
 }
 
+// Exchange runs fn with the cache's full token (refresh token included)
+// under the same exclusivity as a refresh, so that a caller can use the
+// refresh token for another grant, typically minting an access token for
+// a further resource (RFC 8707) from the login's one refresh token,
+// without another process or goroutine presenting the same refresh token
+// at the same time.
+//
+// Exchange waits for the operation in flight (a refresh, a save retry,
+// [Cache.Set], [Cache.Clear], another Exchange) and joins none: it makes
+// its own operation the one in flight and takes the store lock ([Locker];
+// the wait is bounded by [Options.LockTimeout] and ctx). Then fn gets the
+// freshest full token, chosen as for a refresh: the one in memory when its
+// save failed (it is newer than the store's, whose refresh token is spent),
+// else the stored one when another process replaced ours (adopted when it
+// is fresh), else ours. If the store cannot be read, fn is not called (the
+// refresh token in memory may have been rotated by another process) and
+// the error is returned. With no token, or none with a refresh token
+// (never logged in, cleared, or a dead grant), fn is not called and the
+// error matches [ErrReauthRequired].
+//
+// fn runs under a context that keeps ctx's values but not its
+// cancellation, bounded by [Options.RefreshTimeout]: once it has started
+// it runs to its end, so that a caller giving up does not lose a refresh
+// token the server has just rotated. fn gets a copy; it must not keep the
+// refresh token, nor use this cache, directly or through another cache
+// whose refresh calls Exchange on this one (the operation in flight and
+// the store lock are held: that waits until the timeouts end it).
+//
+// fn's result:
+//   - a non-nil error: returned, classified like an Upstream's (a value
+//     matching [ErrReauthRequired], such as invalid_grant, is handled as a
+//     refresh's: the dead stored token is deleted and the cache moves to
+//     re-authentication, [EventReauthRequired]);
+//   - nil: nothing changes;
+//   - a token with a new access token: it becomes the cache's full token,
+//     validated like a refresh result (a token without a refresh token
+//     keeps the current one), saved and read back before Exchange returns,
+//     then published ([EventRefreshed]);
+//   - a token with no access token, or the current one: only its refresh
+//     token (and that token's expiry) is taken, if it differs, next to the
+//     access token in use; saved the same way.
+//
+// If the save fails, the new token is kept in memory (the refresh token fn
+// presented may be spent), reported once as [ErrPersistFailed] through
+// [Options.OnEvent] and the logger, and retried like any unsaved token;
+// Exchange then returns an error matching ErrPersistFailed.
+func (h *Cache) Exchange(ctx context.Context, fn func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error)) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
+	if fn == nil {
+		return errors.New("refresh: Exchange: nil function")
+	}
+	return h.c.exchange(ctx, fn)
+}
+
+// exchangeFunc is the function [Cache.Exchange] runs.
+type exchangeFunc = func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error)
+
 // Key returns the key the cache was created for.
 func (h *Cache) Key() string { return h.c.key }
 
 // Close releases this handle. Closing the last handle of a key stops the
 // idle timer and waits for a refresh in flight to finish (it is bounded by
 // [Options.LockTimeout] plus [Options.RefreshTimeout]) so that the new
-// token is saved. Close is idempotent; a closed handle's methods return
-// [ErrClosed].
+// token is saved. If the token's save failed and its refresh token is
+// stored nowhere (not even in a reduced set), Close then makes one final
+// save attempt under the store lock, bounded the same way (so Close takes
+// at most twice that bound), so that a program that exits right away does
+// not lose the rotated refresh token;
+// its events ([EventPersisted]) are emitted before Close returns, and if it
+// fails the loss is logged at error level. Close is idempotent; a closed
+// handle's methods return [ErrClosed].
 func (h *Cache) Close() error {
 	if !h.closed.CompareAndSwap(false, true) {
 		return nil

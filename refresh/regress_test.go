@@ -529,17 +529,18 @@ func TestSaveRetryOverwritesLateWrite(t *testing.T) {
 		}
 		defer c.Close()
 		st.mu.Lock()
-		st.failSaves = 2 // at-1's save and its first retry
+		st.failSaves = 2 // at-1's save and its reduced-set fallback
 		st.mu.Unlock()
 		t1, err := c.Token(t.Context())
 		if err != nil || t1.AccessToken != "at-1" {
 			t.Fatalf("Token = %v, %v", t1, err)
 		}
-		// A 401: the refresh first retries at-1's save (fails), then gets
-		// at-2, whose save fails too.
+		// A 401: the refresh first retries at-1's save (fails, with its
+		// fallback), then gets at-2, whose save fails too (with its
+		// fallback).
 		c.Invalidate(t1)
 		st.mu.Lock()
-		st.failSaves = 2
+		st.failSaves = 4
 		st.mu.Unlock()
 		t2, err := c.Token(t.Context())
 		if err != nil || t2.AccessToken != "at-2" {

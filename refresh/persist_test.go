@@ -1,0 +1,614 @@
+package refresh
+
+// Regression tests for the hostile-world bugs 2-4 (hostile/
+// TestExitWithUnsavedToken, TestStoreReadFailsAfterAnotherProcessRotated,
+// TestSaveFailsThenAnotherProcessRefreshes): a token whose save failed is
+// saved by Close, or in a reduced set at once; a failed reload under the
+// lock never presents the refresh token in memory; the store never keeps a
+// consumed refresh token after the lock is released while a smaller set
+// could hold the new one.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/canary"
+	"github.com/tokenward/tokenward/internal/tokenx"
+)
+
+var (
+	errStoreRead = errors.New("faultstore: keychain did not reply")
+	errTooLarge  = errors.New("faultstore: entry too large")
+)
+
+// faultStore is a memStore that can also fail loads, refuse large token
+// sets (like store.MaxEntrySize or a keychain's item limit), and hang saves
+// until their context ends.
+type faultStore struct {
+	*memStore
+
+	fmu       sync.Mutex
+	failLoads int  // the next failLoads Loads fail
+	maxSize   int  // Save refuses sets whose access token + ID token exceed this (0: no limit)
+	hang      bool // Save blocks until its context ends
+	tooLarge  int  // saves refused as too large
+}
+
+func newFaultStore() *faultStore { return &faultStore{memStore: newMemStore()} }
+
+func (f *faultStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	f.fmu.Lock()
+	if f.failLoads > 0 {
+		f.failLoads--
+		f.fmu.Unlock()
+		return nil, errStoreRead
+	}
+	f.fmu.Unlock()
+	return f.memStore.Load(ctx, key)
+}
+
+func (f *faultStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	f.fmu.Lock()
+	hang, max := f.hang, f.maxSize
+	if max > 0 && len(tok.AccessToken)+len(tokenx.IDToken(tok)) > max {
+		f.tooLarge++
+		f.fmu.Unlock()
+		return errTooLarge
+	}
+	f.fmu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return f.memStore.Save(ctx, key, tok)
+}
+
+func (f *faultStore) set(fn func(f *faultStore)) {
+	f.fmu.Lock()
+	defer f.fmu.Unlock()
+	fn(f)
+}
+
+func (s *memStore) setFailSaves(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failSaves = n
+}
+
+// otherProcess returns a cache for key that does not share this process's
+// registry: a second process with the same store (whose lock is the
+// cross-process lock).
+func otherProcess(t testing.TB, key string, up Upstream, optFns ...func(*Options)) *Cache {
+	t.Helper()
+	var o Options
+	for _, fn := range optFns {
+		fn(&o)
+	}
+	c := newCore(key, up, o.resolve())
+	registry.mu.Lock()
+	c.refs = 1 // Close stops it; it is not in the registry
+	registry.mu.Unlock()
+	return &Cache{c: c}
+}
+
+// Bug 2: Close of the last handle makes one last save attempt of a token
+// whose save failed, so that a program that exits right away does not take
+// the only live refresh token with it.
+func TestCloseSavesUnsavedToken(t *testing.T) {
+	t.Parallel()
+	t.Run("saved", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newMemStore()
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(-time.Second)))
+			var evs eventLog
+			opts := func(o *Options) {
+				o.Persister, o.OnEvent = st, evs.add
+				o.RetryBackoffMin, o.RetryBackoffMax = time.Second, 30*time.Second // production timing
+			}
+			c, err := New(key, as, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.setFailSaves(2) // the full set and the reduced set
+			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
+				t.Fatalf("Token = %v, %v; want at-1 (unsaved)", tok, err)
+			}
+			if got := st.get(key); got.RefreshToken != "rt-0" {
+				t.Fatalf("stored %q, want rt-0 (every save failed)", got.RefreshToken)
+			}
+			// The program is done and exits before any retry.
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := st.get(key); got.AccessToken != "at-1" || got.RefreshToken != "rt-1" {
+				t.Fatalf("stored %q/%q after Close, want at-1/rt-1", got.AccessToken, got.RefreshToken)
+			}
+			if n := evs.count(EventPersisted); n != 1 {
+				t.Fatalf("%d persisted events before Close returned, want 1", n)
+			}
+			// The next process uses it; nothing spent is presented.
+			c2, err := New(key, as, func(o *Options) { o.Persister = st })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close()
+			tok, err := c2.Token(t.Context())
+			if err != nil || tok.AccessToken != "at-1" {
+				t.Fatalf("next process: %v, %v; want at-1 from the store", tok, err)
+			}
+			c2.Invalidate(tok)
+			if tok, err := c2.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+				t.Fatalf("next process's refresh: %v, %v; want at-2", tok, err)
+			}
+			if _, reuses, presented := as.stats(); reuses != 0 || strings.Join(presented, ",") != "rt-0,rt-1" {
+				t.Fatalf("presented %v (reuses %d), want [rt-0 rt-1]", presented, reuses)
+			}
+		})
+	})
+	t.Run("bounded", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newFaultStore()
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(-time.Second)))
+			c, err := New(key, as, func(o *Options) { o.Persister = st; o.RefreshTimeout = 2 * time.Second })
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.set(func(f *faultStore) { f.hang = true }) // a keychain call that never returns
+			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
+				t.Fatalf("Token = %v, %v; want at-1 (unsaved)", tok, err)
+			}
+			start := time.Now()
+			c.Close()
+			if d := time.Since(start); d != 2*time.Second {
+				t.Fatalf("Close took %v, want the save bound RefreshTimeout (2s)", d)
+			}
+		})
+	})
+	t.Run("not resurrecting a logout", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newMemStore()
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(-time.Second)))
+			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.setFailSaves(2)
+			if _, err := c.Token(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			st.Delete(t.Context(), key) // logout in another process
+			c.Close()
+			if got := st.get(key); got != nil {
+				t.Fatalf("Close saved %q over a logout", got.RefreshToken)
+			}
+		})
+	})
+}
+
+// Bug 2, second half: a token set the store can never take (an access
+// token or ID token over the entry size limit) still gets its refresh
+// token stored, in a reduced set, before the lock is released; a later
+// load never serves the reduced set's empty access token but refreshes
+// with its refresh token.
+func TestReducedSetWhenTooLarge(t *testing.T) {
+	t.Parallel()
+	rtExp := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+	withExtras := func(up Upstream, idTokenSize int) Upstream {
+		return UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+			tok, err := up.Token(ctx, cur)
+			if err != nil {
+				return nil, err
+			}
+			return tok.WithExtra(map[string]any{"id_token": "id-" + strings.Repeat("I", idTokenSize), "scope": "read",
+				tokenx.KeyRefreshTokenExpiry: rtExp}), nil
+		})
+	}
+	t.Run("access token too large: the refresh token alone", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			big := true
+			as.mkAT = func(g int, _ time.Time) string {
+				if g == 1 && big {
+					return "at-1-" + strings.Repeat("A", 300)
+				}
+				return "at-" + string(rune('0'+g))
+			}
+			st := newFaultStore()
+			st.set(func(f *faultStore) { f.maxSize = 200 })
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(-time.Second)))
+			var evs eventLog
+			up := withExtras(as, 10)
+			c, err := New(key, up, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			tok, err := c.Token(t.Context())
+			if err != nil || !strings.HasPrefix(tok.AccessToken, "at-1-") {
+				t.Fatalf("Token = %v; want the large at-1 from memory", err)
+			}
+			got := st.get(key)
+			if got == nil || got.RefreshToken != "rt-1" || got.AccessToken != "" || !got.Expiry.Equal(reducedExpiry) ||
+				!tokenx.RefreshTokenExpiry(got).Equal(rtExp) || tokenx.IDToken(got) != "" {
+				t.Fatalf("stored %+v; want rt-1 alone with its expiry, no access token, expired", got)
+			}
+			if n := evs.count(EventPersistFailed); n != 1 {
+				t.Fatalf("%d persist-failed events, want 1", n)
+			}
+			for _, e := range evs.all() {
+				if e.Kind == EventPersistFailed && (!errors.Is(e.Err, ErrPersistFailed) || !errors.Is(e.Err, errTooLarge)) {
+					t.Fatalf("persist-failed error %v, want ErrPersistFailed and the store's error", e.Err)
+				}
+			}
+			// Another process loads the reduced set: it refreshes with rt-1
+			// instead of serving an empty access token.
+			big = false
+			o := otherProcess(t, key, up, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+			defer o.Close()
+			if tok, err := o.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+				t.Fatalf("other process: %v, %v; want at-2 refreshed with rt-1", tok, err)
+			}
+			// This process adopts what the other stored; it never presents rt-1 again.
+			c.Invalidate(tok)
+			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+				t.Fatalf("Token after Invalidate = %v, %v; want the adopted at-2", tok, err)
+			}
+			if _, reuses, presented := as.stats(); reuses != 0 || strings.Join(presented, ",") != "rt-0,rt-1" {
+				t.Fatalf("presented %v (reuses %d), want [rt-0 rt-1]", presented, reuses)
+			}
+		})
+	})
+	t.Run("ID token too large: without extras", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newFaultStore()
+			st.set(func(f *faultStore) { f.maxSize = 200 })
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(-time.Second)))
+			var evs eventLog
+			c, err := New(key, withExtras(as, 500), func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			tok, err := c.Token(t.Context())
+			if err != nil || tok.AccessToken != "at-1" {
+				t.Fatalf("Token = %v, %v", tok, err)
+			}
+			got := st.get(key)
+			if got == nil || got.AccessToken != "at-1" || got.RefreshToken != "rt-1" || tokenx.IDToken(got) != "" ||
+				!tokenx.RefreshTokenExpiry(got).Equal(rtExp) || !got.Expiry.Equal(tok.Expiry) {
+				t.Fatalf("stored %+v; want at-1/rt-1 without the ID token, with the refresh token's expiry", got)
+			}
+			// The retries of the full set fail the same way: no new event,
+			// the stored reduced set stays.
+			for range 3 {
+				time.Sleep(time.Minute)
+				if _, err := c.Token(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait()
+			}
+			if n := evs.count(EventPersistFailed); n != 1 {
+				t.Fatalf("%d persist-failed events, want 1", n)
+			}
+			if got := st.get(key); got.RefreshToken != "rt-1" || got.AccessToken != "at-1" {
+				t.Fatalf("stored %q/%q, want at-1/rt-1", got.AccessToken, got.RefreshToken)
+			}
+			// Once the store takes it, the full set is saved.
+			st.set(func(f *faultStore) { f.maxSize = 0 })
+			time.Sleep(time.Minute)
+			c.Token(t.Context())
+			evs.wait(t, EventPersisted, 1)
+			if got := st.get(key); tokenx.IDToken(got) == "" {
+				t.Fatal("the full set with its ID token was never saved")
+			}
+		})
+	})
+	t.Run("a stored set without an access token is never served", func(t *testing.T) {
+		t.Parallel()
+		for _, exp := range []time.Duration{0, time.Hour} {
+			synctest.Test(t, func(t *testing.T) {
+				as := newRotatingAS(time.Hour)
+				st := newMemStore()
+				key := testKey(t)
+				as.initial(time.Now().Add(time.Hour))
+				var e time.Time
+				if exp != 0 {
+					e = time.Now().Add(exp)
+				}
+				st.put(key, &oauth2.Token{RefreshToken: "rt-0", Expiry: e})
+				c, err := New(key, as, func(o *Options) { o.Persister = st })
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
+					t.Fatalf("Token = %v, %v; want at-1 refreshed with the stored rt-0", tok, err)
+				}
+			})
+		}
+	})
+}
+
+// Bug 3: the reload under the lock fails after another process rotated;
+// the refresh token in memory (spent) must not be presented. The refresh
+// fails, and the next one adopts the other process's token.
+func TestReloadFailureNeverPresentsMemoryRT(t *testing.T) {
+	t.Parallel()
+	t.Run("saved token", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newFaultStore()
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(-time.Second)))
+			var evs eventLog
+			c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			t1, err := c.Token(t.Context())
+			if err != nil || t1.AccessToken != "at-1" {
+				t.Fatalf("Token = %v, %v", t1, err)
+			}
+			// Another process refreshes (rt-1 is spent) and stores at-2.
+			newer, err := as.Token(t.Context(), st.get(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.put(key, newer)
+			st.set(func(f *faultStore) { f.failLoads = 1 })
+			c.Invalidate(t1) // a 401
+			if _, err := c.Token(t.Context()); !errors.Is(err, errStoreRead) {
+				t.Fatalf("Token = %v, want the store's read error", err)
+			}
+			if _, reuses, presented := as.stats(); reuses != 0 || len(presented) != 2 {
+				t.Fatalf("presented %v (reuses %d): the spent rt-1 was presented again", presented, reuses)
+			}
+			time.Sleep(2 * time.Second) // past the backoff
+			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+				t.Fatalf("Token = %v, %v; want the adopted at-2", tok, err)
+			}
+			if n := evs.count(EventAdopted); n != 1 {
+				t.Fatalf("%d adopted events, want 1", n)
+			}
+			if calls, reuses, _ := as.stats(); calls != 2 || reuses != 0 {
+				t.Fatalf("upstream calls %d (reuses %d), want 2", calls, reuses)
+			}
+		})
+	})
+	t.Run("while valid: keeps serving", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newFaultStore()
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(time.Minute)))
+			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			t0, err := c.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.set(func(f *faultStore) { f.failLoads = 1 })
+			time.Sleep(52 * time.Second) // past the advisory point
+			if tok, err := c.Token(t.Context()); err != nil || tok != t0 {
+				t.Fatalf("Token = %v, %v; want the valid at-0 while the background refresh fails", tok, err)
+			}
+			synctest.Wait()
+			if calls, _, _ := as.stats(); calls != 0 {
+				t.Fatalf("upstream called %d times after a failed reload", calls)
+			}
+		})
+	})
+	t.Run("unsaved token: memory is newest", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newFaultStore()
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(-time.Second)))
+			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			st.setFailSaves(1000)
+			t1, err := c.Token(t.Context())
+			if err != nil || t1.AccessToken != "at-1" {
+				t.Fatalf("Token = %v, %v", t1, err)
+			}
+			st.set(func(f *faultStore) { f.failLoads = 1000 })
+			c.Invalidate(t1)
+			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+				t.Fatalf("Token = %v, %v; want at-2 refreshed with the unsaved rt-1", tok, err)
+			}
+			if _, reuses, presented := as.stats(); reuses != 0 || strings.Join(presented, ",") != "rt-0,rt-1" {
+				t.Fatalf("presented %v (reuses %d)", presented, reuses)
+			}
+		})
+	})
+}
+
+// Bug 4: this process's save fails after the server rotated; another
+// process that refreshes before this one's retry must find the new refresh
+// token in the store, never the consumed one.
+func TestSaveFailureLeavesNoConsumedRTStored(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		as := newRotatingAS(time.Hour)
+		st := newMemStore()
+		key := testKey(t)
+		st.put(key, as.initial(time.Now().Add(-time.Second)))
+		var evs eventLog
+		a, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		st.setFailSaves(1)
+		t1, err := a.Token(t.Context())
+		if err != nil || t1.AccessToken != "at-1" {
+			t.Fatalf("Token = %v, %v", t1, err)
+		}
+		if got := st.get(key); got.RefreshToken != "rt-1" {
+			t.Fatalf("stored %q once the lock is released, want rt-1 (rt-0 is consumed)", got.RefreshToken)
+		}
+		b := otherProcess(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+		defer b.Close()
+		if tok, err := b.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+			t.Fatalf("other process: %v, %v; want at-2", tok, err)
+		}
+		// a's retry of its full set must not overwrite b's newer token.
+		if tok, err := a.Token(t.Context()); err != nil || tok != t1 {
+			t.Fatalf("Token = %v, %v; want at-1 while valid", tok, err)
+		}
+		synctest.Wait()
+		if got := st.get(key); got.RefreshToken != "rt-2" {
+			t.Fatalf("stored %q, want rt-2: the retry overwrote the other process's token", got.RefreshToken)
+		}
+		a.Invalidate(t1)
+		if tok, err := a.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+			t.Fatalf("Token = %v, %v; want the adopted at-2", tok, err)
+		}
+		if _, reuses, presented := as.stats(); reuses != 0 || strings.Join(presented, ",") != "rt-0,rt-1" {
+			t.Fatalf("presented %v (reuses %d), want [rt-0 rt-1]", presented, reuses)
+		}
+		if n := evs.count(EventPersistFailed); n != 1 {
+			t.Fatalf("%d persist-failed events, want 1", n)
+		}
+	})
+}
+
+// A process in the re-authentication state (another process removed the
+// stored token) adopts the entry when one appears again (another process
+// logged in, or saved a token after a failure), instead of staying logged
+// out.
+func TestReauthStateAdoptsReappearingEntry(t *testing.T) {
+	t.Parallel()
+	for _, fresh := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			as := newRotatingAS(time.Hour)
+			st := newMemStore()
+			key := testKey(t)
+			st.put(key, as.initial(time.Now().Add(time.Hour)))
+			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			t0, err := c.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Delete(t.Context(), key) // another process logs out
+			c.Invalidate(t0)
+			if _, err := c.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
+				t.Fatalf("Token = %v, want ErrReauthRequired", err)
+			}
+			// The entry reappears: rt-0, now held by another process that
+			// stored it back (fresh or not).
+			exp := time.Now().Add(time.Hour)
+			if !fresh {
+				exp = time.Now().Add(-time.Minute)
+			}
+			st.put(key, &oauth2.Token{AccessToken: "at-back", RefreshToken: "rt-0", Expiry: exp})
+			time.Sleep(2 * time.Second) // past the backoff
+			tok, err := c.Token(t.Context())
+			want := "at-back"
+			if !fresh {
+				want = "at-1" // refreshed with the stored rt-0
+			}
+			if err != nil || tok.AccessToken != want {
+				t.Fatalf("fresh=%v: Token = %v, %v; want %s", fresh, tok, err, want)
+			}
+			if _, reuses, _ := as.stats(); reuses != 0 {
+				t.Fatal("reuse")
+			}
+		})
+	}
+}
+
+// echoStore fails every Save with an error that echoes the token it was
+// given, as a careless keychain backend might.
+type echoStore struct{ *memStore }
+
+func (e echoStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	return fmt.Errorf("keychain rejected item %q/%q", tok.AccessToken, tok.RefreshToken)
+}
+
+// The reduced-set fallback, the final save of Close and the failed reload
+// under the lock log and report nothing secret, even when the store echoes
+// the tokens in its errors.
+func TestPersistPathsRedacted(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var secrets []string
+		as := newRotatingAS(time.Hour)
+		as.mkAT = func(g int, exp time.Time) string { return canary.JWT("at", exp.Unix()) }
+		as.mkRT = func(g int) string { return canary.New("rt") }
+		var logs syncBuffer
+		logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		var evs eventLog
+		st := newFaultStore()
+		key := testKey(t)
+		t0 := as.initial(time.Now().Add(-time.Second))
+		secrets = append(secrets, t0.AccessToken, t0.RefreshToken)
+		st.put(key, t0)
+		c, err := New(key, UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+			tok, err := as.Token(ctx, cur)
+			if tok != nil {
+				secrets = append(secrets, tok.AccessToken, tok.RefreshToken)
+			}
+			return tok, err
+		}), func(o *Options) { o.Persister = echoStore{st.memStore}; o.Logger = logger; o.OnEvent = evs.add })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		tok, err := c.Token(t.Context()) // every save fails: unsaved
+		fmt.Fprintf(&out, "%v %v\n", err, c)
+		c.Invalidate(tok)
+		_, err = c.Token(t.Context()) // the retry fails too; refreshes with the unsaved token
+		fmt.Fprintf(&out, "%v\n", err)
+		c.Close() // the final save fails
+		for _, e := range evs.all() {
+			fmt.Fprintf(&out, "%v %+v\n", e, e.Err)
+		}
+		all := out.String() + logs.String()
+		if found := canary.Find(all, secrets...); len(found) != 0 {
+			t.Fatalf("%d secret(s) leaked; output:\n%s", len(found), all)
+		}
+		for _, want := range []string{"saving a reduced token set failed too", "the last save failed", "persist_failed"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("output lacks %q:\n%s", want, all)
+			}
+		}
+	})
+}
