@@ -48,15 +48,9 @@ type Client struct {
 
 	static *oauth2.Token // Config.AccessToken / TOKENWARD_ACCESS_TOKEN
 
-	mu        sync.Mutex // guards resources, closed, baseMu use below
+	mu        sync.Mutex // guards resources and closed
 	resources map[string]*Resource
 	closed    bool
-
-	// baseMu serialises, within this process, every use of the login's
-	// refresh token outside the default cache (minting tokens for other
-	// resources); the store's lock does the same across processes.
-	baseMu      sync.Mutex
-	unsavedBase *store.Entry // guarded by baseMu: a rotated login entry whose save failed
 
 	disco *oauthwire.Discovery // nil without discovery
 }

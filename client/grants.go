@@ -17,7 +17,6 @@ import (
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/internal/tokenx"
 	"github.com/tokenward/tokenward/refresh"
-	"github.com/tokenward/tokenward/store"
 )
 
 // discoveryTTL is how long a discovery document is reused in this process.
@@ -275,66 +274,42 @@ func withExtra(tok *oauth2.Token, key string, v any) map[string]any {
 }
 
 // mintForResource is the upstream of a resource other than the default: it
-// uses the login's refresh token (from the store, under the login's lock,
-// so no other process or goroutine presents it at the same time) to get a
-// token for the resource, and saves a rotated refresh token back to the
-// login's entry before the new access token is used.
+// presents the login's refresh token (held by the default token's cache) for
+// an access token to the resource. It runs inside the default cache's
+// Exchange, so no refresh of the login and no other mint, in this process or
+// another, presents the same refresh token meanwhile, the freshest refresh
+// token is used (even one whose save failed), and a rotated refresh token is
+// saved before the minted access token is used.
 func (c *Client) mintForResource(ctx context.Context, resources []string) (*oauth2.Token, error) {
-	c.baseMu.Lock()
-	defer c.baseMu.Unlock()
-	name := c.baseKey().String()
-	unlock, err := c.store.Lock(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("client: locking the login's entry: %w", err)
-	}
-	defer unlock()
-	base := c.unsavedBase
-	if base != nil {
-		// A rotated refresh token we failed to save earlier: it is the only
-		// live one. Try the save again; use it either way (C-04).
-		if err := c.store.Save(ctx, name, base); err == nil {
-			c.unsavedBase = nil
-		}
-	} else {
-		base, err = c.store.Load(ctx, name)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && base.RefreshToken == "") {
-			return nil, fmt.Errorf("%w: not logged in (no refresh token); call Login", ErrReauthRequired)
-		}
+	var minted *oauth2.Token
+	err := c.defaultResource().cache.Exchange(ctx, func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error) {
+		tok, err := c.tokenRequest(ctx, c.refreshForm(full.RefreshToken, resources), replayNever)
 		if err != nil {
-			return nil, fmt.Errorf("client: loading the login's entry: %w", err)
+			return nil, err
 		}
-	}
-	tok, err := c.tokenRequest(ctx, c.refreshForm(base.RefreshToken, resources), replayNever)
-	if err != nil {
-		if errors.Is(err, ErrReauthRequired) {
-			// The login's refresh token is dead: remove it so the default
-			// cache and other processes stop presenting it.
-			c.unsavedBase = nil
-			if derr := c.store.Delete(ctx, name); derr != nil {
-				c.log.Warn("client: deleting a dead refresh token failed", "error", derr)
-			}
+		minted = tok
+		if tok.RefreshToken == "" || tok.RefreshToken == full.RefreshToken {
+			return nil, nil // not rotated: the login is unchanged
 		}
+		// Rotated: the login keeps its access token and takes the new
+		// refresh token (and its expiry).
+		rotated := &oauth2.Token{RefreshToken: tok.RefreshToken}
+		if exp := tokenx.RefreshTokenExpiry(tok); !exp.IsZero() {
+			rotated = rotated.WithExtra(map[string]any{tokenx.KeyRefreshTokenExpiry: exp})
+		}
+		return rotated, nil
+	})
+	if minted == nil {
 		return nil, err
 	}
-	if tok.RefreshToken != "" && tok.RefreshToken != base.RefreshToken {
-		// Rotated: the old refresh token is spent. Persist the new one into
-		// the login's entry before using anything from this answer.
-		nb := *base
-		nb.RefreshToken = tok.RefreshToken
-		if exp := tokenx.RefreshTokenExpiry(tok); !exp.IsZero() {
-			nb.RefreshTokenExpiry = exp
-		}
-		if err := c.store.Save(ctx, name, &nb); err != nil {
-			// Keep the new refresh token in memory (the stored one is spent),
-			// report it, and retry the save on the next use (C-04).
-			c.unsavedBase = &nb
-			c.emit(Event{Kind: EventPersistFailed, Time: c.now(), Resource: resources, Err: err})
-			c.log.Error("client: saving a rotated refresh token failed; keeping it in memory and retrying on next use", "error", err)
-		} else {
-			c.unsavedBase = nil
-		}
+	if err != nil && !errors.Is(err, refresh.ErrPersistFailed) {
+		return nil, err
 	}
-	// The resource's own entry never holds the login's refresh token.
-	tok.RefreshToken = ""
-	return tok, nil
+	// With ErrPersistFailed the rotated refresh token is kept in memory by
+	// the login's cache and saved on its next access (C-04); the minted
+	// access token is good. The resource's own entry never holds the
+	// login's refresh token.
+	out := *minted
+	out.RefreshToken = ""
+	return &out, nil
 }

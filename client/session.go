@@ -99,9 +99,6 @@ func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 			c.log.Warn("client: dropping a previous login's resource token failed", "error", err)
 		}
 	}
-	c.baseMu.Lock()
-	c.unsavedBase = nil
-	c.baseMu.Unlock()
 	if err := def.cache.Set(ctx, tok); err != nil {
 		if errors.Is(err, refresh.ErrPersistFailed) {
 			// The tokens work in this process; saving is retried on use.
@@ -203,10 +200,6 @@ func (c *Client) Logout(ctx context.Context) error {
 			delErrs = append(delErrs, err)
 		}
 	}
-	c.baseMu.Lock()
-	c.unsavedBase = nil
-	c.baseMu.Unlock()
-
 	if c.endpoints.RevocationURL == "" && len(notRevoked) > 0 {
 		revokeErrs = append(revokeErrs, errors.New("client: the server has no revocation endpoint"))
 	}
