@@ -1,14 +1,14 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/tokenward/tokenward/internal/canary"
 
 	"github.com/tokenward/tokenward/internal/fakeas"
 	"github.com/tokenward/tokenward/store"
@@ -23,22 +23,8 @@ type env struct {
 	log   *syncBuffer
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures log output for canary scans.
+type syncBuffer = canary.Log
 
 func newEnv(t *testing.T, cfg fakeas.Config) *env {
 	t.Helper()

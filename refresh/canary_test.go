@@ -1,7 +1,6 @@
 package refresh
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,23 +15,8 @@ import (
 	"github.com/tokenward/tokenward/internal/canary"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures log output for canary scans.
+type syncBuffer = canary.Log
 
 // Canary secrets (JWT-shaped access tokens, opaque refresh tokens) never
 // appear in logs at debug level, events, error strings or the cache's own

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -134,23 +132,8 @@ func mustEqualEntry(t *testing.T, got, want *Entry) {
 	}
 }
 
-// logBuffer is a concurrency-safe buffer for a debug-level slog handler.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logBuffer captures log output for canary scans.
+type logBuffer = canary.Log
 
 func newLogger() (*slog.Logger, *logBuffer) {
 	lb := &logBuffer{}

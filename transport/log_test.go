@@ -1,7 +1,6 @@
 package transport_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -20,23 +18,8 @@ import (
 	"github.com/tokenward/tokenward/transport"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures log output for canary scans.
+type syncBuffer = canary.Log
 
 // Acceptance 5: canary secrets (tokens, secret query parameters, Cookie,
 // Set-Cookie, Proxy-Authorization and DPoP headers, secrets in errors) never

@@ -8,10 +8,12 @@
 package canary
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"sync"
 )
 
 // Prefix starts the random core of every canary.
@@ -96,4 +98,26 @@ func leaks(h, s string) bool {
 		}
 	}
 	return false
+}
+
+// Log is a buffer safe for concurrent writes, for capturing log output (a
+// slog handler's writer, a child process's stderr) that a test then scans
+// with Find. The zero value is ready to use.
+type Log struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written so far.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package fakeas_test
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -241,23 +239,8 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures log output for canary scans.
+type syncBuffer = canary.Log
 
 // TestLogsHoldNoSecrets runs every flow with a debug logger and scans the
 // output for every secret involved.
