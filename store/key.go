@@ -25,6 +25,12 @@ type Key struct {
 	// Profile separates otherwise identical credentials, such as two user
 	// accounts. "" means "default".
 	Profile string
+	// Role says what the entry holds within the credential: "" for the
+	// token set a login or grant produced (the one with the refresh token),
+	// or a name for tokens derived from it, such as "resource" for an access
+	// token minted for one further RFC 8707 resource. Two keys that differ
+	// only in Role never share an entry.
+	Role string
 }
 
 // String returns the key's canonical name, the name to pass to
@@ -59,6 +65,10 @@ func (k Key) String() string {
 	list("scope", k.Scopes)
 	list("resource", k.Resource)
 	field("profile", profile)
+	if k.Role != "" {
+		// Only when set, so names of role-less keys stay as they were.
+		field("role", k.Role)
+	}
 	return b.String()
 }
 

@@ -55,6 +55,9 @@ func TestKeyStringDistinct(t *testing.T) {
 		{Issuer: "https://a", ClientID: "c", Profile: "%"},
 		{Issuer: "https://a/", ClientID: "c"},
 		{Issuer: "https://A", ClientID: "c"},
+		{Issuer: "https://a", ClientID: "c", Resource: []string{"r"}, Role: "resource"},
+		{Issuer: "https://a", ClientID: "c", Resource: []string{"r"}, Profile: "default;role=resource"},
+		{Issuer: "https://a", ClientID: "c", Resource: []string{"r"}, Role: "resource;x"},
 	}
 	seen := map[string]int{}
 	for i, k := range keys {
