@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -48,11 +47,6 @@ type fixture struct {
 // newFixture starts a server whose token endpoint answers after latency and
 // issues access tokens living lifetime.
 func newFixture(lifetime, latency time.Duration, inMemory bool, conns int) (*fixture, error) {
-	// A fixed token would bypass tokenward's cache and store entirely (in
-	// this process and in the re-executed ones, which inherit it).
-	if os.Getenv(client.EnvAccessToken) != "" {
-		return nil, fmt.Errorf("bench: unset %s: it replaces every token and nothing would be measured", client.EnvAccessToken)
-	}
 	secret := canary.New("secret")
 	as, err := fakeas.New(fakeas.Config{
 		InMemory:            inMemory,

@@ -32,7 +32,7 @@ func login(t *testing.T, c *Client) {
 // call refreshes it.
 func forceRefresh(t *testing.T, c *Client) {
 	t.Helper()
-	r := c.defaultResource()
+	r := mustDefault(t, c)
 	tok, err := r.cache.Token(t.Context())
 	if err != nil {
 		t.Fatalf("Token: %v", err)
@@ -332,7 +332,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, fakeas.Config{})
 			cfg := e.config()
-			var callback string
+			callbacks := make(chan string, 1)
 			cfg.OpenBrowser = func(u string) error {
 				go func() {
 					redirect, err := e.as.Authorize(context.Background(), u)
@@ -343,8 +343,8 @@ func TestLoginCallbackRejections(t *testing.T) {
 					q := redirect.Query()
 					f(q)
 					redirect.RawQuery = q.Encode()
-					callback = redirect.String()
-					fakeas.Deliver(context.Background(), callback)
+					callbacks <- redirect.String()
+					fakeas.Deliver(context.Background(), redirect.String())
 				}()
 				return nil
 			}
@@ -360,7 +360,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 			if e.as.Stats().Grants[fakeas.GrantAuthorizationCode] != 0 {
 				t.Fatal("a rejected callback's code was exchanged")
 			}
-			assertClosed(t, callback)
+			assertClosed(t, <-callbacks)
 		})
 	}
 	t.Run("second callback", func(t *testing.T) {
@@ -406,14 +406,14 @@ func TestLoginCallbackRejections(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, fakeas.Config{})
 		cfg := e.config()
-		var authURL string
-		cfg.OpenBrowser = func(u string) error { authURL = u; return nil }
+		authURLs := make(chan string, 1)
+		cfg.OpenBrowser = func(u string) error { authURLs <- u; return nil }
 		cfg.LoginTimeout = 50 * time.Millisecond
 		c := mustNew(t, cfg)
 		if err := c.Login(t.Context()); !errors.Is(err, ErrLoginExpired) {
 			t.Fatalf("Login = %v, want ErrLoginExpired", err)
 		}
-		u, _ := url.Parse(authURL)
+		u, _ := url.Parse(<-authURLs)
 		assertClosed(t, u.Query().Get("redirect_uri"))
 	})
 	t.Run("cancelled", func(t *testing.T) {
@@ -421,13 +421,13 @@ func TestLoginCallbackRejections(t *testing.T) {
 		e := newEnv(t, fakeas.Config{})
 		cfg := e.config()
 		ctx, cancel := context.WithCancel(t.Context())
-		var authURL string
-		cfg.OpenBrowser = func(u string) error { authURL = u; cancel(); return nil }
+		authURLs := make(chan string, 1)
+		cfg.OpenBrowser = func(u string) error { authURLs <- u; cancel(); return nil }
 		c := mustNew(t, cfg)
 		if err := c.Login(ctx); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Login = %v, want context.Canceled", err)
 		}
-		u, _ := url.Parse(authURL)
+		u, _ := url.Parse(<-authURLs)
 		assertClosed(t, u.Query().Get("redirect_uri"))
 	})
 	t.Run("non-loopback bind", func(t *testing.T) {
@@ -448,15 +448,16 @@ func TestLoginCallbackRejections(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, fakeas.Config{})
 		cfg := e.config()
-		var q url.Values
+		queries := make(chan url.Values, 1)
 		cfg.OpenBrowser = func(u string) error {
 			pu, _ := url.Parse(u)
-			q = pu.Query()
+			queries <- pu.Query()
 			go e.as.Browse(context.Background(), u)
 			return nil
 		}
 		c := mustNew(t, cfg)
 		login(t, c)
+		q := <-queries
 		if q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43 {
 			t.Fatalf("PKCE parameters: %v", q)
 		}
@@ -517,9 +518,12 @@ func TestCanarySecrets(t *testing.T) {
 	e := newEnv(t, fakeas.Config{IDToken: true})
 	secret := canary.New("secret")
 	var errs []string
+	var errsMu sync.Mutex
 	record := func(err error) {
 		if err != nil {
+			errsMu.Lock()
 			errs = append(errs, err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err))
+			errsMu.Unlock()
 		}
 	}
 	// Confidential client: retries (go-retryablehttp logs), 503s, errors.
@@ -539,24 +543,22 @@ func TestCanarySecrets(t *testing.T) {
 
 	// Login: code and verifier (captured from the redirect), tokens.
 	cfg := e.config()
-	var code, challenge string
+	captured := make(chan [2]string, 1)
 	cfg.OpenBrowser = func(u string) error {
-		go func() {
-			redirect, err := e.as.Authorize(context.Background(), u)
-			if err != nil {
-				return
-			}
-			code = redirect.Query().Get("code")
-			pu, _ := url.Parse(u)
-			challenge = pu.Query().Get("code_challenge")
-			fakeas.Deliver(context.Background(), redirect.String())
-		}()
-		return nil
+		redirect, err := e.as.Authorize(context.Background(), u)
+		if err != nil {
+			return err
+		}
+		pu, _ := url.Parse(u)
+		captured <- [2]string{redirect.Query().Get("code"), pu.Query().Get("code_challenge")}
+		return fakeas.Deliver(context.Background(), redirect.String())
 	}
 	cfg.Events = func(ev Event) { record(ev.Err) }
 	c2 := mustNew(t, cfg)
 	login(t, c2)
 	tok2, _ := c2.Token(t.Context())
+	capt := <-captured
+	code, challenge := capt[0], capt[1]
 	stored, _ := e.store.Load(t.Context(), c2.baseKey().String())
 	// A refresh that fails with invalid_grant after a reset.
 	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultReset, Endpoint: fakeas.EndpointToken, Times: 1})
@@ -564,7 +566,7 @@ func TestCanarySecrets(t *testing.T) {
 	_, err = c2.Token(t.Context())
 	record(err)
 	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultOAuthError, Endpoint: fakeas.EndpointToken, Code: "invalid_grant", Description: "token " + stored.RefreshToken + " revoked", Times: 1})
-	c2.defaultResource().cache.Invalidate(tok2)
+	mustDefault(t, c2).cache.Invalidate(tok2)
 	_, err = c2.Token(t.Context())
 	record(err)
 	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultStatus500, Endpoint: fakeas.EndpointRevocation})
@@ -578,7 +580,9 @@ func TestCanarySecrets(t *testing.T) {
 			t.Fatal("a canary was not captured; the test would prove nothing")
 		}
 	}
+	errsMu.Lock()
 	haystack := e.log.String() + strings.Join(errs, "\n")
+	errsMu.Unlock()
 	if len(lines(e.log.String())) < 10 || !strings.Contains(e.log.String(), "level=DEBUG") {
 		t.Fatalf("too little logging to prove anything:\n%s", e.log.String())
 	}
@@ -744,9 +748,9 @@ func TestFixedTokenBypassesStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(EnvAccessToken, tok.AccessToken)
+	t.Setenv("TOKENWARD_TEST_ACCESS_TOKEN", tok.AccessToken)
 	cs := &countingStore{}
-	c, err := New(t.Context(), Config{Store: cs, APIOrigins: []string{e.api.URL()}, AllowInsecureLoopback: true})
+	c, err := New(t.Context(), Config{AccessTokenEnv: "TOKENWARD_TEST_ACCESS_TOKEN", Store: cs, APIOrigins: []string{e.api.URL()}, AllowInsecureLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,36 +23,50 @@ import (
 	"github.com/tokenward/tokenward/transport"
 )
 
-// EnvAccessToken names the environment variable whose value, when set, is
-// used as the access token for every request, bypassing the store and every
-// grant (Config.AccessToken has the same effect; PITFALLS S-04).
-const EnvAccessToken = "TOKENWARD_ACCESS_TOKEN"
+// ErrClosed is returned by the methods of a closed Client.
+var ErrClosed = refresh.ErrClosed
 
 // Client is one configured OAuth client: it logs in, keeps tokens fresh in
 // the store, and hands out HTTP clients that attach them. It is safe for
 // concurrent use. Create it with [New]; release it with [Client.Close].
+//
+// Several Clients for the same credential (issuer, client, scopes,
+// resources, profile) in one process share one token cache per token, so
+// they never refresh the same refresh token twice (PITFALLS O-02): the
+// first one's HTTP settings, logger and refresh options serve them all, each
+// one's Events hook sees every event, and they must use the same store (New
+// fails with ErrInvalidConfig otherwise).
 type Client struct {
-	cfg         Config
-	issuer      string // the issuer identifier (or the token URL without one)
-	endpoints   Endpoints
-	issRequired bool // the server promised "iss" in authorization responses (RFC 9207)
-	method      AuthMethod
+	*grant // the token machinery, shared with the token caches' upstreams
 
-	ep      *endpointClient
-	base    http.RoundTripper // base transport for API calls
-	store   store.Store       // nil with a static token
-	prompt  io.Writer
-	log     *slog.Logger
-	now     func() time.Time
-	origins []string // API origins of the default token
-
-	static *oauth2.Token // Config.AccessToken / TOKENWARD_ACCESS_TOKEN
+	cfg     Config    // this Client's own settings (login UI among them)
+	prompt  io.Writer // human-facing login messages
+	origins []string  // API origins of the default token
+	static  *oauth2.Token
 
 	mu        sync.Mutex // guards resources and closed
 	resources map[string]*Resource
 	closed    bool
+}
 
-	disco *oauthwire.Discovery // nil without discovery
+// grant is what token requests need, fixed at New. The token caches'
+// upstreams close over a grant, never over a *Client: a cache is shared by
+// every Client of its key in the process and may outlive the Client that
+// created it.
+type grant struct {
+	cfg         Config
+	issuer      string // the issuer identifier ("" without one)
+	keyIssuer   string // the issuer, or the token URL without one: the store key's issuer
+	endpoints   Endpoints
+	issRequired bool // the server promised "iss" in authorization responses (RFC 9207)
+	method      AuthMethod
+	disco       *oauthwire.Discovery // nil without discovery
+
+	ep    *endpointClient
+	base  http.RoundTripper // base transport for API calls
+	store store.Store       // nil with a static token
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 // Resource is the access token for one API (an RFC 8707 resource indicator)
@@ -73,7 +87,8 @@ type Resource struct {
 // no token request: the first one happens on the first API call (client
 // credentials) or at Login.
 func New(ctx context.Context, cfg Config) (*Client, error) {
-	c := &Client{cfg: cfg, now: time.Now, resources: map[string]*Resource{}}
+	g := &grant{cfg: cfg, now: time.Now}
+	c := &Client{grant: g, cfg: cfg, resources: map[string]*Resource{}}
 	if err := c.init(ctx); err != nil {
 		c.closeResources()
 		return nil, err
@@ -82,13 +97,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 func (c *Client) init(ctx context.Context) error {
-	cfg := &c.cfg
+	g := c.grant
+	cfg := &g.cfg
 	cfg.Scopes = slices.Clone(cfg.Scopes)
 	cfg.Resources = slices.Clone(cfg.Resources)
 	cfg.APIOrigins = slices.Clone(cfg.APIOrigins)
-	c.log = cfg.Logger
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+	g.log = cfg.Logger
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
 	}
 	c.prompt = cfg.Prompt
 	if c.prompt == nil {
@@ -100,16 +116,17 @@ func (c *Client) init(ctx context.Context) error {
 	if cfg.LoginTimeout <= 0 {
 		cfg.LoginTimeout = 5 * time.Minute
 	}
-	if cfg.AccessToken == "" {
-		cfg.AccessToken = os.Getenv(EnvAccessToken)
+	if cfg.AccessToken == "" && cfg.AccessTokenEnv != "" {
+		cfg.AccessToken = os.Getenv(cfg.AccessTokenEnv)
 	}
-	if err := c.validate(); err != nil {
+	c.cfg = *cfg
+	if err := g.validate(); err != nil {
 		return err
 	}
-	if err := c.initHTTP(); err != nil {
+	if err := g.initHTTP(); err != nil {
 		return err
 	}
-	origins, err := c.apiOrigins(cfg.APIOrigins, cfg.Resources)
+	origins, err := g.apiOrigins(cfg.APIOrigins, cfg.Resources)
 	if err != nil {
 		return err
 	}
@@ -119,36 +136,42 @@ func (c *Client) init(ctx context.Context) error {
 		// S-04: an explicit token bypasses discovery, the store and every
 		// grant; the keychain is never touched.
 		c.static = &oauth2.Token{AccessToken: cfg.AccessToken, TokenType: "Bearer"}
-		c.issuer = cfg.Issuer
-		_, err := c.resource(c.defaultResources(), c.origins, true)
+		g.issuer = cfg.Issuer
+		_, err := c.resource(g.defaultResources(), c.origins, true)
 		return err
 	}
 
-	if err := c.discover(ctx); err != nil {
+	if err := g.discover(ctx); err != nil {
 		return err
 	}
-	if err := c.chooseAuthMethod(); err != nil {
+	if err := g.chooseAuthMethod(); err != nil {
 		return err
 	}
 
 	st := cfg.Store
 	if st == nil {
-		st, err = store.Open(ctx, cfg.StoreOptions...)
+		opts := append([]func(*store.Options){func(o *store.Options) { o.Logger = g.log }}, cfg.StoreOptions...)
+		st, err = store.Open(ctx, opts...)
 		if err != nil {
 			return fmt.Errorf("client: opening the token store: %w", err)
 		}
 	}
-	c.store = st
+	g.store = st
 	if s := st.Status(); s.Warning != "" {
-		c.log.Warn("client: insecure token storage", "mode", string(s.Mode), "warning", s.Warning)
+		// Warned on every run, where a person sees it (S-02), and in logs.
+		fmt.Fprintf(c.prompt, "tokenward: WARNING: %s\n", s.Warning)
+		g.log.Warn("client: insecure token storage", "mode", string(s.Mode), "warning", s.Warning)
 	}
-	_, err = c.resource(c.defaultResources(), c.origins, true)
+	if err := hub.join(g.baseKey().String(), c); err != nil {
+		return err
+	}
+	_, err = c.resource(g.defaultResources(), c.origins, true)
 	return err
 }
 
 // validate checks the configuration before anything touches the network.
-func (c *Client) validate() error {
-	cfg := &c.cfg
+func (g *grant) validate() error {
+	cfg := &g.cfg
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, a...)...)
 	}
@@ -176,6 +199,9 @@ func (c *Client) validate() error {
 	}
 	if (cfg.AuthMethod == AuthSecretBasic || cfg.AuthMethod == AuthSecretPost) && cfg.ClientSecret == "" {
 		return bad("AuthMethod %s needs a ClientSecret", cfg.AuthMethod)
+	}
+	if cfg.AuthMethod == AuthNone && (cfg.ClientSecret != "" || cfg.PrivateKey != nil) {
+		return bad("AuthMethod none with a ClientSecret or PrivateKey: the credential would be ignored; remove it or choose its method")
 	}
 	if cfg.AuthMethod == AuthPrivateKeyJWT && cfg.PrivateKey == nil {
 		return bad("AuthMethod private_key_jwt needs a PrivateKey")
@@ -217,8 +243,8 @@ func (c *Client) validate() error {
 }
 
 // initHTTP builds the base transport and the endpoint client.
-func (c *Client) initHTTP() error {
-	h := c.cfg.HTTP
+func (g *grant) initHTTP() error {
+	h := g.cfg.HTTP
 	base := h.Transport
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -230,7 +256,7 @@ func (c *Client) initHTTP() error {
 		}
 		base = t
 	}
-	c.base = base
+	g.base = base
 	timeout := defDur(h.Timeout, 30*time.Second)
 	budget := defDur(h.RetryBudget, 20*time.Second)
 	wmin := defDur(h.RetryWaitMin, 200*time.Millisecond)
@@ -245,7 +271,7 @@ func (c *Client) initHTTP() error {
 	case retries < 0:
 		retries = 0
 	}
-	c.ep = newEndpointClient(&http.Client{Transport: base}, c.log, timeout, budget, wmin, wmax, retries)
+	g.ep = newEndpointClient(&http.Client{Transport: base}, g.log, timeout, budget, wmin, wmax, retries)
 	return nil
 }
 
@@ -258,7 +284,7 @@ func defDur(v, def time.Duration) time.Duration {
 
 // apiOrigins normalises the configured origins, or derives them from the
 // resource indicators, and checks that each is secure.
-func (c *Client) apiOrigins(origins, resources []string) ([]string, error) {
+func (g *grant) apiOrigins(origins, resources []string) ([]string, error) {
 	if len(origins) == 0 {
 		for _, r := range resources {
 			u, err := url.Parse(r)
@@ -273,7 +299,7 @@ func (c *Client) apiOrigins(origins, resources []string) ([]string, error) {
 		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("%w: API origin %q must be scheme://host[:port]", ErrInvalidConfig, redact.URLString(o))
 		}
-		if err := oauthwire.CheckSecureURL(o, c.cfg.AllowInsecureLoopback); err != nil {
+		if err := oauthwire.CheckSecureURL(o, g.cfg.AllowInsecureLoopback); err != nil {
 			return nil, fmt.Errorf("client: API origin: %w", err)
 		}
 		out = append(out, u.Scheme+"://"+u.Host)
@@ -285,9 +311,9 @@ func (c *Client) apiOrigins(origins, resources []string) ([]string, error) {
 // requests: the configured one when there is exactly one. With several, the
 // login covers them all and each gets its own token via ForResource, since
 // servers issue one audience per access token.
-func (c *Client) defaultResources() []string {
-	if len(c.cfg.Resources) == 1 {
-		return c.cfg.Resources
+func (g *grant) defaultResources() []string {
+	if len(g.cfg.Resources) == 1 {
+		return g.cfg.Resources
 	}
 	return nil
 }
@@ -297,7 +323,7 @@ func (c *Client) defaultResources() []string {
 func (c *Client) allResources() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := slices.Clone(c.cfg.Resources)
+	out := slices.Clone(c.grant.cfg.Resources)
 	for _, r := range c.resources {
 		for _, x := range r.resources {
 			if !slices.Contains(out, x) {
@@ -310,12 +336,53 @@ func (c *Client) allResources() []string {
 
 // baseKey is the store key of the login's token set (the one holding the
 // refresh token).
-func (c *Client) baseKey() store.Key {
-	return store.Key{Issuer: c.issuer, ClientID: c.cfg.ClientID, Scopes: c.cfg.Scopes, Resource: c.defaultResources(), Profile: c.cfg.Profile}
+func (g *grant) baseKey() store.Key {
+	return store.Key{Issuer: g.keyIssuer, ClientID: g.cfg.ClientID, Scopes: g.cfg.Scopes, Resource: g.defaultResources(), Profile: g.cfg.Profile}
+}
+
+// resourceKey is the store key of an access token minted for resources
+// from the login's refresh token.
+func (g *grant) resourceKey(resources []string) store.Key {
+	k := g.baseKey()
+	k.Resource, k.Role = resources, "resource"
+	return k
+}
+
+// cacheOptions configures the token cache of one of the grant's tokens.
+func (g *grant) cacheOptions(resources []string) func(*refresh.Options) {
+	return func(o *refresh.Options) {
+		o.Persister = persister{g.store}
+		o.Logger = g.log
+		o.OnEvent = g.refreshEvent(resources)
+		for _, f := range g.cfg.RefreshOptions {
+			f(o)
+		}
+	}
+}
+
+// loginUpstream is the upstream of the default token: client credentials,
+// or the refresh token of a login.
+func (g *grant) loginUpstream() refresh.Upstream {
+	resources := g.defaultResources()
+	if g.cfg.Grant == GrantClientCredentials {
+		return refresh.UpstreamFunc(func(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
+			return g.clientCredentials(ctx, resources)
+		})
+	}
+	return refresh.UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+		return g.refreshGrant(ctx, cur, resources)
+	})
+}
+
+// loginCache opens a handle on the default token's cache (shared in the
+// process); the caller closes it.
+func (g *grant) loginCache() (*refresh.Cache, error) {
+	return refresh.New(g.baseKey().String(), g.loginUpstream(), g.cacheOptions(nil))
 }
 
 // resource returns (creating on first use) the token handle for resources.
 func (c *Client) resource(resources, origins []string, isDefault bool) (*Resource, error) {
+	g := c.grant
 	id := strings.Join(resources, "\x00")
 	if isDefault {
 		id = "\x00default"
@@ -323,7 +390,7 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, fmt.Errorf("client: closed")
+		return nil, ErrClosed
 	}
 	if r, ok := c.resources[id]; ok {
 		if len(origins) > 0 && !slices.Equal(origins, r.origins) {
@@ -337,33 +404,17 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 		tok := c.static
 		src = transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
 	} else {
-		r.key = c.baseKey()
-		if !isDefault {
-			r.key.Resource = resources
+		var cache *refresh.Cache
+		var err error
+		if isDefault {
+			r.key = g.baseKey()
+			cache, err = g.loginCache()
+		} else {
+			r.key = g.resourceKey(resources)
+			cache, err = refresh.New(r.key.String(), refresh.UpstreamFunc(func(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
+				return g.mintForResource(ctx, resources)
+			}), g.cacheOptions(resources))
 		}
-		var up refresh.Upstream
-		switch {
-		case c.cfg.Grant == GrantClientCredentials:
-			up = refresh.UpstreamFunc(func(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
-				return c.clientCredentials(ctx, resources)
-			})
-		case isDefault:
-			up = refresh.UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
-				return c.refreshGrant(ctx, cur, resources)
-			})
-		default:
-			up = refresh.UpstreamFunc(func(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
-				return c.mintForResource(ctx, resources)
-			})
-		}
-		cache, err := refresh.New(r.key.String(), up, func(o *refresh.Options) {
-			o.Persister = persister{c.store}
-			o.Logger = c.log
-			o.OnEvent = c.refreshEvent(resources)
-			for _, f := range c.cfg.RefreshOptions {
-				f(o)
-			}
-		})
 		if err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
@@ -372,10 +423,10 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 	}
 	if len(origins) > 0 {
 		tr, err := transport.New(src, func(t *transport.Transport) {
-			t.Base = c.base
+			t.Base = g.base
 			t.Origins = origins
-			t.AllowInsecureLoopback = c.cfg.AllowInsecureLoopback
-			t.Logger = c.log
+			t.AllowInsecureLoopback = g.cfg.AllowInsecureLoopback
+			t.Logger = g.log
 		})
 		if err != nil {
 			if r.cache != nil {
@@ -397,11 +448,14 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 // login, list every resource in Config.Resources so the authorization covers
 // it.
 func (c *Client) ForResource(resource string, origins ...string) (*Resource, error) {
+	if c.static != nil {
+		return nil, fmt.Errorf("%w: a fixed access token serves only the configured API origins", ErrInvalidConfig)
+	}
 	u, err := url.Parse(resource)
 	if err != nil || !u.IsAbs() || u.Fragment != "" {
 		return nil, fmt.Errorf("%w: resource %q is not an absolute URI without fragment (RFC 8707)", ErrInvalidConfig, redact.URLString(resource))
 	}
-	o, err := c.apiOrigins(origins, []string{resource})
+	o, err := c.grant.apiOrigins(origins, []string{resource})
 	if err != nil {
 		return nil, err
 	}
@@ -411,10 +465,15 @@ func (c *Client) ForResource(resource string, origins ...string) (*Resource, err
 	return c.resource([]string{resource}, o, false)
 }
 
-func (c *Client) defaultResource() *Resource {
+// defaultResource returns the default token's handle, or ErrClosed.
+func (c *Client) defaultResource() (*Resource, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.resources["\x00default"]
+	r := c.resources["\x00default"]
+	if c.closed || r == nil {
+		return nil, ErrClosed
+	}
+	return r, nil
 }
 
 // HTTPClient returns an *http.Client whose requests to Config.APIOrigins
@@ -423,22 +482,39 @@ func (c *Client) defaultResource() *Resource {
 // retained; it exists for symmetry with the other calls. It fails with
 // ErrInvalidConfig when no API origin is configured.
 func (c *Client) HTTPClient(ctx context.Context) (*http.Client, error) {
-	return c.defaultResource().HTTPClient(ctx)
+	r, err := c.defaultResource()
+	if err != nil {
+		return nil, err
+	}
+	return r.HTTPClient(ctx)
 }
 
 // Token returns the default access token, refreshing it if needed. The token
 // never carries the refresh token and must not be modified. Most code should
 // use HTTPClient instead, which scopes the token to its origins.
 func (c *Client) Token(ctx context.Context) (*oauth2.Token, error) {
-	return c.defaultResource().Token(ctx)
+	r, err := c.defaultResource()
+	if err != nil {
+		return nil, err
+	}
+	return r.Token(ctx)
 }
 
 // TokenSource returns the default token as an oauth2.TokenSource for code
 // built on golang.org/x/oauth2. Each call of its Token method is bounded by
-// the cache's own refresh timeout.
+// the cache's own refresh timeout. After Close its Token fails with
+// ErrClosed.
 func (c *Client) TokenSource() oauth2.TokenSource {
-	return c.defaultResource().TokenSource()
+	r, err := c.defaultResource()
+	if err != nil {
+		return errSource{err}
+	}
+	return r.TokenSource()
 }
+
+type errSource struct{ err error }
+
+func (s errSource) Token() (*oauth2.Token, error) { return nil, s.err }
 
 // HTTPClient returns an *http.Client that sends this resource's token to its
 // origins only. See [Client.HTTPClient].
@@ -465,7 +541,9 @@ func (r *Resource) TokenSource() oauth2.TokenSource {
 	return refresh.TokenSource(r.cache)
 }
 
-// Close releases the token caches. It does not log out.
+// Close releases this Client's handles on the token caches (a cache shared
+// with another open Client lives on). It does not log out. It is
+// idempotent; afterwards the other methods return ErrClosed.
 func (c *Client) Close() error {
 	c.closeResources()
 	return nil
@@ -475,8 +553,12 @@ func (c *Client) closeResources() {
 	c.mu.Lock()
 	rs := c.resources
 	c.resources = map[string]*Resource{}
+	wasClosed := c.closed
 	c.closed = true
 	c.mu.Unlock()
+	if !wasClosed && c.grant.store != nil {
+		hub.leave(c.grant.baseKey().String(), c)
+	}
 	for _, r := range rs {
 		if r.cache != nil {
 			r.cache.Close()

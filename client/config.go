@@ -116,10 +116,16 @@ type Config struct {
 	// TOKENWARD_STORE environment variable, then "keychain".
 	StoreOptions []func(*store.Options)
 
-	// AccessToken, when set (or when the TOKENWARD_ACCESS_TOKEN environment
-	// variable is), is used as is for every request: no store is opened and
-	// nothing is refreshed (for CI and containers; PITFALLS S-04).
+	// AccessToken, when set, is used as is for every request to APIOrigins:
+	// no store is opened, nothing is refreshed, the keychain is never
+	// touched (for CI and containers; PITFALLS S-04).
 	AccessToken string
+	// AccessTokenEnv names an environment variable that, when set and
+	// AccessToken is empty, supplies AccessToken (for example
+	// "TOKENWARD_ACCESS_TOKEN", as examples/cli does). Empty means no
+	// variable is read: a token in the environment goes only to the Clients
+	// that ask for it by name, never to every Client of the process.
+	AccessTokenEnv string
 
 	// HTTP configures the HTTP clients. Optional.
 	HTTP HTTPSettings
@@ -143,7 +149,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Events receives one Event per noteworthy change (token refreshed,
 	// refresh failed, re-authentication required, clock skew, ...), never
-	// with a secret. Called synchronously; keep it fast. Optional.
+	// with a secret, for this Client and every other open Client of the same
+	// credential. It is called synchronously, sometimes while a token
+	// operation holds the credential's lock: keep it fast, and never call
+	// the Client (Token, Login, Logout, Close, ...) from it; hand such work
+	// to another goroutine. Optional.
 	Events func(Event)
 
 	// RefreshOptions tune the token caches (timing, backoff, ...). Persister,

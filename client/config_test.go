@@ -171,7 +171,7 @@ func TestClientsShareOneCache(t *testing.T) {
 		t.Fatal("two clients for one profile hold different token caches")
 	}
 	e.as.ResetStats()
-	c1.defaultResource().cache.Invalidate(t1)
+	mustDefault(t, c1).cache.Invalidate(t1)
 	var wg sync.WaitGroup
 	for _, c := range []*Client{c1, c2, c1, c2} {
 		wg.Add(1)

@@ -115,6 +115,7 @@ type response struct {
 // transport-level only and already classified (timeout, network, rate limit,
 // redirect, oversized body).
 func (c *endpointClient) post(ctx context.Context, endpoint string, form url.Values, auth clientAuth, policy replay) (*response, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	ep := redact.URLString(endpoint)
@@ -175,12 +176,12 @@ func (c *endpointClient) post(ctx context.Context, endpoint string, form url.Val
 		if resp != nil {
 			resp.Body.Close()
 		}
-		return nil, c.transportError(ep, a, err)
+		return nil, c.transportError(parent, ep, a, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, oauthwire.MaxBody+1))
 	if err != nil {
-		return nil, c.transportError(ep, a, err)
+		return nil, c.transportError(parent, ep, a, err)
 	}
 	if len(data) > oauthwire.MaxBody {
 		return nil, &EndpointError{Endpoint: ep, Status: resp.StatusCode, Err: fmt.Errorf("%w: response body larger than %d bytes", ErrBadResponse, oauthwire.MaxBody)}
@@ -193,12 +194,15 @@ func (c *endpointClient) post(ctx context.Context, endpoint string, form url.Val
 		return nil, &EndpointError{Endpoint: ep, Status: resp.StatusCode,
 			Err: fmt.Errorf("%w: endpoint answered %d with a redirect, which tokenward never follows", ErrBadResponse, resp.StatusCode)}
 	}
-	if resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode == http.StatusServiceUnavailable && a.overflow.Load() > 0) {
-		ra := time.Duration(a.overflow.Load())
-		if ra == 0 {
-			ra, _ = oauthwire.ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+	hint, hasHint := oauthwire.ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+	if resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode == http.StatusServiceUnavailable && (hasHint || a.overflow.Load() > 0)) {
+		// The server said when to come back: a typed error with its hint
+		// whether or not this request could be retried.
+		if over := time.Duration(a.overflow.Load()); over > 0 {
+			hint = over
 		}
-		return nil, &RateLimitError{Endpoint: ep, Status: resp.StatusCode, RetryAfter: ra, Attempts: int(a.attempts.Load())}
+		code := oauthwire.ParseErrorResponse(resp.StatusCode, resp.Header, data).Code
+		return nil, &RateLimitError{Endpoint: ep, Status: resp.StatusCode, RetryAfter: hint, Code: code, Attempts: int(a.attempts.Load())}
 	}
 	// Expiry is computed from when the call started: never later than the
 	// server's own clock would put it.
@@ -206,7 +210,12 @@ func (c *endpointClient) post(ctx context.Context, endpoint string, form url.Val
 }
 
 // transportError classifies a failure that produced no usable response.
-func (c *endpointClient) transportError(ep string, a *attempt, err error) error {
+func (c *endpointClient) transportError(parent context.Context, ep string, a *attempt, err error) error {
+	if perr := parent.Err(); perr != nil {
+		// The caller's own deadline or cancellation, not the endpoint's
+		// timeout: keep context.DeadlineExceeded / Canceled in the chain.
+		return &EndpointError{Endpoint: ep, Err: fmt.Errorf("the caller's context ended after %d attempt(s): %w", a.attempts.Load(), perr)}
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return &EndpointError{Endpoint: ep, Err: fmt.Errorf("%w (after %s, %d attempt(s)): %w", ErrTokenEndpointTimeout, c.now().Sub(a.start).Round(time.Millisecond), a.attempts.Load(), refresh.ErrNetwork)}
@@ -263,9 +272,12 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 			return false, nil
 		}
 		if a.policy == replayNever {
-			// Only when no connection was ever obtained: then not a byte of
-			// the request can have reached the server.
-			retry = !a.connected.Load()
+			// Only when the failure is positively one that happens before
+			// a connection exists (name resolution, dial) and no connection
+			// was reported: then not a byte of the request can have reached
+			// the server. A missing signal is never taken as proof (a custom
+			// base transport may not report connections at all).
+			retry = !a.connected.Load() && beforeConnect(err)
 		} else {
 			retry = true
 		}
@@ -301,6 +313,17 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	return true, nil
 }
 
+// beforeConnect reports errors that happen before any connection to the
+// server exists: DNS failures and dial errors (refused, unreachable).
+func beforeConnect(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // permanent reports transport errors that a retry cannot fix: certificate
 // verification failures and malformed requests.
 func permanent(err error) bool {
@@ -316,20 +339,31 @@ func permanent(err error) bool {
 // computeWait is exponential backoff with full jitter between waitMin and
 // waitMax, or the server's Retry-After (capped at waitMax) plus jitter.
 func computeWait(a *attempt, resp *http.Response) time.Duration {
-	n := a.attempts.Load()
-	if resp != nil {
-		if ra, ok := oauthwire.ParseRetryAfter(resp.Header.Get("Retry-After"), a.now()); ok {
-			if ra > a.waitMax {
-				ra = a.waitMax
-			}
-			return ra + jitter(a.waitMin/2)
+	n := int(a.attempts.Load()) - 1 // retries so far, as retryablehttp counts them
+	if resp == nil {
+		// backoff cannot see this attempt's state without a response, so
+		// the wait after a connection error is the deterministic
+		// exponential one, which both compute alike.
+		return expWait(a.waitMin, a.waitMax, n)
+	}
+	if ra, ok := oauthwire.ParseRetryAfter(resp.Header.Get("Retry-After"), a.now()); ok {
+		if ra > a.waitMax {
+			ra = a.waitMax
 		}
+		return ra + jitter(a.waitMin/2)
 	}
-	base := a.waitMin << min(n, 20)
-	if base <= 0 || base > a.waitMax {
-		base = a.waitMax
+	// Full jitter over the exponential step, so a fleet of clients does
+	// not retry in lockstep.
+	return a.waitMin/2 + jitter(expWait(a.waitMin, a.waitMax, n))
+}
+
+// expWait is waitMin doubled n times, capped at waitMax.
+func expWait(waitMin, waitMax time.Duration, n int) time.Duration {
+	d := waitMin << min(max(n, 0), 20)
+	if d <= 0 || d > waitMax {
+		d = waitMax
 	}
-	return a.waitMin/2 + jitter(base)
+	return d
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -339,20 +373,15 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(rand.Int64N(int64(d)))
 }
 
-// backoff returns the wait checkRetry decided on for this attempt.
+// backoff returns the wait checkRetry decided on for this attempt (see
+// computeWait).
 func backoff(minWait, maxWait time.Duration, attemptNum int, resp *http.Response) time.Duration {
 	if resp != nil && resp.Request != nil {
 		if a, ok := resp.Request.Context().Value(attemptKey{}).(*attempt); ok {
 			return time.Duration(a.next.Load())
 		}
 	}
-	// Without a response the request context is out of reach; checkRetry
-	// budgeted for at most maxWait.
-	base := minWait << min(attemptNum, 20)
-	if base <= 0 || base > maxWait {
-		base = maxWait
-	}
-	return minWait/2 + jitter(base)
+	return expWait(minWait, maxWait, attemptNum)
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -109,12 +109,16 @@ type RateLimitError struct {
 	Endpoint   string
 	Status     int
 	RetryAfter time.Duration // the server's hint; 0 if it gave none
+	Code       string        // the OAuth error code of the answer, if any (temporarily_unavailable)
 	Attempts   int
 }
 
 // Error describes the rate limit and the server's hint.
 func (e *RateLimitError) Error() string {
 	s := fmt.Sprintf("client: %s (HTTP %d): rate limited by the authorization server", e.Endpoint, e.Status)
+	if e.Code != "" {
+		s += " (" + e.Code + ")"
+	}
 	if e.RetryAfter > 0 {
 		s += fmt.Sprintf("; it asks to retry after %s", e.RetryAfter)
 	}

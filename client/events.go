@@ -1,11 +1,15 @@
 package client
 
 import (
+	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/refresh"
+	"github.com/tokenward/tokenward/store"
 )
 
 // EventKind says what an Event reports.
@@ -71,16 +75,87 @@ func (e Event) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// emit delivers e to Config.Events and logs it at debug level.
-func (c *Client) emit(e Event) {
-	c.log.Debug("client: event", "event", e)
-	if c.cfg.Events != nil {
-		c.cfg.Events(e)
+// hub routes events to every open Client of a credential and keeps the
+// Clients of one credential on one store. The token caches are shared by
+// key in the process (refresh.New), so their events, and the grant's own,
+// are for every Client of that key, not only the one that made the cache.
+var hub = &eventHub{m: map[string]*hubEntry{}}
+
+type eventHub struct {
+	mu sync.Mutex
+	m  map[string]*hubEntry // by the login's store key
+}
+
+type hubEntry struct {
+	store   store.Store
+	clients []*Client
+}
+
+// join registers c under key; it fails when another open Client of the
+// same credential uses a different store (its tokens would be saved where
+// c never looks).
+func (h *eventHub) join(key string, c *Client) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.m[key]
+	if e == nil {
+		h.m[key] = &hubEntry{store: c.grant.store, clients: []*Client{c}}
+		return nil
+	}
+	if !sameStore(e.store, c.grant.store) {
+		return fmt.Errorf("%w: another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store; share one store, or use another Profile", ErrInvalidConfig)
+	}
+	e.clients = append(e.clients, c)
+	return nil
+}
+
+// leave unregisters c (a no-op when it never joined).
+func (h *eventHub) leave(key string, c *Client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.m[key]
+	if e == nil {
+		return
+	}
+	e.clients = slices.DeleteFunc(e.clients, func(x *Client) bool { return x == c })
+	if len(e.clients) == 0 {
+		delete(h.m, key)
+	}
+}
+
+// listeners returns the Clients registered under key.
+func (h *eventHub) listeners(key string) []*Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.m[key]; e != nil {
+		return slices.Clone(e.clients)
+	}
+	return nil
+}
+
+// sameStore reports whether a and b hold the same entries: the same value,
+// or two handles on one persistent backend.
+func sameStore(a, b store.Store) bool {
+	if a == b {
+		return true
+	}
+	sa, sb := a.Status(), b.Status()
+	return sa.Persistent && sa == sb
+}
+
+// emit logs e and delivers it to the Events hook of every open Client of
+// the grant's credential.
+func (g *grant) emit(e Event) {
+	g.log.Debug("client: event", "event", e)
+	for _, c := range hub.listeners(g.baseKey().String()) {
+		if c.cfg.Events != nil {
+			c.cfg.Events(e)
+		}
 	}
 }
 
 // refreshEvent converts the token cache's events for the token of resources.
-func (c *Client) refreshEvent(resources []string) func(refresh.Event) {
+func (g *grant) refreshEvent(resources []string) func(refresh.Event) {
 	return func(re refresh.Event) {
 		var k EventKind
 		switch re.Kind {
@@ -101,7 +176,7 @@ func (c *Client) refreshEvent(resources []string) func(refresh.Event) {
 		default:
 			k = EventKind(re.Kind.String())
 		}
-		c.emit(Event{Kind: k, Resource: resources, Time: re.Time, Duration: re.Duration, Expiry: re.Expiry,
+		g.emit(Event{Kind: k, Resource: resources, Time: re.Time, Duration: re.Duration, Expiry: re.Expiry,
 			RefreshTokenExpiry: re.RefreshTokenExpiry, Background: re.Background, Err: re.Err})
 	}
 }

@@ -32,26 +32,30 @@ type discoveryEntry struct {
 	at  time.Time
 }
 
-// discover fills c.endpoints from Config.Endpoints and, with an issuer, the
+// discover fills g.endpoints from Config.Endpoints and, with an issuer, the
 // discovery document (RFC 8414 first, then OpenID Connect), whose issuer
 // must equal the configured one exactly.
-func (c *Client) discover(ctx context.Context) error {
-	c.endpoints = c.cfg.Endpoints
-	c.issuer = c.cfg.Issuer
-	if c.cfg.Issuer == "" {
-		c.issuer = c.cfg.Endpoints.TokenURL
+func (g *grant) discover(ctx context.Context) error {
+	g.endpoints = g.cfg.Endpoints
+	g.issuer, g.keyIssuer = g.cfg.Issuer, g.cfg.Issuer
+	if g.cfg.Issuer == "" {
+		// Without an issuer the token URL identifies the server in store
+		// keys; authorization responses' iss cannot be checked.
+		g.keyIssuer = g.cfg.Endpoints.TokenURL
 		return nil
 	}
-	doc, err := c.fetchDiscovery(ctx)
+	doc, err := g.fetchDiscovery(ctx)
 	if err != nil {
-		if c.cfg.Endpoints.TokenURL != "" {
+		// A mismatched issuer is a mix-up signal (RFC 8414 section 3.3):
+		// never ignored, even with explicit endpoints.
+		if g.cfg.Endpoints.TokenURL != "" && !errors.Is(err, ErrIssuerMismatch) {
 			// Explicit endpoints make discovery optional.
-			c.log.Debug("client: discovery failed; using the configured endpoints", "issuer", redact.URLString(c.issuer), "error", err)
+			g.log.Debug("client: discovery failed; using the configured endpoints", "issuer", redact.URLString(g.issuer), "error", err)
 			return nil
 		}
 		return err
 	}
-	if err := doc.CheckSecure(c.cfg.AllowInsecureLoopback); err != nil {
+	if err := doc.CheckSecure(g.cfg.AllowInsecureLoopback); err != nil {
 		return fmt.Errorf("client: discovery document: %w", err)
 	}
 	fill := func(dst *string, v string) {
@@ -59,36 +63,39 @@ func (c *Client) discover(ctx context.Context) error {
 			*dst = v
 		}
 	}
-	fill(&c.endpoints.AuthURL, doc.AuthorizationEndpoint)
-	fill(&c.endpoints.TokenURL, doc.TokenEndpoint)
-	fill(&c.endpoints.DeviceAuthURL, doc.DeviceAuthorizationEndpoint)
-	fill(&c.endpoints.RevocationURL, doc.RevocationEndpoint)
-	c.issRequired = doc.AuthorizationResponseIssParameterSupported
-	c.disco = doc
-	if c.endpoints.TokenURL == "" {
+	fill(&g.endpoints.AuthURL, doc.AuthorizationEndpoint)
+	fill(&g.endpoints.TokenURL, doc.TokenEndpoint)
+	fill(&g.endpoints.DeviceAuthURL, doc.DeviceAuthorizationEndpoint)
+	fill(&g.endpoints.RevocationURL, doc.RevocationEndpoint)
+	g.issRequired = doc.AuthorizationResponseIssParameterSupported
+	g.disco = doc
+	if g.endpoints.TokenURL == "" {
 		return fmt.Errorf("%w: the discovery document has no token_endpoint", ErrBadResponse)
 	}
 	return nil
 }
 
-func (c *Client) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error) {
-	cacheKey := c.cfg.Issuer
+func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error) {
+	cacheKey := g.cfg.Issuer
 	discoveryCache.Lock()
 	e, ok := discoveryCache.m[cacheKey]
 	discoveryCache.Unlock()
-	if ok && c.now().Sub(e.at) < discoveryTTL {
+	if ok && g.now().Sub(e.at) < discoveryTTL {
 		return e.doc, nil
 	}
-	oauthURL, openidURL, err := oauthwire.WellKnownURLs(c.cfg.Issuer)
+	// One bound for the whole discovery, both well-known URLs included.
+	ctx, cancel := context.WithTimeout(ctx, g.ep.timeout)
+	defer cancel()
+	oauthURL, openidURL, err := oauthwire.WellKnownURLs(g.cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Issuer: %w", ErrInvalidConfig, err)
 	}
 	var errs []error
 	for _, u := range []string{oauthURL, openidURL} {
-		doc, err := c.getDiscovery(ctx, u)
+		doc, err := g.getDiscovery(ctx, u)
 		if err == nil {
 			discoveryCache.Lock()
-			discoveryCache.m[cacheKey] = discoveryEntry{doc: doc, at: c.now()}
+			discoveryCache.m[cacheKey] = discoveryEntry{doc: doc, at: g.now()}
 			discoveryCache.Unlock()
 			return doc, nil
 		}
@@ -97,18 +104,16 @@ func (c *Client) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, erro
 		}
 		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("client: discovery for %s failed: %w", redact.URLString(c.cfg.Issuer), errors.Join(errs...))
+	return nil, fmt.Errorf("client: discovery for %s failed: %w", redact.URLString(g.cfg.Issuer), errors.Join(errs...))
 }
 
-func (c *Client) getDiscovery(ctx context.Context, u string) (*oauthwire.Discovery, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.ep.timeout)
-	defer cancel()
+func (g *grant) getDiscovery(ctx context.Context, u string) (*oauthwire.Discovery, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: discovery URL", ErrInvalidConfig)
 	}
 	req.Header.Set("Accept", "application/json")
-	hc := c.ep.rc.HTTPClient // no redirects, no total timeout (ctx has it)
+	hc := g.ep.rc.HTTPClient // no redirects, no total timeout (ctx has it)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: netCause(err)}
@@ -124,7 +129,7 @@ func (c *Client) getDiscovery(ctx context.Context, u string) (*oauthwire.Discove
 	if len(body) > oauthwire.MaxBody {
 		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: fmt.Errorf("%w: discovery document larger than 1 MiB", ErrBadResponse)}
 	}
-	doc, err := oauthwire.ParseDiscovery(body, c.cfg.Issuer)
+	doc, err := oauthwire.ParseDiscovery(body, g.cfg.Issuer)
 	if err != nil {
 		if errors.Is(err, oauthwire.ErrIssuerMismatch) {
 			return nil, &EndpointError{Endpoint: redact.URLString(u), Err: fmt.Errorf("%w: %w", ErrIssuerMismatch, err)}
@@ -137,64 +142,64 @@ func (c *Client) getDiscovery(ctx context.Context, u string) (*oauthwire.Discove
 // chooseAuthMethod settles the client authentication method: the configured
 // one, else one the server supports for the credentials given. It is never
 // found by trial and error (O-08).
-func (c *Client) chooseAuthMethod() error {
-	m := c.cfg.AuthMethod
+func (g *grant) chooseAuthMethod() error {
+	m := g.cfg.AuthMethod
 	supported := func(m AuthMethod) bool {
-		return c.disco == nil || c.disco.SupportsAuthMethod(string(m))
+		return g.disco == nil || g.disco.SupportsAuthMethod(string(m))
 	}
 	if m == "" {
 		switch {
-		case c.cfg.PrivateKey != nil:
+		case g.cfg.PrivateKey != nil:
 			m = AuthPrivateKeyJWT
-		case c.cfg.ClientSecret != "" && supported(AuthSecretBasic):
+		case g.cfg.ClientSecret != "" && supported(AuthSecretBasic):
 			m = AuthSecretBasic
-		case c.cfg.ClientSecret != "" && supported(AuthSecretPost):
+		case g.cfg.ClientSecret != "" && supported(AuthSecretPost):
 			m = AuthSecretPost
-		case c.cfg.ClientSecret != "":
+		case g.cfg.ClientSecret != "":
 			m = AuthSecretBasic
 		default:
 			m = AuthNone
 		}
 	}
-	if c.disco != nil && len(c.disco.TokenEndpointAuthMethodsSupported) > 0 && !supported(m) {
-		return fmt.Errorf("%w: the server does not support client authentication %q (it supports %s)", ErrInvalidConfig, m, strings.Join(c.disco.TokenEndpointAuthMethodsSupported, ", "))
+	if g.disco != nil && len(g.disco.TokenEndpointAuthMethodsSupported) > 0 && !supported(m) {
+		return fmt.Errorf("%w: the server does not support client authentication %q (it supports %s)", ErrInvalidConfig, m, strings.Join(g.disco.TokenEndpointAuthMethodsSupported, ", "))
 	}
-	if m == AuthNone && c.cfg.Grant == GrantClientCredentials {
+	if m == AuthNone && g.cfg.Grant == GrantClientCredentials {
 		return fmt.Errorf("%w: client credentials need client authentication", ErrInvalidConfig)
 	}
-	c.method = m
+	g.method = m
 	return nil
 }
 
 // authFor returns the client authentication for a request to endpoint.
-func (c *Client) authFor(endpoint string) clientAuth {
-	return clientAuth{method: c.method, id: c.cfg.ClientID, secret: c.cfg.ClientSecret,
-		key: c.cfg.PrivateKey, keyID: c.cfg.KeyID, audience: c.endpoints.TokenURL, now: c.now}
+func (g *grant) authFor(endpoint string) clientAuth {
+	return clientAuth{method: g.method, id: g.cfg.ClientID, secret: g.cfg.ClientSecret,
+		key: g.cfg.PrivateKey, keyID: g.cfg.KeyID, audience: g.endpoints.TokenURL, now: g.now}
 }
 
 // tokenRequest posts one token request and parses the answer.
-func (c *Client) tokenRequest(ctx context.Context, form url.Values, policy replay) (*oauth2.Token, error) {
-	resp, err := c.ep.post(ctx, c.endpoints.TokenURL, form, c.authFor(c.endpoints.TokenURL), policy)
+func (g *grant) tokenRequest(ctx context.Context, form url.Values, policy replay) (*oauth2.Token, error) {
+	resp, err := g.ep.post(ctx, g.endpoints.TokenURL, form, g.authFor(g.endpoints.TokenURL), policy)
 	if err != nil {
 		return nil, err
 	}
-	return c.parseToken(resp)
+	return g.parseToken(resp)
 }
 
 // parseToken turns a token-endpoint answer into a token: the OAuth error
 // classified, the token type checked, and the expiry corrected for the
 // server's clock when it came from the token's own exp claim.
-func (c *Client) parseToken(resp *response) (*oauth2.Token, error) {
+func (g *grant) parseToken(resp *response) (*oauth2.Token, error) {
 	tok, err := oauthwire.ParseTokenResponse(resp.status, resp.header, resp.body, resp.sent)
 	if err != nil {
-		return nil, c.classify(c.endpoints.TokenURL, resp.status, err)
+		return nil, g.classify(g.endpoints.TokenURL, resp.status, err)
 	}
 	// The token type is checked by the token cache (refresh), which keeps a
 	// rotated refresh token even from an answer whose access token it must
 	// refuse, so the spent one is never presented again.
-	skew, ok := oauthwire.ClockSkew(resp.header, resp.sent, c.now())
+	skew, ok := oauthwire.ClockSkew(resp.header, resp.sent, g.now())
 	if ok && (skew > skewThreshold || skew < -skewThreshold) {
-		c.emit(Event{Kind: EventClockSkew, Time: c.now(), Skew: skew.Round(time.Second)})
+		g.emit(Event{Kind: EventClockSkew, Time: g.now(), Skew: skew.Round(time.Second)})
 		if tok.Expiry.IsZero() {
 			// No expires_in: the exp claim is in the server's clock.
 			if exp, ok := tokenx.JWTExpiry(tok.AccessToken); ok {
@@ -210,7 +215,7 @@ func (c *Client) parseToken(resp *response) (*oauth2.Token, error) {
 const skewThreshold = 30 * time.Second
 
 // classify wraps an error answer of endpoint in the refresh taxonomy.
-func (c *Client) classify(endpoint string, status int, err error) error {
+func (g *grant) classify(endpoint string, status int, err error) error {
 	if errors.Is(err, oauthwire.ErrBodyTooLarge) || errors.Is(err, oauthwire.ErrMalformedResponse) ||
 		errors.Is(err, oauthwire.ErrUnexpectedContentType) || errors.Is(err, oauthwire.ErrMissingAccessToken) ||
 		errors.Is(err, oauthwire.ErrInvalidDeviceResponse) {
@@ -221,24 +226,24 @@ func (c *Client) classify(endpoint string, status int, err error) error {
 
 // clientCredentials is the upstream of GrantClientCredentials. Its requests
 // carry no single-use credential, so they may be retried.
-func (c *Client) clientCredentials(ctx context.Context, resources []string) (*oauth2.Token, error) {
+func (g *grant) clientCredentials(ctx context.Context, resources []string) (*oauth2.Token, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
-	if len(c.cfg.Scopes) > 0 {
-		form.Set("scope", strings.Join(c.cfg.Scopes, " "))
+	if len(g.cfg.Scopes) > 0 {
+		form.Set("scope", strings.Join(g.cfg.Scopes, " "))
 	}
 	for _, r := range resources {
 		form.Add("resource", r)
 	}
-	return c.tokenRequest(ctx, form, replaySafe)
+	return g.tokenRequest(ctx, form, replaySafe)
 }
 
 // refreshGrant is the upstream of a login's default token: one refresh_token
 // request, never replayed once it may have reached the server.
-func (c *Client) refreshGrant(ctx context.Context, cur *oauth2.Token, resources []string) (*oauth2.Token, error) {
+func (g *grant) refreshGrant(ctx context.Context, cur *oauth2.Token, resources []string) (*oauth2.Token, error) {
 	if cur == nil || cur.RefreshToken == "" {
 		return nil, fmt.Errorf("%w: not logged in (no refresh token); call Login", ErrReauthRequired)
 	}
-	tok, err := c.tokenRequest(ctx, c.refreshForm(cur.RefreshToken, resources), replayNever)
+	tok, err := g.tokenRequest(ctx, g.refreshForm(cur.RefreshToken, resources), replayNever)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +251,7 @@ func (c *Client) refreshGrant(ctx context.Context, cur *oauth2.Token, resources 
 	return tok, nil
 }
 
-func (c *Client) refreshForm(rt string, resources []string) url.Values {
+func (g *grant) refreshForm(rt string, resources []string) url.Values {
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
 	for _, r := range resources {
 		form.Add("resource", r)
@@ -280,10 +285,15 @@ func withExtra(tok *oauth2.Token, key string, v any) map[string]any {
 // another, presents the same refresh token meanwhile, the freshest refresh
 // token is used (even one whose save failed), and a rotated refresh token is
 // saved before the minted access token is used.
-func (c *Client) mintForResource(ctx context.Context, resources []string) (*oauth2.Token, error) {
+func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth2.Token, error) {
+	login, err := g.loginCache()
+	if err != nil {
+		return nil, err
+	}
+	defer login.Close()
 	var minted *oauth2.Token
-	err := c.defaultResource().cache.Exchange(ctx, func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error) {
-		tok, err := c.tokenRequest(ctx, c.refreshForm(full.RefreshToken, resources), replayNever)
+	err = login.Exchange(ctx, func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error) {
+		tok, err := g.tokenRequest(ctx, g.refreshForm(full.RefreshToken, resources), replayNever)
 		if err != nil {
 			return nil, err
 		}

@@ -101,3 +101,13 @@ func readAll(r io.Reader) string {
 	b, _ := io.ReadAll(r)
 	return string(b)
 }
+
+// mustDefault returns c's default token handle.
+func mustDefault(t *testing.T, c *Client) *Resource {
+	t.Helper()
+	r, err := c.defaultResource()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -131,7 +131,13 @@ func (c *Client) browserLogin(ctx context.Context, o *loginOptions) (*oauth2.Tok
 		_ = srv.Serve(ln)
 	}()
 	defer func() {
-		_ = srv.Close()
+		// Shutdown, not Close: the handler may still be writing the page
+		// the browser shows; idle and late connections get a short grace.
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
 		<-served
 	}()
 
@@ -151,8 +157,9 @@ func (c *Client) browserLogin(ctx context.Context, o *loginOptions) (*oauth2.Tok
 	if res.err != nil {
 		return nil, res.err
 	}
-	// Stop listening before the exchange: nothing else may arrive.
-	_ = srv.Close()
+	// Stop listening before the exchange: nothing else may arrive. The
+	// accepted callback's page is still delivered (Shutdown waits for it).
+	_ = ln.Close()
 
 	form := url.Values{
 		"grant_type":    {"authorization_code"},
@@ -173,7 +180,9 @@ func (c *Client) checkCallback(q url.Values, state string) callbackResult {
 	if len(q["state"]) != 1 || subtle.ConstantTimeCompare([]byte(got), []byte(state)) != 1 {
 		return callbackResult{err: fmt.Errorf("%w: state does not match this login", ErrCallbackRejected)}
 	}
-	if iss, ok := q["iss"]; ok || c.issRequired {
+	// iss (RFC 9207) can be checked only against a configured issuer; with
+	// explicit endpoints alone there is nothing to compare it with.
+	if iss, ok := q["iss"]; c.issuer != "" && (ok || c.issRequired) {
 		if len(iss) != 1 || iss[0] != c.issuer {
 			return callbackResult{err: fmt.Errorf("%w: %w: the authorization response comes from a different issuer", ErrCallbackRejected, ErrIssuerMismatch)}
 		}

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cli/browser"
@@ -29,22 +30,29 @@ type loginOptions struct {
 // without a browser. The user approves on another device.
 func WithDevice() LoginOption { return func(o *loginOptions) { o.device = true } }
 
-// show prints the authorization URL and opens the browser.
+// show prints the authorization URL and opens the browser. The opener runs
+// on its own goroutine: some (xdg-open with a text browser over SSH) block
+// until the browser exits, and the login must not wait for them.
 func (o *loginOptions) show(c *Client, authURL string) {
 	fmt.Fprintf(c.prompt, "Opening your browser to sign in. If it does not open, visit:\n\n  %s\n\n", authURL)
 	open := c.cfg.OpenBrowser
 	if open == nil {
 		open = openSystemBrowser
 	}
-	if err := open(authURL); err != nil {
-		c.log.Debug("client: could not open a browser", "error", redact.String(err.Error()))
-	}
+	log := c.grant.log
+	go func() {
+		if err := open(authURL); err != nil {
+			log.Debug("client: could not open a browser", "error", redact.String(err.Error()))
+		}
+	}()
 }
+
+var browserOutput sync.Once
 
 // openSystemBrowser opens url with github.com/cli/browser, whose own output
 // (the launched command's) is discarded.
 func openSystemBrowser(u string) error {
-	browser.Stdout, browser.Stderr = discardWriter{}, discardWriter{}
+	browserOutput.Do(func() { browser.Stdout, browser.Stderr = discardWriter{}, discardWriter{} })
 	if err := browser.OpenURL(u); err != nil {
 		return errors.Join(errNoBrowser, err)
 	}
@@ -57,16 +65,45 @@ func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func discardLog() *log.Logger { return log.New(discardWriter{}, "", 0) }
 
+// derivedResources returns the handles of every resource token derived from
+// the login: those of Config.Resources (with several, each has its own
+// token; one may be stored by an earlier run) and those used through
+// ForResource.
+func (c *Client) derivedResources() []*Resource {
+	if len(c.grant.cfg.Resources) > 1 {
+		for _, r := range c.grant.cfg.Resources {
+			if _, err := c.ForResource(r); err != nil {
+				c.grant.log.Debug("client: resource not usable", "error", err)
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Resource
+	for id, r := range c.resources {
+		if id != "\x00default" && r.cache != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Login signs the user in (GrantLogin): in the browser with PKCE on a
 // loopback redirect, or with WithDevice through the device flow. The new
 // tokens are saved to the store (and read back) before Login returns, and
-// every token of the previous login in this process is dropped.
+// every token derived from the previous login (for the other resources,
+// stored by this or an earlier run) is dropped, so no API is called as the
+// previous user.
 func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 	if c.static != nil {
-		return fmt.Errorf("%w: a fixed access token is configured (Config.AccessToken or %s); there is nothing to log in to", ErrInvalidConfig, EnvAccessToken)
+		return fmt.Errorf("%w: a fixed access token is configured (Config.AccessToken); there is nothing to log in to", ErrInvalidConfig)
 	}
-	if c.cfg.Grant != GrantLogin {
+	if c.grant.cfg.Grant != GrantLogin {
 		return fmt.Errorf("%w: Login is for GrantLogin; client credentials need no login", ErrInvalidConfig)
+	}
+	def, err := c.defaultResource()
+	if err != nil {
+		return err
 	}
 	var o loginOptions
 	for _, f := range opts {
@@ -74,7 +111,6 @@ func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 	}
 	start := c.now()
 	var tok *oauth2.Token
-	var err error
 	if o.device {
 		tok, err = c.deviceLogin(ctx)
 	} else {
@@ -83,92 +119,80 @@ func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 	if err != nil {
 		return err
 	}
-	def := c.defaultResource()
-	// Tokens of other resources came from the previous login: drop them so
-	// they are minted again from the new refresh token.
-	c.mu.Lock()
-	var others []*Resource
-	for _, r := range c.resources {
-		if r != def && r.cache != nil {
-			others = append(others, r)
-		}
-	}
-	c.mu.Unlock()
-	for _, r := range others {
+	for _, r := range c.derivedResources() {
 		if err := r.cache.Clear(ctx); err != nil {
-			c.log.Warn("client: dropping a previous login's resource token failed", "error", err)
+			c.grant.log.Warn("client: dropping a previous login's resource token failed", "error", err)
 		}
 	}
 	if err := def.cache.Set(ctx, tok); err != nil {
 		if errors.Is(err, refresh.ErrPersistFailed) {
 			// The tokens work in this process; saving is retried on use.
-			c.log.Warn("client: login succeeded but saving the tokens failed; retrying on next use", "error", err)
-			c.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry, Err: err})
+			c.grant.log.Warn("client: login succeeded but saving the tokens failed; retrying on next use", "error", err)
+			c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry, Err: err})
 			return err
 		}
 		return fmt.Errorf("client: login: %w", err)
 	}
-	c.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry})
+	c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry})
 	return nil
 }
+
+// logoutDeleteTimeout bounds the local delete of Logout, which runs even
+// when the caller's context has ended (revocation may have used it up).
+const logoutDeleteTimeout = 30 * time.Second
 
 // Logout revokes the login at the server and deletes it locally: first the
 // refresh token, then the access tokens (RFC 7009, when the server has a
 // revocation endpoint), then every local entry of this client and profile:
 // the default token's and those of Config.Resources and of every resource
-// used through ForResource.
-// The local delete happens even when revocation fails; the returned
-// *LogoutError then says which tokens the server may still honour.
+// used through ForResource. The tokens revoked are the live ones (a refresh
+// token whose save failed included). Revocation uses ctx; the local delete
+// runs even after ctx has ended, bounded on its own, so a hanging
+// revocation endpoint never keeps tokens on disk. The returned *LogoutError
+// says which tokens the server may still honour and whether the local
+// delete completed.
 func (c *Client) Logout(ctx context.Context) error {
 	if c.static != nil {
 		return nil
 	}
-	if len(c.cfg.Resources) > 1 {
-		// Each configured resource may have a token stored by an earlier
-		// run: make sure every one is revoked and deleted too.
-		for _, r := range c.cfg.Resources {
-			if _, err := c.ForResource(r); err != nil {
-				c.log.Debug("client: logout: resource not usable", "error", err)
-			}
-		}
+	def, err := c.defaultResource()
+	if err != nil {
+		return err
 	}
-	c.mu.Lock()
-	rs := make([]*Resource, 0, len(c.resources))
-	for _, r := range c.resources {
-		rs = append(rs, r)
-	}
-	c.mu.Unlock()
-	def := c.defaultResource()
+	derived := c.derivedResources()
 
-	// Collect what is stored (full tokens, with the refresh token) before
-	// anything is deleted.
-	type stored struct {
+	// The live tokens, read before anything is deleted.
+	type held struct {
 		what string
-		e    *store.Entry
+		tok  *oauth2.Token
 	}
-	var entries []stored
-	var loadErrs []error
-	for _, r := range rs {
-		e, err := c.store.Load(ctx, r.key.String())
+	var tokens []held
+	var notRevoked []string
+	var errs []error
+	xerr := def.cache.Exchange(ctx, func(_ context.Context, full *oauth2.Token) (*oauth2.Token, error) {
+		cp := *full
+		tokens = append(tokens, held{"access token", &cp})
+		return nil, nil
+	})
+	switch {
+	case xerr == nil, errors.Is(xerr, ErrReauthRequired):
+	default:
+		// The store could not be read: whatever it holds was not revoked.
+		notRevoked = append(notRevoked, "the login's tokens (the store could not be read)")
+		errs = append(errs, xerr)
+	}
+	for _, r := range derived {
+		e, err := c.grant.store.Load(ctx, r.key.String())
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
-			loadErrs = append(loadErrs, err)
+			notRevoked = append(notRevoked, "access token for "+redact.URLString(r.resources[0])+" (the store could not be read)")
+			errs = append(errs, err)
 		default:
-			what := "access token"
-			if r != def && len(r.resources) > 0 {
-				what = "access token for " + redact.URLString(r.resources[0])
-			}
-			if r == def {
-				entries = append([]stored{{what, e}}, entries...) // default first: it holds the refresh token
-			} else {
-				entries = append(entries, stored{what, e})
-			}
+			tokens = append(tokens, held{"access token for " + redact.URLString(r.resources[0]), e.Token()})
 		}
 	}
 
-	var notRevoked []string
-	var revokeErrs []error
 	revoke := func(tok, hint, what string) {
 		if tok == "" {
 			return
@@ -179,50 +203,49 @@ func (c *Client) Logout(ctx context.Context) error {
 		}
 		if err := c.revoke(ctx, tok, hint); err != nil {
 			notRevoked = append(notRevoked, what)
-			revokeErrs = append(revokeErrs, err)
+			errs = append(errs, err)
 		}
 	}
 	// The refresh token first: revoking it ends the whole grant on most
 	// servers, so a failure later matters less.
-	for _, s := range entries {
-		revoke(s.e.RefreshToken, "refresh_token", "refresh token")
+	for _, h := range tokens {
+		revoke(h.tok.RefreshToken, "refresh_token", "refresh token")
 	}
-	for _, s := range entries {
-		revoke(s.e.AccessToken, "access_token", s.what)
+	for _, h := range tokens {
+		revoke(h.tok.AccessToken, "access_token", h.what)
+	}
+	if c.endpoints.RevocationURL == "" && len(tokens) > 0 {
+		errs = append(errs, errors.New("client: the server has no revocation endpoint"))
 	}
 
-	var delErrs []error
-	for _, r := range rs {
-		if r.cache == nil {
-			continue
-		}
-		if err := r.cache.Clear(ctx); err != nil {
-			delErrs = append(delErrs, err)
+	delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutDeleteTimeout)
+	defer cancel()
+	deleted := true
+	for _, r := range append([]*Resource{def}, derived...) {
+		if err := r.cache.Clear(delCtx); err != nil {
+			deleted = false
+			errs = append(errs, err)
 		}
 	}
-	if c.endpoints.RevocationURL == "" && len(notRevoked) > 0 {
-		revokeErrs = append(revokeErrs, errors.New("client: the server has no revocation endpoint"))
-	}
-	deleted := len(delErrs) == 0 && len(loadErrs) == 0
-	c.emit(Event{Kind: EventLogout, Time: c.now()})
-	if len(notRevoked) == 0 && deleted {
+	c.grant.emit(Event{Kind: EventLogout, Time: c.now()})
+	if len(notRevoked) == 0 && deleted && len(errs) == 0 {
 		return nil
 	}
-	return &LogoutError{NotRevoked: dedupe(notRevoked), LocalDeleted: deleted, Err: errors.Join(append(append(revokeErrs, loadErrs...), delErrs...)...)}
+	return &LogoutError{NotRevoked: dedupe(notRevoked), LocalDeleted: deleted, Err: errors.Join(errs...)}
 }
 
 // revoke sends one RFC 7009 revocation request. Revocation is idempotent,
 // so it may be retried.
-func (c *Client) revoke(ctx context.Context, tok, hint string) error {
+func (g *grant) revoke(ctx context.Context, tok, hint string) error {
 	form := url.Values{"token": {tok}, "token_type_hint": {hint}}
-	resp, err := c.ep.post(ctx, c.endpoints.RevocationURL, form, c.authFor(c.endpoints.RevocationURL), replaySafe)
+	resp, err := g.ep.post(ctx, g.endpoints.RevocationURL, form, g.authFor(g.endpoints.RevocationURL), replaySafe)
 	if err != nil {
 		return err
 	}
 	if resp.status == 200 {
 		return nil
 	}
-	return c.classify(c.endpoints.RevocationURL, resp.status, errorFromResponse(resp))
+	return g.classify(g.endpoints.RevocationURL, resp.status, errorFromResponse(resp))
 }
 
 func dedupe(s []string) []string {
@@ -246,8 +269,9 @@ func contains(s []string, x string) bool {
 
 // Status describes the login without revealing any secret.
 type Status struct {
-	// LoggedIn reports whether a refresh token (GrantLogin) or a current
-	// access token (GrantClientCredentials, fixed token) is available.
+	// LoggedIn reports whether a usable refresh token (GrantLogin: stored
+	// and not past its known expiry) or a current access token
+	// (GrantClientCredentials, fixed token) is available.
 	LoggedIn bool
 	// Subject is the user the tokens belong to, when known (from the ID
 	// token, unverified: for display only).
@@ -261,8 +285,8 @@ type Status struct {
 	HasRefreshToken bool
 	// Storage says where tokens live; its Warning is set for insecure modes.
 	Storage store.Status
-	// FixedToken reports that a token from Config.AccessToken or
-	// TOKENWARD_ACCESS_TOKEN is in use (nothing is stored or refreshed).
+	// FixedToken reports that a token from Config.AccessToken (or
+	// Config.AccessTokenEnv) is in use (nothing is stored or refreshed).
 	FixedToken bool
 	// Issuer and ClientID identify the client; Profile its account.
 	Issuer, ClientID, Profile string
@@ -271,7 +295,8 @@ type Status struct {
 // Status reports the state of the login from the store, without refreshing
 // anything or contacting the server.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Issuer: redact.URLString(c.issuer), ClientID: c.cfg.ClientID, Profile: c.cfg.Profile}
+	g := c.grant
+	st := &Status{Issuer: redact.URLString(g.keyIssuer), ClientID: g.cfg.ClientID, Profile: g.cfg.Profile}
 	if st.Profile == "" {
 		st.Profile = "default"
 	}
@@ -280,8 +305,12 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 		st.Storage = store.Status{Backend: "none (fixed access token)"}
 		return st, nil
 	}
-	st.Storage = c.store.Status()
-	e, err := c.store.Load(ctx, c.defaultResource().key.String())
+	def, err := c.defaultResource()
+	if err != nil {
+		return nil, err
+	}
+	st.Storage = g.store.Status()
+	e, err := g.store.Load(ctx, def.key.String())
 	if errors.Is(err, store.ErrNotFound) {
 		return st, nil
 	}
@@ -292,13 +321,16 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	if e.Scope != "" {
 		st.Scopes = strings.Fields(e.Scope)
 	}
-	st.AccessTokenExpiry = e.Expiry
+	if e.AccessToken != "" {
+		st.AccessTokenExpiry = e.Expiry
+	}
 	st.RefreshTokenExpiry = e.RefreshTokenExpiry
 	st.HasRefreshToken = e.RefreshToken != ""
-	if c.cfg.Grant == GrantLogin {
-		st.LoggedIn = st.HasRefreshToken
+	now := c.now()
+	if g.cfg.Grant == GrantLogin {
+		st.LoggedIn = st.HasRefreshToken && (e.RefreshTokenExpiry.IsZero() || now.Before(e.RefreshTokenExpiry))
 	} else {
-		st.LoggedIn = e.Expiry.IsZero() || c.now().Before(e.Expiry)
+		st.LoggedIn = e.AccessToken != "" && (e.Expiry.IsZero() || now.Before(e.Expiry))
 	}
 	return st, nil
 }

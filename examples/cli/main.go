@@ -12,14 +12,17 @@
 //	--client-id    TOKENWARD_CLIENT_ID    registered client ID
 //	--scopes       TOKENWARD_SCOPES       space-separated scopes
 //	--resource     TOKENWARD_RESOURCE     RFC 8707 resource (the API's identifier)
-//	--api-origin   TOKENWARD_API_ORIGIN   origin(s) the token may be sent to (comma-separated)
+//	--api-origin   TOKENWARD_API_ORIGIN   origin(s) the token may be sent to (comma-separated;
+//	                                      default: the resource's origin); call refuses others
 //	--profile      TOKENWARD_PROFILE      account name, for several accounts
 //	--allow-insecure-loopback             accept http:// on 127.0.0.1 (local testing)
 //
 // A confidential client's secret comes only from TOKENWARD_CLIENT_SECRET
 // (never a flag: flags show up in the process list). Tokens are kept in the
 // OS keychain; TOKENWARD_STORE=encrypted-file (with TOKENWARD_PASSPHRASE) or
-// memory opts in to something else. The program never prints a token.
+// memory opts in to something else; TOKENWARD_ACCESS_TOKEN supplies a fixed
+// token instead (CI), and then no keychain is touched. The program never
+// prints a token.
 package main
 
 import (
@@ -91,13 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.APIOrigins = append(cfg.APIOrigins, o)
 		}
 	}
-	if cmd == "call" && len(cfg.APIOrigins) == 0 && len(cfg.Resources) == 0 && len(rest) == 1 {
-		// Without configured origins, the token may go to the URL's own
-		// origin only.
-		if u, err := url.Parse(rest[0]); err == nil && u.Host != "" {
-			cfg.APIOrigins = []string{u.Scheme + "://" + u.Host}
-		}
-	}
+	cfg.AccessTokenEnv = "TOKENWARD_ACCESS_TOKEN" // CI: a token from the environment, no keychain
 
 	c, err := client.New(ctx, cfg)
 	if err != nil {
@@ -204,6 +201,13 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 		fmt.Fprintln(stderr, "cli: bad URL:", err)
 		return 2
 	}
+	// The token goes only to the origins the user configured, never to
+	// whatever URL was typed: refuse the call rather than send it without.
+	origin := req.URL.Scheme + "://" + req.URL.Host
+	if !allowed(origin, cfg) {
+		fmt.Fprintf(stderr, "cli: %s is not an API origin of this profile; add --api-origin %s (or TOKENWARD_API_ORIGIN) if it should receive your token\n", origin, origin)
+		return 2
+	}
 	if _, err := c.Token(ctx); err != nil {
 		return fail(stderr, err, cfg)
 	}
@@ -220,6 +224,25 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 		return 1
 	}
 	return 0
+}
+
+// allowed reports whether origin is one the token may go to: a configured
+// API origin, or the origin of the configured resource.
+func allowed(origin string, cfg client.Config) bool {
+	list := cfg.APIOrigins
+	if len(list) == 0 {
+		for _, r := range cfg.Resources {
+			if u, err := url.Parse(r); err == nil && u.Host != "" {
+				list = append(list, u.Scheme+"://"+u.Host)
+			}
+		}
+	}
+	for _, o := range list {
+		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
 }
 
 // fail prints err with a hint for the common mistakes and returns the exit

@@ -97,3 +97,31 @@ func TestCLIHints(t *testing.T) {
 		t.Errorf("no keychain: stderr %q does not name the opt-in", errOut.String())
 	}
 }
+
+// TestCLICallRefusesOtherOrigins: the token never goes to a URL outside the
+// configured origins, whatever the user types.
+func TestCLICallRefusesOtherOrigins(t *testing.T) {
+	as := fakeas.Start(t, fakeas.Config{})
+	api := fakeas.StartAPI(t, as, "")
+	other := fakeas.StartAPI(t, as, "")
+	tok, err := as.Mint(fakeas.Grant{Resources: []string{api.Resource()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TOKENWARD_ACCESS_TOKEN", tok.AccessToken)
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", "x",
+		"--resource", api.Resource(), "call", other.URL() + "/steal"}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "not an API origin") {
+		t.Fatalf("call to another origin: exit %d, stderr %q", code, errOut.String())
+	}
+	if n := other.Stats().Calls; n != 0 {
+		t.Fatalf("the other origin received %d requests", n)
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(t.Context(), []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", "x",
+		"--resource", api.Resource(), "call", api.URL() + "/ok"}, &out, &errOut); code != 0 {
+		t.Fatalf("call to the API: exit %d, stderr %q", code, errOut.String())
+	}
+}

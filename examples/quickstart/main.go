@@ -99,6 +99,15 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		return err
 	}
 	defer job.Close()
+	// Whatever happens below, leave nothing behind in the keychain.
+	var loggedOut bool
+	defer func() {
+		if !loggedOut {
+			cleanup, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			job.Logout(cleanup)
+		}
+	}()
 	jhc, err := job.HTTPClient(ctx)
 	if err != nil {
 		return err
@@ -139,6 +148,13 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		return err
 	}
 	defer user.Close()
+	defer func() {
+		if !loggedOut {
+			cleanup, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			user.Logout(cleanup)
+		}
+	}()
 	if err := user.Login(ctx, client.WithDevice()); err != nil {
 		return err
 	}
@@ -197,6 +213,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	if err := job.Logout(ctx); err != nil {
 		return err
 	}
+	loggedOut = true
 	after, err := user.Status(ctx)
 	if err != nil {
 		return err
