@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -166,4 +168,59 @@ func TestCanceledContext(t *testing.T) {
 			t.Errorf("%s: Save = %v, want context.Canceled", m.name, err)
 		}
 	}
+}
+
+// guardCalls counts the goroutines, in the whole process, running a
+// backend call for a guard.
+func guardCalls() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	return strings.Count(string(buf), "store.(*guard).do.func")
+}
+
+// TestHungBackendOneGoroutine (acceptance 4, K-08) counts real goroutines,
+// not the fake's calls: while a backend call hangs, however many more
+// calls fail fast, the process has exactly one goroutine more running a
+// backend call, and none once the call returns. Not parallel, so that no
+// other test's guard goroutines are counted.
+func TestHungBackendOneGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		before := guardCalls()
+		root := t.TempDir()
+		f := fakekeychain.NewSecretService()
+		s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := f.Block()
+		defer release()
+		ctx := context.Background()
+		if err := s.Save(ctx, "k", canaryEntry()); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("Save = %v, want ErrTimeout", err)
+		}
+		for range 20 {
+			if _, err := s.Load(ctx, "k"); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("Load while hung = %v, want ErrTimeout", err)
+			}
+			if err := s.Save(ctx, "k", canaryEntry()); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("Save while hung = %v, want ErrTimeout", err)
+			}
+		}
+		synctest.Wait()
+		if n := guardCalls() - before; n != 1 {
+			t.Fatalf("%d goroutines running backend calls while hung, want 1", n)
+		}
+		release()
+		synctest.Wait()
+		if n := guardCalls() - before; n != 0 {
+			t.Fatalf("%d goroutines running backend calls after the call returned, want 0", n)
+		}
+	})
 }

@@ -67,6 +67,15 @@ func TestKeychainAvailable(t *testing.T) {
 		t.Fatalf("Status = %+v", st)
 	}
 	t.Logf("status: %s", st)
+
+	// Every store on the OS keychain shares the process's one guard, so a
+	// hung keychain leaves one goroutine behind per process, not per store.
+	s2, _ := realStore(t, nil)
+	for i, st := range []Store{s, s2} {
+		if g := st.(*store).b.(*keychain).g; g != osGuard {
+			t.Fatalf("store %d has its own guard, want the process's osGuard", i)
+		}
+	}
 }
 
 // TestKeychainRoundTrip (acceptance 1): 64 KB and 10 KB entries round-trip

@@ -83,13 +83,26 @@ func helperMain(mode string) error {
 		if _, err := fs.fileLock(ctx, fs.lockFile(itemID(helperKey), ".lock"), time.Millisecond); !errors.Is(err, ErrTimeout) {
 			return fmt.Errorf("lock not held by the holder: %v", err)
 		}
+		logf, err := os.OpenFile(os.Getenv(helperLog), os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
 		fmt.Println("waiting")
 		unlock, err := fs.Lock(ctx, helperKey)
 		if err != nil {
 			return err
 		}
+		pid := os.Getpid()
+		fmt.Fprintf(logf, "enter %d\n", pid)
+		logf.Sync()
 		fmt.Println("acquired")
-		unlock()
+		io.Copy(io.Discard, os.Stdin) // hold until the test closes stdin
+		fmt.Fprintf(logf, "exit %d\n", pid)
+		logf.Sync()
+		if err := unlock(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -149,10 +162,26 @@ func TestLockProcesses(t *testing.T) {
 }
 
 // TestLockKilledHolder (acceptance 6): the holder is killed with SIGKILL
-// while another process waits; the waiter gets the lock within 1 s.
+// while one or four other processes wait; one of them gets the lock within
+// 1 s, and then they take it one at a time (each holds it until the test
+// lets it go, and a shared log shows no two inside at once).
 func TestLockKilledHolder(t *testing.T) {
 	t.Parallel()
-	lockDir := filepath.Join(t.TempDir(), "locks")
+	for _, waiters := range []int{1, 4} {
+		t.Run(fmt.Sprint(waiters, "-waiters"), func(t *testing.T) {
+			t.Parallel()
+			testLockKilledHolder(t, waiters)
+		})
+	}
+}
+
+func testLockKilledHolder(t *testing.T, waiters int) {
+	dir := t.TempDir()
+	lockDir := filepath.Join(dir, "locks")
+	logPath := filepath.Join(dir, "log")
+	if err := os.WriteFile(logPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	holder := helperCmd(t, "hold", lockDir)
 	hin, _ := holder.StdinPipe()
 	defer hin.Close()
@@ -171,42 +200,77 @@ func TestLockKilledHolder(t *testing.T) {
 		t.Fatalf("Lock while held = %v, want ErrTimeout", err)
 	}
 
-	waiter := helperCmd(t, "wait", lockDir)
-	wout, _ := waiter.StdoutPipe()
-	if err := waiter.Start(); err != nil {
-		t.Fatal(err)
+	// Each waiter reports "acquired" on this channel with its index.
+	acquired := make(chan int, waiters)
+	stdins := make([]io.WriteCloser, waiters)
+	cmds := make([]*exec.Cmd, waiters)
+	for i := range waiters {
+		w := helperCmd(t, "wait", lockDir, helperLog+"="+logPath)
+		stdins[i], _ = w.StdinPipe()
+		wout, _ := w.StdoutPipe()
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = w
+		defer w.Process.Kill()
+		wr := bufio.NewReader(wout)
+		if line, _ := wr.ReadString('\n'); line != "waiting\n" {
+			t.Fatalf("waiter %d said %q", i, line)
+		}
+		go func() {
+			if line, _ := wr.ReadString('\n'); line == "acquired\n" {
+				acquired <- i
+			}
+		}()
 	}
-	defer waiter.Process.Kill()
-	wr := bufio.NewReader(wout)
-	if line, _ := wr.ReadString('\n'); line != "waiting\n" {
-		t.Fatalf("waiter said %q", line)
-	}
-	got := make(chan string, 1)
-	go func() {
-		line, _ := wr.ReadString('\n')
-		got <- line
-	}()
+
 	killed := time.Now()
 	if err := holder.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case line := <-got:
-		if line != "acquired\n" {
-			t.Fatalf("waiter said %q", line)
+	seen := map[int]bool{}
+	for n := range waiters {
+		select {
+		case i := <-acquired:
+			if seen[i] {
+				t.Fatalf("waiter %d acquired twice", i)
+			}
+			seen[i] = true
+			if n == 0 {
+				d := time.Since(killed)
+				if d > time.Second {
+					t.Fatalf("a waiter got the lock %v after the kill, want < 1s", d)
+				}
+				t.Logf("a waiter got the lock %v after SIGKILL of the holder", d)
+			}
+			stdins[i].Close() // let it go; the next waiter may enter
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d waiters got the lock within 5s", n, waiters)
 		}
-		d := time.Since(killed)
-		if d > time.Second {
-			t.Fatalf("waiter got the lock %v after the kill, want < 1s", d)
-		}
-		t.Logf("waiter got the lock %v after SIGKILL of the holder", d)
-	case <-time.After(5 * time.Second):
-		t.Fatal("waiter did not get the lock within 5s of the kill")
 	}
-	if err := waiter.Wait(); err != nil {
-		t.Fatal(err)
+	for i, w := range cmds {
+		if err := w.Wait(); err != nil {
+			t.Fatalf("waiter %d: %v", i, err)
+		}
 	}
 	holder.Wait()
+
+	b, _ := os.ReadFile(logPath)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2*waiters {
+		t.Fatalf("log has %d lines, want %d: %q", len(lines), 2*waiters, lines)
+	}
+	pids := map[string]bool{}
+	for i := 0; i < len(lines); i += 2 {
+		enter, exit := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if enter[0] != "enter" || exit[0] != "exit" || enter[1] != exit[1] {
+			t.Fatalf("lines %d-%d: two waiters inside at once: %q, %q", i, i+1, lines[i], lines[i+1])
+		}
+		pids[enter[1]] = true
+	}
+	if len(pids) != waiters {
+		t.Fatalf("%d waiters entered, want %d", len(pids), waiters)
+	}
 }
 
 // TestLockInProcess: two Lock calls in one process exclude each other in
