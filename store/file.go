@@ -22,6 +22,9 @@ type files struct {
 	ext    string
 	seal   *sealer // nil: plaintext
 	noSync bool    // test seam: no fsync
+	// crash is a test seam: when it returns true for a step of
+	// writeAtomic, the write stops there as if the process had died.
+	crash func(step string) bool
 }
 
 const (
@@ -38,7 +41,7 @@ func openFiles(o *Options) (*files, Status, error) {
 	if err != nil {
 		return nil, Status{}, err
 	}
-	f := &files{dir: dir, ext: ".json", noSync: o.noSync}
+	f := &files{dir: dir, ext: ".json", noSync: o.noSync, crash: o.crashAt}
 	st := Status{Mode: o.Mode, Location: dir, Persistent: true}
 	if o.Mode == ModeEncryptedFile {
 		f.ext = ".twenc"
@@ -157,7 +160,7 @@ func (f *files) put(ctx context.Context, id string, data []byte) error {
 	if err := f.checkDir(); err != nil {
 		return err
 	}
-	if err := writeAtomic(f.dir, filepath.Base(f.path(id)), out, !f.noSync); err != nil {
+	if err := writeAtomic(f.dir, filepath.Base(f.path(id)), out, !f.noSync, f.crash); err != nil {
 		return unavailable(storeDirUnavailable, "cannot write the token file", err)
 	}
 	// Read back and compare (K-03).
@@ -191,25 +194,48 @@ func (f *files) del(ctx context.Context, id string) error {
 	return nil
 }
 
+// errCrashed is what writeAtomic returns where a test's crash seam stopped
+// it.
+var errCrashed = errors.New("store: simulated crash")
+
 // writeAtomic replaces dir/name with data: a 0600 temporary file in dir,
 // written and fsynced, renamed over name, and the directory fsynced. A
 // crash leaves the old file or the new one, plus at most a temporary file.
-func writeAtomic(dir, name string, data []byte, durable bool) (err error) {
+// crash, nil outside tests, stops the write at a named step, leaving what
+// a process killed there would leave.
+func writeAtomic(dir, name string, data []byte, durable bool, crash func(step string) bool) (err error) {
+	died := func(step string) bool { return crash != nil && crash(step) }
 	tmp, err := os.CreateTemp(dir, tmpPrefix+"*"+tmpSuffix)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && err != errCrashed {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
 	}()
+	if died("created") {
+		tmp.Close() // the OS closes a dead process's files
+		return errCrashed
+	}
 	if err = tmp.Chmod(0o600); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return err
 	}
+	if died("half-written") {
+		_, err = tmp.Write(data[:len(data)/2])
+		tmp.Close()
+		if err != nil {
+			return err
+		}
+		return errCrashed
+	}
 	if _, err = io.Copy(tmp, bytes.NewReader(data)); err != nil {
 		return err
+	}
+	if died("written") {
+		tmp.Close()
+		return errCrashed
 	}
 	if durable {
 		if err = tmp.Sync(); err != nil {
@@ -219,8 +245,14 @@ func writeAtomic(dir, name string, data []byte, durable bool) (err error) {
 	if err = tmp.Close(); err != nil {
 		return err
 	}
+	if died("closed") {
+		return errCrashed
+	}
 	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return err
+	}
+	if died("renamed") {
+		return errCrashed
 	}
 	if !durable {
 		return nil

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tokenward/tokenward/internal/canary"
@@ -243,6 +245,97 @@ func TestFileDurableWrite(t *testing.T) {
 		}
 		if files := treeFiles(t, e.dir); len(files) != 0 {
 			t.Fatalf("%s: files left: %q", m.name, files)
+		}
+	}
+}
+
+// TestFileCrashAtEveryStep (acceptance 2, file modes): a writer that dies
+// at each step of the atomic file write (temporary file created, half
+// written, written, closed, renamed) leaves a reader the complete old
+// entry or the complete new one, never a mix or a corrupt file; the next
+// Save works and the store holds one token file. The keychain modes have
+// their own crash tests (TestCrashInjection, TestKeychainCrash).
+func TestFileCrashAtEveryStep(t *testing.T) {
+	t.Parallel()
+	steps := []string{"created", "half-written", "written", "closed", "renamed"}
+	for _, m := range fileModes() {
+		for _, first := range []bool{false, true} {
+			for _, step := range steps {
+				name := fmt.Sprintf("%s/%s/first-write=%v", m.name, step, first)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					var armed atomic.Bool
+					var crashed atomic.Int32
+					e := newEnv(t, m, func(o *Options) {
+						o.noSync = false
+						o.crashAt = func(s string) bool {
+							if armed.Load() && s == step {
+								crashed.Add(1)
+								return true
+							}
+							return false
+						}
+					})
+					ctx := context.Background()
+					old := canaryEntry()
+					if !first {
+						if err := e.Save(ctx, "k", old); err != nil {
+							t.Fatal(err)
+						}
+					}
+					newer := canaryEntry()
+					newer.AccessToken = canary.New("new-access-token")
+					armed.Store(true)
+					if err := e.Save(ctx, "k", newer); err == nil {
+						t.Fatal("Save succeeded through a crash")
+					}
+					armed.Store(false)
+					if crashed.Load() != 1 {
+						t.Fatalf("the crash seam fired %d times, want 1", crashed.Load())
+					}
+
+					// A restarted process reads the old or the new entry.
+					got, err := e.reopen(t).Load(ctx, "k")
+					switch {
+					case step == "renamed":
+						if err != nil {
+							t.Fatalf("Load after a crash past the rename = %v", err)
+						}
+						mustEqualEntry(t, got, newer)
+					case first:
+						if !errors.Is(err, ErrNotFound) {
+							t.Fatalf("Load after a crashed first write = %v, %v; want ErrNotFound", got, err)
+						}
+					default:
+						if err != nil {
+							t.Fatalf("Load after the crash = %v", err)
+						}
+						mustEqualEntry(t, got, old)
+					}
+
+					// Life goes on: the next Save and Load work.
+					latest := canaryEntry()
+					latest.AccessToken = canary.New("latest-access-token")
+					s := e.reopen(t)
+					if err := s.Save(ctx, "k", latest); err != nil {
+						t.Fatalf("Save after the crash: %v", err)
+					}
+					got, err = s.Load(ctx, "k")
+					if err != nil {
+						t.Fatal(err)
+					}
+					mustEqualEntry(t, got, latest)
+					var tokens int
+					for _, f := range treeFiles(t, e.dir) {
+						if !strings.HasPrefix(filepath.Base(f), tmpPrefix) {
+							tokens++
+						}
+					}
+					if tokens != 1 {
+						t.Fatalf("%d token files, want 1: %q", tokens, treeFiles(t, e.dir))
+					}
+				})
+			}
 		}
 	}
 }

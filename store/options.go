@@ -100,6 +100,7 @@ type Options struct {
 	chunkSize int                 // raw bytes per keychain chunk
 	inlineMax int                 // largest entry kept inside the manifest item
 	noSync    bool                // skip fsync in the file modes (tests on slow disks)
+	crashAt   func(string) bool   // test seam: see files.crash
 }
 
 // Defaults.
