@@ -612,3 +612,264 @@ func TestPersistPathsRedacted(t *testing.T) {
 		}
 	})
 }
+
+// holdStore is a memStore whose Saves, once armed, announce that they have
+// started (entered) and then wait for release before storing: a slow
+// keychain, to look at the cache while a save is under way.
+type holdStore struct {
+	*memStore
+	entered chan struct{} // closed when the first held Save starts
+	release chan struct{} // held Saves return after this is closed
+
+	hmu   sync.Mutex
+	armed bool
+	held  int
+	once  sync.Once
+}
+
+func newHoldStore() *holdStore {
+	return &holdStore{memStore: newMemStore(), entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (s *holdStore) arm() {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	s.armed = true
+}
+
+func (s *holdStore) unblock() { s.once.Do(func() { close(s.release) }) }
+
+// Save ignores ctx while held, as a hung keychain call does; the tests
+// release it before anything could time out.
+func (s *holdStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	s.hmu.Lock()
+	armed := s.armed
+	if armed {
+		s.held++
+		if s.held == 1 {
+			close(s.entered)
+		}
+	}
+	s.hmu.Unlock()
+	if armed {
+		<-s.release
+	}
+	return s.memStore.Save(ctx, key, tok)
+}
+
+// Persistence before use: a new token is saved (Save returns, having read
+// it back) before it is published in memory or returned. While Save is
+// held, no Token caller gets the new access token: neither the caller
+// whose Token call started the refresh nor any concurrent one, whether
+// callers wait for the refresh (no usable token) or it runs in the
+// background (the old token is still served). [Cache.Set] promises the
+// same. Once Save returns, every caller gets the new token, and the store
+// already holds it when they do.
+func TestPersistBeforeUse(t *testing.T) {
+	t.Parallel()
+	type result struct {
+		tok    *oauth2.Token
+		err    error
+		stored *oauth2.Token // what the store held when Token returned
+	}
+	for _, tc := range []struct {
+		name string
+		// prepare puts the cache in its starting state, arms st and starts
+		// the operation that saves newAT, reporting (on done) how it ended.
+		prepare func(t *testing.T, c *Cache, st *holdStore, as *rotatingAS) (done <-chan error)
+		// oldAT is what callers may get while the save is held ("": no
+		// token may be served, they wait).
+		oldAT        string
+		newAT, newRT string
+		// opWaits: the operation itself (the starting Token call, Set)
+		// must not return before its Save does.
+		opWaits bool
+	}{
+		{
+			name: "refresh callers wait for (expired token)",
+			prepare: func(t *testing.T, c *Cache, st *holdStore, as *rotatingAS) <-chan error {
+				st.put(c.Key(), as.initial(time.Now().Add(-time.Second)))
+				st.arm()
+				done := make(chan error, 1)
+				go func() { // the caller that starts the refresh
+					tok, err := c.Token(context.Background())
+					if err == nil && tok.AccessToken != "at-1" {
+						err = fmt.Errorf("the starting caller got %q, want at-1", tok.AccessToken)
+					}
+					done <- err
+				}()
+				synctest.Wait() // it started the refresh and waits for it
+				return done
+			},
+			newAT: "at-1", newRT: "rt-1", opWaits: true,
+		},
+		{
+			name: "background refresh (old token still served)",
+			prepare: func(t *testing.T, c *Cache, st *holdStore, as *rotatingAS) <-chan error {
+				st.put(c.Key(), as.initial(time.Now().Add(time.Hour)))
+				if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-0" {
+					t.Fatalf("first Token = %v, %v", tok, err)
+				}
+				time.Sleep(59 * time.Minute) // past the advisory point, before the mandatory window
+				st.arm()
+				done := make(chan error, 1)
+				// The caller that starts the refresh is served the old
+				// token at once; the refresh goes on in the background.
+				go func() {
+					start := time.Now()
+					tok, err := c.Token(context.Background())
+					switch {
+					case err != nil:
+					case tok.AccessToken != "at-0":
+						err = fmt.Errorf("the starting caller got %q, want at-0", tok.AccessToken)
+					case time.Since(start) > 0:
+						err = fmt.Errorf("the starting caller waited %v", time.Since(start))
+					}
+					done <- err
+				}()
+				synctest.Wait()
+				return done
+			},
+			oldAT: "at-0", newAT: "at-1", newRT: "rt-1",
+		},
+		{
+			name: "Set",
+			prepare: func(t *testing.T, c *Cache, st *holdStore, as *rotatingAS) <-chan error {
+				st.put(c.Key(), as.initial(time.Now().Add(time.Hour)))
+				if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-0" {
+					t.Fatalf("first Token = %v, %v", tok, err)
+				}
+				st.arm()
+				done := make(chan error, 1)
+				go func() {
+					done <- c.Set(context.Background(), &oauth2.Token{AccessToken: "login-at", RefreshToken: "login-rt", Expiry: time.Now().Add(time.Hour)})
+				}()
+				return done
+			},
+			oldAT: "at-0", newAT: "login-at", newRT: "login-rt", opWaits: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				as := newRotatingAS(time.Hour)
+				st := newHoldStore()
+				c := mustNew(t, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+				defer c.Close()
+				defer st.unblock() // before Close, which waits for the held save
+				var (
+					mu      sync.Mutex
+					results []result
+					wg      sync.WaitGroup
+				)
+				call := func() {
+					wg.Go(func() {
+						tok, err := c.Token(context.Background())
+						stored := st.get(c.Key())
+						mu.Lock()
+						results = append(results, result{tok, err, stored})
+						mu.Unlock()
+					})
+				}
+				// probe is a caller that never waits: it reports what Token
+				// hands out at this moment, if anything.
+				probe := func() (*oauth2.Token, error) {
+					ctx, cancel := context.WithCancel(context.Background())
+					cancel()
+					return c.Token(ctx)
+				}
+				done := tc.prepare(t, c, st, as)
+				call() // concurrent callers, before the save starts ...
+				synctest.Wait()
+				select {
+				case <-st.entered:
+				default:
+					t.Fatal("no Save started")
+				}
+				call() // ... and while it is held
+				call()
+				synctest.Wait()
+				for i := range 3 {
+					tok, err := probe()
+					switch {
+					case err == nil && tok.AccessToken == tc.newAT:
+						t.Errorf("probe %d: Token returned the new token %q while its Save was still held", i, tc.newAT)
+					case err == nil && tok.AccessToken != tc.oldAT:
+						t.Errorf("probe %d: Token = %q, want %q (the old token) or no token", i, tok.AccessToken, tc.oldAT)
+					case err != nil && (tc.oldAT != "" || !errors.Is(err, context.Canceled)):
+						t.Errorf("probe %d: Token error %v while the save is held (old token %q)", i, err, tc.oldAT)
+					}
+				}
+				mu.Lock()
+				for _, r := range results {
+					if r.err != nil || r.tok.AccessToken != tc.oldAT {
+						t.Errorf("a concurrent caller returned %q, %v while the Save of %q was held; want the old token %q or no return", accessToken(r.tok), r.err, tc.newAT, tc.oldAT)
+					}
+				}
+				mu.Unlock()
+				opDone := false
+				select {
+				case err := <-done:
+					opDone = true
+					switch {
+					case tc.opWaits:
+						t.Errorf("the operation that saves %q returned (%v) while its Save was held", tc.newAT, err)
+					case err != nil:
+						t.Error(err)
+					}
+				default:
+					if !tc.opWaits {
+						t.Error("the caller that started the background refresh waits for it")
+					}
+				}
+				if t.Failed() {
+					return
+				}
+
+				st.unblock()
+				if !opDone {
+					if err := <-done; err != nil {
+						t.Fatalf("operation: %v", err)
+					}
+				}
+				wg.Wait()
+				synctest.Wait() // a background refresh publishes after the save
+				call()
+				wg.Wait()
+				if got := st.get(c.Key()); got == nil || got.AccessToken != tc.newAT || got.RefreshToken != tc.newRT {
+					t.Fatalf("store holds %+v after the save, want %s/%s", got, tc.newAT, tc.newRT)
+				}
+				sawNew := false
+				for _, r := range results {
+					if r.err != nil {
+						t.Fatalf("caller: %v", r.err)
+					}
+					if r.tok.AccessToken != tc.newAT {
+						if r.tok.AccessToken == tc.oldAT {
+							continue // served before the save started
+						}
+						t.Fatalf("caller got %q, want %q or %q", r.tok.AccessToken, tc.newAT, tc.oldAT)
+					}
+					sawNew = true
+					if r.stored == nil || r.stored.RefreshToken != tc.newRT {
+						t.Fatalf("a caller got %q while the store held %+v: published before it was saved", tc.newAT, r.stored)
+					}
+				}
+				if !sawNew {
+					t.Fatal("no caller got the new token after the save")
+				}
+				if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != tc.newAT {
+					t.Fatalf("Token after the save = %v, %v; want %q", tok, err, tc.newAT)
+				}
+			})
+		})
+	}
+}
+
+// accessToken returns tok's access token, or "" for nil.
+func accessToken(tok *oauth2.Token) string {
+	if tok == nil {
+		return ""
+	}
+	return tok.AccessToken
+}

@@ -180,6 +180,7 @@ func respond(req *http.Request, status int, h http.Header, body string) *http.Re
 // seen is what an in-memory base received.
 type seen struct {
 	Method, URL, Auth, Body string
+	Header                  http.Header // every header of the request, as the base got it
 }
 
 // memBase is an in-memory base transport that behaves like a real one: it
@@ -199,7 +200,7 @@ func (m *memBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	m.mu.Lock()
 	n := len(m.got)
-	m.got = append(m.got, seen{req.Method, req.URL.String(), req.Header.Get("Authorization"), string(body)})
+	m.got = append(m.got, seen{req.Method, req.URL.String(), req.Header.Get("Authorization"), string(body), req.Header.Clone()})
 	m.mu.Unlock()
 	if m.answer == nil {
 		return respond(req, http.StatusOK, nil, "ok"), nil

@@ -3,7 +3,10 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -269,14 +272,12 @@ func TestRoundTripDoesNotMutateRequest(t *testing.T) {
 		}
 		return respond(r, 200, nil, ""), nil
 	}}
-	var sawHeader http.Header
 	tr := mustNew(t, src, func(tr *transport.Transport) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 		tr.Prepare = func(r *http.Request, _ *oauth2.Token) error {
 			r.Header.Add("Accept", "text/plain") // appends to a shared slice: must not reach the caller
 			r.Header.Set("X-Signed", "yes")
-			sawHeader = r.Header.Clone()
 			return nil
 		}
 	})
@@ -305,15 +306,22 @@ func TestRoundTripDoesNotMutateRequest(t *testing.T) {
 	if req.URL.String() != beforeURL || req.Body != body || req.Method != "PUT" {
 		t.Error("caller's request fields changed")
 	}
-	if got := sawHeader.Get("X-Signed"); got != "yes" {
-		t.Errorf("Prepare's header not sent: %q", got)
-	}
 	reqs := base.requests()
 	if len(reqs) != 2 || reqs[1].Body != "body" {
 		t.Fatalf("base saw %+v", reqs)
 	}
-	if strings.HasPrefix(reqs[0].Auth, "Basic") {
-		t.Error("caller's Authorization was sent instead of the token")
+	// What Prepare added is on the wire, on the first request and on the
+	// resend, next to the caller's headers.
+	for i, r := range reqs {
+		if got := r.Header.Values("X-Signed"); len(got) != 1 || got[0] != "yes" {
+			t.Errorf("request %d: X-Signed at the base = %q, want [yes]", i, got)
+		}
+		if diff := cmp.Diff([]string{"application/json", "text/plain"}, r.Header.Values("Accept")); diff != "" {
+			t.Errorf("request %d: Accept at the base (-want +got):\n%s", i, diff)
+		}
+		if got := r.Header.Values("Authorization"); len(got) != 1 || !strings.HasPrefix(got[0], "Bearer ") {
+			t.Errorf("request %d: Authorization at the base = %q, want only the token (not the caller's Basic)", i, got)
+		}
 	}
 }
 
@@ -333,6 +341,171 @@ func TestPrepareError(t *testing.T) {
 	}
 	if body.closes.Load() != 1 || len(base.requests()) != 0 {
 		t.Errorf("closes = %d, requests = %d", body.closes.Load(), len(base.requests()))
+	}
+}
+
+// The per-request hook (Prepare) runs only for requests that get the token.
+// For an allowed origin its headers (a signature, a DPoP proof, and for a
+// DPoP token the Authorization header) reach the base. For another origin,
+// a Host header naming another site, and every redirect hop to another
+// origin (another host, another port, https to http), the hook is not
+// called and none of its headers, nor any Authorization, reach the base.
+// The caller's request is never changed.
+func TestPrepareOnlyForAllowedOrigins(t *testing.T) {
+	t.Parallel()
+	hookHeaders := []string{"X-Signed", "DPoP"}
+	for _, typ := range []string{"Bearer", "DPoP"} {
+		t.Run(typ, func(t *testing.T) {
+			t.Parallel()
+			src := &fakeSource{tokenType: typ}
+			tok := src.current(t)
+			wantAuth := "Bearer " + tok.AccessToken
+			if typ == "DPoP" {
+				wantAuth = "DPoP " + tok.AccessToken
+			}
+			var (
+				mu       sync.Mutex
+				prepared []string // URL and Host of each request the hook was called for
+			)
+			hooked := func() []string {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]string(nil), prepared...)
+			}
+			base := &memBase{answer: func(_ int, r *http.Request) (*http.Response, error) {
+				if r.URL.Path == "/redirect" {
+					code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+					h := http.Header{}
+					h.Set("Location", r.URL.Query().Get("to"))
+					return respond(r, code, h, ""), nil
+				}
+				return respond(r, http.StatusOK, nil, "landed"), nil
+			}}
+			tr := mustNew(t, src, func(tr *transport.Transport) {
+				tr.Base = base
+				tr.Origins = []string{"https://api.example.com"}
+				tr.PrepareTokenTypes = []string{"DPoP"}
+				tr.Prepare = func(r *http.Request, tok *oauth2.Token) error {
+					mu.Lock()
+					prepared = append(prepared, r.URL.String()+" Host="+r.Host)
+					mu.Unlock()
+					if strings.EqualFold(tok.TokenType, "DPoP") {
+						r.Header.Set("Authorization", "DPoP "+tok.AccessToken)
+					}
+					r.Header.Set("X-Signed", "yes")
+					r.Header.Set("DPoP", "proof")
+					return nil
+				}
+			})
+			// newReq returns a request and a check that it was not changed.
+			newReq := func(t *testing.T, url, host string) (*http.Request, func()) {
+				t.Helper()
+				req, err := http.NewRequest("GET", url, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = host
+				req.Header.Set("Accept", "application/json")
+				before, beforeURL := req.Header.Clone(), req.URL.String()
+				return req, func() {
+					t.Helper()
+					if diff := cmp.Diff(before, req.Header); diff != "" {
+						t.Errorf("caller's header changed (-before +after):\n%s", diff)
+					}
+					if req.URL.String() != beforeURL || req.Host != host {
+						t.Errorf("caller's URL or Host changed: %s Host=%q", req.URL, req.Host)
+					}
+				}
+			}
+			// withHook and withoutHook check what the base got.
+			withHook := func(t *testing.T, s seen) {
+				t.Helper()
+				if got := s.Header.Values("Authorization"); len(got) != 1 || got[0] != wantAuth {
+					t.Errorf("%s: Authorization at the base = %q, want [%q]", s.URL, got, wantAuth)
+				}
+				if got := s.Header.Values("X-Signed"); len(got) != 1 || got[0] != "yes" {
+					t.Errorf("%s: X-Signed at the base = %q, want [yes]", s.URL, got)
+				}
+				if got := s.Header.Values("DPoP"); len(got) != 1 || got[0] != "proof" {
+					t.Errorf("%s: DPoP at the base = %q, want [proof]", s.URL, got)
+				}
+			}
+			withoutHook := func(t *testing.T, s seen) {
+				t.Helper()
+				for _, k := range append([]string{"Authorization"}, hookHeaders...) {
+					if got := s.Header.Values(k); len(got) != 0 {
+						t.Errorf("%s: %s at the base = %q, want none", s.URL, k, got)
+					}
+				}
+				if got := s.Header.Get("Accept"); got != "application/json" {
+					t.Errorf("%s: the caller's Accept at the base = %q", s.URL, got)
+				}
+			}
+
+			t.Run("direct", func(t *testing.T) {
+				for _, tc := range []struct {
+					url, host string
+					allowed   bool
+				}{
+					{"https://api.example.com/a", "", true},
+					{"https://other.example.com/a", "", false},
+					{"https://api.example.com:8443/a", "", false},
+					{"http://api.example.com/a", "", false},
+					{"https://api.example.com/a", "other.example.com", false}, // Host header names another site
+				} {
+					n, h := len(base.requests()), len(hooked())
+					req, unchanged := newReq(t, tc.url, tc.host)
+					resp, err := tr.RoundTrip(req)
+					if err != nil {
+						t.Fatalf("%s Host=%q: %v", tc.url, tc.host, err)
+					}
+					resp.Body.Close()
+					unchanged()
+					got := base.requests()[n:]
+					if len(got) != 1 {
+						t.Fatalf("%s Host=%q: base got %d requests, want 1", tc.url, tc.host, len(got))
+					}
+					calls := hooked()[h:]
+					if tc.allowed {
+						withHook(t, got[0])
+						if want := []string{tc.url + " Host="}; !cmp.Equal(calls, want) {
+							t.Errorf("%s: hook called for %q, want %q", tc.url, calls, want)
+						}
+					} else {
+						withoutHook(t, got[0])
+						if len(calls) != 0 {
+							t.Errorf("%s Host=%q: hook called for %q, want no call", tc.url, tc.host, calls)
+						}
+					}
+				}
+			})
+
+			t.Run("redirect", func(t *testing.T) {
+				client := &http.Client{Transport: tr}
+				for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+					for _, to := range []string{"https://other.example.com/landing", "https://api.example.com:8443/landing", "http://api.example.com/landing"} {
+						n, h := len(base.requests()), len(hooked())
+						from := fmt.Sprintf("https://api.example.com/redirect?code=%d&to=%s", code, url.QueryEscape(to))
+						req, unchanged := newReq(t, from, "")
+						resp, err := client.Do(req)
+						if err != nil {
+							t.Fatalf("%d to %s: %v", code, to, err)
+						}
+						resp.Body.Close()
+						unchanged()
+						got := base.requests()[n:]
+						if len(got) != 2 || got[0].URL != from || got[1].URL != to {
+							t.Fatalf("%d to %s: base got %+v, want the two hops", code, to, got)
+						}
+						withHook(t, got[0])
+						withoutHook(t, got[1])
+						if calls, want := hooked()[h:], []string{from + " Host="}; !cmp.Equal(calls, want) {
+							t.Errorf("%d to %s: hook called for %q, want only the first hop %q", code, to, calls, want)
+						}
+					}
+				}
+			})
+		})
 	}
 }
 
