@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -136,65 +138,158 @@ func TestOnePostPerSingleUseRequest(t *testing.T) {
 	})
 }
 
-// AC1, device flow: each poll is one POST, never replayed: a replayed poll
-// would come early and the server would answer slow_down.
+// AC1, device flow: each poll is one POST, never replayed. The recorder sees
+// every POST on the wire, retries included. The fault hits the second poll,
+// after the first one set the server's last-poll time, so a replay shows
+// twice: as an extra POST sooner than the interval after the faulted one,
+// and (when the fault answers after processing) as a slow_down.
 func TestDevicePollsNotReplayed(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []fakeas.FaultKind{fakeas.FaultUnavailable, fakeas.FaultReset} {
-		t.Run(kind.String(), func(t *testing.T) {
+	const interval = 5 * time.Second
+	for _, f := range []fakeas.Fault{
+		{Kind: fakeas.FaultUnavailable},
+		{Kind: fakeas.FaultUnavailable, After: true},
+		{Kind: fakeas.FaultBadGateway},
+		{Kind: fakeas.FaultReset},
+		{Kind: fakeas.FaultResponseLost},
+	} {
+		name := f.Kind.String()
+		if f.After {
+			name += "-after"
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				e, c, polls := deviceEnv(t, fakeas.Config{DevicePendingPolls: 2})
-				e.InjectFault(fakeas.Fault{Kind: kind, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantDeviceCode, Times: 1})
+				as, c, rec := deviceEnv(t, fakeas.Config{DevicePendingPolls: 2, DeviceInterval: interval})
+				f.Endpoint, f.Grant, f.Times = fakeas.EndpointToken, fakeas.GrantDeviceCode, 1
+				rec.onPost(func(p wirePost) {
+					if p.grant() == fakeas.GrantDeviceCode && p.n == 2 {
+						as.InjectFault(f)
+					}
+				})
 				if err := c.Login(t.Context(), WithDevice()); err != nil {
 					t.Fatalf("Login: %v", err)
 				}
-				st := e.Stats()
+				// pending, fault, pending, success; a fault after
+				// processing counts as the second pending poll.
+				want := 4
+				if f.After || f.Kind == fakeas.FaultResponseLost {
+					want = 3
+				}
+				assertPollsSpaced(t, rec, interval, want)
+				st := as.Stats()
+				if st.Faults[f.Kind] != 1 {
+					t.Fatalf("the %s fault fired %d times, want 1", f.Kind, st.Faults[f.Kind])
+				}
 				if st.SlowDowns != 0 {
 					t.Fatalf("slow_downs = %d: a poll was replayed early", st.SlowDowns)
-				}
-				if got := len(polls.times()); got != st.Grants[fakeas.GrantDeviceCode] || got != 4 {
-					t.Fatalf("client polls %d, server saw %d; want 4 (fault, pending x2, success)", got, st.Grants[fakeas.GrantDeviceCode])
 				}
 			})
 		})
 	}
 }
 
-// pollRecorder records when device polls are sent.
-type pollRecorder struct {
-	mu sync.Mutex
-	at []time.Time
-}
-
-func (p *pollRecorder) times() []time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]time.Time(nil), p.at...)
-}
-
-type recordingTransport struct {
-	base http.RoundTripper
-	rec  *pollRecorder
-}
-
-func (r recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, fakeas.PathToken) && req.GetBody != nil {
-		b, _ := req.GetBody()
-		buf := new(strings.Builder)
-		fmt.Fprint(buf, readAll(b))
-		if strings.Contains(buf.String(), "device_code=") {
-			r.rec.mu.Lock()
-			r.rec.at = append(r.rec.at, time.Now())
-			r.rec.mu.Unlock()
+// assertPollsSpaced checks that want device polls went on the wire, the
+// first at least interval after the device authorization request and each
+// at least interval after the previous one.
+func assertPollsSpaced(t *testing.T, rec *wireRecorder, interval time.Duration, want int) {
+	t.Helper()
+	auth := rec.posts(fakeas.PathDeviceAuthorization, "")
+	polls := rec.posts(fakeas.PathToken, fakeas.GrantDeviceCode)
+	if len(auth) != 1 {
+		t.Fatalf("%d device authorization requests, want 1", len(auth))
+	}
+	at := []time.Time{auth[0].at}
+	for _, p := range polls {
+		at = append(at, p.at)
+	}
+	for i := 1; i < len(at); i++ {
+		if d := at[i].Sub(at[i-1]); d < interval {
+			t.Errorf("poll %d went out %v after the previous request, want >= %v (a replay?)", i, d, interval)
 		}
 	}
-	return r.base.RoundTrip(req)
+	if len(polls) != want {
+		t.Errorf("%d device-poll POSTs on the wire, want exactly %d", len(polls), want)
+	}
+}
+
+// wireRecorder is an http.RoundTripper in front of a base transport that
+// records every form POST as it goes on the wire: one record per attempt,
+// so a retry shows up as a record of its own, with the body as sent (not as
+// the client meant it).
+type wireRecorder struct {
+	base http.RoundTripper
+
+	mu     sync.Mutex // guards before and sent
+	before func(wirePost)
+	sent   []wirePost
+}
+
+// wirePost is one recorded POST.
+type wirePost struct {
+	at   time.Time
+	path string
+	form url.Values
+	n    int // its 1-based position among the recorded POSTs of its grant_type
+}
+
+func (p wirePost) grant() string { return p.form.Get("grant_type") }
+
+// onPost makes fn run for each POST after it is recorded and before it is
+// forwarded (to inject a fault into exactly that request).
+func (w *wireRecorder) onPost(fn func(wirePost)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.before = fn
+}
+
+// posts returns the recorded POSTs to path, of grant type grant unless it
+// is empty, in order.
+func (w *wireRecorder) posts(path, grant string) []wirePost {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []wirePost
+	for _, p := range w.sent {
+		if p.path == path && (grant == "" || p.grant() == grant) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// RoundTrip records a POST's form body and forwards a copy of the request.
+func (w *wireRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPost || req.Body == nil {
+		return w.base.RoundTrip(req)
+	}
+	b, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	form, _ := url.ParseQuery(string(b))
+	p := wirePost{at: time.Now(), path: req.URL.Path, form: form, n: 1}
+	w.mu.Lock()
+	for _, q := range w.sent {
+		if q.grant() == p.grant() {
+			p.n++
+		}
+	}
+	w.sent = append(w.sent, p)
+	before := w.before
+	w.mu.Unlock()
+	if before != nil {
+		before(p)
+	}
+	out := req.Clone(req.Context())
+	out.Body = io.NopCloser(bytes.NewReader(b))
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	return w.base.RoundTrip(out)
 }
 
 // deviceEnv starts an in-memory fake server inside a synctest bubble (its
 // clock is the bubble's) and a client talking to it through a recorder.
-func deviceEnv(t *testing.T, cfg fakeas.Config) (*fakeas.Server, *Client, *pollRecorder) {
+func deviceEnv(t *testing.T, cfg fakeas.Config) (*fakeas.Server, *Client, *wireRecorder) {
 	cfg.InMemory = true
 	as, err := fakeas.New(cfg)
 	if err != nil {
@@ -202,18 +297,27 @@ func deviceEnv(t *testing.T, cfg fakeas.Config) (*fakeas.Server, *Client, *pollR
 	}
 	t.Cleanup(as.Close)
 	st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
-	rec := &pollRecorder{}
+	rec := &wireRecorder{base: as.Transport()}
 	c, err := New(t.Context(), Config{
 		Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, AllowInsecureLoopback: true,
 		Store: st, Prompt: discardWriter{},
 		DevicePrompt: func(ctx context.Context, d DeviceCode) { <-ctx.Done() },
-		HTTP:         HTTPSettings{Transport: recordingTransport{as.Transport(), rec}},
+		HTTP:         HTTPSettings{Transport: rec},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return as, c, rec
+}
+
+// deviceTimes returns when the recorded device polls were sent.
+func deviceTimes(rec *wireRecorder) []time.Time {
+	var at []time.Time
+	for _, p := range rec.posts(fakeas.PathToken, fakeas.GrantDeviceCode) {
+		at = append(at, p.at)
+	}
+	return at
 }
 
 // AC4: pending x3 then success, polls spaced at least the interval;
@@ -226,7 +330,7 @@ func TestDeviceFlowTiming(t *testing.T) {
 			if err := c.Login(t.Context(), WithDevice()); err != nil {
 				t.Fatal(err)
 			}
-			at := rec.times()
+			at := deviceTimes(rec)
 			if len(at) != 4 {
 				t.Fatalf("%d polls, want 4", len(at))
 			}
@@ -244,7 +348,7 @@ func TestDeviceFlowTiming(t *testing.T) {
 			if err := c.Login(t.Context(), WithDevice()); err != nil {
 				t.Fatal(err)
 			}
-			at := rec.times()
+			at := deviceTimes(rec)
 			gaps := make([]time.Duration, 0, len(at))
 			for i := 1; i < len(at); i++ {
 				gaps = append(gaps, at[i].Sub(at[i-1]))
@@ -541,24 +645,46 @@ func TestCanarySecrets(t *testing.T) {
 	record(err)
 	e.as.ClearFaults()
 
-	// Login: code and verifier (captured from the redirect), tokens.
+	// Login: codes (from the redirects) and PKCE verifiers (from the token
+	// POSTs on the wire), tokens. The first code exchange fails, so its
+	// code and verifier pass through the error paths too.
 	cfg := e.config()
-	captured := make(chan [2]string, 1)
+	wire := &wireRecorder{base: http.DefaultTransport.(*http.Transport).Clone()}
+	cfg.HTTP.Transport = wire
+	type authz struct{ code, challenge string }
+	captured := make(chan authz, 2)
 	cfg.OpenBrowser = func(u string) error {
 		redirect, err := e.as.Authorize(context.Background(), u)
 		if err != nil {
 			return err
 		}
 		pu, _ := url.Parse(u)
-		captured <- [2]string{redirect.Query().Get("code"), pu.Query().Get("code_challenge")}
+		captured <- authz{redirect.Query().Get("code"), pu.Query().Get("code_challenge")}
 		return fakeas.Deliver(context.Background(), redirect.String())
 	}
 	cfg.Events = func(ev Event) { record(ev.Err) }
 	c2 := mustNew(t, cfg)
+	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultResponseLost, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantAuthorizationCode, Times: 1})
+	err = c2.Login(t.Context())
+	if !errors.Is(err, ErrNetwork) {
+		t.Fatalf("Login with a lost response = %v, want ErrNetwork", err)
+	}
+	record(err)
 	login(t, c2)
 	tok2, _ := c2.Token(t.Context())
-	capt := <-captured
-	code, challenge := capt[0], capt[1]
+	exchanges := wire.posts(fakeas.PathToken, fakeas.GrantAuthorizationCode)
+	if len(exchanges) != 2 {
+		t.Fatalf("%d code exchanges on the wire, want 2", len(exchanges))
+	}
+	var codes, verifiers []string
+	for i, x := range exchanges {
+		a := <-captured
+		code, verifier := x.form.Get("code"), x.form.Get("code_verifier")
+		if code != a.code || oauth2.S256ChallengeFromVerifier(verifier) != a.challenge {
+			t.Fatalf("exchange %d: the code or verifier on the wire does not match its authorization request", i)
+		}
+		codes, verifiers = append(codes, code), append(verifiers, verifier)
+	}
 	stored, _ := e.store.Load(t.Context(), c2.baseKey().String())
 	// A refresh that fails with invalid_grant after a reset.
 	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultReset, Endpoint: fakeas.EndpointToken, Times: 1})
@@ -574,7 +700,7 @@ func TestCanarySecrets(t *testing.T) {
 	st, _ := c2.Status(t.Context())
 	errs = append(errs, fmt.Sprintf("%+v", st))
 
-	secrets := []string{secret, tok1.AccessToken, tok2.AccessToken, stored.RefreshToken, stored.IDToken, code, challenge}
+	secrets := append([]string{secret, tok1.AccessToken, tok2.AccessToken, stored.RefreshToken, stored.IDToken}, append(codes, verifiers...)...)
 	for _, s := range secrets {
 		if s == "" {
 			t.Fatal("a canary was not captured; the test would prove nothing")

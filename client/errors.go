@@ -58,6 +58,13 @@ var (
 	// (malformed JSON, no access_token, a redirect, an oversized body).
 	ErrBadResponse = errors.New("client: invalid response from the authorization server")
 
+	// ErrDiscovery: the issuer's discovery document (RFC 8414 or OpenID
+	// Connect) could not be fetched or used; check Config.Issuer. The
+	// cause is wrapped too: a network failure also matches ErrNetwork, a
+	// 5xx or 429 ErrTemporarilyUnavailable, a mismatched issuer
+	// ErrIssuerMismatch, an unusable document ErrBadResponse.
+	ErrDiscovery = errors.New("client: discovery failed")
+
 	// ErrIssuerMismatch: the discovery document or the authorization
 	// response names a different issuer than the one configured (RFC 8414
 	// section 3.3, RFC 9207).

@@ -100,12 +100,24 @@ func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error
 			return doc, nil
 		}
 		if errors.Is(err, ErrIssuerMismatch) || ctx.Err() != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w for %s: %w", ErrDiscovery, redact.URLString(g.cfg.Issuer), err)
 		}
 		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("client: discovery for %s failed: %w", redact.URLString(g.cfg.Issuer), errors.Join(errs...))
+	return nil, fmt.Errorf("%w for %s: %w", ErrDiscovery, redact.URLString(g.cfg.Issuer), errors.Join(errs...))
 }
+
+// errNoDiscoveryDocument: a well-known URL answered, but not with a
+// discovery document.
+var errNoDiscoveryDocument = errors.New("no discovery document at this URL")
+
+// serverBusy is a 5xx or 429 answer from an endpoint that is not the
+// token endpoint; it matches ErrTemporarilyUnavailable.
+type serverBusy struct{}
+
+func (serverBusy) Error() string { return "the server is temporarily unavailable" }
+
+func (serverBusy) Is(target error) bool { return target == ErrTemporarilyUnavailable }
 
 func (g *grant) getDiscovery(ctx context.Context, u string) (*oauthwire.Discovery, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -124,7 +136,12 @@ func (g *grant) getDiscovery(ctx context.Context, u string) (*oauthwire.Discover
 		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: netCause(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &EndpointError{Endpoint: redact.URLString(u), Status: resp.StatusCode, Err: refresh.Classify(oauthwire.ParseErrorResponse(resp.StatusCode, resp.Header, body))}
+		// Not a token endpoint: an OAuth error body means nothing here.
+		var cause error = errNoDiscoveryDocument
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			cause = serverBusy{}
+		}
+		return nil, &EndpointError{Endpoint: redact.URLString(u), Status: resp.StatusCode, Err: cause}
 	}
 	if len(body) > oauthwire.MaxBody {
 		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: fmt.Errorf("%w: discovery document larger than 1 MiB", ErrBadResponse)}

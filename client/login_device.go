@@ -137,36 +137,48 @@ func (c *Client) devicePrompt(ctx context.Context, d DeviceCode) {
 // date until the login ends.
 func TextDevicePrompt(w io.Writer) func(ctx context.Context, d DeviceCode) {
 	return func(ctx context.Context, d DeviceCode) {
-		fmt.Fprintf(w, "To sign in, open %s and enter the code %s\n", d.VerificationURI, d.UserCode)
-		if d.VerificationURIComplete != "" {
-			fmt.Fprintf(w, "or scan this code to open %s:\n", d.VerificationURIComplete)
-			qrterminal.GenerateWithConfig(d.VerificationURIComplete, qrterminal.Config{
-				Level: qrterminal.L, Writer: w, HalfBlocks: true,
-				BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK,
-				WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE,
-				QuietZone: 1,
-			})
+		showDeviceCode(ctx, w, d, isTerminal(w))
+	}
+}
+
+// isTerminal reports whether w is a terminal, where a line can be redrawn
+// in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// showDeviceCode is TextDevicePrompt with the terminal check made: on a
+// terminal (tty) it redraws a countdown every second until ctx ends;
+// otherwise it writes the time left once and returns.
+func showDeviceCode(ctx context.Context, w io.Writer, d DeviceCode, tty bool) {
+	fmt.Fprintf(w, "To sign in, open %s and enter the code %s\n", d.VerificationURI, d.UserCode)
+	if d.VerificationURIComplete != "" {
+		fmt.Fprintf(w, "or scan this code to open %s:\n", d.VerificationURIComplete)
+		qrterminal.GenerateWithConfig(d.VerificationURIComplete, qrterminal.Config{
+			Level: qrterminal.L, Writer: w, HalfBlocks: true,
+			BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK,
+			WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE,
+			QuietZone: 1,
+		})
+	}
+	if !tty {
+		fmt.Fprintf(w, "The code expires in %s.\n", time.Until(d.Expiry).Round(time.Second))
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		left := time.Until(d.Expiry)
+		if left < 0 {
+			left = 0
 		}
-		left := time.Until(d.Expiry).Round(time.Second)
-		f, isFile := w.(*os.File)
-		if !isFile || !term.IsTerminal(int(f.Fd())) {
-			fmt.Fprintf(w, "The code expires in %s.\n", left)
+		fmt.Fprintf(w, "\rWaiting for approval; the code expires in %s ", fmtCountdown(left))
+		select {
+		case <-ctx.Done():
+			fmt.Fprint(w, "\r\033[K")
 			return
-		}
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			left := time.Until(d.Expiry)
-			if left < 0 {
-				left = 0
-			}
-			fmt.Fprintf(w, "\rWaiting for approval; the code expires in %s ", fmtCountdown(left))
-			select {
-			case <-ctx.Done():
-				fmt.Fprint(w, "\r\033[K")
-				return
-			case <-tick.C:
-			}
+		case <-tick.C:
 		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -302,22 +301,50 @@ func TestListenerClosedAfterSuccessAndExchangeFailure(t *testing.T) {
 	}
 }
 
-// A device poll that times out is one POST; polling goes on and succeeds.
+// A device poll that times out is one POST: polling goes on at the interval
+// and succeeds. The hang hits the second poll (the first set the server's
+// last-poll time). Two timeouts: the call's total one (HTTP.Timeout), and a
+// per-attempt one in the base transport, which go-retryablehttp would
+// retry at once if polls were replayable.
 func TestDevicePollTimeoutNotReplayed(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{DeviceInterval: time.Second, DevicePendingPolls: 1})
-	cfg := e.config()
-	cfg.HTTP.Timeout = 300 * time.Millisecond
-	cfg.DevicePrompt = func(ctx context.Context, d DeviceCode) { <-ctx.Done() }
-	c := mustNew(t, cfg)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantDeviceCode, Times: 1})
-	var once sync.Once
-	defer once.Do(e.as.ReleaseHangs)
-	if err := c.Login(t.Context(), WithDevice()); err != nil {
-		t.Fatalf("Login: %v", err)
-	}
-	once.Do(e.as.ReleaseHangs)
-	if st := e.as.Stats(); st.SlowDowns != 0 {
-		t.Fatalf("slow_downs = %d: a timed-out poll was replayed early", st.SlowDowns)
+	const interval = time.Second
+	for _, tc := range []struct {
+		name          string
+		total, header time.Duration
+	}{
+		{"call-timeout", 300 * time.Millisecond, 0},
+		{"attempt-timeout", 10 * time.Second, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fakeas.Config{DeviceInterval: interval, DevicePendingPolls: 2})
+			t.Cleanup(e.as.ReleaseHangs)
+			cfg := e.config()
+			cfg.HTTP.Timeout = tc.total
+			base := http.DefaultTransport.(*http.Transport).Clone()
+			base.ResponseHeaderTimeout = tc.header
+			rec := &wireRecorder{base: base}
+			rec.onPost(func(p wirePost) {
+				if p.grant() == fakeas.GrantDeviceCode && p.n == 2 {
+					e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantDeviceCode, Times: 1})
+				}
+			})
+			cfg.HTTP.Transport = rec
+			cfg.DevicePrompt = func(ctx context.Context, d DeviceCode) { <-ctx.Done() }
+			c := mustNew(t, cfg)
+			if err := c.Login(t.Context(), WithDevice()); err != nil {
+				t.Fatalf("Login: %v", err)
+			}
+			// pending, timeout, pending, success.
+			assertPollsSpaced(t, rec, interval, 4)
+			st := e.as.Stats()
+			if st.Faults[fakeas.FaultHang] != 1 {
+				t.Fatalf("the hang fired %d times, want 1", st.Faults[fakeas.FaultHang])
+			}
+			if st.SlowDowns != 0 {
+				t.Fatalf("slow_downs = %d: a timed-out poll was replayed early", st.SlowDowns)
+			}
+		})
 	}
 }

@@ -7,7 +7,8 @@
 // a self-signed certificate when Config.TLS is set) and serves:
 //
 //	/.well-known/oauth-authorization-server   RFC 8414 discovery
-//	/.well-known/openid-configuration         OpenID Connect discovery (same document)
+//	/.well-known/openid-configuration         OpenID Connect discovery (same document;
+//	                                          Config.OIDCDiscoveryOnly serves only this one)
 //	/authorize                                authorization code + S256 PKCE, RFC 9207 iss
 //	/token                                    client_credentials, authorization_code,
 //	                                          refresh_token (rotation, reuse detection),
@@ -294,6 +295,11 @@ type Config struct {
 	// DiscoveryIssuer replaces the issuer in discovery documents (for
 	// mix-up tests). Optional.
 	DiscoveryIssuer string
+	// OIDCDiscoveryOnly serves the discovery document only at
+	// /.well-known/openid-configuration, as an OpenID provider without
+	// RFC 8414 metadata does: /.well-known/oauth-authorization-server
+	// answers 404 (and still counts in Stats.Discovery).
+	OIDCDiscoveryOnly bool
 	// DisabledEndpoints lists endpoint names (EndpointRevocation, ...) that
 	// are not advertised and answer 404.
 	DisabledEndpoints []string

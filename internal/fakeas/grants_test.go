@@ -79,6 +79,44 @@ func TestDiscovery(t *testing.T) {
 	}
 }
 
+// OIDCDiscoveryOnly: the RFC 8414 path answers 404, the OpenID Connect one
+// the document; Stats.Discovery counts each path, 404s included.
+func TestOIDCDiscoveryOnly(t *testing.T) {
+	t.Parallel()
+	srv := fakeas.Start(t, fakeas.Config{OIDCDiscoveryOnly: true})
+	get := func(path string) *rawResp {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL(path), nil)
+		r, err := do(t, srv, nil, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := get(oauthwire.WellKnownOAuth); r.status != http.StatusNotFound {
+		t.Fatalf("RFC 8414 path answered %d, want 404", r.status)
+	}
+	r := get(oauthwire.WellKnownOpenID)
+	if d, err := oauthwire.ParseDiscovery(r.body, srv.Issuer()); r.status != http.StatusOK || err != nil || d.TokenEndpoint != srv.TokenURL() {
+		t.Fatalf("OpenID Connect path: status %d, %+v, %v", r.status, d, err)
+	}
+	get(oauthwire.WellKnownOpenID)
+	want := map[string]int{oauthwire.WellKnownOAuth: 1, oauthwire.WellKnownOpenID: 2}
+	if diff := cmp.Diff(want, srv.Stats().Discovery); diff != "" {
+		t.Errorf("Stats.Discovery (-want +got):\n%s", diff)
+	}
+	srv.ResetStats()
+	if err := srv.Update(func(c *fakeas.Config) { c.OIDCDiscoveryOnly = false }); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(oauthwire.WellKnownOAuth); r.status != http.StatusOK {
+		t.Fatalf("RFC 8414 path answered %d without OIDCDiscoveryOnly", r.status)
+	}
+	if diff := cmp.Diff(map[string]int{oauthwire.WellKnownOAuth: 1}, srv.Stats().Discovery); diff != "" {
+		t.Errorf("Stats.Discovery after ResetStats (-want +got):\n%s", diff)
+	}
+}
+
 func TestClientAuthentication(t *testing.T) {
 	t.Parallel()
 	basic, post := confidential("basic"), confidential("post")

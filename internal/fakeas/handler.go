@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 )
 
@@ -56,8 +57,8 @@ type endpointFunc func(r *http.Request) *reply
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/.well-known/oauth-authorization-server", s.endpoint(EndpointDiscovery, s.discovery))
-	mux.Handle("/.well-known/openid-configuration", s.endpoint(EndpointDiscovery, s.discovery))
+	mux.Handle(oauthwire.WellKnownOAuth, s.endpoint(EndpointDiscovery, s.discovery))
+	mux.Handle(oauthwire.WellKnownOpenID, s.endpoint(EndpointDiscovery, s.discovery))
 	mux.Handle(PathAuthorize, s.endpoint(EndpointAuthorize, s.authorize))
 	mux.Handle(PathToken, s.endpoint(EndpointToken, s.token))
 	mux.Handle(PathDeviceAuthorization, s.endpoint(EndpointDeviceAuthorization, s.deviceAuthorization))
@@ -91,6 +92,9 @@ func (s *Server) endpoint(name string, fn endpointFunc) http.Handler {
 
 		s.mu.Lock()
 		s.stats.Requests[name]++
+		if name == EndpointDiscovery {
+			s.stats.Discovery[r.URL.Path]++
+		}
 		if name == EndpointToken && r.Method == http.MethodPost {
 			s.stats.TokenPosts++
 			s.stats.Grants[grant]++

@@ -4,16 +4,22 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/tokenward/tokenward/internal/oauthwire"
 )
 
 // discovery serves the RFC 8414 / OpenID Connect discovery document (the
-// same one at both well-known paths).
+// same one at both well-known paths, or only at the OpenID Connect one with
+// Config.OIDCDiscoveryOnly).
 func (s *Server) discovery(r *http.Request) *reply {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return textReply(http.StatusMethodNotAllowed, "text/plain; charset=utf-8", "method not allowed\n")
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.cfg.OIDCDiscoveryOnly && r.URL.Path == oauthwire.WellKnownOAuth {
+		return textReply(http.StatusNotFound, "text/plain; charset=utf-8", "404 page not found\n")
+	}
 	iss := s.issuer
 	if s.cfg.DiscoveryIssuer != "" {
 		iss = s.cfg.DiscoveryIssuer

@@ -13,6 +13,10 @@ type Stats struct {
 	Requests map[string]int
 	// Grants counts token endpoint requests per grant_type as sent.
 	Grants map[string]int
+	// Discovery counts requests per discovery path
+	// (oauthwire.WellKnownOAuth, oauthwire.WellKnownOpenID), including
+	// those answered 404 or by a fault.
+	Discovery map[string]int
 	// TokenPosts counts POST requests to the token endpoint.
 	TokenPosts int
 	// AccessTokensIssued and RefreshTokensIssued count minted tokens.
@@ -56,12 +60,14 @@ type Stats struct {
 func (st *Stats) init() {
 	st.Requests = map[string]int{}
 	st.Grants = map[string]int{}
+	st.Discovery = map[string]int{}
 	st.Faults = map[FaultKind]int{}
 }
 
 func (st Stats) clone() Stats {
 	st.Requests = maps.Clone(st.Requests)
 	st.Grants = maps.Clone(st.Grants)
+	st.Discovery = maps.Clone(st.Discovery)
 	st.Faults = maps.Clone(st.Faults)
 	return st
 }

@@ -1,0 +1,136 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/store"
+)
+
+// forgetDiscovery drops issuer's entry from the process-wide discovery
+// cache. fakeas issuers are 127.0.0.1 URLs with random ports, and a port
+// freed by an earlier test's server may come back: its cached document
+// would make the fetch counts below 0.
+func forgetDiscovery(issuer string) {
+	discoveryCache.Lock()
+	delete(discoveryCache.m, issuer)
+	discoveryCache.Unlock()
+}
+
+// Discovery tries RFC 8414 first and falls back to OpenID Connect when it
+// answers 404, and New's promise holds: the document is cached per process,
+// so later Clients and operations for the issuer fetch nothing.
+func TestDiscoveryFallbackAndCache(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		oidcOnly bool
+		want     map[string]int // fetches per well-known path
+	}{
+		{"rfc8414", false, map[string]int{oauthwire.WellKnownOAuth: 1}},
+		{"oidc-fallback", true, map[string]int{oauthwire.WellKnownOAuth: 1, oauthwire.WellKnownOpenID: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fakeas.Config{OIDCDiscoveryOnly: tc.oidcOnly})
+			forgetDiscovery(e.as.Issuer())
+			cc := e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretPost)
+			cc.AuthMethod = "" // chosen from the discovered document
+			c1 := mustNew(t, cc)
+			if diff := cmp.Diff(tc.want, e.as.Stats().Discovery); diff != "" {
+				t.Fatalf("discovery fetches after New (-want +got):\n%s", diff)
+			}
+			wantEP := Endpoints{AuthURL: e.as.AuthorizeURL(), TokenURL: e.as.TokenURL(), DeviceAuthURL: e.as.DeviceAuthorizationURL(), RevocationURL: e.as.RevocationURL()}
+			if diff := cmp.Diff(wantEP, c1.endpoints); diff != "" {
+				t.Fatalf("endpoints (-want +got):\n%s", diff)
+			}
+			hc, err := c1.HTTPClient(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code, body := get(t, hc, e.api.URL()+"/things"); code != 200 {
+				t.Fatalf("API answered %d: %s", code, body)
+			}
+			if n := e.as.Stats().Grants[fakeas.GrantClientCredentials]; n != 1 {
+				t.Fatalf("client_credentials POSTs = %d, want 1", n)
+			}
+
+			// More Clients for the issuer (another grant, another
+			// profile) and more operations: no discovery request.
+			c2 := mustNew(t, e.config())
+			login(t, c2)
+			c3 := mustNew(t, func() Config { c := e.config(); c.Profile = "second"; return c }())
+			login(t, c3)
+			forceRefresh(t, c1)
+			if _, err := c1.Token(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if err := c2.Logout(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			st := e.as.Stats()
+			if diff := cmp.Diff(tc.want, st.Discovery); diff != "" {
+				t.Fatalf("discovery fetches after three Clients (-want +got):\n%s", diff)
+			}
+			if st.CodeExchanges != 2 || st.Revocations == 0 {
+				t.Fatalf("code exchanges = %d, revocations = %d: the discovered endpoints were not used", st.CodeExchanges, st.Revocations)
+			}
+		})
+	}
+}
+
+// A failed discovery is typed (ErrDiscovery, plus the cause's own
+// sentinel) and says what happened at which URL, not that a token refresh
+// failed.
+func TestDiscoveryErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		status int
+		also   error
+	}{
+		{"not-found", http.StatusNotFound, nil},
+		{"server-error", http.StatusBadGateway, ErrTemporarilyUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, `{"error":"invalid_client"}`) // meaningless here
+			}))
+			t.Cleanup(srv.Close)
+			st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
+			_, err := New(t.Context(), Config{Issuer: srv.URL, ClientID: "job", ClientSecret: "s",
+				Grant: GrantClientCredentials, Resources: []string{"https://api.example/"},
+				AllowInsecureLoopback: true, Store: st})
+			if !errors.Is(err, ErrDiscovery) {
+				t.Fatalf("New = %v, want ErrDiscovery", err)
+			}
+			if tc.also != nil && !errors.Is(err, tc.also) {
+				t.Fatalf("New = %v, want it to match %v too", err, tc.also)
+			}
+			if errors.Is(err, ErrClientConfig) {
+				t.Fatalf("New = %v: a discovery URL's error body was read as a token-endpoint error", err)
+			}
+			msg := err.Error()
+			for _, want := range []string{"discovery failed", oauthwire.WellKnownOAuth, oauthwire.WellKnownOpenID, fmt.Sprintf("HTTP %d", tc.status)} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not say %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, "refresh") {
+				t.Errorf("error %q talks about a token refresh", msg)
+			}
+		})
+	}
+}
