@@ -56,6 +56,14 @@ func env(name, def string) string {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, stdout, stderr, nil)
+}
+
+// runWith is run with a test seam: configure, when non-nil, adjusts the
+// client.Config built from flags and environment before the client is
+// created (tests inject a fake keychain, a fake browser, a short login
+// timeout). main never sets it.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Config)) int {
 	fs := flag.NewFlagSet("cli", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	issuer := fs.String("issuer", env("TOKENWARD_ISSUER", ""), "issuer URL")
@@ -95,10 +103,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	cfg.AccessTokenEnv = "TOKENWARD_ACCESS_TOKEN" // CI: a token from the environment, no keychain
+	if configure != nil {
+		configure(&cfg)
+	}
 
 	c, err := client.New(ctx, cfg)
 	if err != nil {
-		return fail(stderr, err, cfg)
+		return fail(stderr, err)
 	}
 	defer c.Close()
 
@@ -115,7 +126,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			opts = append(opts, client.WithDevice())
 		}
 		if err := c.Login(ctx, opts...); err != nil {
-			return fail(stderr, err, cfg)
+			if !*device && errors.Is(err, client.ErrLoginExpired) {
+				// No callback arrived. The usual cause: the server refused
+				// the loopback redirect URI and showed an error page in the
+				// browser instead of redirecting back here.
+				return report(stderr, err, redirectHint(cfg))
+			}
+			return fail(stderr, err)
 		}
 		st, _ := c.Status(ctx)
 		who := "signed in"
@@ -126,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "status":
 		st, err := c.Status(ctx)
 		if err != nil {
-			return fail(stderr, err, cfg)
+			return fail(stderr, err)
 		}
 		printStatus(stdout, st)
 	case "call":
@@ -142,7 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", strings.Join(le.NotRevoked, ", "))
 				return 1
 			}
-			return fail(stderr, err, cfg)
+			return fail(stderr, err)
 		}
 		fmt.Fprintln(stdout, "signed out (tokens revoked at the server and deleted locally)")
 	default:
@@ -194,7 +211,7 @@ func until(t time.Time) string {
 func callURL(ctx context.Context, c *client.Client, target string, stdout, stderr io.Writer, cfg client.Config) int {
 	hc, err := c.HTTPClient(ctx)
 	if err != nil {
-		return fail(stderr, err, cfg)
+		return fail(stderr, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
@@ -209,16 +226,16 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 		return 2
 	}
 	if _, err := c.Token(ctx); err != nil {
-		return fail(stderr, err, cfg)
+		return fail(stderr, err)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fail(stderr, err, cfg)
+		return fail(stderr, err)
 	}
 	defer resp.Body.Close()
 	fmt.Fprintf(stderr, "%s %s\n", resp.Proto, resp.Status)
 	if _, err := io.Copy(stdout, io.LimitReader(resp.Body, 10<<20)); err != nil {
-		return fail(stderr, err, cfg)
+		return fail(stderr, err)
 	}
 	if resp.StatusCode >= 400 {
 		return 1
@@ -245,37 +262,58 @@ func allowed(origin string, cfg client.Config) bool {
 	return false
 }
 
+// optInHint names the storage modes a user can opt in to instead of the OS
+// keychain (store.EnvMode and store.EnvPassphrase; README "Configuration").
+const optInHint = "  TOKENWARD_STORE=encrypted-file TOKENWARD_PASSPHRASE=... cli ...   (encrypted file)\n" +
+	"  TOKENWARD_STORE=memory cli ...                                 (nothing kept)"
+
+// redirectHint names the redirect URI to register for a browser login.
+func redirectHint(cfg client.Config) string {
+	return "no login callback arrived; if the browser showed an error about the redirect URI, register " +
+		"http://127.0.0.1/callback (any port, RFC 8252) for client " + cfg.ClientID + ", or use: cli login --device"
+}
+
 // fail prints err with a hint for the common mistakes and returns the exit
 // code. Errors from tokenward never contain a token.
-func fail(w io.Writer, err error, cfg client.Config) int {
+func fail(w io.Writer, err error) int {
+	return report(w, err, hint(err))
+}
+
+// report prints err and, when there is any, the advice; it returns the
+// exit code.
+func report(w io.Writer, err error, advice string) int {
 	fmt.Fprintln(w, "cli:", err)
-	hint := ""
-	switch {
-	case errors.Is(err, context.Canceled):
+	if errors.Is(err, context.Canceled) {
 		return 130
-	case errors.Is(err, client.ErrIssuerMismatch):
-		hint = "the server says its issuer is different from --issuer: use the exact issuer URL (trailing slash included) from its discovery document"
-	case errors.Is(err, store.ErrLocked):
-		hint = "unlock your keychain (Linux: the login keyring, e.g. in Seahorse; macOS: security unlock-keychain) and retry"
-	case errors.Is(err, client.ErrStoreUnavailable):
-		hint = "no OS keychain is available (headless Linux, SSH, container). Opt in to another store:\n" +
-			"  TOKENWARD_STORE=encrypted-file TOKENWARD_PASSPHRASE=... cli ...   (encrypted file)\n" +
-			"  TOKENWARD_STORE=memory cli ...                                 (nothing kept)"
-	case errors.Is(err, client.ErrInsecureURL):
-		hint = "tokens only travel over https; for a local test server on 127.0.0.1 add --allow-insecure-loopback"
-	case errors.Is(err, client.ErrCallbackRejected), errors.Is(err, client.ErrLoginExpired) && !strings.Contains(err.Error(), "device"):
-		hint = "if the browser showed an error about the redirect URI, register http://127.0.0.1/callback (any port, RFC 8252) for client " + cfg.ClientID
-	case errors.Is(err, client.ErrReauthRequired):
-		hint = "run: cli login"
-	case errors.Is(err, client.ErrClientConfig):
-		hint = "the server rejected the client: check --client-id, TOKENWARD_CLIENT_SECRET and the client's registration"
-	case errors.Is(err, client.ErrNetwork), errors.Is(err, client.ErrTokenEndpointTimeout):
-		hint = "could not reach the authorization server: check --issuer and your network"
-	case strings.Contains(err.Error(), "discovery"):
-		hint = "discovery failed: check that --issuer is the issuer URL (it serves /.well-known/openid-configuration or /.well-known/oauth-authorization-server)"
 	}
-	if hint != "" {
-		fmt.Fprintln(w, "hint:", hint)
+	if advice != "" {
+		fmt.Fprintln(w, "hint:", advice)
 	}
 	return 1
+}
+
+// hint returns advice for the common mistakes behind err, or "".
+func hint(err error) string {
+	switch {
+	case errors.Is(err, client.ErrIssuerMismatch):
+		return "the server says its issuer is different from --issuer: use the exact issuer URL (trailing slash included) from its discovery document"
+	case errors.Is(err, store.ErrLocked):
+		return "unlock your keychain (Linux: the login keyring, e.g. in Seahorse; macOS: security unlock-keychain) and retry.\n" +
+			"Where it cannot be unlocked (SSH, CI), opt in to another store:\n" + optInHint
+	case errors.Is(err, client.ErrStoreUnavailable):
+		return "no OS keychain is available (headless Linux, SSH, container). Opt in to another store:\n" + optInHint
+	case errors.Is(err, client.ErrInsecureURL):
+		return "tokens only travel over https; for a local test server on 127.0.0.1 add --allow-insecure-loopback"
+	case errors.Is(err, client.ErrCallbackRejected):
+		return "the login did not complete (see above); if the server refused the request, check --scopes, --resource and the client's registration, then run cli login again"
+	case errors.Is(err, client.ErrReauthRequired):
+		return "run: cli login"
+	case errors.Is(err, client.ErrClientConfig):
+		return "the server rejected the client: check --client-id, TOKENWARD_CLIENT_SECRET and the client's registration"
+	case errors.Is(err, client.ErrNetwork), errors.Is(err, client.ErrTokenEndpointTimeout):
+		return "could not reach the authorization server: check --issuer and your network"
+	case errors.Is(err, client.ErrDiscovery):
+		return "discovery failed: check that --issuer is the issuer URL (it serves /.well-known/openid-configuration or /.well-known/oauth-authorization-server)"
+	}
+	return ""
 }

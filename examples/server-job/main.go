@@ -38,6 +38,13 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, stdout, stderr, nil)
+}
+
+// runWith is run with a test seam: configure, when non-nil, adjusts the
+// client.Config before the client is created (tests observe its events).
+// main never sets it.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Config)) int {
 	fs := flag.NewFlagSet("server-job", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	issuer := fs.String("issuer", os.Getenv("TOKENWARD_ISSUER"), "issuer URL")
@@ -85,6 +92,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *resource != "" {
 		cfg.Resources = []string{*resource}
+	}
+	if configure != nil {
+		configure(&cfg)
 	}
 	c, err := client.New(ctx, cfg)
 	if err != nil {
