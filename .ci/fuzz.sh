@@ -1,12 +1,39 @@
 #!/bin/sh
 # Runs every fuzz target in the module for the given time each (default 60s).
+# Fails when a package's targets cannot be listed (a build error would
+# otherwise drop its targets silently) or when fewer than the six fuzz
+# targets of the parsers of untrusted input (RELIABILITY.md, "Fuzzing") are
+# found.
 set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 t=${1:-60s}
-for pkg in $($GO list ./...); do
-	for f in $($GO test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
-		echo "== $pkg $f ($t)"
-		$GO test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg"
+required="FuzzParseTokenResponse FuzzParseErrorResponse FuzzParseDiscovery FuzzParseChallenges FuzzDecodeEntry FuzzJWTExpiry"
+list=$(mktemp)
+trap 'rm -f "$list"' EXIT
+pkgs=$($GO list ./...) # an assignment, so that set -e sees a failure
+for pkg in $pkgs; do
+	if ! out=$($GO test -list '^Fuzz' "$pkg"); then
+		echo "fuzz.sh: listing the fuzz targets of $pkg failed:" >&2
+		printf '%s\n' "$out" >&2
+		exit 1
+	fi
+	# grep finds nothing in a package without fuzz targets: not an error.
+	for f in $(printf '%s\n' "$out" | grep '^Fuzz' || true); do
+		echo "$pkg $f" >>"$list"
 	done
 done
+n=$(wc -l <"$list" | tr -d " ")
+missing=""
+for f in $required; do
+	grep -q " $f\$" "$list" || missing="$missing $f"
+done
+if [ "$n" -lt 6 ] || [ -n "$missing" ]; then
+	echo "fuzz.sh: found $n fuzz targets, want at least the six parsers' ones; missing:${missing:- none}" >&2
+	exit 1
+fi
+echo "fuzz.sh: $n fuzz targets, $t each"
+while read -r pkg f; do
+	echo "== $pkg $f ($t)"
+	$GO test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" </dev/null
+done <"$list"

@@ -181,6 +181,36 @@ func TestCanaryScan(t *testing.T) {
 		len(haystack), strings.Count(haystack, "\n"), len(w.rec.texts), len(secrets))
 }
 
+// TestWorldScanFindsLeaks proves that the canary scan every matrix row
+// runs when it ends (world.scanSecrets) can fail: a secret the server
+// issued, planted whole or truncated in each scanned source, is found.
+func TestWorldScanFindsLeaks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		plant func(w *world, secret string)
+	}{
+		{"client-log", func(w *world, s string) { fmt.Fprintf(w.log, "level=DEBUG msg=refresh token=%s\n", s) }},
+		{"recorded-error", func(w *world, s string) { w.rec.err(fmt.Errorf("refresh: %w", errors.New("bad token "+s[4:]))) }},
+		{"server-log", func(w *world, s string) { fmt.Fprintf(w.asLog, "level=INFO msg=token rt=%s\n", s) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, fakeas.Config{})
+			rt := w.seed()
+			if found, _ := w.leaks(); len(found) != 0 {
+				t.Fatalf("the scan found secrets before any were planted: %v", found)
+			}
+			tc.plant(w, rt)
+			if found, _ := w.leaks(); len(found) == 0 {
+				t.Fatal("a refresh token planted in the scanned output was not found")
+			}
+			// Clear the plant so that the world's own end-of-test scan passes.
+			w.log, w.asLog, w.rec = &syncBuffer{}, &syncBuffer{}, &recorder{}
+		})
+	}
+}
+
 // TestCanaryExampleOutputs scans the documented output ("// Output:") of
 // every runnable example in the module for token-shaped strings and canary
 // cores: go test checks that the examples print exactly that.

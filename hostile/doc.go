@@ -25,9 +25,8 @@
 // discovery (matrix_endpoint_test.go), the keychain (matrix_keychain_test.go)
 // and the process itself, killed with SIGKILL at each step of
 // refresh-and-save, or sharing the store with another process
-// (matrix_kill_test.go). A row that finds a bug in the SDK keeps its test
-// and skips with a "BUG: ..." message only while the bug shows, so that it
-// runs in full by itself once the bug is fixed. The kill rows re-execute the test
+// (matrix_kill_test.go). A row that found a bug in the SDK keeps its test,
+// which fails (never skips) if the bug comes back. The kill rows re-execute the test
 // binary as a child (see TestMain) that refreshes through a file-mode store
 // in a temporary directory; a store wrapper in the child announces each step
 // on its standard output and, for the deterministic kill points, waits there
@@ -42,8 +41,9 @@
 // tokens, leaked secrets and leaked goroutines. It runs for about 15 s by
 // default; TOKENWARD_SOAK (a Go duration, e.g. 2m) sets another duration,
 // TOKENWARD_SOAK_PROCS and TOKENWARD_SOAK_GOROUTINES the load, and
-// TOKENWARD_SOAK_GRACE the refresh-token reuse grace (10 s; 0 turns it off
-// together with the lost-response faults only a grace window survives).
+// TOKENWARD_SOAK_GRACE a refresh-token reuse grace (none by default, so that
+// any presentation of a consumed refresh token fails the soak; a window,
+// e.g. 10s, also turns on the lost-response faults only a window survives).
 // TOKENWARD_KILL_SAMPLES sets how many kills TestKillDuringSave samples.
 //
 // # Secrets
@@ -52,7 +52,9 @@
 // secrets here are canaries too. TestCanaryScan and the soak search every
 // captured log line (all levels), every error string (%v, %+v and %#v) and the
 // documented output of every example for them (internal/leakscan,
-// internal/canary).
+// internal/canary), and every matrix row built on newWorld scans its
+// client's log, its recorded errors and events and the fake server's log
+// when it ends.
 //
 // # Fuzzing
 //

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,10 +119,21 @@ type world struct {
 	rotationGrace time.Duration
 	// httpTimeout is the client's HTTP.Timeout (default 2 s).
 	httpTimeout time.Duration
+	// clients counts the clients made by newClient, for the canary scan's
+	// check that it had something to scan.
+	clients atomic.Int32
+	// secretsMu guards secrets.
+	secretsMu sync.Mutex
+	// secrets are secrets the world saw that the server's own records do
+	// not list (seeded tokens, authorization codes, another process's
+	// tokens), for the canary scan.
+	secrets []string
 }
 
 // newWorld starts a fake server configured by cfg, an API on it and a memory
-// store.
+// store. When the test ends (after its clients are closed) the world's
+// debug log, every error and event it recorded and the fake server's log
+// are scanned for the secrets the server issued (scanSecrets).
 func newWorld(t *testing.T, cfg fakeas.Config) *world {
 	t.Helper()
 	asLog := &syncBuffer{}
@@ -132,7 +144,65 @@ func newWorld(t *testing.T, cfg fakeas.Config) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &world{t: t, as: as, api: api, st: st, log: &syncBuffer{}, rec: &recorder{}, asLog: asLog}
+	w := &world{t: t, as: as, api: api, st: st, log: &syncBuffer{}, rec: &recorder{}, asLog: asLog}
+	// Registered before any client, so it runs after their Close (cleanups
+	// run last in, first out) and sees what Close logged too.
+	t.Cleanup(w.scanSecrets)
+	return w
+}
+
+// remember adds secrets the world saw to the canary scan's list.
+func (w *world) remember(secrets ...string) {
+	w.secretsMu.Lock()
+	defer w.secretsMu.Unlock()
+	for _, s := range secrets {
+		if s != "" {
+			w.secrets = append(w.secrets, s)
+		}
+	}
+}
+
+// issuedSecrets lists the secrets the server issued or was shown during
+// the test: every refresh token presented to it, every credential the API
+// was shown, the registered client secrets, and those remembered (seeded
+// tokens, codes, another process's tokens).
+func (w *world) issuedSecrets() []string {
+	var out []string
+	for _, p := range w.as.RefreshPresentations() {
+		out = append(out, p.Token)
+	}
+	out = append(out, w.api.Tokens()...)
+	for _, c := range w.as.Config().Clients {
+		if c.Secret != "" {
+			out = append(out, c.Secret)
+		}
+	}
+	w.secretsMu.Lock()
+	out = append(out, w.secrets...)
+	w.secretsMu.Unlock()
+	return out
+}
+
+// leaks scans the client's debug log, every recorded error (%v, %+v, %#v)
+// and event, and the fake server's log for secrets: any of issuedSecrets,
+// whole or as a recognisable fragment, and anything token-shaped (every
+// token, code and secret the fake server makes carries a canary core;
+// internal/leakscan). It returns what it found, without the secrets, and
+// the number of bytes scanned.
+func (w *world) leaks() (found []string, scanned int) {
+	haystack := strings.Join([]string{w.log.String(), w.rec.String(), w.asLog.String()}, "\n")
+	return findSecrets(haystack, w.issuedSecrets()...), len(haystack)
+}
+
+// scanSecrets is the canary scan of every matrix row (a cleanup of
+// newWorld): it fails the test when leaks finds anything.
+func (w *world) scanSecrets() {
+	if w.clients.Load() > 0 && !strings.Contains(w.log.String(), "level=DEBUG") {
+		w.t.Errorf("canary scan: a client ran but nothing was logged at debug level; the scan would prove nothing")
+	}
+	if found, n := w.leaks(); len(found) != 0 {
+		w.t.Errorf("canary scan: secrets in the client's log, the recorded errors and events or the server's log (%d bytes): %v", n, found)
+	}
 }
 
 // issuer is the issuer identifier the client files its tokens under.
@@ -168,7 +238,15 @@ func (w *world) config() client.Config {
 		Events:                w.rec.event,
 		Prompt:                io.Discard,
 		OpenBrowser: func(u string) error {
-			go w.as.Browse(context.Background(), u)
+			go func() {
+				// Browse, keeping the code for the canary scan.
+				redirect, err := w.as.Authorize(context.Background(), u)
+				if err != nil {
+					return
+				}
+				w.remember(redirect.Query().Get("code"))
+				fakeas.Deliver(context.Background(), redirect.String())
+			}()
 			return nil
 		},
 		HTTP: client.HTTPSettings{Timeout: timeout, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond},
@@ -198,7 +276,8 @@ func (w *world) newClient(cfg client.Config) *client.Client {
 	if err != nil {
 		w.t.Fatalf("client.New: %v", w.rec.err(err))
 	}
-	w.t.Cleanup(func() { c.Close() })
+	w.clients.Add(1)
+	w.t.Cleanup(func() { w.rec.err(c.Close()) })
 	return c
 }
 
@@ -211,6 +290,7 @@ func (w *world) seed() string {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	w.remember(tok.AccessToken, tok.RefreshToken)
 	e := store.EntryFromToken(tok)
 	e.Expiry = time.Now().Add(-time.Minute)
 	if err := w.st.Save(w.t.Context(), w.key(), e); err != nil {

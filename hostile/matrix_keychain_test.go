@@ -330,9 +330,15 @@ func TestFaultyKeychain(t *testing.T) {
 // then this process refreshes, and the keychain fails the reload it does
 // under the lock. Presenting the refresh token it still holds in memory
 // replays a token the server already rotated: reuse detection then revokes
-// the whole family and every process must log in again (C-02, C-03).
+// the whole family and every process must log in again (C-02, C-03). So the
+// refresh must not be sent at all: the failure is reported typed
+// (store.ErrTimeout, what the keychain's NoReply means) within the row's
+// deadline, the API's 401 reaches the caller, and once the keychain answers
+// again the client adopts the other process's token set without a refresh
+// of its own.
 func TestStoreReadFailsAfterAnotherProcessRotated(t *testing.T) {
 	t.Parallel()
+	const limit = time.Second
 	w := newWorld(t, fakeas.Config{})
 	fk := fakekeychain.New(fakekeychain.Generic)
 	w.useKeychain(fk)
@@ -355,15 +361,52 @@ func TestStoreReadFailsAfterAnotherProcessRotated(t *testing.T) {
 		t.Fatal(err)
 	}
 	unlock()
+	posts := refreshPosts(w.as)
 
 	// This process's next refresh cannot read the keychain once.
 	failNext(fk, fakekeychain.OpGet, 1, fakekeychain.DBusError("org.freedesktop.DBus.Error.NoReply"))
+	start := time.Now()
 	status, err := w.forceRefresh(c)
-	t.Logf("API call after the failed reload: status %d, err %v; presentations %s", status, err, describePresentations(w.as))
+	within(t, "the API call that needed a refresh", time.Since(start), limit)
+	if err != nil || status != http.StatusUnauthorized {
+		t.Fatalf("API call after the failed reload: status %d, err %v; want the API's 401 (no refresh can go ahead)", status, err)
+	}
+	if n := refreshPosts(w.as); n != posts {
+		t.Fatalf("%d refresh requests sent although the store could not be read under the lock; presentations %s", n-posts, describePresentations(w.as))
+	}
+	var failed *client.Event
+	if !eventually(limit, func() bool {
+		for _, ev := range w.rec.eventsOf(client.EventRefreshFailed) {
+			if errors.Is(ev.Err, store.ErrTimeout) {
+				failed = &ev
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no EventRefreshFailed matching store.ErrTimeout; refresh failures %v", w.rec.eventsOf(client.EventRefreshFailed))
+	}
+	within(t, "the typed refresh failure", failed.Time.Sub(start), limit)
+	// Until the backoff ends, Token reports the same typed failure; after
+	// it, the reload works and the other process's token set is adopted.
+	if _, err := c.Token(t.Context()); err != nil && !errors.Is(w.rec.err(err), store.ErrTimeout) {
+		t.Fatalf("Token after the failed reload = %v, want success or an error matching store.ErrTimeout", err)
+	}
 	w.assertNoReplay(false)
+
 	if err := tokenEventually(t, c, 5*time.Second); err != nil {
 		t.Fatalf("no recovery: %v", err)
 	}
+	if n := refreshPosts(w.as); n != posts {
+		t.Fatalf("%d refresh requests after recovery; the other process's stored token set should have been adopted", n-posts)
+	}
+	if got := w.assertStoredActive(); got.RefreshToken != next.RefreshToken {
+		t.Fatal("the store no longer holds the other process's refresh token, and no refresh was sent")
+	}
+	if status, err := w.forceRefresh(c); err != nil || status != http.StatusOK {
+		t.Fatalf("API call after recovery: %d, %v", status, err)
+	}
+	w.assertNoReplay(false)
 	w.assertStoredActive()
 }
 
@@ -386,6 +429,7 @@ func rawRefresh(t *testing.T, w *world, rt string) *oauth2.Token {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || !strings.EqualFold(body.TokenType, "bearer") {
 		t.Fatalf("the other process's refresh failed: %d %v", resp.StatusCode, err)
 	}
+	w.remember(body.AccessToken, body.RefreshToken)
 	return &oauth2.Token{AccessToken: body.AccessToken, TokenType: body.TokenType, RefreshToken: body.RefreshToken,
 		Expiry: time.Now().Add(time.Duration(body.ExpiresIn) * time.Second)}
 }

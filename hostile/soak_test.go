@@ -34,7 +34,11 @@ const (
 	soakDefault       = 15 * time.Second
 	soakQuiet         = 3 * time.Second // faults off, load on, before the children close
 	soakTokenLifetime = 2 * time.Second
-	soakGrace         = 10 * time.Second // server reuse grace and client RotationGrace
+	// soakGrace is the default server reuse grace and client RotationGrace:
+	// none, so that every presentation of a consumed refresh token counts
+	// as a reuse. TOKENWARD_SOAK_GRACE turns a window (and the lost-response
+	// faults only a window survives) on.
+	soakGrace = 0
 )
 
 // envInt returns the positive integer in the environment variable name, or def.
@@ -46,8 +50,9 @@ func envInt(name string, def int) int {
 }
 
 // soakGraceWindow is the reuse grace of the server and the client's
-// RotationGrace: soakGrace, or TOKENWARD_SOAK_GRACE (0 turns it off, and
-// with it the lost-response faults, which only a grace window survives).
+// RotationGrace: soakGrace (none), or TOKENWARD_SOAK_GRACE (a Go duration,
+// e.g. 10s). Without a window the lost-response faults, which only a grace
+// window survives, are not injected.
 func soakGraceWindow() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("TOKENWARD_SOAK_GRACE")); err == nil && d >= 0 {
 		return d
@@ -345,18 +350,38 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // counts forced re-logins, lost tokens, reused refresh tokens, leaked
 // secrets and leaked goroutines, all of which must be zero.
 //
-// Responses lost after rotation are survivable only with a reuse grace
-// window (server) and RotationGrace (client), so both are configured here
-// (10 s); without them each lost response legitimately ends in a re-login
-// (see the matrix rows response-lost-after-rotation and
-// server-rotated-response-in-flight).
+// By default there is no reuse grace window, so any presentation of a
+// refresh token the server had consumed counts as a reuse and fails the
+// test. Responses lost after rotation are survivable only with a window
+// (server) and RotationGrace (client); without them each lost response
+// legitimately ends in a re-login (see the matrix rows
+// response-lost-after-rotation and server-rotated-response-in-flight), so
+// they are injected only when TOKENWARD_SOAK_GRACE sets a window. Then
+// re-presentations inside the window are tolerated, but the server may
+// accept no more of them as grace reuses than lost responses fired.
+//
+// Without TOKENWARD_SOAK_GRACE it runs twice, side by side: with no window,
+// and with a 10 s window and lost responses injected.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak")
 	}
 	t.Parallel()
+	graces := []time.Duration{soakGrace, 10 * time.Second}
+	if _, set := os.LookupEnv("TOKENWARD_SOAK_GRACE"); set {
+		graces = []time.Duration{soakGraceWindow()}
+	}
+	for _, grace := range graces {
+		t.Run("grace="+grace.String(), func(t *testing.T) {
+			t.Parallel()
+			soak(t, grace)
+		})
+	}
+}
+
+// soak is one run of TestSoak with the given reuse grace window.
+func soak(t *testing.T, grace time.Duration) {
 	dur := soakDuration()
-	grace := soakGraceWindow()
 	procs := envInt("TOKENWARD_SOAK_PROCS", 3)
 	goroutines := envInt("TOKENWARD_SOAK_GOROUTINES", 8)
 	asLog := &syncBuffer{}
@@ -512,7 +537,11 @@ func TestSoak(t *testing.T) {
 		t.Logf("SOAK presentations %s", describePresentations(as))
 	}
 	if replays != 0 || sst.ReuseDetections != 0 || sst.FamilyRevocations != 0 {
-		t.Errorf("refresh tokens reused: %d reuse detections, %d family revocations", sst.ReuseDetections, sst.FamilyRevocations)
+		t.Errorf("refresh tokens reused: %d presentations of consumed refresh tokens outside the grace window (%v), %d reuse detections, %d family revocations",
+			replays, grace, sst.ReuseDetections, sst.FamilyRevocations)
+	}
+	if lostFired := firedFaults[fakeas.FaultResponseLost]; sst.GraceReuses > lostFired {
+		t.Errorf("%d grace reuses accepted but only %d responses lost after rotation: a refresh token was replayed without a lost answer to excuse it", sst.GraceReuses, lostFired)
 	}
 	if len(leaks) != 0 {
 		t.Errorf("secrets in logs, errors or output: %v", leaks)
@@ -528,12 +557,14 @@ func TestSoak(t *testing.T) {
 // countReplays counts presentations of a refresh token the server had
 // already consumed (rotated): inside the reuse grace window of its first
 // use (the server accepted it, or an injected fault answered first) and
-// outside it (a reuse the server detects and punishes).
+// outside it (a reuse the server detects and punishes, or one an injected
+// fault happened to answer first). Without a window (grace 0) every such
+// presentation is outside.
 func countReplays(as *fakeas.Server, grace time.Duration) (inside, outside int) {
 	consumedAt := map[string]time.Time{}
 	for _, p := range as.RefreshPresentations() {
 		if at, ok := consumedAt[p.Token]; ok {
-			if p.At.Sub(at) <= grace && p.Outcome != "reuse-detected" {
+			if grace > 0 && p.At.Sub(at) <= grace && p.Outcome != "reuse-detected" {
 				inside++
 			} else {
 				outside++

@@ -80,7 +80,7 @@ func RefreshTokenExpiry(t *oauth2.Token) time.Time {
 // base64url payload with a numeric "exp"), without verifying anything. The
 // result is only a hint for scheduling refreshes of tokens whose response
 // had no usable expires_in. ok is false for anything that is not a JWT with
-// a positive, finite exp.
+// a finite exp of at least one second after the Unix epoch.
 func JWTExpiry(tok string) (exp time.Time, ok bool) {
 	first := strings.IndexByte(tok, '.')
 	if first < 0 {
@@ -106,7 +106,7 @@ func JWTExpiry(tok string) (exp time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	f, err := claims.Exp.Float64()
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > 1<<40 {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 1 || f > 1<<40 {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(f), 0).UTC(), true
