@@ -32,10 +32,7 @@ func TestStampedeSingleRefresh(t *testing.T) {
 				as.latency = 100 * time.Millisecond // everyone piles up on the one refresh
 				st := newMemStore()
 				key := testKey(t)
-				c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
 				defer c.Close()
 				if tc.stored {
 					st.put(key, as.initial(time.Now().Add(-time.Minute)))
@@ -100,10 +97,7 @@ func TestNoStallAcrossRefreshCycles(t *testing.T) {
 				st := newMemStore()
 				key := testKey(t)
 				st.put(key, as.initial(time.Now().Add(-time.Second)))
-				c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = idle.disable })
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = idle.disable })
 				defer c.Close()
 				if _, err := c.Token(t.Context()); err != nil { // the first token: this one may wait
 					t.Fatal(err)
@@ -223,10 +217,7 @@ func TestSaveFailsOnceAfterRotation(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 		defer c.Close()
 		st.failSaves = 1
 		tok, err := c.Token(t.Context())
@@ -281,10 +272,7 @@ func TestSaveKeepsFailingNeverPresentsOldRT(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 		defer c.Close()
 		st.failSaves = 1000
 		for range 5 {
@@ -364,10 +352,7 @@ func TestCallerDeadlineWhileUpstreamHangs(t *testing.T) {
 			st := newMemStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 			defer c.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()

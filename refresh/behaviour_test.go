@@ -162,10 +162,7 @@ func TestInvalidateCAS(t *testing.T) {
 		st := newMemStore()
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(time.Hour)))
-		c, err := New(key, as, func(o *Options) { o.Persister = st })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 		defer c.Close()
 		t0, err := c.Token(t.Context())
 		if err != nil {
@@ -209,14 +206,8 @@ func TestRegistrySharesOneCachePerKey(t *testing.T) {
 			return &oauth2.Token{AccessToken: "a", Expiry: time.Now().Add(time.Hour)}, nil
 		})
 	}
-	c1, err := New(key, up(&calls1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := New(key, up(&calls2), func(o *Options) { o.DefaultLifetime = time.Minute })
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := mustNewKey(t, key, up(&calls1))
+	c2 := mustNewKey(t, key, up(&calls2), func(o *Options) { o.DefaultLifetime = time.Minute })
 	if c1.c != c2.c {
 		t.Fatal("two New calls for one key built two caches")
 	}
@@ -237,10 +228,7 @@ func TestRegistrySharesOneCachePerKey(t *testing.T) {
 		t.Fatalf("the other handle stopped working: %v", err)
 	}
 	c2.Close()
-	c3, err := New(key, up(&calls2))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c3 := mustNewKey(t, key, up(&calls2))
 	defer c3.Close()
 	if c3.c == c1.c {
 		t.Fatal("a closed cache was reused")
@@ -359,10 +347,7 @@ func TestBackgroundFailureKeepsServingWithBackoff(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(10*time.Minute)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 		defer c.Close()
 		first, err := c.Token(t.Context())
 		if err != nil {
@@ -440,10 +425,7 @@ func TestReauthRequired(t *testing.T) {
 			st := newMemStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(time.Minute)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 			defer c.Close()
 			t0, err := c.Token(t.Context())
 			if err != nil {
@@ -475,10 +457,7 @@ func TestReauthRequired(t *testing.T) {
 			st := newMemStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(time.Minute)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 			defer c.Close()
 			if _, err := c.Token(t.Context()); err != nil {
 				t.Fatal(err)
@@ -508,10 +487,7 @@ func TestRotationLoss(t *testing.T) {
 		st := newMemStore()
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.RotationGrace = grace })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.RotationGrace = grace })
 		return as, st, c
 	}
 	t.Run("no grace: no blind retry, then possible rotation loss", func(t *testing.T) {
@@ -610,10 +586,7 @@ func TestIdleRefresh(t *testing.T) {
 				st := newMemStore()
 				key := testKey(t)
 				st.put(key, as.initial(time.Now().Add(10*time.Minute)))
-				c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = disable })
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = disable })
 				defer c.Close()
 				if _, err := c.Token(t.Context()); err != nil {
 					t.Fatal(err)
@@ -646,10 +619,7 @@ func TestAdoptsTokenFromAnotherProcess(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(time.Minute)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 		defer c.Close()
 		if _, err := c.Token(t.Context()); err != nil {
 			t.Fatal(err)

@@ -43,10 +43,7 @@ func TestExchangeConcurrentNeverReusesRT(t *testing.T) {
 		st := newMemStore()
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(time.Hour)))
-		c, err := New(key, as, func(o *Options) { o.Persister = st })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 		defer c.Close()
 		var wg sync.WaitGroup
 		errs := make(chan error, 100)
@@ -111,10 +108,7 @@ func TestExchangeSaveFailureKeepsRotatedRT(t *testing.T) {
 				key := testKey(t)
 				st.put(key, as.initial(time.Now().Add(time.Hour)))
 				var evs eventLog
-				c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 				defer c.Close()
 				if _, err := c.Token(t.Context()); err != nil {
 					t.Fatal(err)
@@ -174,10 +168,7 @@ func TestExchangeReauth(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(time.Hour)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 		defer c.Close()
 		t0, err := c.Token(t.Context())
 		if err != nil {
@@ -284,10 +275,7 @@ func TestExchangeUsesFreshestToken(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(time.Hour)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 		defer c.Close()
 		if _, err := c.Token(t.Context()); err != nil {
 			t.Fatal(err)

@@ -297,7 +297,14 @@ func (l *eventLog) all() []Event {
 // mustNew creates a cache for a fresh key; close it with defer.
 func mustNew(t testing.TB, up Upstream, optFns ...func(*Options)) *Cache {
 	t.Helper()
-	c, err := New(testKey(t), up, optFns...)
+	return mustNewKey(t, testKey(t), up, optFns...)
+}
+
+// mustNewKey is New for tests: it fails the test when New fails; close the
+// cache with defer.
+func mustNewKey(t testing.TB, key string, up Upstream, optFns ...func(*Options)) *Cache {
+	t.Helper()
+	c, err := New(key, up, optFns...)
 	if err != nil {
 		t.Fatal(err)
 	}

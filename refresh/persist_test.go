@@ -117,10 +117,7 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 				o.Persister, o.OnEvent = st, evs.add
 				o.RetryBackoffMin, o.RetryBackoffMax = time.Second, 30*time.Second // production timing
 			}
-			c, err := New(key, as, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, opts)
 			st.setFailSaves(2) // the full set and the reduced set
 			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
 				t.Fatalf("Token = %v, %v; want at-1 (unsaved)", tok, err)
@@ -139,10 +136,7 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 				t.Fatalf("%d persisted events before Close returned, want 1", n)
 			}
 			// The next process uses it; nothing spent is presented.
-			c2, err := New(key, as, func(o *Options) { o.Persister = st })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c2 := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 			defer c2.Close()
 			tok, err := c2.Token(t.Context())
 			if err != nil || tok.AccessToken != "at-1" {
@@ -164,10 +158,7 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 			st := newFaultStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st; o.RefreshTimeout = 2 * time.Second })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.RefreshTimeout = 2 * time.Second })
 			st.set(func(f *faultStore) { f.hang = true }) // a keychain call that never returns
 			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
 				t.Fatalf("Token = %v, %v; want at-1 (unsaved)", tok, err)
@@ -186,10 +177,7 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 			st := newMemStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
 			st.setFailSaves(2)
 			if _, err := c.Token(t.Context()); err != nil {
 				t.Fatal(err)
@@ -238,10 +226,7 @@ func TestReducedSetWhenTooLarge(t *testing.T) {
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
 			var evs eventLog
 			up := withExtras(as, 10)
-			c, err := New(key, up, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, up, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 			defer c.Close()
 			tok, err := c.Token(t.Context())
 			if err != nil || !strings.HasPrefix(tok.AccessToken, "at-1-") {
@@ -287,10 +272,7 @@ func TestReducedSetWhenTooLarge(t *testing.T) {
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
 			var evs eventLog
-			c, err := New(key, withExtras(as, 500), func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, withExtras(as, 500), func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 			defer c.Close()
 			tok, err := c.Token(t.Context())
 			if err != nil || tok.AccessToken != "at-1" {
@@ -339,10 +321,7 @@ func TestReducedSetWhenTooLarge(t *testing.T) {
 					e = time.Now().Add(exp)
 				}
 				st.put(key, &oauth2.Token{RefreshToken: "rt-0", Expiry: e})
-				c, err := New(key, as, func(o *Options) { o.Persister = st })
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 				defer c.Close()
 				if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
 					t.Fatalf("Token = %v, %v; want at-1 refreshed with the stored rt-0", tok, err)
@@ -365,10 +344,7 @@ func TestReloadFailureNeverPresentsMemoryRT(t *testing.T) {
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
 			var evs eventLog
-			c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 			defer c.Close()
 			t1, err := c.Token(t.Context())
 			if err != nil || t1.AccessToken != "at-1" {
@@ -407,10 +383,7 @@ func TestReloadFailureNeverPresentsMemoryRT(t *testing.T) {
 			st := newFaultStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(time.Minute)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
 			defer c.Close()
 			t0, err := c.Token(t.Context())
 			if err != nil {
@@ -434,10 +407,7 @@ func TestReloadFailureNeverPresentsMemoryRT(t *testing.T) {
 			st := newFaultStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
 			defer c.Close()
 			st.setFailSaves(1000)
 			t1, err := c.Token(t.Context())
@@ -467,10 +437,7 @@ func TestSaveFailureLeavesNoConsumedRTStored(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
 		var evs eventLog
-		a, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 		defer a.Close()
 		st.setFailSaves(1)
 		t1, err := a.Token(t.Context())
@@ -518,10 +485,7 @@ func TestReauthStateAdoptsReappearingEntry(t *testing.T) {
 			st := newMemStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(time.Hour)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
 			defer c.Close()
 			t0, err := c.Token(t.Context())
 			if err != nil {

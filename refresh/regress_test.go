@@ -34,10 +34,7 @@ func TestLostAnswerNeverFallsBackToStoredRT(t *testing.T) {
 			st := newMemStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
 			defer c.Close()
 			st.mu.Lock()
 			st.failSaves = 1000 // the keychain is locked for a while
@@ -69,10 +66,7 @@ func TestLostAnswerNeverFallsBackToStoredRT(t *testing.T) {
 			st := newMemStore()
 			key := testKey(t)
 			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c, err := New(key, as, func(o *Options) { o.Persister = st })
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 			defer c.Close()
 			// While the answer is in transit, something (a process without
 			// the lock, a restored backup) stores an older, expired token.
@@ -126,10 +120,7 @@ func TestSaveRetryDoesNotStall(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 		defer c.Close()
 		tok, err := c.Token(t.Context()) // refresh; the save fails
 		if err != nil || evs.count(EventPersistFailed) != 1 {
@@ -246,10 +237,7 @@ func TestRefusedAnswerKeepsRotatedRT(t *testing.T) {
 					return tok, err
 				})
 				var evs eventLog
-				c, err := New(key, up, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := mustNewKey(t, key, up, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 				defer c.Close()
 				if tc.oldValid {
 					if _, err := c.Token(t.Context()); err != nil {
@@ -383,10 +371,7 @@ func TestFailedSetLeavesRefreshAlone(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 		defer c.Close()
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel() // the login's context ended just as it finished
@@ -435,10 +420,7 @@ func TestClearFailedDeleteDoesNotResurrect(t *testing.T) {
 		st := newFailDeleteStore()
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(time.Hour)))
-		c, err := New(key, as, func(o *Options) { o.Persister = st })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
 		defer c.Close()
 		if _, err := c.Token(t.Context()); err != nil {
 			t.Fatal(err)
@@ -480,10 +462,7 @@ func TestSaveRetryDoesNotResurrectLogout(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
 		defer c.Close()
 		st.mu.Lock()
 		st.failSaves = 1
@@ -523,10 +502,7 @@ func TestSaveRetryOverwritesLateWrite(t *testing.T) {
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
 		var evs eventLog
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
 		defer c.Close()
 		st.mu.Lock()
 		st.failSaves = 2 // at-1's save and its reduced-set fallback
@@ -575,10 +551,7 @@ func TestLockWaitHasItsOwnBound(t *testing.T) {
 		st := newMemStore()
 		key := testKey(t)
 		st.put(key, as.initial(time.Now().Add(-time.Second)))
-		c, err := New(key, as, func(o *Options) { o.Persister = st; o.RefreshTimeout = time.Second; o.LockTimeout = 20 * time.Second })
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.RefreshTimeout = time.Second; o.LockTimeout = 20 * time.Second })
 		st.lock <- struct{}{} // another process holds the lock
 		return st, c
 	}
