@@ -61,6 +61,7 @@ type grant struct {
 	issRequired bool // the server promised "iss" in authorization responses (RFC 9207)
 	method      AuthMethod
 	disco       *oauthwire.Discovery // nil without discovery
+	discoKey    string               // discoveryCache entry held (until Close)
 
 	ep    *endpointClient
 	base  http.RoundTripper // base transport for API calls
@@ -82,8 +83,9 @@ type Resource struct {
 	tr        *transport.Transport
 }
 
-// New validates cfg, runs discovery when cfg.Issuer is set (cached per
-// process), opens the store and prepares the default token cache. It makes
+// New validates cfg, runs discovery when cfg.Issuer is set (Clients of one
+// issuer that are open at the same time share one fetch, for at most an
+// hour), opens the store and prepares the default token cache. It makes
 // no token request: the first one happens on the first API call (client
 // credentials) or at Login.
 func New(ctx context.Context, cfg Config) (*Client, error) {
@@ -556,8 +558,11 @@ func (c *Client) closeResources() {
 	wasClosed := c.closed
 	c.closed = true
 	c.mu.Unlock()
-	if !wasClosed && c.grant.store != nil {
-		hub.leave(c.grant.baseKey().String(), c)
+	if !wasClosed {
+		c.grant.releaseDiscovery()
+		if c.grant.store != nil {
+			hub.leave(c.grant.baseKey().String(), c)
+		}
 	}
 	for _, r := range rs {
 		if r.cache != nil {

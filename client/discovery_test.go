@@ -27,8 +27,9 @@ func forgetDiscovery(issuer string) {
 }
 
 // Discovery tries RFC 8414 first and falls back to OpenID Connect when it
-// answers 404, and New's promise holds: the document is cached per process,
-// so later Clients and operations for the issuer fetch nothing.
+// answers 404, and New's promise holds: Clients of one issuer open at the
+// same time share one fetch, and later operations fetch nothing; after the
+// last one closes, the next New fetches again.
 func TestDiscoveryFallbackAndCache(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -83,6 +84,23 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 			}
 			if st.CodeExchanges != 2 || st.Revocations == 0 {
 				t.Fatalf("code exchanges = %d, revocations = %d: the discovered endpoints were not used", st.CodeExchanges, st.Revocations)
+			}
+
+			// Closing one Client keeps the document for the others; once
+			// the last one closes, the next New fetches it again (a server
+			// restarted on the same address may have another one).
+			c1.Close()
+			c2.Close()
+			c4 := mustNew(t, e.config())
+			c4.Close()
+			if diff := cmp.Diff(tc.want, e.as.Stats().Discovery); diff != "" {
+				t.Fatalf("discovery fetches with one Client still open (-want +got):\n%s", diff)
+			}
+			c3.Close()
+			e.as.ResetStats()
+			mustNew(t, e.config()) // closed by its cleanup
+			if diff := cmp.Diff(tc.want, e.as.Stats().Discovery); diff != "" {
+				t.Fatalf("discovery fetches after every Client closed (-want +got):\n%s", diff)
 			}
 		})
 	}

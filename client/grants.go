@@ -22,14 +22,51 @@ import (
 // discoveryTTL is how long a discovery document is reused in this process.
 const discoveryTTL = time.Hour
 
+// discoveryCache holds the discovery documents of the issuers that open
+// Clients use, so that Clients for one issuer share one fetch. An entry
+// lives while a Client holds it, and at most discoveryTTL: once the last
+// Client that used it closes, the next New fetches again (a server
+// restarted on the same address with another configuration is seen).
 var discoveryCache = struct {
 	sync.Mutex
 	m map[string]discoveryEntry
 }{m: map[string]discoveryEntry{}}
 
 type discoveryEntry struct {
-	doc *oauthwire.Discovery
-	at  time.Time
+	doc   *oauthwire.Discovery
+	at    time.Time
+	users int // open Clients that took the document from this entry
+}
+
+// holdDiscovery records that g uses the document cached under key.
+func (g *grant) holdDiscovery(key string, doc *oauthwire.Discovery, fetched bool) {
+	discoveryCache.Lock()
+	defer discoveryCache.Unlock()
+	e, ok := discoveryCache.m[key]
+	if !ok || fetched {
+		e.doc, e.at = doc, g.now()
+	}
+	e.users++
+	discoveryCache.m[key] = e
+	g.discoKey = key
+}
+
+// releaseDiscovery drops g's hold on its cached discovery document; the
+// last Client to let go removes the entry.
+func (g *grant) releaseDiscovery() {
+	if g.discoKey == "" {
+		return
+	}
+	discoveryCache.Lock()
+	defer discoveryCache.Unlock()
+	if e, ok := discoveryCache.m[g.discoKey]; ok {
+		if e.users--; e.users <= 0 {
+			delete(discoveryCache.m, g.discoKey)
+		} else {
+			discoveryCache.m[g.discoKey] = e
+		}
+	}
+	g.discoKey = ""
 }
 
 // discover fills g.endpoints from Config.Endpoints and, with an issuer, the
@@ -81,6 +118,7 @@ func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error
 	e, ok := discoveryCache.m[cacheKey]
 	discoveryCache.Unlock()
 	if ok && g.now().Sub(e.at) < discoveryTTL {
+		g.holdDiscovery(cacheKey, e.doc, false)
 		return e.doc, nil
 	}
 	// One bound for the whole discovery, both well-known URLs included.
@@ -94,9 +132,7 @@ func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error
 	for _, u := range []string{oauthURL, openidURL} {
 		doc, err := g.getDiscovery(ctx, u)
 		if err == nil {
-			discoveryCache.Lock()
-			discoveryCache.m[cacheKey] = discoveryEntry{doc: doc, at: g.now()}
-			discoveryCache.Unlock()
+			g.holdDiscovery(cacheKey, doc, true)
 			return doc, nil
 		}
 		if errors.Is(err, ErrIssuerMismatch) || ctx.Err() != nil {
