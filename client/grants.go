@@ -240,8 +240,8 @@ func (g *grant) tokenRequest(ctx context.Context, form url.Values, policy replay
 }
 
 // parseToken turns a token-endpoint answer into a token: the OAuth error
-// classified, the token type checked, and the expiry corrected for the
-// server's clock when it came from the token's own exp claim.
+// classified, and the expiry set to the earlier of expires_in and the
+// token's own exp claim, in this machine's clock (tokenExpiry).
 func (g *grant) parseToken(resp *response) (*oauth2.Token, error) {
 	tok, err := oauthwire.ParseTokenResponse(resp.status, resp.header, resp.body, resp.sent)
 	if err != nil {
@@ -253,19 +253,10 @@ func (g *grant) parseToken(resp *response) (*oauth2.Token, error) {
 	skew, ok := oauthwire.ClockSkew(resp.header, resp.sent, g.now())
 	if ok && (skew > skewThreshold || skew < -skewThreshold) {
 		g.emit(Event{Kind: EventClockSkew, Time: g.now(), Skew: skew.Round(time.Second)})
-		if tok.Expiry.IsZero() {
-			// No expires_in: the exp claim is in the server's clock.
-			if exp, ok := tokenx.JWTExpiry(tok.AccessToken); ok {
-				tok.Expiry = exp.Add(-skew)
-			}
-		}
 	}
+	tok.Expiry = tokenExpiry(tok, resp.sent, skew, ok)
 	return tok, nil
 }
-
-// skewThreshold is the clock difference from which tokenward corrects
-// server-clock times and reports EventClockSkew.
-const skewThreshold = 30 * time.Second
 
 // classify wraps an error answer of endpoint in the refresh taxonomy.
 func (g *grant) classify(endpoint string, status int, err error) error {

@@ -224,7 +224,6 @@ func soakChild() int {
 	cfg.HTTP = client.HTTPSettings{Timeout: 3 * time.Second, RetryWaitMin: 50 * time.Millisecond, RetryWaitMax: time.Second}
 	cfg.RefreshOptions = append(cfg.RefreshOptions, func(o *refresh.Options) {
 		o.DisableIdleRefresh = false
-		o.MinLifetime = 500 * time.Millisecond
 		o.RetryBackoffMin, o.RetryBackoffMax = 100*time.Millisecond, time.Second
 	})
 	cfg.Events = func(ev client.Event) {

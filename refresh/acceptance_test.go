@@ -430,28 +430,28 @@ func TestExpiryEdgeCases(t *testing.T) {
 				return &oauth2.Token{AccessToken: canary.JWT("at", now.Add(30*time.Minute).Unix())}
 			},
 			func(now time.Time) time.Time { return time.Unix(now.Add(30*time.Minute).Unix(), 0) }},
-		{"zero, JWT exp in the past",
+		{"zero, JWT exp in the past: dead on arrival",
 			func(now time.Time) *oauth2.Token {
 				return &oauth2.Token{AccessToken: canary.JWT("at", now.Add(-time.Hour).Unix())}
 			},
-			func(now time.Time) time.Time { return now.Add(DefaultMinLifetime) }},
+			nil},
 		{"zero, JWT without exp",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: canary.JWT("at", 0)} },
 			func(now time.Time) time.Time { return now.Add(DefaultLifetime) }},
 		{"zero, JWT with absurd exp",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: canary.JWT("at", 1<<50)} },
 			func(now time.Time) time.Time { return now.Add(DefaultLifetime) }},
-		{"Expiry now (arrives expired)",
+		{"Expiry now: dead on arrival",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: "a", Expiry: now} },
-			func(now time.Time) time.Time { return now.Add(DefaultMinLifetime) }},
-		{"Expiry an hour ago (a wrong clock, or a non-oauthwire Upstream)",
+			nil},
+		{"Expiry an hour ago (a wrong clock, or a non-oauthwire Upstream): dead on arrival",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: "a", Expiry: now.Add(-time.Hour)} },
-			func(now time.Time) time.Time { return now.Add(DefaultMinLifetime) }},
-		{"shorter than the floor",
+			nil},
+		{"one second: used as the server said",
 			func(now time.Time) *oauth2.Token {
 				return &oauth2.Token{AccessToken: "a", Expiry: now.Add(time.Second)}
 			},
-			func(now time.Time) time.Time { return now.Add(DefaultMinLifetime) }},
+			func(now time.Time) time.Time { return now.Add(time.Second) }},
 		{"ordinary hour",
 			func(now time.Time) *oauth2.Token { return &oauth2.Token{AccessToken: "a", Expiry: now.Add(time.Hour)} },
 			func(now time.Time) time.Time { return now.Add(time.Hour) }},
@@ -482,6 +482,12 @@ func TestExpiryEdgeCases(t *testing.T) {
 				}))
 				defer c.Close()
 				tok, err := c.Token(t.Context())
+				if tc.want == nil {
+					if !errors.Is(err, ErrTemporarilyUnavailable) {
+						t.Fatalf("Token of a token that arrived expired = %v, %v; want ErrTemporarilyUnavailable", tok, err)
+					}
+					return
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -500,9 +506,9 @@ func TestExpiryEdgeCases(t *testing.T) {
 	}
 }
 
-// A server that always issues already-expired tokens, or always the same
-// token, must not cause a refresh loop; its token is still used while it is
-// valid, and an expired token is never handed out.
+// A server that always issues the same token must not cause a refresh
+// loop; its token is still used while it is valid, and an expired token is
+// never handed out. (Tokens that arrive expired: TestExpiredOnArrivalNeverServed.)
 func TestNoRefreshLoop(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -514,11 +520,6 @@ func TestNoRefreshLoop(t *testing.T) {
 		// zero: it must never fail.
 		failAfter time.Duration
 	}{
-		// Each such token is used for MinLifetime (5 s) and the next
-		// refresh waits for its expiry: at most one call per 5 s.
-		{"expired on arrival", func(n int, t0 time.Time) *oauth2.Token {
-			return &oauth2.Token{AccessToken: "a" + string(rune('a'+n%26)), Expiry: time.Now().Add(-time.Hour)}
-		}, 2*60/5 + 3, 0},
 		// The token expires at t0+10s and the server keeps returning it:
 		// exponential backoff after that, never the expired token.
 		{"same token and expiry", func(n int, t0 time.Time) *oauth2.Token {

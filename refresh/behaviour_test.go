@@ -724,9 +724,9 @@ func TestSchedule(t *testing.T) {
 // Options are clamped once.
 func TestOptionsResolve(t *testing.T) {
 	t.Parallel()
-	o := Options{AdvisoryFraction: 2, Jitter: -1, MinLifetime: time.Nanosecond, MaxLifetime: 100 * 365 * 24 * time.Hour,
+	o := Options{AdvisoryFraction: 2, Jitter: -1, DefaultLifetime: time.Nanosecond, MaxLifetime: 100 * 365 * 24 * time.Hour,
 		RetryBackoffMin: time.Minute, RetryBackoffMax: time.Second, RefreshTimeout: -5, RotationGrace: -time.Second}.resolve()
-	if o.AdvisoryFraction != 0.95 || o.Jitter != 0 || o.MinLifetime != 100*time.Millisecond || o.MaxLifetime != 365*24*time.Hour ||
+	if o.AdvisoryFraction != 0.95 || o.Jitter != 0 || o.DefaultLifetime != time.Second || o.MaxLifetime != 365*24*time.Hour ||
 		o.RetryBackoffMax != time.Minute || o.RefreshTimeout != DefaultRefreshTimeout || o.RotationGrace != 0 || o.Logger == nil {
 		t.Fatalf("resolved %+v", o)
 	}

@@ -29,7 +29,10 @@ type state struct {
 	expiry      time.Time // effective expiry (== pub.Expiry)
 	rawExpiry   time.Time // Expiry as the Upstream or Persister gave it, to detect "no progress"
 	rtExpiry    time.Time // refresh token expiry, zero if unknown
-	short       bool      // arrived expired or with less than MinLifetime: back off before the next refresh
+	// dead: an access token that arrived already expired (the server, or
+	// a clock, is wrong). It is never served; the refresh that brought it
+	// counts as failed, so such tokens cannot cause a refresh loop.
+	dead bool
 
 	unsaved bool // full is newer than the Persister's copy (a Save failed; C-04)
 	// partial: the full set could not be saved, but a reduced copy of it
@@ -101,10 +104,10 @@ func (c *core) newState(t *oauth2.Token, now time.Time, src source) *state {
 			exp = now.Add(o.DefaultLifetime)
 		}
 	}
-	short := false
-	if src == fromUpstream && exp.Sub(now) < o.MinLifetime {
-		exp, short = now.Add(o.MinLifetime), true
-	}
+	// A token is never used past the expiry its server gave, however
+	// short its life: stretching it would only earn 401s. One that
+	// arrives expired is dead (see state.dead).
+	dead := src == fromUpstream && t.AccessToken != "" && !exp.After(now)
 	if exp.Sub(now) > o.MaxLifetime {
 		exp = now.Add(o.MaxLifetime)
 	}
@@ -112,14 +115,14 @@ func (c *core) newState(t *oauth2.Token, now time.Time, src source) *state {
 		// A reduced set that carries only the refresh token (reducedSets):
 		// expired on arrival, so it is never served and the next Token
 		// refreshes with its refresh token.
-		exp, short = now, false
+		exp = now
 	}
 	exp = exp.Round(0) // no monotonic reading: it is compared with stored values
 	full.Expiry = exp
 	pub := full
 	pub.RefreshToken = ""
 	pubp := pub.WithExtra(publicExtras(&full)) // no refresh token in the extras either (O-02)
-	st := &state{pub: pubp, full: &full, expiry: exp, rawExpiry: t.Expiry, rtExpiry: tokenx.RefreshTokenExpiry(t), short: short}
+	st := &state{pub: pubp, full: &full, expiry: exp, rawExpiry: t.Expiry, rtExpiry: tokenx.RefreshTokenExpiry(t), dead: dead}
 	life := exp.Sub(now)
 	if life <= 0 {
 		st.advisoryAt, st.mandatoryAt = exp, exp
@@ -243,7 +246,7 @@ type core struct {
 	fl          *flight    // operation in flight, nil if none
 	timer       *time.Timer
 	closed      bool
-	failures    int       // consecutive failed (or no-progress, or short-lived) refreshes
+	failures    int       // consecutive failed (or no-progress, or dead-on-arrival) refreshes
 	nextAttempt time.Time // no new refresh before this (backoff)
 	lastErr     error     // error of the last failed refresh, returned during backoff
 	saveFails   int       // consecutive failed save retries (0: the next access retries at once)
@@ -409,13 +412,13 @@ func (c *core) finish(f *flight, start time.Time, evs []Event) {
 	case opRefresh:
 		s := c.cur.Load()
 		switch {
-		case f.err != nil, f.noProgress, s != nil && s.short:
+		case f.err != nil, f.noProgress:
 			c.failures++
 			c.lastErr = f.err
 			next := now.Add(c.backoff(c.failures))
 			if f.err == nil && s.servable(now) && s.expiry.Before(next) {
-				// A short-lived or unchanged token: back off, but no longer
-				// than it lives, so a valid token is always at hand.
+				// An unchanged token: back off, but no longer than it
+				// lives, so a valid token is always at hand.
 				next = s.expiry
 			}
 			c.nextAttempt = next
@@ -566,9 +569,18 @@ func (c *core) refresh(ctx context.Context, f *flight, evs *[]Event) (err error)
 		}
 	}
 	c.publish(ns)
+	if ns.dead {
+		// Saved and published all the same: its refresh token may be a
+		// rotated one, the only live one there is.
+		return errDeadOnArrival
+	}
 	*evs = append(*evs, Event{Kind: EventRefreshed, Time: now, Duration: time.Since(start), Expiry: ns.expiry, RefreshTokenExpiry: ns.rtExpiry, Background: f.background})
 	return nil
 }
+
+// errDeadOnArrival is a refresh's error when the new access token had
+// already expired when it arrived.
+var errDeadOnArrival = &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: authorization server temporarily unavailable: it issued an access token that had already expired (is its clock, or this machine's, wrong?)"}
 
 // basis is what a refresh or an exchange presents, found under the store
 // lock by freshest.
@@ -1205,7 +1217,7 @@ func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error
 	c.mu.Unlock()
 	now := time.Now()
 	ns := c.newState(tok, now, fromUpstream)
-	ns.short = false
+	ns.dead = false // a login's token is no refresh: nothing to back off from
 	var perr error
 	if c.o.Persister != nil {
 		if perr = c.persistNew(ctx, ns, nil, false, secretsOf(ns.full)); perr != nil {

@@ -29,13 +29,17 @@
 // A token's lifetime L runs from when the cache received it to its expiry.
 // The expiry is the token's Expiry; when that is zero, the exp claim of a
 // JWT access token (a hint, not verified); else [Options.DefaultLifetime]
-// (1 h). A new token that arrives already expired, with a negative lifetime
-// or living less than [Options.MinLifetime] (5 s) is used for MinLifetime
-// (a usable access token is never thrown away) and the next refresh backs
-// off, but no longer than that token lives: such tokens cost at most about
-// one refresh per MinLifetime, never a loop, and never leave the cache
-// serving an expired token. Lifetimes longer than [Options.MaxLifetime]
-// (24 h) are cut to it. The public token's Expiry is
+// (1 h). (The client package sets Expiry to the earlier of expires_in,
+// counted from when the request was sent, and the JWT's exp converted to
+// the local clock, so a token is never trusted for longer than either says.)
+// A token is used for as long as its server says and never longer, however
+// short: the schedule below scales down with L, to lifetimes of a second
+// and less, and a short lifetime is not a failure. A new token that
+// arrives already expired is never served: its refresh counts as failed
+// (callers get [ErrTemporarilyUnavailable]) and backs off (see "Failures"),
+// so such a server cannot cause a refresh loop; the token is saved all the
+// same, since its refresh token may be a rotated one. Lifetimes longer than
+// [Options.MaxLifetime] (24 h) are cut to it. The public token's Expiry is
 // this effective expiry: every token has a defined, finite schedule.
 //
 // From the lifetime the cache derives two points:

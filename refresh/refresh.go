@@ -84,7 +84,6 @@ type Locker interface {
 // Defaults of [Options]. See the package comment for the timing model.
 const (
 	DefaultLifetime          = time.Hour
-	DefaultMinLifetime       = 5 * time.Second
 	DefaultMaxLifetime       = 24 * time.Hour
 	DefaultAdvisoryFraction  = 0.80
 	DefaultJitter            = 0.25
@@ -123,22 +122,18 @@ type Options struct {
 	OnEvent func(Event)
 
 	// DefaultLifetime is assumed for a token whose Expiry is zero and whose
-	// access token is not a JWT with an exp claim (O-06). Optional: zero means
-	// 1 h. Clamped to [MinLifetime, MaxLifetime].
+	// access token is not a JWT with an exp claim (a zero Expiry does not
+	// mean "never expires"). Optional: zero means 1 h. Clamped to
+	// [1 s, MaxLifetime].
 	DefaultLifetime time.Duration
-
-	// MinLifetime is the shortest lifetime the cache gives a token it
-	// receives: a token that arrives expired, with a negative lifetime or
-	// living less than this is used for MinLifetime (the server, or the
-	// clock, may be wrong; a usable access token is never thrown away) and
-	// the next refresh backs off, no longer than that token lives, so such
-	// tokens cannot cause a refresh loop and an expired one is never served.
-	// Optional: zero means 5 s. Clamped to [100 ms, 5 min].
-	MinLifetime time.Duration
 
 	// MaxLifetime caps a token's lifetime (a 2^40 s expires_in becomes this)
 	// so every token has a finite refresh schedule. Optional: zero means
-	// 24 h. Clamped to [MinLifetime, 1 year].
+	// 24 h. Clamped to [1 s, 1 year].
+	//
+	// There is no minimum: a token is used for as long as its server says
+	// and never longer, however short that is; the schedule scales down
+	// with it (see the package comment, "Timing").
 	MaxLifetime time.Duration
 
 	// AdvisoryFraction is the point of a token's lifetime at which the cache
@@ -215,9 +210,8 @@ func (o Options) resolve() Options {
 	if o.rand == nil {
 		o.rand = rand.Float64
 	}
-	o.MinLifetime = clampDur(defDur(o.MinLifetime, DefaultMinLifetime), 100*time.Millisecond, 5*time.Minute)
-	o.MaxLifetime = clampDur(defDur(o.MaxLifetime, DefaultMaxLifetime), o.MinLifetime, 365*24*time.Hour)
-	o.DefaultLifetime = clampDur(defDur(o.DefaultLifetime, DefaultLifetime), o.MinLifetime, o.MaxLifetime)
+	o.MaxLifetime = clampDur(defDur(o.MaxLifetime, DefaultMaxLifetime), time.Second, 365*24*time.Hour)
+	o.DefaultLifetime = clampDur(defDur(o.DefaultLifetime, DefaultLifetime), time.Second, o.MaxLifetime)
 	if o.AdvisoryFraction == 0 {
 		o.AdvisoryFraction = DefaultAdvisoryFraction
 	}

@@ -78,34 +78,64 @@ func RefreshTokenExpiry(t *oauth2.Token) time.Time {
 
 // JWTExpiry returns the exp claim of a JWT-shaped token (header.payload.sig,
 // base64url payload with a numeric "exp"), without verifying anything. The
-// result is only a hint for scheduling refreshes of tokens whose response
-// had no usable expires_in. ok is false for anything that is not a JWT with
-// a finite exp of at least one second after the Unix epoch.
+// result is only a hint for scheduling refreshes. ok is false for anything
+// that is not a JWT with a finite exp of at least one second after the Unix
+// epoch.
 func JWTExpiry(tok string) (exp time.Time, ok bool) {
+	exp, _, ok = JWTTimes(tok)
+	return exp, ok
+}
+
+// JWTTimes is [JWTExpiry] that also returns the iat (issued at) claim, or
+// the zero time when it is absent or not a time like exp's. Both are in the
+// issuing server's clock.
+func JWTTimes(tok string) (exp, iat time.Time, ok bool) {
 	first := strings.IndexByte(tok, '.')
 	if first < 0 {
-		return time.Time{}, false
+		return time.Time{}, time.Time{}, false
 	}
 	rest := tok[first+1:]
 	second := strings.IndexByte(rest, '.')
 	if second < 0 {
-		return time.Time{}, false
+		return time.Time{}, time.Time{}, false
 	}
 	seg := rest[:second]
 	if len(seg) > 64<<10 {
-		return time.Time{}, false
+		return time.Time{}, time.Time{}, false
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
 	if err != nil {
-		return time.Time{}, false
+		return time.Time{}, time.Time{}, false
 	}
 	var claims struct {
 		Exp json.Number `json:"exp"`
+		Iat json.Number `json:"iat"`
 	}
-	if err := json.Unmarshal(raw, &claims); err != nil || claims.Exp == "" {
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		// A non-numeric iat must not hide a good exp: try exp alone.
+		var only struct {
+			Exp json.Number `json:"exp"`
+		}
+		if json.Unmarshal(raw, &only) != nil {
+			return time.Time{}, time.Time{}, false
+		}
+		claims.Exp, claims.Iat = only.Exp, ""
+	}
+	exp, ok = unixClaim(claims.Exp)
+	if !ok {
+		return time.Time{}, time.Time{}, false
+	}
+	iat, _ = unixClaim(claims.Iat)
+	return exp, iat, true
+}
+
+// unixClaim parses a NumericDate claim: a finite number of seconds from
+// one second after the Unix epoch up to 2^40.
+func unixClaim(n json.Number) (time.Time, bool) {
+	if n == "" {
 		return time.Time{}, false
 	}
-	f, err := claims.Exp.Float64()
+	f, err := n.Float64()
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 1 || f > 1<<40 {
 		return time.Time{}, false
 	}
