@@ -793,10 +793,12 @@ func TestTwoResourcesOneLogin(t *testing.T) {
 		get(t, ha, apiB.URL()+"/cross")
 		get(t, hb, e.api.URL()+"/cross")
 		// Force new tokens for both: each uses (and rotates) the one
-		// refresh token.
+		// refresh token. (Clear, not Invalidate: repeated rejections of
+		// fresh tokens are rate-limited, by design.)
 		for _, r := range []*Resource{ra, rb} {
-			tok, _ := r.Token(t.Context())
-			r.cache.Invalidate(tok)
+			if err := r.cache.Clear(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 		}
 		_ = i
 	}

@@ -41,6 +41,14 @@ var (
 	// ErrNetwork: the server could not be reached or did not answer.
 	ErrNetwork = refresh.ErrNetwork
 
+	// ErrTokenRejected: an API rejected an access token issued moments
+	// before, after an earlier rejection: the token is probably requested
+	// for another audience or resource (Config.Resources, Scopes) than the
+	// API expects. Reported with EventTokenRejected; refreshes forced by
+	// rejections are then rate-limited, so such an API cannot drive the
+	// token endpoint.
+	ErrTokenRejected = refresh.ErrTokenRejected
+
 	// ErrStoreUnavailable: the configured token store (by default the OS
 	// keychain) cannot be used; the message names the opt-in alternatives.
 	ErrStoreUnavailable = store.ErrUnavailable

@@ -25,6 +25,10 @@ const (
 	EventPersisted            EventKind = "persisted"
 	EventAdopted              EventKind = "adopted"
 	EventRefreshTokenExpiring EventKind = "refresh_token_expiring"
+	// EventTokenRejected: an API rejected a token issued moments before,
+	// after an earlier rejection; Err matches ErrTokenRejected and names
+	// the likely cause (an audience or resource mismatch).
+	EventTokenRejected EventKind = "token_rejected"
 	// EventClockSkew: the server's Date header differs from the local clock
 	// by more than 30 s; Skew says by how much (positive: server ahead).
 	EventClockSkew EventKind = "clock_skew"
@@ -173,6 +177,8 @@ func (g *grant) refreshEvent(resources []string) func(refresh.Event) {
 			k = EventAdopted
 		case refresh.EventRefreshTokenExpiring:
 			k = EventRefreshTokenExpiring
+		case refresh.EventTokenRejected:
+			k = EventTokenRejected
 		default:
 			k = EventKind(re.Kind.String())
 		}

@@ -46,6 +46,8 @@ type state struct {
 	prev      *oauth2.Token
 	prevKnown bool
 	invalid   bool // dropped by Invalidate: do not serve, refresh first
+	forced    bool // replaced a token a resource server rejected (reject.go)
+	rejected  bool // forced, and rejected in turn: noted once (reject.go)
 	reauth    bool // the grant is dead (invalid_grant): serve the access token while valid, never refresh in the background
 }
 
@@ -246,13 +248,14 @@ type core struct {
 	fl          *flight    // operation in flight, nil if none
 	timer       *time.Timer
 	closed      bool
-	failures    int       // consecutive failed (or no-progress, or dead-on-arrival) refreshes
-	nextAttempt time.Time // no new refresh before this (backoff)
-	lastErr     error     // error of the last failed refresh, returned during backoff
-	saveFails   int       // consecutive failed save retries (0: the next access retries at once)
-	nextSave    time.Time // no save retry before this (the timer waits for it)
-	suspectRT   string    // refresh token presented when a refresh failed in transit (C-03)
-	rtWarned    string    // refresh token for which EventRefreshTokenExpiring was emitted
+	failures    int         // consecutive failed (or no-progress, or dead-on-arrival) refreshes
+	nextAttempt time.Time   // no new refresh before this (backoff)
+	lastErr     error       // error of the last failed refresh, returned during backoff
+	saveFails   int         // consecutive failed save retries (0: the next access retries at once)
+	nextSave    time.Time   // no save retry before this (the timer waits for it)
+	suspectRT   string      // refresh token presented when a refresh failed in transit (C-03)
+	rejects     rejectState // rate limit of refreshes forced by rejected tokens
+	rtWarned    string      // refresh token for which EventRefreshTokenExpiring was emitted
 
 	// After a Clear that could not delete the stored token: that token
 	// (cleared), or, when it is unknown, any stored token (clearedAny), is
@@ -1226,8 +1229,9 @@ func (c *core) doSet(ctx context.Context, tok *oauth2.Token, evs *[]Event) error
 	}
 	c.mu.Lock()
 	c.rtWarned = ""
+	c.rejects = rejectState{} // a new login: nothing was rejected yet
 	c.mu.Unlock()
-	c.publish(ns)
+	c.cur.Store(ns) // not publish: a login's token is never forced
 	return perr
 }
 
@@ -1244,6 +1248,7 @@ func (c *core) clear(ctx context.Context) error {
 	c.mu.Lock()
 	c.failures, c.lastErr, c.nextAttempt, c.rtWarned = 0, nil, time.Time{}, ""
 	c.saveFails, c.nextSave = 0, time.Time{}
+	c.rejects = rejectState{}
 	c.mu.Unlock()
 	c.finish(f, start, nil)
 	return err
@@ -1437,26 +1442,14 @@ func (c *core) doExchange(ctx context.Context, f *flight, fn exchangeFunc, evs *
 	return perr
 }
 
-// invalidate implements Cache.Invalidate.
-func (c *core) invalidate(tok *oauth2.Token) bool {
-	for {
-		s := c.cur.Load()
-		if s == nil || s.pub != tok || s.invalid {
-			return false
-		}
-		n := s.clone()
-		n.invalid, n.fresh = true, false
-		if c.cur.CompareAndSwap(s, n) {
-			c.o.Logger.Debug("refresh: token invalidated", "key", c.key)
-			c.mu.Lock()
-			c.armLocked(time.Now())
-			c.mu.Unlock()
-			return true
-		}
+// publish makes ns the current state. A token that replaces one a resource
+// server rejected is marked forced (see reject.go).
+func (c *core) publish(ns *state) {
+	if old := c.cur.Load(); old != nil && old.invalid {
+		ns.forced = true
 	}
+	c.cur.Store(ns)
 }
-
-func (c *core) publish(ns *state) { c.cur.Store(ns) }
 
 // tick is the idle timer: it flips the fast-path flag when the advisory
 // point is reached, refreshes an idle process's token, retries saves and

@@ -63,6 +63,15 @@ var (
 	// [Options.RotationGrace] to survive this.
 	ErrPossibleRotationLoss = errors.New("refresh: possible refresh token rotation loss")
 
+	// ErrTokenRejected: a resource server rejected an access token that was
+	// issued moments before, in answer to an earlier rejection, so a new
+	// token is unlikely to help. The likely cause is an audience or
+	// resource mismatch: the token is requested for another resource
+	// indicator (or scope) than the API expects. Reported through
+	// [EventTokenRejected]; refreshes forced by rejections are then
+	// rate-limited ([Cache.Invalidate]).
+	ErrTokenRejected = errors.New("refresh: access token rejected by the resource server")
+
 	// ErrClosed is returned by a [Cache] after [Cache.Close].
 	ErrClosed = errors.New("refresh: cache closed")
 )

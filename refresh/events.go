@@ -34,6 +34,11 @@ const (
 	// EventPersisted: a token whose save had failed (EventPersistFailed)
 	// was saved, in full, by a retry (or by Close's final attempt).
 	EventPersisted
+	// EventTokenRejected: a resource server rejected an access token that
+	// was issued moments before, in answer to an earlier rejection; Err
+	// matches [ErrTokenRejected] and names the likely cause. Refreshes
+	// forced by rejections are rate-limited from then on ([Cache.Invalidate]).
+	EventTokenRejected
 )
 
 var eventNames = [...]string{
@@ -44,6 +49,7 @@ var eventNames = [...]string{
 	EventAdopted:              "adopted",
 	EventRefreshTokenExpiring: "refresh_token_expiring",
 	EventPersisted:            "persisted",
+	EventTokenRejected:        "token_rejected",
 }
 
 // String returns the kind's name, such as "refreshed".
@@ -71,8 +77,8 @@ type Event struct {
 	RefreshTokenExpiry time.Time
 	// Background is true when no caller was waiting for the refresh.
 	Background bool
-	// Err is the failure, for EventRefreshFailed, EventReauthRequired and
-	// EventPersistFailed.
+	// Err is the failure, for EventRefreshFailed, EventReauthRequired,
+	// EventPersistFailed and EventTokenRejected.
 	Err error
 }
 
@@ -104,7 +110,7 @@ func (c *core) emit(e Event) {
 	switch e.Kind {
 	case EventRefreshed, EventAdopted:
 		level = slog.LevelDebug
-	case EventRefreshFailed, EventRefreshTokenExpiring:
+	case EventRefreshFailed, EventRefreshTokenExpiring, EventTokenRejected:
 		level = slog.LevelWarn
 	case EventReauthRequired, EventPersistFailed:
 		level = slog.LevelError

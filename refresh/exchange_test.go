@@ -63,7 +63,7 @@ func TestExchangeConcurrentNeverReusesRT(t *testing.T) {
 					errs <- err
 					continue
 				}
-				c.Invalidate(tok)
+				invalidateOrdinary(c, tok)
 				if _, err := c.Token(t.Context()); err != nil {
 					errs <- err
 				}

@@ -310,3 +310,22 @@ func mustNewKey(t testing.TB, key string, up Upstream, optFns ...func(*Options))
 	}
 	return c
 }
+
+// invalidateOrdinary is Invalidate of a token treated as one from an
+// ordinary refresh, which the rate limit of repeated rejections
+// (reject.go) never refuses: for tests that use rejections to force one
+// refresh after another.
+func invalidateOrdinary(c *Cache, tok *oauth2.Token) bool {
+	for {
+		s := c.c.cur.Load()
+		if s == nil || !s.forced {
+			break
+		}
+		n := s.clone()
+		n.forced = false
+		if c.c.cur.CompareAndSwap(s, n) {
+			break
+		}
+	}
+	return c.Invalidate(tok)
+}

@@ -335,6 +335,16 @@ func (h *Cache) Token(ctx context.Context) (*oauth2.Token, error) {
 // cannot discard a newer one. It reports whether tok was dropped. The next
 // [Cache.Token] refreshes (under the cross-process protocol, so a token
 // another process stored is adopted instead).
+//
+// A resource server that rejects every token must not turn every request
+// into a refresh. So a token that was itself issued in answer to a
+// rejection is not dropped when it is rejected too: [EventTokenRejected]
+// reports [ErrTokenRejected] (the likely cause is an audience or resource
+// mismatch), and the next forced refresh waits for a jittered exponential
+// backoff and for twice as many rejections as the previous one. Refreshes
+// forced by rejections thus grow with the logarithm of the rejected
+// requests. The first rejection of any other token (from a scheduled
+// refresh, a login, another process) drops it at once and ends the limit.
 func (h *Cache) Invalidate(tok *oauth2.Token) bool {
 	if tok == nil || h.closed.Load() {
 		return false

@@ -531,7 +531,7 @@ func TestSaveRetryOverwritesLateWrite(t *testing.T) {
 		if got := st.get(key); got.RefreshToken != "rt-2" {
 			t.Fatalf("stored %q, want rt-2 saved over the late write", got.RefreshToken)
 		}
-		c.Invalidate(t2)
+		invalidateOrdinary(c, t2)
 		if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-3" {
 			t.Fatalf("Token = %v, %v; want at-3", tok, err)
 		}
