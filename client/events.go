@@ -50,8 +50,13 @@ type Event struct {
 	Expiry time.Time
 	// RefreshTokenExpiry, when known.
 	RefreshTokenExpiry time.Time
-	// Background is true when no caller waited for the refresh.
+	// Background is true when the refresh was started in the background
+	// (early, before any caller needed it), not by a caller without a
+	// usable token.
 	Background bool
+	// Waiters is how many token requests (API calls) waited for this
+	// refresh; zero means none was held up.
+	Waiters int
 	// Skew is the server's clock minus ours, for EventClockSkew.
 	Skew time.Duration
 	// Err is the failure, if any.
@@ -69,6 +74,9 @@ func (e Event) LogValue() slog.Value {
 	}
 	if !e.Expiry.IsZero() {
 		attrs = append(attrs, slog.Time("expiry", e.Expiry))
+	}
+	if e.Waiters != 0 {
+		attrs = append(attrs, slog.Int("waiters", e.Waiters))
 	}
 	if e.Skew != 0 {
 		attrs = append(attrs, slog.Duration("skew", e.Skew))
@@ -183,7 +191,7 @@ func (g *grant) refreshEvent(resources []string) func(refresh.Event) {
 			k = EventKind(re.Kind.String())
 		}
 		g.emit(Event{Kind: k, Resource: resources, Time: re.Time, Duration: re.Duration, Expiry: re.Expiry,
-			RefreshTokenExpiry: re.RefreshTokenExpiry, Background: re.Background, Err: re.Err})
+			RefreshTokenExpiry: re.RefreshTokenExpiry, Background: re.Background, Waiters: re.Waiters, Err: re.Err})
 	}
 }
 

@@ -220,7 +220,8 @@ type flight struct {
 	background bool
 	done       chan struct{}
 	err        error
-	noProgress bool // the Upstream returned the token we already had
+	waiters    atomic.Int32 // callers that waited for this refresh (joined it on Token's slow path)
+	noProgress bool         // the Upstream returned the token we already had
 	published  bool // opExchange: a new token was published
 	deadGrant  bool // opExchange: the grant was found dead (moved to re-authentication)
 }
@@ -319,10 +320,13 @@ func (c *core) token(ctx context.Context) (*oauth2.Token, error) {
 			}
 			f = c.startLocked(ctx, opRefresh, false)
 		}
-		c.mu.Unlock()
 		if f.op == opRefresh {
+			// Counted under c.mu, so finish, which clears c.fl under it,
+			// sees every caller that joined.
 			c.waits.Add(1)
+			f.waiters.Add(1)
 		}
+		c.mu.Unlock()
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -462,6 +466,16 @@ func (c *core) finish(f *flight, start time.Time, evs []Event) {
 			evs = append(evs, e)
 		case f.published:
 			c.failures, c.lastErr, c.nextAttempt = 0, nil, time.Time{}
+		}
+	}
+	if f.op == opRefresh {
+		// Nobody can join f any more (c.fl is nil): the count is final.
+		n := int(f.waiters.Load())
+		for i := range evs {
+			switch evs[i].Kind {
+			case EventRefreshed, EventRefreshFailed, EventAdopted, EventReauthRequired:
+				evs[i].Waiters = n
+			}
 		}
 	}
 	if e, ok := c.rtWarningLocked(now); ok {

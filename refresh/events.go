@@ -75,8 +75,16 @@ type Event struct {
 	Expiry time.Time
 	// RefreshTokenExpiry is the refresh token's expiry, when known.
 	RefreshTokenExpiry time.Time
-	// Background is true when no caller was waiting for the refresh.
+	// Background is true when the refresh was started in the background
+	// (at the advisory point, or by the idle timer), not by a caller that
+	// had no usable token.
 	Background bool
+	// Waiters is how many Token calls waited for this refresh: callers
+	// that had no usable token (the first call, after Invalidate, inside
+	// the mandatory window before expiry) and joined it. Zero means no
+	// caller was held up. Set on EventRefreshed, EventRefreshFailed,
+	// EventAdopted and EventReauthRequired of a refresh.
+	Waiters int
 	// Err is the failure, for EventRefreshFailed, EventReauthRequired,
 	// EventPersistFailed and EventTokenRejected.
 	Err error
@@ -96,6 +104,9 @@ func (e Event) LogValue() slog.Value {
 	}
 	if e.Background {
 		attrs = append(attrs, slog.Bool("background", true))
+	}
+	if e.Waiters != 0 {
+		attrs = append(attrs, slog.Int("waiters", e.Waiters))
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))
