@@ -222,8 +222,8 @@ type flight struct {
 	err        error
 	waiters    atomic.Int32 // callers that waited for this refresh (joined it on Token's slow path)
 	noProgress bool         // the Upstream returned the token we already had
-	published  bool // opExchange: a new token was published
-	deadGrant  bool // opExchange: the grant was found dead (moved to re-authentication)
+	published  bool         // opExchange: a new token was published
+	deadGrant  bool         // opExchange: the grant was found dead (moved to re-authentication)
 }
 
 // core is the shared cache of one key.
