@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 const (
@@ -79,6 +81,97 @@ func TestTextDevicePromptWithoutCompleteURI(t *testing.T) {
 			t.Fatalf("prompt = %q, want %q", out.String(), want)
 		}
 	})
+}
+
+// What the server sent is printed with every character a terminal could
+// act on escaped visibly: escape sequences (an OSC 8 hyperlink hiding the
+// real address), carriage returns that overwrite the line, 8-bit C1
+// controls raw or in UTF-8, bidi overrides, invalid UTF-8. An address that
+// is not a plain web address gets no QR code, and warnings come first.
+func TestTextDevicePromptEscapesServerText(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		d        DeviceCode
+		shows    []string // each must appear in the output
+		warnings int
+	}{
+		{
+			name: "hyperlink and overwrite",
+			d: DeviceCode{
+				UserCode:                "\x1b]8;;https://evil.example\x1b\\BCDF-GHJK\x1b]8;;\x1b\\",
+				VerificationURI:         "https://evil.example/device\r\x1b[2Khttps://as.example/device",
+				VerificationURIComplete: "https://as.example/device?user_code=\x07\b\x7f",
+			},
+			shows: []string{
+				`open https://evil.example/device\x0d\x1b[2Khttps://as.example/device and enter`,
+				`the code \x1b]8;;https://evil.example\x1b\BCDF-GHJK\x1b]8;;\x1b\` + "\n",
+				`or open https://as.example/device?user_code=\x07\x08\x7f (no QR code`,
+			},
+			warnings: 2,
+		},
+		{
+			name: "C1 controls and bidi",
+			d: DeviceCode{
+				UserCode:                "BCDF\u009b2J\x9b2J",
+				VerificationURI:         "https://as.example/\u202eecived\u2066",
+				VerificationURIComplete: "https://as.example/device?user_code=\u009d0;x\u009c\xff",
+			},
+			shows: []string{
+				`open https://as.example/\u202eecived\u2066 and enter the code BCDF\u009b2J\x9b2J` + "\n",
+				`or open https://as.example/device?user_code=\u009d0;x\u009c\xff (no QR code`,
+			},
+			warnings: 2,
+		},
+		{
+			name: "not https, not a web address",
+			d: DeviceCode{
+				UserCode:                "BCDF-GHJK",
+				VerificationURI:         "javascript:alert(1)",
+				VerificationURIComplete: "http://as.example/device?user_code=BCDF-GHJK",
+			},
+			shows: []string{
+				"WARNING: this sign-in address does not use https",
+				"WARNING: this sign-in address is not a plain web address",
+				"open javascript:alert(1) and enter the code BCDF-GHJK\n",
+				"or open http://as.example/device?user_code=BCDF-GHJK (no QR code",
+			},
+			warnings: 2,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var out syncBuffer
+				tc.d.Expiry = time.Now().Add(time.Minute)
+				TextDevicePrompt(&out)(t.Context(), tc.d)
+				got := out.String()
+				if !utf8.ValidString(got) {
+					t.Fatalf("the prompt is not valid UTF-8: %q", got)
+				}
+				for _, r := range got {
+					if (r < 0x20 && r != '\n') || (r >= 0x7f && r <= 0x9f) || unicode.Is(unicode.Cf, r) {
+						t.Fatalf("the prompt holds %U:\n%q", r, got)
+					}
+				}
+				for _, w := range tc.shows {
+					if !strings.Contains(got, w) {
+						t.Errorf("the prompt lacks %q:\n%s", w, got)
+					}
+				}
+				if n := strings.Count(got, "WARNING: "); n != tc.warnings {
+					t.Errorf("%d warnings, want %d:\n%s", n, tc.warnings, got)
+				}
+				if !strings.HasPrefix(got, "WARNING: ") {
+					t.Errorf("the warnings do not come first:\n%s", got)
+				}
+				if strings.ContainsAny(got, "█▀▄") {
+					t.Errorf("a QR code was drawn for an unsafe address:\n%s", got)
+				}
+			})
+		})
+	}
 }
 
 // A regular file is not a terminal: no countdown, which would fill a log

@@ -85,9 +85,11 @@ var (
 	// expired, or the browser callback did not arrive before the timeout).
 	ErrLoginExpired = errors.New("client: login expired before it was completed")
 
-	// ErrCallbackRejected: the loopback callback did not match this login
-	// (wrong or missing state, missing code, wrong iss); the login is
-	// aborted rather than risking login CSRF.
+	// ErrCallbackRejected: the loopback callback that carried this login's
+	// state was unusable (no code, a wrong iss, an error from the server);
+	// the login ends. Requests with a wrong or missing state are answered
+	// 400 and ignored: they do not end the login, so a forged request
+	// cannot abort it (nor log the user in as someone else).
 	ErrCallbackRejected = errors.New("client: login callback rejected")
 )
 

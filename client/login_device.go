@@ -5,17 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mdp/qrterminal/v3"
 	"golang.org/x/oauth2"
 	"golang.org/x/term"
 
 	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/internal/redact"
 )
 
 // DeviceCode is what a user needs to approve a device login (RFC 8628): go
@@ -35,7 +39,9 @@ type DeviceCode struct {
 // polling, slow_down adds 5 s to the interval for good, a transient 5xx, 429
 // or connection reset keeps polling, access_denied and expired_token end the
 // flow with ErrAccessDenied and ErrLoginExpired, and polling stops at the
-// code's expiry. A poll is never retried blindly (O-08, O-15).
+// code's expiry. A poll is never retried blindly: the device code is a
+// credential, and a poll the server may have seen is not sent twice. Before
+// anything is shown, the response is checked (see checkDeviceAuth).
 func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 	if c.endpoints.DeviceAuthURL == "" {
 		return nil, fmt.Errorf("%w: the server has no device authorization endpoint; use browser login", ErrInvalidConfig)
@@ -53,6 +59,9 @@ func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 	}
 	da, err := oauthwire.ParseDeviceAuthResponse(resp.status, resp.header, resp.body, resp.sent)
 	if err != nil {
+		return nil, c.classify(c.endpoints.DeviceAuthURL, resp.status, err)
+	}
+	if err := c.checkDeviceAuth(da); err != nil {
 		return nil, c.classify(c.endpoints.DeviceAuthURL, resp.status, err)
 	}
 
@@ -122,8 +131,10 @@ func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 }
 
 // devicePrompt shows the code through Config.DevicePrompt, or as text with a
-// QR code and a countdown on Config.Prompt.
+// QR code and a countdown on Config.Prompt. ctx carries the hosts a sign-in
+// page is expected on, for TextDevicePrompt's warning.
 func (c *Client) devicePrompt(ctx context.Context, d DeviceCode) {
+	ctx = context.WithValue(ctx, signInHostsKey{}, c.signInHosts())
 	if c.cfg.DevicePrompt != nil {
 		c.cfg.DevicePrompt(ctx, d)
 		return
@@ -135,6 +146,14 @@ func (c *Client) devicePrompt(ctx context.Context, d DeviceCode) {
 // the user code and (when the server sent verification_uri_complete) a QR
 // code of it to w. When w is a terminal it also keeps a countdown line up to
 // date until the login ends.
+//
+// What the server sent is printed with every character a terminal could act
+// on (escape sequences, carriage returns, bidi overrides, invalid UTF-8)
+// shown escaped, as \x1b or \u202e; the QR code is drawn only for an
+// address with no such character. A warning line comes first when an
+// address is not https (loopback http aside) or, during Login, not on the
+// issuer's host, the device authorization endpoint's host, or a subdomain
+// or parent domain of either.
 func TextDevicePrompt(w io.Writer) func(ctx context.Context, d DeviceCode) {
 	return func(ctx context.Context, d DeviceCode) {
 		showDeviceCode(ctx, w, d, isTerminal(w))
@@ -152,15 +171,25 @@ func isTerminal(w io.Writer) bool {
 // terminal (tty) it redraws a countdown every second until ctx ends;
 // otherwise it writes the time left once and returns.
 func showDeviceCode(ctx context.Context, w io.Writer, d DeviceCode, tty bool) {
-	fmt.Fprintf(w, "To sign in, open %s and enter the code %s\n", d.VerificationURI, d.UserCode)
-	if d.VerificationURIComplete != "" {
-		fmt.Fprintf(w, "or scan this code to open %s:\n", d.VerificationURIComplete)
-		qrterminal.GenerateWithConfig(d.VerificationURIComplete, qrterminal.Config{
+	hosts, _ := ctx.Value(signInHostsKey{}).([]string)
+	for _, warning := range signInWarnings(d, hosts) {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
+	}
+	fmt.Fprintf(w, "To sign in, open %s and enter the code %s\n", redact.Terminal(d.VerificationURI), redact.Terminal(d.UserCode))
+	switch complete := d.VerificationURIComplete; {
+	case complete == "":
+	case qrSafe(complete):
+		fmt.Fprintf(w, "or scan this code to open %s:\n", complete)
+		qrterminal.GenerateWithConfig(complete, qrterminal.Config{
 			Level: qrterminal.L, Writer: w, HalfBlocks: true,
 			BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK,
 			WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE,
 			QuietZone: 1,
 		})
+	default:
+		// A phone opens what a QR code holds, with no escaping and no
+		// warning to read: none for an address that needs either.
+		fmt.Fprintf(w, "or open %s (no QR code for this address)\n", redact.Terminal(complete))
 	}
 	if !tty {
 		fmt.Fprintf(w, "The code expires in %s.\n", time.Until(d.Expiry).Round(time.Second))
@@ -186,4 +215,156 @@ func showDeviceCode(ctx context.Context, w io.Writer, d DeviceCode, tty bool) {
 func fmtCountdown(d time.Duration) string {
 	s := int(d.Seconds())
 	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+// maxUserCode is the longest user code accepted, in characters. RFC 8628
+// recommends codes short enough to type (8 characters or so); 64 leaves
+// room for any real server and keeps a hostile one from filling the screen.
+const maxUserCode = 64
+
+// checkDeviceAuth refuses a device authorization response that would show
+// the user something unsafe: a user code that is too long or holds
+// characters nobody can type (controls, bidi overrides, zero-width
+// characters), or a verification address that holds such characters or is
+// not https (loopback http aside, with Config.AllowInsecureLoopback). The
+// user signs in on that page, password included: over plain http anyone
+// on the network could read or change it, so such an address is refused
+// rather than shown with a warning. The errors name the field, never its
+// value (the user code and the complete address are credentials).
+func (c *Client) checkDeviceAuth(da *oauthwire.DeviceAuth) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: device authorization: "+format, append([]any{oauthwire.ErrInvalidDeviceResponse}, a...)...)
+	}
+	switch n := utf8.RuneCountInString(da.UserCode); {
+	case !utf8.ValidString(da.UserCode):
+		return bad("user_code is not valid UTF-8")
+	case n > maxUserCode:
+		return bad("user_code has %d characters, more than %d", n, maxUserCode)
+	case redact.Terminal(da.UserCode) != da.UserCode:
+		return bad("user_code holds control or invisible characters")
+	}
+	for _, f := range []struct{ name, uri string }{
+		{"verification_uri", da.VerificationURI},
+		{"verification_uri_complete", da.VerificationURIComplete},
+	} {
+		if f.uri == "" {
+			continue
+		}
+		if err := oauthwire.CheckSecureURL(f.uri, c.cfg.AllowInsecureLoopback); err != nil {
+			return bad("%s: %w", f.name, err)
+		}
+		if redact.Terminal(f.uri) != f.uri {
+			return bad("%s holds control or invisible characters", f.name)
+		}
+	}
+	return nil
+}
+
+// signInHostsKey is the context key under which devicePrompt passes the
+// hosts a sign-in page is expected on ([]string) to TextDevicePrompt.
+type signInHostsKey struct{}
+
+// signInHosts returns the hosts of the issuer and of the device
+// authorization endpoint, the issuer's first.
+func (c *Client) signInHosts() []string {
+	var hosts []string
+	for _, raw := range []string{c.issuer, c.endpoints.DeviceAuthURL} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		if h := normHost(u.Hostname()); h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// signInWarnings returns what the user should be told before trusting the
+// addresses in d: hosts lists where a sign-in page is expected (none:
+// no host check).
+func signInWarnings(d DeviceCode, hosts []string) []string {
+	var out []string
+	add := func(s string) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	const trust = "; make sure you trust it before entering the code"
+	for _, raw := range []string{d.VerificationURI, d.VerificationURIComplete} {
+		if raw == "" {
+			continue
+		}
+		if redact.Terminal(raw) != raw {
+			// Whatever else is wrong with it, this says the most.
+			add("this sign-in address holds control or invisible characters (shown escaped)" + trust)
+			continue
+		}
+		u := webURL(raw)
+		if u == nil {
+			add("this sign-in address is not a plain web address" + trust)
+			continue
+		}
+		if u.Scheme != "https" && !oauthwire.IsLoopbackHost(u.Hostname()) {
+			add("this sign-in address does not use https: anyone on the network can read what you enter there")
+		}
+		if len(hosts) > 0 && !onHosts(u.Hostname(), hosts) {
+			add("this sign-in address is not on " + redact.Terminal(hosts[0]) + trust)
+		}
+	}
+	if redact.Terminal(d.UserCode) != d.UserCode {
+		add("the code holds control or invisible characters (shown escaped)" + trust)
+	}
+	return out
+}
+
+// qrSafe reports whether raw may be put in a QR code: an https URL (or
+// http on a loopback host) with a host, no user info, and no character
+// that Terminal would escape.
+func qrSafe(raw string) bool {
+	u := webURL(raw)
+	return u != nil && (u.Scheme == "https" || oauthwire.IsLoopbackHost(u.Hostname())) && redact.Terminal(raw) == raw
+}
+
+// webURL parses raw as an absolute http(s) URL with a host and no user
+// info ("https://as.example@evil.example/" names evil.example), or returns
+// nil.
+func webURL(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || u.User != nil {
+		return nil
+	}
+	return u
+}
+
+// onHosts reports whether host is one of hosts, or a subdomain or a parent
+// domain of one. Whoever runs a domain controls its subdomains and, through
+// DNS, is controlled by its parent domains, so neither brings in anyone the
+// issuer does not already depend on. Sibling hosts (www.example.com for an
+// issuer at login.example.com) are not matched: telling a sibling from
+// another customer of a shared domain (one github.io site from another)
+// needs the public suffix list, so they get the warning. IP addresses
+// match only themselves.
+func onHosts(host string, hosts []string) bool {
+	host = normHost(host)
+	if host == "" {
+		return false
+	}
+	for _, h := range hosts {
+		switch {
+		case host == h:
+			return true
+		case net.ParseIP(host) != nil || net.ParseIP(h) != nil:
+		case strings.HasSuffix(host, "."+h):
+			return true
+		case strings.Contains(host, ".") && strings.HasSuffix(h, "."+host):
+			return true
+		}
+	}
+	return false
+}
+
+// normHost lowers a host name's case and drops a final dot.
+func normHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(h), ".")
 }

@@ -22,7 +22,9 @@
 // OS keychain; TOKENWARD_STORE=encrypted-file (with TOKENWARD_PASSPHRASE) or
 // memory opts in to something else; TOKENWARD_ACCESS_TOKEN supplies a fixed
 // token instead (CI), and then no keychain is touched. The program never
-// prints a token.
+// prints a token, and prints text that comes from the server (error
+// descriptions, the subject, scopes) with terminal control characters
+// escaped.
 package main
 
 import (
@@ -39,6 +41,7 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
+	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -137,7 +140,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		st, _ := c.Status(ctx)
 		who := "signed in"
 		if st != nil && st.Subject != "" {
-			who = "signed in as " + st.Subject
+			who = "signed in as " + redact.Terminal(st.Subject)
 		}
 		fmt.Fprintln(stdout, who)
 	case "status":
@@ -156,7 +159,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		if err := c.Logout(ctx); err != nil {
 			var le *client.LogoutError
 			if errors.As(err, &le) && le.LocalDeleted {
-				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", strings.Join(le.NotRevoked, ", "))
+				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", redact.Terminal(strings.Join(le.NotRevoked, ", ")))
 				return 1
 			}
 			return fail(stderr, err)
@@ -170,16 +173,18 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 }
 
 func printStatus(w io.Writer, st *client.Status) {
+	profile := redact.Terminal(st.Profile)
 	if !st.LoggedIn {
-		fmt.Fprintf(w, "not signed in (profile %s); run: cli login\n", st.Profile)
+		fmt.Fprintf(w, "not signed in (profile %s); run: cli login\n", profile)
 	} else {
-		who := st.Subject
+		// The subject and the scopes come from the server.
+		who := redact.Terminal(st.Subject)
 		if who == "" {
 			who = "(subject unknown)"
 		}
-		fmt.Fprintf(w, "signed in as %s (profile %s)\n", who, st.Profile)
+		fmt.Fprintf(w, "signed in as %s (profile %s)\n", who, profile)
 		if len(st.Scopes) > 0 {
-			fmt.Fprintf(w, "scopes:        %s\n", strings.Join(st.Scopes, " "))
+			fmt.Fprintf(w, "scopes:        %s\n", redact.Terminal(strings.Join(st.Scopes, " ")))
 		}
 		if !st.AccessTokenExpiry.IsZero() {
 			fmt.Fprintf(w, "access token:  expires in %s\n", until(st.AccessTokenExpiry))
@@ -194,9 +199,9 @@ func printStatus(w io.Writer, st *client.Status) {
 		}
 	}
 	s := st.Storage
-	fmt.Fprintf(w, "storage:       %s %s (encrypted: %v)\n", s.Backend, s.Location, s.Encrypted)
+	fmt.Fprintf(w, "storage:       %s %s (encrypted: %v)\n", redact.Terminal(s.Backend), redact.Terminal(s.Location), s.Encrypted)
 	if s.Warning != "" {
-		fmt.Fprintf(w, "WARNING:       %s\n", s.Warning)
+		fmt.Fprintf(w, "WARNING:       %s\n", redact.Terminal(s.Warning))
 	}
 }
 
@@ -215,13 +220,14 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		fmt.Fprintln(stderr, "cli: bad URL:", err)
+		fmt.Fprintln(stderr, "cli: bad URL:", terminalLines(err.Error()))
 		return 2
 	}
 	// The token goes only to the origins the user configured, never to
 	// whatever URL was typed: refuse the call rather than send it without.
 	origin := req.URL.Scheme + "://" + req.URL.Host
 	if !allowed(origin, cfg) {
+		origin = redact.Terminal(origin)
 		fmt.Fprintf(stderr, "cli: %s is not an API origin of this profile; add --api-origin %s (or TOKENWARD_API_ORIGIN) if it should receive your token\n", origin, origin)
 		return 2
 	}
@@ -233,7 +239,9 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 		return fail(stderr, err)
 	}
 	defer resp.Body.Close()
-	fmt.Fprintf(stderr, "%s %s\n", resp.Proto, resp.Status)
+	// The status line's reason phrase is the server's text. The body is
+	// the output the user asked for and is copied as it is, as curl does.
+	fmt.Fprintf(stderr, "%s %s\n", redact.Terminal(resp.Proto), redact.Terminal(resp.Status))
 	if _, err := io.Copy(stdout, io.LimitReader(resp.Body, 10<<20)); err != nil {
 		return fail(stderr, err)
 	}
@@ -282,7 +290,7 @@ func fail(w io.Writer, err error) int {
 // report prints err and, when there is any, the advice; it returns the
 // exit code.
 func report(w io.Writer, err error, advice string) int {
-	fmt.Fprintln(w, "cli:", err)
+	fmt.Fprintln(w, "cli:", terminalLines(err.Error()))
 	if errors.Is(err, context.Canceled) {
 		return 130
 	}
@@ -316,4 +324,16 @@ func hint(err error) string {
 		return "discovery failed: check that --issuer is the issuer URL (it serves /.well-known/openid-configuration or /.well-known/oauth-authorization-server)"
 	}
 	return ""
+}
+
+// terminalLines returns s, an error message that may quote the server (an
+// error_description), fit to print on a terminal: each line passed through
+// redact.Terminal, so no escape sequence, carriage return or bidi control
+// gets through, while the line breaks between joined errors stay.
+func terminalLines(s string) string {
+	ls := strings.Split(s, "\n")
+	for i, l := range ls {
+		ls[i] = redact.Terminal(l)
+	}
+	return strings.Join(ls, "\n")
 }

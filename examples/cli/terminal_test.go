@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/internal/leakscan"
+)
+
+// assertTerminalSafe fails when out holds anything a terminal could act on:
+// a control character other than a line break, a C1 control, a format
+// character (bidi controls), invalid UTF-8.
+func assertTerminalSafe(t *testing.T, what, out string) {
+	t.Helper()
+	if !utf8.ValidString(out) {
+		t.Fatalf("%s is not valid UTF-8: %q", what, out)
+	}
+	for _, r := range out {
+		if (r < 0x20 && r != '\n') || (r >= 0x7f && r <= 0x9f) || unicode.Is(unicode.Cf, r) {
+			t.Fatalf("%s holds %U:\n%q", what, r, out)
+		}
+	}
+}
+
+// Text from the server reaches the terminal escaped: a subject (from the ID
+// token) carrying an 8-bit CSI (in UTF-8) and a bidi override, printed by
+// login and status; an error_description carrying C1 controls and bidi
+// overrides, printed with the error. (C0 controls such as ESC are already
+// dropped or replaced before the text reaches the CLI.)
+func TestCLIEscapesServerText(t *testing.T) {
+	const subject = "\u009b2J\u009d8;;https://evil.example\u009cgrace\u202e"
+	t.Run("subject", func(t *testing.T) {
+		as := fakeas.Start(t, fakeas.Config{DeviceInterval: time.Second, IDToken: true, Subject: subject})
+		dir := t.TempDir()
+		t.Setenv("XDG_CONFIG_HOME", dir+"/config")
+		t.Setenv("XDG_CACHE_HOME", dir+"/cache")
+		t.Setenv("TOKENWARD_STORE", "encrypted-file")
+		t.Setenv("TOKENWARD_PASSPHRASE", "correct horse battery staple")
+		args := []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", fakeas.DefaultClientID, "--scopes", "openid read"}
+		for _, cmd := range [][]string{{"login", "--device"}, {"status"}} {
+			var out, errOut bytes.Buffer
+			if code := run(t.Context(), append(args, cmd...), &out, &errOut); code != 0 {
+				t.Fatalf("cli %v = %d\nstderr: %s", cmd, code, errOut.String())
+			}
+			assertTerminalSafe(t, "cli "+cmd[0]+" output", out.String()+errOut.String())
+			if want := `signed in as \u009b2J\u009d8;;https://evil.example\u009cgrace\u202e`; !strings.Contains(out.String(), want) {
+				t.Fatalf("cli %v printed %q, want it to contain %q", cmd, out.String(), want)
+			}
+			if f := leakscan.Find(out.String() + errOut.String()); len(f) > 0 {
+				t.Fatalf("the CLI printed secrets: %v", f)
+			}
+		}
+	})
+	t.Run("error description", func(t *testing.T) {
+		as := fakeas.Start(t, fakeas.Config{})
+		as.InjectFault(fakeas.Fault{Kind: fakeas.FaultOAuthError, Endpoint: fakeas.EndpointDeviceAuthorization,
+			Code: "invalid_scope", Description: "scope \u009b2J\u009d0;pwned\u009c refused \u202eevil\u202c \x1b[31mred"})
+		t.Setenv("TOKENWARD_STORE", "memory")
+		var out, errOut bytes.Buffer
+		code := run(t.Context(), []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", fakeas.DefaultClientID, "login", "--device"}, &out, &errOut)
+		if code == 0 {
+			t.Fatal("login succeeded against a refusing server")
+		}
+		got := out.String() + errOut.String()
+		assertTerminalSafe(t, "the error", got)
+		if !strings.Contains(got, `\u009b2J\u009d0;pwned\u009c refused \u202eevil\u202c`) {
+			t.Fatalf("the error does not show the description escaped: %q", got)
+		}
+	})
+}
+
+// Each line of an error is escaped on its own; the line breaks between
+// joined errors stay.
+func TestTerminalLines(t *testing.T) {
+	t.Parallel()
+	in := "first\x1b[2J\nsecond\r\u202e"
+	if got, want := terminalLines(in), `first\x1b[2J`+"\n"+`second\x0d\u202e`; got != want {
+		t.Fatalf("terminalLines(%q) = %q, want %q", in, got, want)
+	}
+}
