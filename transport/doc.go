@@ -7,10 +7,11 @@
 //
 // For each request, [Transport.RoundTrip]:
 //
-//  1. checks the request's origin (scheme, host, port) against
-//     [Transport.Origins]; a request to any other origin is sent unchanged,
-//     without a token (or refused with [ErrOriginNotAllowed] when
-//     RejectOtherOrigins is set);
+//  1. checks the request's origin (scheme, host, port), and the Host header
+//     and request line it will carry, against [Transport.Origins] (see
+//     "Origin scoping" below); a request to any other origin is sent
+//     unchanged, without a token (or refused with [ErrOriginNotAllowed]
+//     when RejectOtherOrigins is set);
 //  2. asks the [TokenSource] for the current token with the request's
 //     context (refresh.Cache answers from memory while the token is fresh);
 //  3. sends a shallow copy of the request with its own header map and the
@@ -28,11 +29,35 @@
 // # Origin scoping
 //
 // The token goes only to the origins listed in Transport.Origins, compared
-// by scheme, host (case-insensitive) and port (default ports normalised).
-// A request whose Host field (the Host header, which virtual-hosting front
-// ends route on) names another host or port than its URL counts as another
-// origin. The caller's own Authorization header, under any letter case of
-// the key, is dropped from a request that gets the token.
+// by scheme, host (ASCII, case-insensitive) and port (default ports
+// normalised). net/http opens the connection to the URL's host, but a
+// reverse proxy or load balancer in front of it routes on what the request
+// says: the Host header and the request line. So a request gets the token
+// only when all of these name the same allowed origin:
+//
+//   - the URL's scheme, host and port (brackets only around an IPv6
+//     address: net/url drops them, but a front end would not know the
+//     name "[api.example.com]" and might route it to its default site);
+//   - the Host header: req.Host when set, and any Host key in req.Header
+//     under any letter case (net/http ignores the key "Host" there but
+//     writes "host" as a second Host header);
+//   - the request line, which net/http writes from the method and
+//     req.URL.RequestURI(). The method must be a token and not CONNECT
+//     (whose target is a tunnel's). The target must be origin-form, a path
+//     starting with exactly one "/" (not "//x" or "/\x", which some parsers
+//     read as a host, nor "*", nor "evil.example/x" or "@evil.example/x",
+//     which net/http glues to the host for a forward proxy, as in
+//     "http://localhost:8080@evil.example/x"), checked on both Path and
+//     RawPath; or URL.Opaque of that form; or an Opaque "//host/..."
+//     (written as "scheme://host/...") or "scheme://host/..." whose scheme,
+//     host and port are exactly the URL's, without user info and with a "/"
+//     after the port unless nothing, not even a query, follows. Opaque and
+//     the query must be visible ASCII: a space, or a byte some parsers take
+//     for one, makes the line's target a guess.
+//
+// A request that fails any of these counts as another origin. The caller's
+// own Authorization header, under any letter case of the key, is dropped
+// from a request that gets the token.
 // net/http's Client calls the transport again for every redirect hop, so a
 // redirect to another host, to another port of the same host or from https
 // to http goes out without the token, for 301, 302, 303, 307 and 308 alike.

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,8 +31,10 @@ var (
 	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
 
 	// ErrOriginNotAllowed is returned (wrapped) for a request to an origin
-	// outside [Transport.Origins] when [Transport.RejectOtherOrigins] is set.
-	// Without that option such requests are sent without a token.
+	// outside [Transport.Origins] when [Transport.RejectOtherOrigins] is set;
+	// a request whose Host header or request line names another host than
+	// its URL counts as one (see [Transport.RoundTrip]). Without that option
+	// such requests are sent without a token.
 	ErrOriginNotAllowed = errors.New("transport: origin not allowed")
 
 	// ErrConfig is returned (wrapped) for an unusable configuration: no
@@ -189,17 +188,6 @@ type authValue struct {
 	scheme string // challenge scheme that can reject this token
 }
 
-// origin is a normalised allowlist entry.
-type origin struct {
-	scheme string // "https" or "http", lower case
-	host   string // lower case, without brackets
-	port   string // decimal, never empty
-	// exact holds the forms url.URL.Host takes for this origin when written
-	// in lower case ("api.example.com", "api.example.com:443"; brackets kept
-	// for IPv6), for a fast path that needs no parsing. exact[1] may be "".
-	exact [2]string
-}
-
 var defaultBase = sync.OnceValue(func() http.RoundTripper {
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
 		return t.Clone()
@@ -274,86 +262,6 @@ func (t *Transport) compile() *config {
 	return c
 }
 
-func parseOrigin(s string, allowLoopback bool) (origin, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Opaque != "" || u.Host == "" {
-		return origin{}, fmt.Errorf("%w: origin %q is not scheme://host[:port]", ErrConfig, redact.URLString(s))
-	}
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return origin{}, fmt.Errorf("%w: origin %q must not have user info, a path, a query or a fragment", ErrConfig, redact.URL(u))
-	}
-	o := origin{scheme: strings.ToLower(u.Scheme), host: strings.ToLower(u.Hostname()), port: u.Port()}
-	if o.host == "" {
-		return origin{}, fmt.Errorf("%w: origin %q has no host", ErrConfig, redact.URL(u))
-	}
-	if o.port == "" {
-		o.port = defaultPort(o.scheme)
-	} else if n, err := strconv.Atoi(o.port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != o.port {
-		return origin{}, fmt.Errorf("%w: origin %q has an invalid port", ErrConfig, redact.URL(u))
-	}
-	h := o.host
-	if strings.Contains(h, ":") {
-		h = "[" + h + "]"
-	}
-	o.exact[0] = h + ":" + o.port
-	if o.port == defaultPort(o.scheme) {
-		o.exact[1] = h
-	}
-	switch o.scheme {
-	case "https":
-	case "http":
-		if !allowLoopback || !isLoopback(o.host) {
-			return origin{}, fmt.Errorf("transport: origin %q: %w", redact.URL(u), ErrInsecureURL)
-		}
-	default:
-		return origin{}, fmt.Errorf("transport: origin %q: scheme must be https: %w", redact.URL(u), ErrInsecureURL)
-	}
-	return o, nil
-}
-
-func defaultPort(scheme string) string {
-	switch {
-	case strings.EqualFold(scheme, "https"):
-		return "443"
-	case strings.EqualFold(scheme, "http"):
-		return "80"
-	}
-	return ""
-}
-
-// isLoopback reports whether host (lower case, no brackets) is a loopback
-// name or address.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// allowed reports whether u's origin is on the allowlist. It does not
-// allocate: it runs on every request.
-func (c *config) allowed(u *url.URL) bool {
-	// Fast path: the usual lower-case URL matches one form exactly.
-	for i := range c.origins {
-		o := &c.origins[i]
-		if u.Scheme == o.scheme && (u.Host == o.exact[0] || (u.Host == o.exact[1] && o.exact[1] != "")) {
-			return true
-		}
-	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = defaultPort(u.Scheme)
-	}
-	for i := range c.origins {
-		o := &c.origins[i]
-		if o.port == port && strings.EqualFold(o.scheme, u.Scheme) && strings.EqualFold(o.host, host) {
-			return true
-		}
-	}
-	return false
-}
-
 // RoundTrip sends req through Base and, when req's origin is allowed,
 // attaches the current token.
 //
@@ -365,15 +273,22 @@ func (c *config) allowed(u *url.URL) bool {
 // that rule (a response that comes with an error is closed; nil, nil
 // becomes an error). A 401 is a response, not an error.
 //
-// Origins: the token is attached only if req.URL's scheme, host and port
-// match one of Origins and req.Host (the Host header), when set, names the
-// same host and port as req.URL (case and default ports aside). Every
+// Origins: the token is attached only if everything a server, proxy or
+// load balancer may route the request on names the allowed origin that
+// net/http connects to for req.URL: req.URL's scheme, host and port match
+// one of Origins (case and default ports aside); req.Host and any Host key
+// in req.Header name the same host and port; and the request line net/http
+// writes, the method and req.URL.RequestURI(), names no other target (see
+// "Origin scoping" in the package documentation for the exact rule). Every
 // other request, including each redirect hop that net/http follows to
-// another origin, another port or from https to http, and a request whose
-// Host header would route it to another site behind the same address, is
-// sent unchanged without the token, or fails with [ErrOriginNotAllowed]
-// when RejectOtherOrigins is set. A request that gets the token loses any
-// Authorization header the caller set, whatever the case of its key.
+// another origin, another port or from https to http, a request whose Host
+// header would route it to another site behind the same address, and one
+// whose URL.Opaque or path makes the request line name another host (Opaque
+// "//evil.example/x" is written as "https://evil.example/x") or leaves it
+// ambiguous, is sent unchanged without the token, or fails with
+// [ErrOriginNotAllowed] when RejectOtherOrigins is set. A request that gets
+// the token loses any Authorization header the caller set, whatever the
+// case of its key.
 //
 // 401: when a request that carried token T is answered 401 with a challenge
 // of T's scheme carrying error="invalid_token" (or with any 401 when
@@ -395,8 +310,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, local(errors.New("transport: request has no URL"))
 	}
-	if !c.allowed(req.URL) || !sameHost(req) {
-		return c.roundTripOther(req)
+	if why := c.check(req); why != permitted {
+		return c.roundTripOther(req, why)
+	}
+	// The copy comes before the token: the loop that copies the header
+	// also checks its Host keys, and a request whose Host key names another
+	// host goes without the token like any other.
+	o, ok := copyRequest(req)
+	if !ok {
+		return c.roundTripOther(req, otherField)
 	}
 	ctx := req.Context()
 	tok, err := c.src.Token(ctx)
@@ -417,7 +339,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", err.Error()))
 		return nil, local(err)
 	}
-	out, err := c.outgoing(req, av, req.Body)
+	out, err := c.withToken(o, av, req.Body)
 	if err != nil {
 		closeBody(req)
 		return nil, local(err)
@@ -448,97 +370,6 @@ func (c *config) send(out *http.Request) (*http.Response, error) {
 		return nil, local(fmt.Errorf("transport: Base (%T) returned a nil *http.Response with a nil error", c.base))
 	}
 	return resp, nil
-}
-
-// outReq is the outgoing copy of a request together with the backing array
-// of its Authorization value: one allocation for both (the pair fits the
-// size class of http.Request alone), so that every request gets its own
-// []string without costing an extra allocation.
-type outReq struct {
-	req  http.Request
-	auth [1]string
-}
-
-// sameHost reports whether req.Host, the Host header net/http sends, names
-// the same host and port as req.URL.Host (host names compared
-// case-insensitively, default ports normalised). An empty req.Host means
-// URL.Host. A front end that routes on the Host header would otherwise get
-// the token of URL.Host's origin for a request meant for another site.
-// It does not allocate.
-func sameHost(req *http.Request) bool {
-	if req.Host == "" || req.Host == req.URL.Host {
-		return true
-	}
-	h, u := url.URL{Host: req.Host}, url.URL{Host: req.URL.Host}
-	hp, up := h.Port(), u.Port()
-	if hp == "" {
-		hp = defaultPort(req.URL.Scheme)
-	}
-	if up == "" {
-		up = defaultPort(req.URL.Scheme)
-	}
-	return hp == up && h.Hostname() != "" && strings.EqualFold(h.Hostname(), u.Hostname())
-}
-
-// outgoing returns the copy of req that is sent: same fields, its own header
-// map (values shared but clipped, so an Add on the copy cannot write into the
-// caller's arrays), the Authorization value and whatever Prepare adds.
-//
-// Every Authorization header of the caller is left out, whatever the case of
-// its key: net/http writes a non-canonical key such as "authorization" as it
-// is, so the server would otherwise get the caller's credential next to the
-// token. The Authorization value is a one-element slice of this request
-// only (the string itself is the precomputed one), so a Base that rewrites
-// header values in place, against the RoundTripper contract, cannot change
-// what later requests send.
-func (c *config) outgoing(req *http.Request, av *authValue, body io.ReadCloser) (*http.Request, error) {
-	o := &outReq{req: *req}
-	out := &o.req
-	out.Body = body
-	h := make(http.Header, len(req.Header)+1)
-	for k, v := range req.Header {
-		if len(k) == len("Authorization") && strings.EqualFold(k, "Authorization") {
-			continue
-		}
-		h[k] = v[:len(v):len(v)]
-	}
-	if av.header != "" {
-		o.auth[0] = av.header
-		h["Authorization"] = o.auth[:]
-	}
-	out.Header = h
-	if c.prepare != nil {
-		if err := c.prepare(out, av.tok); err != nil {
-			return nil, fmt.Errorf("transport: prepare: %w", err)
-		}
-	}
-	return out, nil
-}
-
-// roundTripOther handles a request to an origin outside the allowlist, or
-// whose Host header names another host than its URL.
-func (c *config) roundTripOther(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	if !c.reject && !c.log.Enabled(ctx, slog.LevelDebug) {
-		return c.send(req)
-	}
-	attrs := []slog.Attr{slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL})}
-	host := "" // set when the Host header names another host than the URL
-	if !sameHost(req) {
-		host = redact.Truncate(req.Host, 256)
-		attrs = append(attrs, slog.String("host", host))
-	}
-	if !c.reject {
-		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: origin not allowed; sending without token", attrs...)
-		return c.send(req)
-	}
-	closeBody(req)
-	c.log.LogAttrs(ctx, slog.LevelWarn, "transport: origin not allowed; request refused", attrs...)
-	o := redact.URL(&url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host})
-	if host != "" {
-		return nil, local(fmt.Errorf("%w: %s with Host header %q", ErrOriginNotAllowed, o, host))
-	}
-	return nil, local(fmt.Errorf("%w: %s", ErrOriginNotAllowed, o))
 }
 
 // authFor returns the precomputed Authorization value for tok, computing it
