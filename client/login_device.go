@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mdp/qrterminal/v3"
+	"golang.org/x/net/publicsuffix"
 	"golang.org/x/oauth2"
 	"golang.org/x/term"
 
@@ -152,8 +153,8 @@ func (c *Client) devicePrompt(ctx context.Context, d DeviceCode) {
 // shown escaped, as \x1b or \u202e; the QR code is drawn only for an
 // address with no such character. A warning line comes first when an
 // address is not https (loopback http aside) or, during Login, not on the
-// issuer's host, the device authorization endpoint's host, or a subdomain
-// or parent domain of either.
+// issuer's site (registrable domain, such as example.com) or the device
+// authorization endpoint's.
 func TextDevicePrompt(w io.Writer) func(ctx context.Context, d DeviceCode) {
 	return func(ctx context.Context, d DeviceCode) {
 		showDeviceCode(ctx, w, d, isTerminal(w))
@@ -337,31 +338,39 @@ func webURL(raw string) *url.URL {
 	return u
 }
 
-// onHosts reports whether host is one of hosts, or a subdomain or a parent
-// domain of one. Whoever runs a domain controls its subdomains and, through
-// DNS, is controlled by its parent domains, so neither brings in anyone the
-// issuer does not already depend on. Sibling hosts (www.example.com for an
-// issuer at login.example.com) are not matched: telling a sibling from
-// another customer of a shared domain (one github.io site from another)
-// needs the public suffix list, so they get the warning. IP addresses
-// match only themselves.
+// onHosts reports whether host is on the same site as one of hosts: the
+// same registrable domain (one label below a public suffix, from the
+// public suffix list: example.com for login.example.com and
+// www.example.com, but alice.github.io and bob.github.io are two sites).
+// Whoever runs a registrable domain runs all of its hosts, so such an
+// address brings in nobody the issuer does not already depend on; an
+// address on another site gets the warning. IP addresses and single-label
+// names (localhost) match only themselves.
 func onHosts(host string, hosts []string) bool {
 	host = normHost(host)
 	if host == "" {
 		return false
 	}
+	site := registrable(host)
 	for _, h := range hosts {
-		switch {
-		case host == h:
-			return true
-		case net.ParseIP(host) != nil || net.ParseIP(h) != nil:
-		case strings.HasSuffix(host, "."+h):
-			return true
-		case strings.Contains(host, ".") && strings.HasSuffix(h, "."+host):
+		if host == h || (site != "" && site == registrable(h)) {
 			return true
 		}
 	}
 	return false
+}
+
+// registrable returns host's registrable domain (eTLD+1), or "" for an IP
+// address, a public suffix itself, or a name the list cannot place.
+func registrable(host string) string {
+	if net.ParseIP(host) != nil || !strings.Contains(host, ".") {
+		return ""
+	}
+	d, err := publicsuffix.EffectiveTLDPlusOne(host)
+	if err != nil {
+		return ""
+	}
+	return d
 }
 
 // normHost lowers a host name's case and drops a final dot.

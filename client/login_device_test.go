@@ -178,22 +178,27 @@ func TestDevicePromptSignInAddress(t *testing.T) {
 	})
 }
 
-// Hosts that may serve the sign-in page without a warning: the issuer's or
-// the device endpoint's host, their subdomains and parent domains; not
-// siblings, look-alikes or other addresses.
+// Hosts that may serve the sign-in page without a warning: those on the
+// site (registrable domain) of the issuer or the device endpoint; not
+// look-alikes, other sites under a shared suffix (github.io), or other
+// addresses.
 func TestOnHosts(t *testing.T) {
 	t.Parallel()
-	hosts := []string{"login.example.com", "127.0.0.1"}
+	hosts := []string{"login.example.com", "127.0.0.1", "bob.github.io"}
 	for host, want := range map[string]bool{
 		"login.example.com":          true,
 		"LOGIN.Example.com.":         true,
 		"device.login.example.com":   true,
 		"example.com":                true,
 		"com":                        false,
-		"www.example.com":            false,
-		"evil-login.example.com":     false,
+		"www.example.com":            true, // same site (example.com)
+		"alice.github.io":            false,
+		"evil-example.com":           false,
+		"evil-login.example.com":     true, // example.com runs it
+		"login-example.com":          false,
+		"example.com.evil.net":       false,
 		"login.example.com.evil.net": false,
-		"xlogin.example.com":         false,
+		"xlogin.example.com":         true,
 		"127.0.0.1":                  true,
 		"127.0.0.2":                  false,
 		"0.0.1":                      false,
