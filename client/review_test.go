@@ -6,11 +6,13 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tokenward/tokenward/internal/fakeas"
@@ -304,8 +306,10 @@ func TestListenerClosedAfterSuccessAndExchangeFailure(t *testing.T) {
 // A device poll that times out is one POST: polling goes on at the interval
 // and succeeds. The hang hits the second poll (the first set the server's
 // last-poll time). Two timeouts: the call's total one (HTTP.Timeout), and a
-// per-attempt one in the base transport, which go-retryablehttp would
-// retry at once if polls were replayable.
+// per-attempt one in the base transport (as http.Transport's
+// ResponseHeaderTimeout), which go-retryablehttp would retry at once if
+// polls were replayable. The server runs in memory on fake time, so the
+// 300 ms timeouts fire only for the hung poll, however loaded the machine.
 func TestDevicePollTimeoutNotReplayed(t *testing.T) {
 	t.Parallel()
 	const interval = time.Second
@@ -318,33 +322,82 @@ func TestDevicePollTimeoutNotReplayed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{DeviceInterval: interval, DevicePendingPolls: 2})
-			t.Cleanup(e.as.ReleaseHangs)
-			cfg := e.config()
-			cfg.HTTP.Timeout = tc.total
-			base := http.DefaultTransport.(*http.Transport).Clone()
-			base.ResponseHeaderTimeout = tc.header
-			rec := &wireRecorder{base: base}
-			rec.onPost(func(p wirePost) {
-				if p.grant() == fakeas.GrantDeviceCode && p.n == 2 {
-					e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantDeviceCode, Times: 1})
+			synctest.Test(t, func(t *testing.T) {
+				as, err := fakeas.New(fakeas.Config{InMemory: true, DeviceInterval: interval, DevicePendingPolls: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer as.Close()
+				var base http.RoundTripper = as.Transport()
+				if tc.header > 0 {
+					base = attemptTimeout{base: base, d: tc.header}
+				}
+				rec := &wireRecorder{base: base}
+				rec.onPost(func(p wirePost) {
+					if p.grant() == fakeas.GrantDeviceCode && p.n == 2 {
+						as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantDeviceCode, Times: 1})
+					}
+				})
+				st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
+				c := mustNew(t, Config{
+					Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, AllowInsecureLoopback: true, Store: st,
+					HTTP:         HTTPSettings{Timeout: tc.total, Transport: rec, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond},
+					DevicePrompt: func(ctx context.Context, d DeviceCode) { <-ctx.Done() },
+				})
+				if err := c.Login(t.Context(), WithDevice()); err != nil {
+					t.Fatalf("Login: %v", err)
+				}
+				// pending, timeout, pending, success.
+				assertPollsSpaced(t, rec, interval, 4)
+				st2 := as.Stats()
+				if st2.Faults[fakeas.FaultHang] != 1 {
+					t.Fatalf("the hang fired %d times, want 1", st2.Faults[fakeas.FaultHang])
+				}
+				if st2.SlowDowns != 0 {
+					t.Fatalf("slow_downs = %d: a timed-out poll was replayed early", st2.SlowDowns)
 				}
 			})
-			cfg.HTTP.Transport = rec
-			cfg.DevicePrompt = func(ctx context.Context, d DeviceCode) { <-ctx.Done() }
-			c := mustNew(t, cfg)
-			if err := c.Login(t.Context(), WithDevice()); err != nil {
-				t.Fatalf("Login: %v", err)
-			}
-			// pending, timeout, pending, success.
-			assertPollsSpaced(t, rec, interval, 4)
-			st := e.as.Stats()
-			if st.Faults[fakeas.FaultHang] != 1 {
-				t.Fatalf("the hang fired %d times, want 1", st.Faults[fakeas.FaultHang])
-			}
-			if st.SlowDowns != 0 {
-				t.Fatalf("slow_downs = %d: a timed-out poll was replayed early", st.SlowDowns)
-			}
 		})
 	}
+}
+
+// attemptTimeout bounds each attempt the way http.Transport's
+// ResponseHeaderTimeout does: no response within d fails the attempt with
+// a timeout (a net.Error), while the call's own context goes on.
+type attemptTimeout struct {
+	base http.RoundTripper
+	d    time.Duration
+}
+
+func (a attemptTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), a.d)
+	resp, err := a.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		if req.Context().Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, attemptTimeoutError{}
+		}
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// attemptTimeoutError is the net.Error of a timed-out attempt.
+type attemptTimeoutError struct{}
+
+func (attemptTimeoutError) Error() string   { return "net/http: timeout awaiting response headers" }
+func (attemptTimeoutError) Timeout() bool   { return true }
+func (attemptTimeoutError) Temporary() bool { return true }
+
+// cancelOnClose releases an attempt's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
