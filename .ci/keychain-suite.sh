@@ -3,7 +3,10 @@
 # Service: gnome-keyring, unlocked, inside a private dbus-run-session, with
 # its keyrings in a throwaway directory so the user's keychain is never
 # touched. Without those programs the suite skips with a message, except
-# under CI=true, where a skip is a failure.
+# under CI=true, where a skip is a failure. TestKeychainLocked locks a
+# keyring, so it starts gnome-keyring instances of its own (also in private
+# D-Bus sessions) rather than lock the one the other tests share. No display
+# is passed on: no test can show an unlock prompt on a developer's desktop.
 set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -30,7 +33,7 @@ out="$tmp/out.txt"
 GOCACHE=$($GO env GOCACHE) GOMODCACHE=$($GO env GOMODCACHE) \
 XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp/runtime" XDG_CONFIG_HOME="$tmp/config" \
 TOKENWARD_KEYCHAIN_SUITE=1 \
-	dbus-run-session -- sh -c '
+	env -u DISPLAY -u WAYLAND_DISPLAY dbus-run-session -- sh -c '
 		# A non-empty password creates and unlocks the "login" collection
 		# without a prompter.
 		eval "$(printf "tokenward-ci" | gnome-keyring-daemon --unlock --components=secrets)"

@@ -916,6 +916,8 @@ func (s *countingStore) Lock(context.Context, string) (func() error, error) {
 }
 func (s *countingStore) Status() store.Status { s.hit(); return store.Status{} }
 
+func (s *countingStore) CheckWrite(context.Context) error { s.hit(); return nil }
+
 var _ = oauth2.Token{}
 
 // A later process's Logout also removes the tokens that an earlier process

@@ -15,9 +15,17 @@
 //	err = st.Save(ctx, name, store.EntryFromToken(tok)) // verified after write
 //	e, err := st.Load(ctx, name)                       // errors.Is(err, store.ErrNotFound)
 //	unlock, err := st.Lock(ctx, name)                  // cross-process
+//	err = st.CheckWrite(ctx)                           // could a Save store tokens now?
 //
 // Every method is safe for concurrent use, takes a context, and returns by
 // the earlier of the context's deadline and Options.Timeout (5 s).
+//
+// [Store.CheckWrite] touches no entry: it writes, reads back and deletes an
+// item of its own (keychain) or a temporary file (file modes), then does
+// the same in the lock directory. A program calls it before it asks a
+// person to sign in, so that nobody approves a login whose tokens could
+// not be kept; on a desktop it may show the keychain's unlock prompt,
+// which is the moment to show one.
 //
 // # Modes
 //
@@ -26,7 +34,8 @@
 // keychain is unavailable, Open fails with [ErrUnavailable], whose message
 // names the opt-ins, and it writes nothing to disk. A locked keychain
 // ([ErrLocked]) or one that does not answer ([ErrTimeout]) is never a
-// reason to change mode either (PITFALLS S-01..S-03).
+// reason to change mode either: tokens silently written to a file instead
+// would be a downgrade nobody chose, so the user decides.
 //
 //   - keychain (default): the Secret Service on Linux and the BSDs
 //     (gnome-keyring, KWallet, KeePassXC, over D-Bus), the login keychain on
@@ -54,9 +63,11 @@
 // A name may be any non-empty UTF-8 string of up to 4096 bytes. No backend
 // and no file path ever sees it: items and files are named "tw1-" plus the
 // base32 SHA-256 of the name, so quoting bugs (a backslash dropped by
-// macOS security, K-04), separators (Windows' "service:user" target name,
-// K-10) and "../" can neither rename, alias nor escape anything. The name
-// is stored inside the entry and compared on load.
+// macOS security), separators (Windows' "service:user" target name, which
+// makes ("a:b", "c") and ("a", "b:c") one credential) and "../" can
+// neither rename, alias nor escape anything. The name is stored inside the
+// entry and compared on load. The only other items are those of
+// [Store.CheckWrite], named "tw1-check-" and 16 hex digits.
 //
 // # Keychain layout and crash safety
 //
@@ -76,7 +87,8 @@
 // with no file whose loss, backup or permissions would matter.
 //
 // A Save writes the chunks of generation gen+1, reading each one back and
-// comparing its SHA-256 ([ErrWriteVerify] on a mismatch, K-03), then the
+// comparing its SHA-256 ([ErrWriteVerify] on a mismatch: macOS can report
+// success for a write it dropped), then the
 // manifest, which is the commit point, again verified; only then are the
 // chunks of the old generation deleted. A crash before the manifest write
 // leaves the old manifest and its untouched chunks: the old entry. A crash
@@ -89,7 +101,7 @@
 // reading ahead and deleted from the highest down. Delete first replaces a
 // chunked entry's manifest with a tombstone (from then on it reads as not
 // found), then deletes the chunks, then the tombstone. An unchanged entry
-// is not rewritten at all (K-13).
+// is not rewritten at all (each write may cost an unlock prompt).
 //
 // A manifest that cannot be read (garbled, or written by a newer version of
 // tokenward) is replaced by the next Save and removed by Delete, and either
@@ -105,24 +117,59 @@
 // file behind). This lock is separate from [Store.Lock], so a caller that
 // holds Lock(name) can Save(name).
 //
+// # Reading while other processes write
+//
+// A Load takes no lock: the manifest is the commit point, so a reader
+// normally sees a whole entry. A reader that races writers of other
+// processes can still meet an item that is gone: a chunk of the
+// generation it read about, cleaned up by the next Save; the manifest of
+// an entry being deleted. On the Secret Service an item can even vanish
+// inside one go-keyring Get, which searches for the item and then reads the
+// object path the search found: gnome-keyring then answers
+// org.freedesktop.DBus.Error.UnknownMethod ("No such interface
+// “org.freedesktop.Secret.Item” on object at path ..." or "Object does not
+// exist at path ..."), which says nothing about whether the keychain
+// works. Such a call is made again (its new search finds the item's
+// current value or nothing), a chunk that is missing or fails the checksum
+// sends the reader back to the manifest (gone or a tombstone: the entry
+// was deleted while it was read, [ErrNotFound]; changed: read again), and
+// after three spoiled attempts the reader reads once more while holding the
+// entry's write lock, where no writer that uses the same lock directory
+// can interfere. So a read racing writers never reports the keychain
+// unavailable or the entry corrupt; only a read under the lock may call an
+// entry corrupt. Delete treats an item that vanished between its search
+// and its deletion as deleted.
+//
 // # Deadlines
 //
 // go-keyring's calls take no context, and on Linux a locked collection
-// whose unlock prompt never completes blocks forever (K-08). Each backend
-// call therefore runs in a goroutine; when the deadline passes the caller
-// gets [ErrTimeout] at once, and until the hung call returns every later
-// call fails fast with ErrTimeout instead of starting another. The OS
-// keychain admits one call at a time per process, so at most one goroutine
-// is ever left behind.
+// whose unlock prompt never completes blocks forever. Each backend call
+// therefore runs in a goroutine; when the deadline passes the caller gets
+// [ErrTimeout] at once, and until the hung call returns every later call
+// fails fast with ErrTimeout instead of starting another. The OS keychain
+// admits one call at a time per process, so at most one goroutine is ever
+// left behind. A call's result travels back through a buffered channel,
+// never through a variable its caller shares: when the caller has given
+// up, the late result is dropped, and no caller ever sees it.
 //
 // # Availability
 //
 // [Available] (and Open in keychain mode) checks the keychain within about
 // a second without side effects. On Linux it connects only to the bus named
 // by DBUS_SESSION_BUS_ADDRESS, because godbus, which go-keyring uses, would
-// otherwise autolaunch one with dbus-launch (K-07), and it accepts a Secret
-// Service that owns org.freedesktop.secrets or is D-Bus activatable, as
-// gnome-keyring is.
+// otherwise autolaunch one with dbus-launch (starting a bus nobody asked
+// for, on machines that have no keychain), and it accepts a Secret Service
+// that owns org.freedesktop.secrets or is D-Bus activatable, as
+// gnome-keyring is. When the service is running it also reads the Locked
+// property of the collection go-keyring stores items in (the "login"
+// collection when the service lists it, else the "default" alias): a
+// locked keyring fails Open with [ErrLocked], whose message says how to
+// unlock it and names the opt-ins, instead of failing the first read or
+// waiting on an unlock prompt at startup. Reading a property never shows a
+// prompt. A service without any keyring is ErrLocked too, since creating
+// one needs a person to choose its password. An activatable service that
+// is not running is not started, so its lock state shows on first use;
+// [Store.CheckWrite] finds it out before a login.
 //
 // # Locks
 //
@@ -150,7 +197,7 @@
 // The OS keychain protects tokens at rest against other users of the
 // machine and against offline theft of the disk. It does not protect them
 // from malware running as the same user: on macOS any process of the user
-// can run /usr/bin/security, which items written through it trust (K-05),
+// can run /usr/bin/security, which items written through it trust,
 // and the Secret Service hands secrets to any client on the session bus.
 // go-keyring talks to the Secret Service over its "plain" transport: the
 // secret crosses the local session bus unencrypted (readable only by the

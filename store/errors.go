@@ -59,7 +59,8 @@ var (
 	ErrTooLarge error = &sentinel{msg: "entry too large to store (the limit is 256 KiB); drop unneeded fields such as the id_token"}
 
 	// ErrTimeout reports a backend or lock that did not answer before the
-	// deadline. It is never a reason to change storage mode (S-03).
+	// deadline. It is never a reason to change storage mode: a slow or
+	// prompting keychain is still the right place for the tokens.
 	ErrTimeout error = &sentinel{msg: "timed out; the keychain may be waiting for an unlock prompt: unlock it " +
 		"and retry, or raise Options.Timeout / Options.LockTimeout"}
 
@@ -84,7 +85,7 @@ var (
 		"run chmod 600 on the files and chmod 700 on the directory"}
 
 	// ErrWriteVerify reports a write the backend accepted but that read back
-	// different (K-03: macOS can report success for a write it dropped). The
+	// different (macOS can report success for a write it dropped). The
 	// previous entry is still in place.
 	ErrWriteVerify error = &sentinel{msg: "the backend accepted a write but reading it back gave different data; " +
 		"the previous entry is kept; check that the keychain is unlocked and retry"}
@@ -108,6 +109,12 @@ type opError struct {
 	detail  string // safe text
 	cause   error
 	text    string // scrubbed cause text
+	// changing marks a keychain read that failed because other processes
+	// were rewriting or deleting the entry while it was read (an item gone
+	// between its lookup and its read, chunks of a generation already
+	// replaced), not because anything is wrong: reading again while holding
+	// the entry's write lock gives a consistent answer.
+	changing bool
 }
 
 func (e *opError) Error() string {
@@ -151,6 +158,23 @@ func fail(kind error, detail string, cause error) error {
 		e.text = causeText(cause)
 	}
 	return e
+}
+
+// markChanging marks err (an *opError) as caused by concurrent writers.
+func markChanging(err error) error {
+	var oe *opError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	cp := *oe
+	cp.changing = true
+	return &cp
+}
+
+// isChanging reports whether err is a read that concurrent writers spoiled.
+func isChanging(err error) bool {
+	var oe *opError
+	return errors.As(err, &oe) && oe.changing
 }
 
 // Summaries of ErrUnavailable errors that have nothing to do with the OS
@@ -209,10 +233,11 @@ func scrub(s string, secrets ...string) string {
 var longWord = regexp.MustCompile(`[^\s'"(),;]{20,}`)
 
 // causeText renders a backend's error without anything secret: backend
-// messages are foreign text (PITFALLS K-02: security echoes its input on
-// errors). Known types are rendered from their codes; other text keeps
-// short words and absolute paths, and loses every long run of characters
-// (tokens, base64), before redact removes anything else it recognises.
+// messages are foreign text (macOS security echoes its input, secret
+// included, in its error messages). Known types are rendered from their
+// codes; other text keeps short words and absolute paths, and loses every
+// long run of characters (tokens, base64), before redact removes anything
+// else it recognises.
 func causeText(err error) string {
 	var de dbus.Error
 	var dep *dbus.Error
@@ -246,13 +271,42 @@ func ctxError(ctx context.Context, detail string) error {
 	return &opError{kind: ErrTimeout, detail: detail, cause: context.DeadlineExceeded}
 }
 
+// dbusName returns the name of the D-Bus error in err's chain, or "".
+func dbusName(err error) string {
+	var de dbus.Error
+	var dep *dbus.Error
+	switch {
+	case errors.As(err, &de):
+		return de.Name
+	case errors.As(err, &dep) && dep != nil:
+		return dep.Name
+	}
+	return ""
+}
+
+// isNoSuchObject reports whether err is a D-Bus error saying that the
+// object a call was addressed to does not exist. gnome-keyring (through
+// GDBus) answers org.freedesktop.DBus.Error.UnknownMethod with "No such
+// interface ... on object at path ..." or "Object does not exist at path
+// ..."; newer GDBus and godbus-based services say UnknownObject or
+// UnknownInterface, and the Secret Service specification has NoSuchObject.
+func isNoSuchObject(err error) bool {
+	switch dbusName(err) {
+	case "org.freedesktop.DBus.Error.UnknownMethod", "org.freedesktop.DBus.Error.UnknownObject",
+		"org.freedesktop.DBus.Error.UnknownInterface", "org.freedesktop.Secret.Error.NoSuchObject":
+		return true
+	}
+	return false
+}
+
 // kinds lists the sentinels in the order classify tries them.
 var kinds = []error{ErrNotFound, ErrUnsupportedVersion, ErrCorrupt, ErrUnavailable, ErrLocked, ErrTooLarge,
 	ErrTimeout, ErrInvalidKey, ErrInsecurePermissions, ErrWriteVerify, ErrInvalidEntry, ErrInvalidOption}
 
 // classify maps an error from a backend (go-keyring on every OS, godbus,
 // /usr/bin/security exit statuses, Windows errnos) or from the file system
-// to one of the sentinels (PITFALLS K-06, K-07).
+// to one of the sentinels, so that callers never have to know which
+// keychain or which library failed.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -274,22 +328,17 @@ func classify(err error) error {
 	case errors.Is(err, keyring.ErrUnsupportedPlatform), errors.Is(err, exec.ErrNotFound):
 		return ErrUnavailable
 	}
-	var de dbus.Error
-	var dep *dbus.Error
-	name := ""
-	if errors.As(err, &de) {
-		name = de.Name
-	} else if errors.As(err, &dep) && dep != nil {
-		name = dep.Name
-	}
-	if name != "" {
+	if name := dbusName(err); name != "" {
 		switch {
 		case name == "org.freedesktop.Secret.Error.IsLocked":
 			return ErrLocked
 		case name == "org.freedesktop.DBus.Error.NoReply", name == "org.freedesktop.DBus.Error.Timeout",
 			name == "org.freedesktop.DBus.Error.TimedOut":
 			return ErrTimeout
-		default: // ServiceUnknown, NameHasNoOwner, Spawn.*, NoServer, Disconnected, AccessDenied, NoSuchObject, ...
+		default: // ServiceUnknown, NameHasNoOwner, Spawn.*, NoServer, Disconnected, AccessDenied, ...
+			// An object that does not exist (isNoSuchObject) lands here
+			// too: the keychain calls retry those first, so one that
+			// persists means the Secret Service cannot be used.
 			return ErrUnavailable
 		}
 	}
@@ -314,7 +363,7 @@ func classify(err error) error {
 		switch uintptr(errno) {
 		case 1168: // ERROR_NOT_FOUND (Windows)
 			return ErrNotFound
-		case 1783: // RPC_X_BAD_STUB_DATA: CredWrite's "too big" (K-01)
+		case 1783: // RPC_X_BAD_STUB_DATA: how CredWrite says a blob is too big
 			return ErrTooLarge
 		case 1312: // ERROR_NO_SUCH_LOGON_SESSION: no credential store in this session
 			return ErrUnavailable

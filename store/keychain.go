@@ -11,9 +11,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
-	"slices"
 	"strconv"
+	"sync"
 )
 
 // Backend is a keychain with go-keyring's shape: one secret string per
@@ -23,12 +22,15 @@ import (
 // Implementations must be safe for concurrent use and return errors that
 // match keyring.ErrNotFound for a missing item. The store never passes them
 // anything but its service name and user names of the form
-// "tw1-<52 base32 characters>[.g<gen>.c<index>]", and values of at most
+// "tw1-<52 base32 characters>[.g<gen>.c<index>]" (entries) or
+// "tw1-check-<16 hex digits>" (Store.CheckWrite), and values of at most
 // 2,300 ASCII characters, which every OS keychain holds.
 //
 // A Backend may also implement Available(ctx) error, which Open calls to
-// check that the keychain can be reached, and fmt.Stringer, which names it
-// in Status.
+// check that the keychain can be reached (an error it cannot classify
+// means ErrUnavailable) and is unlocked (an error matching ErrLocked, or a
+// D-Bus org.freedesktop.Secret.Error.IsLocked), and fmt.Stringer, which
+// names it in Status.
 type Backend interface {
 	Get(service, user string) (string, error)
 	Set(service, user, secret string) error
@@ -79,93 +81,9 @@ type keychain struct {
 	chunkSize int
 	inlineMax int
 	log       *slog.Logger
-}
 
-// openKeychain checks that the keychain can be reached and returns it.
-func openKeychain(ctx context.Context, o *Options) (*keychain, Status, error) {
-	be, g := o.Backend, newGuard()
-	if be == nil {
-		be, g = osKeyring{}, osGuard
-	}
-	k := &keychain{be: be, service: o.Service, g: g, chunkSize: o.chunkSize, inlineMax: o.inlineMax, log: o.Logger}
-	st := Status{Mode: ModeKeychain, Location: fmt.Sprintf("service %q", o.Service), Encrypted: true, Persistent: true}
-	if p, ok := be.(interface{ Available(context.Context) error }); ok {
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		defer cancel()
-		err := g.do(pctx, func() error { return p.Available(pctx) })
-		if err != nil {
-			var oe *opError
-			switch kind := classify(err); {
-			case kind == context.Canceled:
-				return nil, st, err
-			case kind == ErrTimeout:
-				return nil, st, fail(ErrTimeout, "the keychain did not answer the availability probe; "+optIns, err)
-			case kind == ErrUnavailable && errors.As(err, &oe):
-				return nil, st, err // already says why
-			default:
-				return nil, st, fail(ErrUnavailable, "", err)
-			}
-		}
-	}
-	switch d := be.(type) {
-	case osKeyring:
-		st.Backend = osBackendName()
-	case fmt.Stringer:
-		st.Backend = d.String()
-	default:
-		st.Backend = "custom keychain backend"
-	}
-	return k, st, nil
-}
-
-// call runs one backend call under ctx and classifies its error.
-func (k *keychain) call(ctx context.Context, f func() error) error {
-	err := k.g.do(ctx, f)
-	if err == nil {
-		return nil
-	}
-	var oe *opError
-	if errors.As(err, &oe) {
-		return err
-	}
-	return fail(classify(err), "", err)
-}
-
-func (k *keychain) getItem(ctx context.Context, user string) (string, error) {
-	var v string
-	err := k.call(ctx, func() error {
-		var err error
-		v, err = k.be.Get(k.service, user)
-		return err
-	})
-	return v, err
-}
-
-func (k *keychain) deleteItem(ctx context.Context, user string) error {
-	err := k.call(ctx, func() error { return k.be.Delete(k.service, user) })
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return err
-}
-
-// setVerified writes one item and reads it back (K-03): the write counts
-// only if the value read back has the SHA-256 of the value written.
-func (k *keychain) setVerified(ctx context.Context, user, value string) error {
-	if err := k.call(ctx, func() error { return k.be.Set(k.service, user, value) }); err != nil {
-		return err
-	}
-	got, err := k.getItem(ctx, user)
-	if errors.Is(err, ErrNotFound) {
-		return fail(ErrWriteVerify, "item missing after the write", nil)
-	}
-	if err != nil {
-		return err
-	}
-	if sha256.Sum256([]byte(got)) != sha256.Sum256([]byte(value)) {
-		return fail(ErrWriteVerify, "item read back differs from the item written", nil)
-	}
-	return nil
+	checkMu sync.Mutex // guards unswept
+	unswept []string   // write-check items whose delete failed; the next check retries it
 }
 
 func chunkUser(id string, gen uint64, i int) string {
@@ -220,35 +138,47 @@ func parseManifest(raw string) (*manifest, error) {
 	return &m, nil
 }
 
-// get implements blobs. A reader that races a writer of another process
-// can find the generation it read about already cleaned up; it then reads
-// the new manifest and tries again.
+// get implements blobs. It takes no lock: a writer commits by replacing the
+// manifest, so a reader normally sees a whole entry. A reader that races
+// writers of other processes can still find an item gone (a chunk of the
+// generation it read about already cleaned up, the manifest of an entry
+// being deleted) or chunks of another entry under the same names (an entry
+// deleted and saved again restarts at generation 1), which the length and
+// checksum catch. It then reads the manifest again: gone, or a tombstone,
+// means the entry was deleted while it was read (ErrNotFound); anything
+// else, that a writer finished meanwhile, so it tries again. After
+// maxGetRetries attempts that all failed so, it returns the last failure
+// marked changing, and Load reads once more under the write lock, where
+// no writer can interfere; only that read may call an entry corrupt.
 func (k *keychain) get(ctx context.Context, id string) ([]byte, error) {
 	var lastErr error
 	for range maxGetRetries {
 		m, err := k.readManifest(ctx, id)
 		if err != nil {
-			return nil, err
+			if !isChanging(err) {
+				return nil, err
+			}
+			lastErr = err
+			continue
 		}
 		data, err := k.readEntry(ctx, id, m)
-		if err == nil || !errors.Is(err, ErrCorrupt) {
+		if err == nil || !(errors.Is(err, ErrCorrupt) || isChanging(err)) {
 			return data, err
 		}
 		lastErr = err
 		again, err := k.readManifest(ctx, id)
 		switch {
-		case err != nil:
-			// ErrNotFound: another process deleted the entry while we read
-			// it, so there is no entry, not a corrupt one. Anything else
-			// (a timeout, a garbled manifest) is that error.
-			return nil, err
-		case again.Deleted:
+		case err == nil && again.Deleted:
 			return nil, fail(ErrNotFound, "", nil) // being deleted
-		case again.Gen == m.Gen:
-			return nil, lastErr // a stable manifest with bad chunks: really corrupt
+		case errors.Is(err, ErrNotFound):
+			// Another process deleted the entry while we read it: there
+			// is no entry, not a corrupt one.
+			return nil, err
+		case err != nil && !isChanging(err):
+			return nil, err // a timeout, a garbled manifest
 		}
 	}
-	return nil, lastErr
+	return nil, markChanging(lastErr)
 }
 
 // readEntry reads the entry m describes and checks its length and SHA-256.
@@ -404,87 +334,6 @@ func (k *keychain) sweep(ctx context.Context, id string, gen uint64, from int) e
 		}
 	}
 	return nil
-}
-
-// Salvage of an unreadable manifest. Chunks are named by generation, and
-// only the manifest says which generations exist; when it cannot be parsed
-// (garbled, or written by a newer version of tokenward) its chunks would be
-// orphaned, token fragments left in the keychain after a logout. So the
-// generation numbers are recovered from its text where possible (future
-// manifest versions must keep "gen", "n" and "prev" with their meaning in
-// version 1), and the first probeGens generations are probed as well.
-const (
-	probeGens    = 4 // generations 1..probeGens are always probed
-	maxTextGens  = 4 // generation numbers taken from text that is not JSON
-	maxSalvaged  = 2*maxTextGens + probeGens
-	maxGenNumber = 1<<63 - 1
-)
-
-var genInText = regexp.MustCompile(`"gen"\s*:\s*([0-9]{1,19})`)
-
-// salvageGens returns the generations whose chunks an unreadable manifest
-// (its text raw) may own. N, when known from the text, is the chunk count;
-// 0 means unknown, and purge then finds chunks only as a contiguous run
-// from chunk 0. Each generation's successor is included: a put that
-// crashed before its manifest write leaves chunks there. next is the
-// generation a put that replaces the manifest writes: the successor of the
-// highest generation found in the text, or 1; it is among refs, so if that
-// put crashes before its manifest write, the next salvage of the same
-// unreadable manifest finds what it wrote.
-func salvageGens(raw string) (refs []genRef, next uint64) {
-	next = 1
-	add := func(gen uint64, n int) {
-		if gen == 0 || gen > maxGenNumber || len(refs) >= maxSalvaged {
-			return
-		}
-		n = min(max(n, 0), maxChunks)
-		for i := range refs {
-			if refs[i].Gen == gen {
-				refs[i].N = max(refs[i].N, n)
-				return
-			}
-		}
-		refs = append(refs, genRef{Gen: gen, N: n})
-	}
-	var loose struct { // any version; unknown fields ignored
-		Gen  uint64  `json:"gen"`
-		N    int     `json:"n"`
-		Prev *genRef `json:"prev"`
-	}
-	if json.Unmarshal([]byte(raw), &loose) == nil {
-		add(loose.Gen, loose.N)
-		if loose.Prev != nil {
-			add(loose.Prev.Gen, loose.Prev.N)
-		}
-	} else {
-		for _, m := range genInText.FindAllStringSubmatch(raw, maxTextGens) {
-			if g, err := strconv.ParseUint(m[1], 10, 64); err == nil {
-				add(g, 0)
-			}
-		}
-	}
-	for _, r := range slices.Clone(refs) {
-		add(r.Gen+1, 0)
-		next = max(next, r.Gen+1)
-	}
-	for g := uint64(1); g <= probeGens; g++ {
-		add(g, 0)
-	}
-	return refs, next
-}
-
-// purge deletes the chunks of generation r.Gen that can be found without a
-// readable manifest. First the contiguous run from chunk 0 (sweep: read
-// ahead, delete from the highest down, so a crash leaves a shorter run from
-// chunk 0); then, when r.N is known, the suffix an interrupted clean-up
-// (which deletes in ascending order) may have left below r.N (cleanup:
-// present if chunk r.N-1 is). r.N comes from a manifest that failed to
-// parse, so it is only a hint: an overstated one costs one read.
-func (k *keychain) purge(ctx context.Context, id string, r genRef) error {
-	if err := k.sweep(ctx, id, r.Gen, 0); err != nil {
-		return err
-	}
-	return k.cleanup(ctx, id, r)
 }
 
 // del implements blobs. An inline entry goes with its manifest in one

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tokenward/tokenward/internal/fakekeychain"
@@ -22,7 +21,7 @@ func keychainMode(m fakekeychain.Model) testMode {
 	return testMode{name: m.String(), mode: ModeKeychain, model: m}
 }
 
-// TestSizesRoundTrip (acceptance 1, K-01, K-02): entries from 100 bytes to
+// TestSizesRoundTrip: entries from 100 bytes to
 // 200 KB, including 10 KB and 64 KB, round-trip byte for byte through
 // keychain mode on fakes that enforce Windows' 2560-byte blob limit and
 // macOS's 4096-byte security -i line, and through every other mode.
@@ -109,7 +108,7 @@ func sortedCopy(s []string) []string {
 	return out
 }
 
-// TestCrashInjection (acceptance 2, PITFALLS section 2): the process
+// TestCrashInjection: the process
 // "crashes" at every write step of a Save or Delete (the write either lands
 // or not); a restarted process then reads the complete old entry or the
 // complete new one, never a mix, and its next Save leaves no orphan.
@@ -248,7 +247,7 @@ func sameEntry(t *testing.T, a, b *Entry) bool {
 	return string(mustEncode(t, "x", a)) == string(mustEncode(t, "x", b))
 }
 
-// TestUnchangedNotRewritten (K-13): saving an unchanged entry writes
+// TestUnchangedNotRewritten: saving an unchanged entry writes
 // nothing; each refresh of a non-rotating IdP (new access token, same
 // refresh token) costs one item write for a small entry.
 func TestUnchangedNotRewritten(t *testing.T) {
@@ -283,7 +282,7 @@ func TestUnchangedNotRewritten(t *testing.T) {
 	}
 }
 
-// TestMacOSBoundaryVerify (K-03): the security -i line of a write is swept
+// TestMacOSBoundaryVerify: the security -i line of a write is swept
 // across 4090..4100 bytes. At exactly 4096 go-keyring returns nil for a
 // write that did not happen; only the read-back catches it (ErrWriteVerify),
 // and the previous value stays.
@@ -375,7 +374,7 @@ func TestMacOSBoundaryThroughStore(t *testing.T) {
 	}
 }
 
-// TestNamesRoundTrip (acceptance 3, K-04, K-10, S-02): names with
+// TestNamesRoundTrip: names with
 // \ ' " : space newline é ../ round-trip on every mode and never alias one
 // another; invalid names are rejected, never renamed.
 func TestNamesRoundTrip(t *testing.T) {
@@ -450,7 +449,7 @@ func TestNamesRoundTrip(t *testing.T) {
 	}
 }
 
-// TestLockedNeverDowngrades (S-03): a locked keychain fails with ErrLocked
+// TestLockedNeverDowngrades: a locked keychain fails with ErrLocked
 // and nothing is written anywhere else.
 func TestLockedNeverDowngrades(t *testing.T) {
 	t.Parallel()
@@ -480,7 +479,7 @@ func TestLockedNeverDowngrades(t *testing.T) {
 	}
 }
 
-// TestOpenNoBus (acceptance 4, 5, K-07): a keychain without a bus fails
+// TestOpenNoBus: a keychain without a bus fails
 // Open with ErrUnavailable naming the opt-ins, and nothing is written.
 func TestOpenNoBus(t *testing.T) {
 	t.Parallel()
@@ -499,60 +498,4 @@ func TestOpenNoBus(t *testing.T) {
 	if files := treeFiles(t, root); len(files) != 0 {
 		t.Fatalf("files written: %q", files)
 	}
-}
-
-// TestConcurrentWriters: two stores (two processes) save one name at once;
-// the cross-process write lock keeps their chunk writes apart, so the
-// survivor is whole and no chunk is orphaned. Readers meanwhile see one of
-// the entries or a transient ErrCorrupt, never a mix.
-func TestConcurrentWriters(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	e := newEnv(t, keychainMode(fakekeychain.Generic))
-	a, b := sizedEntry(8<<10), sizedEntry(12<<10)
-	p1, p2, reader := e.reopen(t), e.reopen(t), e.reopen(t)
-	var wg sync.WaitGroup
-	for _, w := range []struct {
-		s   Store
-		ent *Entry
-	}{{p1, a}, {p2, b}} {
-		wg.Go(func() {
-			for i := range 15 {
-				ent := w.ent.clone()
-				ent.Subject = fmt.Sprint(i)
-				if err := w.s.Save(ctx, "shared", ent); err != nil {
-					t.Errorf("Save: %v", err)
-				}
-			}
-		})
-	}
-	stop := make(chan struct{})
-	var rg sync.WaitGroup
-	rg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			got, err := reader.Load(ctx, "shared")
-			if err != nil {
-				if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
-					t.Errorf("Load: %v", err)
-				}
-				continue
-			}
-			if got.AccessToken != a.AccessToken && got.AccessToken != b.AccessToken {
-				t.Errorf("Load returned a mix")
-			}
-		}
-	})
-	wg.Wait()
-	close(stop)
-	rg.Wait()
-	got, err := e.Load(ctx, "shared")
-	if err != nil || (got.AccessToken != a.AccessToken && got.AccessToken != b.AccessToken) {
-		t.Fatalf("final Load = %v", err)
-	}
-	keychainState(t, e.fake, "shared")
 }

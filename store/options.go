@@ -13,7 +13,8 @@ import (
 type Mode string
 
 // The storage modes. Only ModeKeychain is used unless the application or
-// the user opts in to another (PITFALLS S-01, S-02).
+// the user opts in to another: storage is never downgraded behind the
+// user's back, and the insecure mode is never a default.
 const (
 	// ModeKeychain keeps entries in the OS keychain: the Secret Service
 	// (gnome-keyring, KWallet, KeePassXC) on Linux, the login keychain on
@@ -101,6 +102,11 @@ type Options struct {
 	inlineMax int                 // largest entry kept inside the manifest item
 	noSync    bool                // skip fsync in the file modes (tests on slow disks)
 	crashAt   func(string) bool   // test seam: see files.crash
+	// probeTimeout bounds Open's availability probe; defaults to
+	// probeTimeout. Tests that are not about that deadline make it
+	// generous, so that a starved machine cannot turn their answer into
+	// ErrTimeout.
+	probeTimeout time.Duration
 }
 
 // Defaults.
@@ -158,6 +164,9 @@ func (o *Options) resolve() error {
 	}
 	if o.inlineMax <= 0 {
 		o.inlineMax = defaultInlineMax
+	}
+	if o.probeTimeout <= 0 {
+		o.probeTimeout = probeTimeout
 	}
 	if o.Mode == ModeEncryptedFile && o.Passphrase == "" {
 		o.Passphrase = o.getenv(EnvPassphrase)

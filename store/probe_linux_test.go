@@ -6,10 +6,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +27,13 @@ func privateBus(t *testing.T, services map[string]string) string {
 		t.Skip("dbus-daemon not installed (apt-get install dbus)")
 	}
 	dir := t.TempDir()
+	// A socket path must fit in 108 bytes, which a subtest's TempDir may
+	// not: the socket gets a short directory of its own.
+	sockDir, err := os.MkdirTemp("", "tw-bus-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	svcDir := filepath.Join(dir, "services")
 	os.Mkdir(svcDir, 0o700)
 	for name, body := range services {
@@ -33,7 +43,7 @@ func privateBus(t *testing.T, services map[string]string) string {
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:path=` + filepath.Join(dir, "bus") + `</listen>
+  <listen>unix:path=` + filepath.Join(sockDir, "bus") + `</listen>
   <auth>EXTERNAL</auth>
   <servicedir>` + svcDir + `</servicedir>
   <policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
@@ -54,10 +64,10 @@ func privateBus(t *testing.T, services map[string]string) string {
 	return strings.TrimSpace(addr)
 }
 
-// TestProbeBus (K-07): gnome-keyring is D-Bus activatable, so the probe
-// accepts a Secret Service that is activatable but not running (without
-// activating it) or running, and reports ErrUnavailable on a bus that has
-// neither.
+// TestProbeBus: gnome-keyring is D-Bus activatable, so the probe accepts a
+// Secret Service that is activatable but not running (without activating
+// it: starting programs is not a probe's business) or running with an
+// unlocked keyring, and reports ErrUnavailable on a bus that has neither.
 func TestProbeBus(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -71,16 +81,169 @@ func TestProbeBus(t *testing.T) {
 	if err := probeBus(ctx, empty); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no Secret Service") {
 		t.Fatalf("bus without a Secret Service: probe = %v, want ErrUnavailable", err)
 	}
-	// Now something owns the name.
-	conn, err := dbus.Connect(empty)
+	// Now a Secret Service with an unlocked login keyring owns the name.
+	startFakeSecretService(t, empty, map[dbus.ObjectPath]bool{loginCollection: false}, nil)
+	if err := probeBus(ctx, empty); err != nil {
+		t.Fatalf("owned Secret Service: probe = %v", err)
+	}
+}
+
+// fakeSecretService plays, on a private bus, the part of a running Secret
+// Service that the probe may look at: the service's Collections property
+// and the Locked property of collections and aliases. Objects it does not
+// serve fail as gnome-keyring's do (godbus, too, answers UnknownMethod).
+// It records every call, so that a test can check that the probe reads
+// properties only and never asks to unlock (which shows a prompt).
+type fakeSecretService struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (f *fakeSecretService) record(call string) {
+	f.mu.Lock()
+	f.calls = append(f.calls, call)
+	f.mu.Unlock()
+}
+
+func (f *fakeSecretService) recorded() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// fakeProps is the org.freedesktop.DBus.Properties interface of one object.
+type fakeProps struct {
+	f     *fakeSecretService
+	path  dbus.ObjectPath
+	props map[string]map[string]any // interface, property
+}
+
+// Get implements org.freedesktop.DBus.Properties.Get.
+func (p *fakeProps) Get(iface, prop string) (dbus.Variant, *dbus.Error) {
+	p.f.record(fmt.Sprintf("%s Properties.Get %s.%s", p.path, iface, prop))
+	if v, ok := p.props[iface][prop]; ok {
+		return dbus.MakeVariant(v), nil
+	}
+	return dbus.Variant{}, dbus.NewError("org.freedesktop.DBus.Error.UnknownProperty", []any{prop})
+}
+
+// fakeService is the org.freedesktop.Secret.Service interface: every
+// method a client could call to unlock or create a keyring, recorded and
+// refused.
+type fakeService struct{ f *fakeSecretService }
+
+// Unlock records the call and unlocks nothing.
+func (s *fakeService) Unlock(objects []dbus.ObjectPath) ([]dbus.ObjectPath, dbus.ObjectPath, *dbus.Error) {
+	s.f.record(fmt.Sprint("Service.Unlock ", objects))
+	return nil, "/", nil
+}
+
+// CreateCollection records the call and creates nothing.
+func (s *fakeService) CreateCollection(props map[string]dbus.Variant, alias string) (dbus.ObjectPath, dbus.ObjectPath, *dbus.Error) {
+	s.f.record("Service.CreateCollection " + alias)
+	return "/", "/", nil
+}
+
+// startFakeSecretService serves collections (path: locked) and aliases
+// (alias path: collection path) as org.freedesktop.secrets on the bus at
+// addr.
+func startFakeSecretService(t *testing.T, addr string, collections map[dbus.ObjectPath]bool, aliases map[dbus.ObjectPath]dbus.ObjectPath) *fakeSecretService {
+	t.Helper()
+	conn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	f := &fakeSecretService{}
+	var paths []dbus.ObjectPath
+	for p := range collections {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	export := func(v any, path dbus.ObjectPath, iface string) {
+		if err := conn.Export(v, path, iface); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export(&fakeProps{f: f, path: secretsPath, props: map[string]map[string]any{
+		"org.freedesktop.Secret.Service": {"Collections": paths}}}, secretsPath, "org.freedesktop.DBus.Properties")
+	export(&fakeService{f: f}, secretsPath, "org.freedesktop.Secret.Service")
+	collection := func(path dbus.ObjectPath, locked bool) {
+		export(&fakeProps{f: f, path: path, props: map[string]map[string]any{
+			"org.freedesktop.Secret.Collection": {"Locked": locked}}}, path, "org.freedesktop.DBus.Properties")
+	}
+	for p, locked := range collections {
+		collection(p, locked)
+	}
+	for alias, target := range aliases {
+		collection(alias, collections[target])
+	}
 	if reply, err := conn.RequestName(secretsName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("RequestName = %v, %v", reply, err)
 	}
-	if err := probeBus(ctx, empty); err != nil {
-		t.Fatalf("owned Secret Service: probe = %v", err)
+	return f
+}
+
+// TestProbeLockedCollection: with a Secret Service running, the probe
+// reads the Locked property of the collection go-keyring would store items
+// in (the "login" collection when the service lists it, else the "default"
+// alias) and reports ErrLocked, with a message that says how to unlock and
+// names the opt-ins, when it is locked or when there is no keyring at all
+// (creating one needs a person too). It only reads properties: it never
+// calls Unlock or CreateCollection, which show prompts.
+func TestProbeLockedCollection(t *testing.T) {
+	t.Parallel()
+	const session = dbus.ObjectPath("/org/freedesktop/secrets/collection/session")
+	const other = dbus.ObjectPath("/org/freedesktop/secrets/collection/other")
+	for _, tt := range []struct {
+		name        string
+		collections map[dbus.ObjectPath]bool
+		aliases     map[dbus.ObjectPath]dbus.ObjectPath
+		want        error           // nil or ErrLocked
+		wantText    string          // in the error
+		read        dbus.ObjectPath // whose Locked property the probe reads; "": one the service does not serve
+	}{
+		{"login unlocked", map[dbus.ObjectPath]bool{loginCollection: false, session: false}, nil, nil, "", loginCollection},
+		{"login locked", map[dbus.ObjectPath]bool{loginCollection: true, session: false}, nil, ErrLocked, "is locked", loginCollection},
+		{"login unlocked, default alias locked", map[dbus.ObjectPath]bool{loginCollection: false, other: true},
+			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, nil, "", loginCollection},
+		{"no login, default alias locked", map[dbus.ObjectPath]bool{other: true},
+			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, ErrLocked, "is locked", defaultAlias},
+		{"no login, default alias unlocked", map[dbus.ObjectPath]bool{other: false},
+			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, nil, "", defaultAlias},
+		{"no keyring", map[dbus.ObjectPath]bool{session: false}, nil, ErrLocked, "no keyring", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), backstop)
+			defer cancel()
+			addr := privateBus(t, nil)
+			f := startFakeSecretService(t, addr, tt.collections, tt.aliases)
+			err := probeBus(ctx, addr)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("probe = %v, want nil", err)
+				}
+			} else {
+				if !errors.Is(err, tt.want) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) {
+					t.Fatalf("probe = %v, want %v", err, tt.want)
+				}
+				for _, w := range []string{tt.wantText, "Seahorse", "TOKENWARD_STORE=encrypted-file", "TOKENWARD_PASSPHRASE", "TOKENWARD_STORE=memory"} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+			}
+			calls := f.recorded()
+			wantRead := fmt.Sprintf("%s Properties.Get org.freedesktop.Secret.Collection.Locked", tt.read)
+			if tt.read != "" && !slices.Contains(calls, wantRead) {
+				t.Errorf("calls %q do not read %s", calls, wantRead)
+			}
+			for _, c := range calls {
+				if !strings.Contains(c, "Properties.Get") {
+					t.Errorf("the probe made a call that is not a property read: %q", c)
+				}
+			}
+		})
 	}
 }

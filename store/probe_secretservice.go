@@ -30,25 +30,28 @@ func probeOS(ctx context.Context) error {
 	return probeBus(ctx, os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
 }
 
-// probeBus looks for the Secret Service on the bus at addr.
+// probeBus looks for the Secret Service on the bus at addr and, when it is
+// running, checks that the collection go-keyring uses is unlocked. An
+// activatable service is not started (that would be a side effect), so
+// its lock state shows on first use.
 func probeBus(ctx context.Context, addr string) error {
 	if addr == "" || strings.HasPrefix(addr, "autolaunch:") {
 		return fail(ErrUnavailable, "no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is not set (tokenward does not autolaunch one)", nil)
 	}
 	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
 	if err != nil {
-		return fail(ErrUnavailable, "cannot connect to the D-Bus session bus", err)
+		return busFailure(ctx, "cannot connect to the D-Bus session bus", err)
 	}
 	defer conn.Close()
 	bus := conn.BusObject()
 	var has bool
 	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, secretsName).Store(&has); err != nil {
-		return fail(ErrUnavailable, "the session bus did not answer NameHasOwner", err)
+		return busFailure(ctx, "the session bus did not answer NameHasOwner", err)
 	}
 	if !has {
 		var names []string
 		if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.ListActivatableNames", 0).Store(&names); err != nil {
-			return fail(ErrUnavailable, "the session bus did not answer ListActivatableNames", err)
+			return busFailure(ctx, "the session bus did not answer ListActivatableNames", err)
 		}
 		if !slices.Contains(names, secretsName) {
 			return fail(ErrUnavailable, "no Secret Service (org.freedesktop.secrets) on the session bus; install and start gnome-keyring, KWallet or KeePassXC", nil)
@@ -62,6 +65,73 @@ func probeBus(ctx context.Context, addr string) error {
 			secretServiceImpl.name = implName(strings.TrimSpace(string(comm)))
 			secretServiceImpl.mu.Unlock()
 		}
+	}
+	return checkCollection(ctx, conn)
+}
+
+// busFailure types a failed probe step: a timeout when the probe's
+// deadline passed (a bus that accepts connections and never answers), and
+// otherwise ErrUnavailable.
+func busFailure(ctx context.Context, detail string, err error) error {
+	if ctx.Err() != nil {
+		return ctxError(ctx, detail)
+	}
+	return fail(ErrUnavailable, detail, err)
+}
+
+// Object paths of the Secret Service, as go-keyring v0.2.8 uses them.
+const (
+	secretsPath     = dbus.ObjectPath("/org/freedesktop/secrets")
+	loginCollection = dbus.ObjectPath("/org/freedesktop/secrets/collection/login")
+	defaultAlias    = dbus.ObjectPath("/org/freedesktop/secrets/aliases/default")
+)
+
+// Summaries of the probe's ErrLocked errors. They say how to unlock and
+// name the opt-ins, like ErrUnavailable's message: the probe runs where a
+// program decides where its tokens go.
+const (
+	lockedCollection = "the Secret Service keyring is locked, and unlocking it needs a person to type its password " +
+		"(Linux: unlock the login keyring in Seahorse or by signing in graphically, then retry); " +
+		"tokenward does not show the unlock prompt at startup; " + optIns
+	noCollection = "the Secret Service has no keyring yet (no \"login\" collection and no \"default\" alias), and " +
+		"creating one needs a person to choose its password (Linux: sign in graphically or create a keyring in Seahorse, then retry); " +
+		optIns
+)
+
+// keyringCollection returns the collection go-keyring stores items in: the
+// "login" collection when the service lists it, else the "default" alias
+// (go-keyring's GetLoginCollection, which also falls back to the alias
+// when the list cannot be read).
+func keyringCollection(ctx context.Context, conn *dbus.Conn) dbus.ObjectPath {
+	var v dbus.Variant
+	err := conn.Object(secretsName, secretsPath).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0,
+		"org.freedesktop.Secret.Service", "Collections").Store(&v)
+	if paths, ok := v.Value().([]dbus.ObjectPath); err == nil && ok && slices.Contains(paths, loginCollection) {
+		return loginCollection
+	}
+	return defaultAlias
+}
+
+// checkCollection reports a locked or missing collection as ErrLocked. It
+// only reads the collection's Locked property: go-keyring's own check
+// (Service.Unlock) shows an unlock prompt, or, with no prompter, fails the
+// first read instead of Open. A service that does not answer the property
+// read in a known way is accepted: the first real call will tell.
+func checkCollection(ctx context.Context, conn *dbus.Conn) error {
+	path := keyringCollection(ctx, conn)
+	var v dbus.Variant
+	err := conn.Object(secretsName, path).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0,
+		"org.freedesktop.Secret.Collection", "Locked").Store(&v)
+	switch {
+	case ctx.Err() != nil:
+		return ctxError(ctx, "the Secret Service did not say whether its keyring is locked")
+	case isNoSuchObject(err):
+		return &opError{kind: ErrLocked, summary: noCollection, detail: string(path) + " does not exist", cause: err}
+	case err != nil:
+		return nil
+	}
+	if locked, ok := v.Value().(bool); ok && locked {
+		return &opError{kind: ErrLocked, summary: lockedCollection, detail: string(path) + " is locked"}
 	}
 	return nil
 }

@@ -19,11 +19,12 @@ type Store interface {
 	Load(ctx context.Context, name string) (*Entry, error)
 
 	// Save stores e under name. It returns nil only after the stored entry
-	// has been read back and found identical (K-03); when the stored entry
-	// already equals e it writes nothing (K-13). A failed Save leaves the
-	// previous entry or the new one, never a mix. Saves of one name are
-	// serialised within the process and, in the keychain and file modes,
-	// across processes.
+	// has been read back and found identical (a keychain can drop a write
+	// it reported as done); when the stored entry already equals e it
+	// writes nothing, so a refresh that changes nothing costs no keychain
+	// write and no unlock prompt. A failed Save leaves the previous entry
+	// or the new one, never a mix. Saves of one name are serialised within
+	// the process and, in the keychain and file modes, across processes.
 	Save(ctx context.Context, name string, e *Entry) error
 
 	// Delete removes the entry stored under name. It returns nil if there
@@ -40,6 +41,19 @@ type Store interface {
 
 	// Status describes where entries are kept.
 	Status() Status
+
+	// CheckWrite reports whether Save could store an entry right now,
+	// without touching any stored entry, so that a caller can find out
+	// before it asks a person to sign in whether the tokens of that login
+	// could be kept. In the keychain mode it writes, reads back and deletes
+	// a small item of its own under a name no entry uses (on a desktop
+	// that may show the keychain's unlock prompt); the file modes create
+	// and remove a temporary file in their directory; both then check the
+	// lock directory the same way. ModeMemory returns nil (unless ctx has
+	// ended, like every method). Its errors match the sentinels Save's
+	// would (ErrLocked, ErrUnavailable, ErrTimeout, ErrInsecurePermissions,
+	// ErrWriteVerify, ...).
+	CheckWrite(ctx context.Context) error
 }
 
 // Status describes a store for status output. It holds no secret.
@@ -87,6 +101,9 @@ type blobs interface {
 	put(ctx context.Context, id string, data []byte) error
 	// del removes the blob; nil when absent.
 	del(ctx context.Context, id string) error
+	// check writes and removes something of its own where blobs are
+	// stored, touching no blob (see Store.CheckWrite).
+	check(ctx context.Context) error
 }
 
 // store implements Store on top of one mode's blobs: names, the entry
@@ -108,14 +125,18 @@ type store struct {
 // Open returns the store selected by Options.Mode, else by the
 // TOKENWARD_STORE environment variable, else the OS keychain.
 //
-// In ModeKeychain it first checks that the keychain can be reached (see
-// Available; at most about a second) and fails with an error matching
-// ErrUnavailable, which names the opt-in alternatives, when it cannot. It
-// never falls back to another mode, and it writes nothing to disk before a
-// Save or Lock. Every mode but ModeMemory needs a lock directory
-// (Options.LockDir, else os.UserCacheDir()/tokenward/locks); when none can
-// be determined (neither HOME nor XDG_CACHE_HOME is set) Open fails with an
-// error matching ErrUnavailable that says so and suggests no other mode.
+// In ModeKeychain it first checks that the keychain can be reached and is
+// unlocked (see Available; at most about a second, and never showing an
+// unlock prompt) and fails with an error matching ErrUnavailable, or
+// ErrLocked for a locked Secret Service keyring, whose message names the
+// opt-in alternatives, when it cannot. It never falls back to another
+// mode, and it writes nothing to disk before a Save, Delete, Lock or
+// CheckWrite (or a Load that raced writers of other processes and reads
+// under the entry's write lock). Every mode but ModeMemory needs a lock
+// directory (Options.LockDir, else os.UserCacheDir()/tokenward/locks);
+// when none can be determined (neither HOME nor XDG_CACHE_HOME is set)
+// Open fails with an error matching ErrUnavailable that says so and
+// suggests no other mode.
 // ModeEncryptedFile and ModePlaintextFile create their directory (0700)
 // and refuse one that group or others can access. ModePlaintextFile logs a
 // warning on every Open.
@@ -178,6 +199,12 @@ func (s *store) Load(ctx context.Context, name string) (*Entry, error) {
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 	data, err := s.b.get(ctx, id)
+	if isChanging(err) {
+		// Other processes kept rewriting the entry while it was read. Every
+		// writer holds the entry's write lock while it writes, so a read
+		// under that lock sees the entry as one of them left it.
+		data, err = s.getLocked(ctx, id)
+	}
 	if err == nil {
 		var e *Entry
 		if e, err = decodeEntry(name, data); err == nil {
@@ -209,13 +236,15 @@ func (s *store) Save(ctx context.Context, name string, e *Entry) error {
 	}
 	defer s.writers.unlock(id)
 
-	// K-13: an unchanged entry is not rewritten. A corrupt one is replaced.
+	// An unchanged entry is not rewritten (each write of a keychain item
+	// may cost an unlock prompt). A corrupt one is replaced, and one that
+	// other processes were rewriting is written under the lock below.
 	cur, err := s.b.get(ctx, id)
 	switch {
 	case err == nil && bytes.Equal(cur, data):
 		s.log.Debug("store: unchanged, not rewritten", slog.String("item", id))
 		return nil
-	case err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt):
+	case err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) && !isChanging(err):
 		return s.failed("save", id, err, secrets...)
 	}
 	unlock, err := s.writeLock(ctx, id)
@@ -246,7 +275,7 @@ func (s *store) Delete(ctx context.Context, name string) error {
 	// hung keychain fails before anything touches the disk.
 	if _, err := s.b.get(ctx, id); errors.Is(err, ErrNotFound) {
 		return nil
-	} else if err != nil && !errors.Is(err, ErrCorrupt) {
+	} else if err != nil && !errors.Is(err, ErrCorrupt) && !isChanging(err) {
 		return s.failed("delete", id, err)
 	}
 	unlock, err := s.writeLock(ctx, id)
@@ -263,6 +292,18 @@ func (s *store) Delete(ctx context.Context, name string) error {
 
 // Status implements Store.
 func (s *store) Status() Status { return s.status }
+
+// getLocked reads the blob of id while holding its write lock, which every
+// writer of the entry holds while it writes (in every process that uses
+// the same lock directory).
+func (s *store) getLocked(ctx context.Context, id string) ([]byte, error) {
+	unlock, err := s.writeLock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return s.b.get(ctx, id)
+}
 
 // failed finishes err (operation, scrubbing) and logs it at debug level.
 func (s *store) failed(op, id string, err error, secrets ...string) error {

@@ -1,7 +1,8 @@
 // Package fakekeychain provides thread-safe fake keychain backends that copy
 // the behaviour of the OS keychains that github.com/zalando/go-keyring talks
 // to, including their limits and their failure modes, so that store's tests
-// can prove what the real keychains would do to a token (PITFALLS K-01..K-10).
+// can prove what the real keychains would do to a token: their size limits,
+// name mangling, dropped writes, locks, hangs and missing buses.
 //
 // A [Fake] has the method set of go-keyring's Get/Set/Delete (service, user,
 // secret strings) and returns the same errors go-keyring returns
@@ -11,15 +12,21 @@
 //
 //   - [Windows]: a credential blob holds at most 2560 bytes, and the target
 //     name is service + ":" + user, so ("a:b", "c") and ("a", "b:c") are the
-//     same credential (K-01, K-10).
+//     same credential.
 //   - [MacOS]: Set builds the exact line go-keyring pipes into
 //     `/usr/bin/security -i` (base64 secret, POSIX single quoting); a line over
 //     4096 bytes is refused with ErrSetDataTooBig, a line of exactly 4096
-//     bytes is silently not stored yet Set returns nil (go-keyring#153, K-03),
-//     and names are mangled the way security's own tokenizer does (K-04).
-//     Every simulated child process is recorded with its argv (K-05).
-//   - [SecretService]: a locked collection, a prompt that never completes
-//     (calls hang until released) and a missing session bus (K-07, K-08).
+//     bytes is silently not stored yet Set returns nil (go-keyring#153),
+//     and names are mangled the way security's own tokenizer does. Every
+//     simulated child process is recorded with its argv, so tests can check
+//     that no secret reaches one.
+//   - [SecretService]: a locked collection (which Available reports, as the
+//     store's probe of the real Secret Service does), a prompt that never
+//     completes (calls hang until released), a missing session bus, and
+//     go-keyring's two-step Get and Delete: a search for the item, then a
+//     call on the object path it found, which fails the way gnome-keyring
+//     fails it when another process deleted the item in between (see
+//     [Fake.SetAfterSearch]).
 //   - [Generic]: no limits.
 //
 // Every Fake also has hooks to count calls, fail calls, "crash" after the Nth
@@ -27,18 +34,14 @@
 package fakekeychain
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 
-	dbus "github.com/godbus/dbus/v5"
 	"github.com/zalando/go-keyring"
 )
 
@@ -143,11 +146,16 @@ type Fake struct {
 	locked  bool
 	noBus   bool
 	argv    [][]string
+	// Secret Service object paths: each item gets a new number when it is
+	// created (a replacing Set keeps it), as gnome-keyring numbers items.
+	paths       map[string]uint64
+	nextPath    uint64
+	afterSearch func(Call)
 }
 
 // New returns an empty fake of the given model.
 func New(m Model) *Fake {
-	return &Fake{model: m, items: map[string]string{}}
+	return &Fake{model: m, items: map[string]string{}, paths: map[string]uint64{}}
 }
 
 // NewWindows returns a fake Windows Credential Manager.
@@ -170,6 +178,9 @@ func (f *Fake) Get(service, user string) (string, error) {
 	c := Call{Op: OpGet, Service: service, User: user}
 	if err := f.enter(c); err != nil {
 		return "", err
+	}
+	if f.model == SecretService {
+		return f.searchThenRead(c)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -222,7 +233,13 @@ func (f *Fake) Set(service, user, secret string) error {
 		service, user = svc, usr
 	}
 	key := f.target(service, user)
-	apply = func() { f.items[key] = secret }
+	apply = func() {
+		f.items[key] = secret
+		if _, ok := f.paths[key]; !ok {
+			f.nextPath++
+			f.paths[key] = f.nextPath
+		}
+	}
 	return f.crashPoint(apply)
 }
 
@@ -231,6 +248,9 @@ func (f *Fake) Delete(service, user string) error {
 	c := Call{Op: OpDelete, Service: service, User: user}
 	if err := f.enter(c); err != nil {
 		return err
+	}
+	if f.model == SecretService {
+		return f.searchThenDelete(c)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -244,21 +264,7 @@ func (f *Fake) Delete(service, user string) error {
 	if _, ok := f.items[key]; !ok {
 		return keyring.ErrNotFound
 	}
-	return f.crashPoint(func() { delete(f.items, key) })
-}
-
-// Available reports whether the keychain can be reached: for the Secret
-// Service model, an error like godbus's when there is no session bus.
-func (f *Fake) Available(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.noBus {
-		return noBusError()
-	}
-	return nil
+	return f.crashPoint(func() { f.remove(key) })
 }
 
 // enter counts the call, runs the hook and waits while calls are blocked.
@@ -345,7 +351,7 @@ func (f *Fake) target(service, user string) string {
 func (f *Fake) Clone() *Fake {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &Fake{model: f.model, items: maps.Clone(f.items)}
+	return &Fake{model: f.model, items: maps.Clone(f.items), paths: maps.Clone(f.paths), nextPath: f.nextPath}
 }
 
 // SetHook installs a function called before every operation (after the
@@ -382,7 +388,7 @@ func (f *Fake) Recover() {
 }
 
 // Block makes every call from now on wait until release is called (a
-// Secret Service prompt that never completes, K-08). release is idempotent.
+// Secret Service unlock prompt that nobody answers). release is idempotent.
 func (f *Fake) Block() (release func()) {
 	ch := make(chan struct{})
 	f.mu.Lock()
@@ -473,17 +479,4 @@ func (f *Fake) Argv() [][]string {
 		out[i] = slices.Clone(a)
 	}
 	return out
-}
-
-// noBusError is what godbus returns when DBUS_SESSION_BUS_ADDRESS points at
-// nothing: a dial error, not a keyring sentinel (K-07).
-func noBusError() error {
-	return &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: "/run/user/1000/bus", Net: "unix"},
-		Err: os.NewSyscallError("connect", syscall.ENOENT)}
-}
-
-// DBusError returns a D-Bus error reply with the given name, as godbus
-// returns it from a method call (for hooks).
-func DBusError(name string) error {
-	return dbus.Error{Name: name, Body: []any{"fake " + name}}
 }
