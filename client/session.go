@@ -94,6 +94,12 @@ func (c *Client) derivedResources() []*Resource {
 // every token derived from the previous login (for the other resources,
 // stored by this or an earlier run) is dropped, so no API is called as the
 // previous user.
+//
+// Before it shows a code or opens a browser, Login checks that the store
+// can save the tokens ([store.Store.CheckWrite]): a locked or unreachable
+// keychain fails at once, with the store's error (store.ErrLocked,
+// ErrStoreUnavailable, ...), instead of after the user has approved a
+// login whose tokens could not be kept.
 func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 	if c.static != nil {
 		return fmt.Errorf("%w: a fixed access token is configured (Config.AccessToken); there is nothing to log in to", ErrInvalidConfig)
@@ -108,6 +114,9 @@ func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 	var o loginOptions
 	for _, f := range opts {
 		f(&o)
+	}
+	if err := c.grant.store.CheckWrite(ctx); err != nil {
+		return fmt.Errorf("client: login: the token store cannot save the new tokens, so no login was started: %w", err)
 	}
 	start := c.now()
 	var tok *oauth2.Token
