@@ -82,6 +82,27 @@ func (w *world) forceRefresh(c *client.Client) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// use makes one API call with c's token that the API accepts, failing the
+// test otherwise. A token that has worked is replaced at once when it is
+// rejected later; one issued after a rejection that is rejected before it
+// ever worked is not (the rate limit of an API that rejects every token),
+// so a test that forces one refresh after another uses each token first.
+func (w *world) use(c *client.Client) {
+	w.t.Helper()
+	hc, err := c.HTTPClient(w.t.Context())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	resp, err := hc.Get(w.api.URL() + "/use")
+	if err != nil {
+		w.t.Fatalf("API call: %v", w.rec.err(err))
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		w.t.Fatalf("API call: %s", resp.Status)
+	}
+}
+
 // persistFailed returns the single EventPersistFailed recorded, failing the
 // test unless there is exactly one and it matches want.
 func (w *world) persistFailed(want error) {
@@ -251,8 +272,9 @@ func TestFaultyKeychain(t *testing.T) {
 		if err := tokenEventually(t, c, 5*time.Second); err != nil {
 			t.Fatalf("no recovery once the keychain is unlocked: %v", err)
 		}
+		w.use(c)
 		if status, err := w.forceRefresh(c); err != nil || status != http.StatusOK {
-			t.Fatalf("API call after unlock: %d, %v", status, err)
+			t.Fatalf("API call with a refresh after unlock: %d, %v", status, err)
 		}
 		w.assertStoredActive()
 		w.assertNoReplay(false)
@@ -403,6 +425,7 @@ func TestStoreReadFailsAfterAnotherProcessRotated(t *testing.T) {
 	if got := w.assertStoredActive(); got.RefreshToken != next.RefreshToken {
 		t.Fatal("the store no longer holds the other process's refresh token, and no refresh was sent")
 	}
+	w.use(c)
 	if status, err := w.forceRefresh(c); err != nil || status != http.StatusOK {
 		t.Fatalf("API call after recovery: %d, %v", status, err)
 	}

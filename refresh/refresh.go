@@ -338,18 +338,32 @@ func (h *Cache) Token(ctx context.Context) (*oauth2.Token, error) {
 //
 // A resource server that rejects every token must not turn every request
 // into a refresh. So a token that was itself issued in answer to a
-// rejection is not dropped when it is rejected too: [EventTokenRejected]
-// reports [ErrTokenRejected] (the likely cause is an audience or resource
+// rejection, and has not worked since (see [Cache.Accepted]), is not
+// dropped when it is rejected too: [EventTokenRejected] reports
+// [ErrTokenRejected] (the likely cause is an audience or resource
 // mismatch), and the next forced refresh waits for a jittered exponential
 // backoff and for twice as many rejections as the previous one. Refreshes
 // forced by rejections thus grow with the logarithm of the rejected
-// requests. The first rejection of any other token (from a scheduled
-// refresh, a login, another process) drops it at once and ends the limit.
+// requests. The rejection of any other token (from a scheduled refresh, a
+// login, another process, or one that has worked) drops it at once and
+// ends the limit.
 func (h *Cache) Invalidate(tok *oauth2.Token) bool {
 	if tok == nil || h.closed.Load() {
 		return false
 	}
 	return h.c.invalidate(tok)
+}
+
+// Accepted tells the cache that a resource server accepted tok (it
+// answered a request that carried tok with anything but a rejection), so
+// that a later rejection of tok is taken as a revocation and replaces it at
+// once, even when tok was issued in answer to an earlier rejection (see
+// [Cache.Invalidate]). The transport package calls it for every such
+// answer; it is one atomic load when there is nothing to record.
+func (h *Cache) Accepted(tok *oauth2.Token) {
+	if tok != nil {
+		h.c.accepted(tok)
+	}
 }
 
 // Set publishes a token obtained outside the cache (a login): it is

@@ -15,16 +15,19 @@ import (
 // issued for another audience or resource, the usual cause) would turn
 // every request into a refresh: a rotation and a store write each.
 //
-// So only the first rejection of a token from an ordinary refresh (or a
-// login) replaces it at once. A token that was itself issued in answer to
-// a rejection (state.forced) and is rejected as well is not replaced at
-// once: EventTokenRejected reports ErrTokenRejected, and the next forced
-// refresh waits for a jittered, exponential backoff (the refresh backoff's
-// RetryBackoffMin to RetryBackoffMax) and for twice as many rejections as
-// the previous one did. Refreshes then grow with the logarithm of the
-// rejected requests, never with their number. The limit ends with the
-// first rejection of a token that was not forced (a scheduled refresh
-// brought it), with a login, and with Clear.
+// So only a token that has never worked, and that was itself issued in
+// answer to a rejection (state.forced), is suspected when it is rejected
+// in turn: it is not replaced at once. EventTokenRejected reports
+// ErrTokenRejected, and the next forced refresh waits for a jittered,
+// exponential backoff (the refresh backoff's RetryBackoffMin to
+// RetryBackoffMax) and for twice as many rejections as the previous one
+// did. Refreshes then grow with the logarithm of the rejected requests,
+// never with their number. Any other token's rejection replaces it at once:
+// one from an ordinary refresh or a login, and one the resource server has
+// accepted (Accepted, which the transport calls for every answer but a 401
+// or a 5xx: such a token works, and a later rejection means it was revoked,
+// not that it was never any good). Either also ends the limit, as do a
+// login and Clear.
 
 // rejectState is the rate limit of forced refreshes; guarded by core.mu.
 type rejectState struct {
@@ -54,6 +57,26 @@ func (c *core) invalidate(tok *oauth2.Token) bool {
 			c.armLocked(time.Now())
 			c.mu.Unlock()
 			return true
+		}
+	}
+}
+
+// accepted implements Cache.Accepted. It runs on every answered request
+// of the transport: one atomic load and a compare unless tok is a forced
+// token the resource server accepts for the first time.
+func (c *core) accepted(tok *oauth2.Token) {
+	for {
+		s := c.cur.Load()
+		if s == nil || !s.forced || s.pub != tok {
+			return
+		}
+		n := s.clone()
+		n.forced, n.rejected = false, false
+		if c.cur.CompareAndSwap(s, n) {
+			c.mu.Lock()
+			c.rejects = rejectState{} // a token works: the episode is over
+			c.mu.Unlock()
+			return
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // rejectAll plays a resource server that rejects every token (a token for
@@ -157,6 +159,50 @@ func TestConcurrentRejections(t *testing.T) {
 		}
 		if n := ev.count(EventTokenRejected); n != 1 {
 			t.Fatalf("%d EventTokenRejected, want 1", n)
+		}
+	})
+}
+
+// A token issued after a rejection that then works (the resource server
+// accepted it) is an ordinary token: when it is rejected later, a
+// revocation, it is replaced at once.
+func TestAcceptedTokenRejectedLaterRefreshes(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		as := newRotatingAS(time.Hour)
+		var ev eventLog
+		c := mustNew(t, as, func(o *Options) { o.OnEvent = ev.add })
+		defer c.Close()
+		if err := c.Set(t.Context(), as.initial(time.Now().Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		for round := range 5 {
+			tok, err := c.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Accepted(tok) // it worked for a while
+			time.Sleep(time.Minute)
+			if !c.Invalidate(tok) {
+				t.Fatalf("round %d: a token that had worked was not replaced when rejected", round)
+			}
+		}
+		if _, err := c.Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if calls, _, _ := as.stats(); calls != 5 {
+			t.Fatalf("%d refreshes for 5 revocations, want 5", calls)
+		}
+		if n := ev.count(EventTokenRejected); n != 0 {
+			t.Fatalf("%d EventTokenRejected for tokens that had worked", n)
+		}
+		// Accepted of another token than the current one changes nothing.
+		tok, _ := c.Token(t.Context())
+		c.Accepted(&oauth2.Token{AccessToken: tok.AccessToken})
+		c.Invalidate(tok)
+		tok2, _ := c.Token(t.Context())
+		if c.Invalidate(tok2) {
+			t.Fatal("a forced token that never worked was replaced at once")
 		}
 	})
 }

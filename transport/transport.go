@@ -61,6 +61,17 @@ type Invalidator interface {
 	Invalidate(tok *oauth2.Token) bool
 }
 
+// Acceptor is optionally implemented by a [TokenSource]. The transport
+// calls Accepted with the token of a request that the resource server
+// answered with anything but 401 or a 5xx: the token works. A source that
+// limits how often rejected tokens are replaced (refresh.Cache does) can
+// then tell a token that never worked, one for the wrong audience, say,
+// from one that did and was revoked since. Accepted runs on every such
+// response, so it must be cheap.
+type Acceptor interface {
+	Accepted(tok *oauth2.Token)
+}
+
 // TokenSourceFunc adapts a function to [TokenSource].
 type TokenSourceFunc func(ctx context.Context) (*oauth2.Token, error)
 
@@ -168,6 +179,7 @@ type config struct {
 	err          error
 	src          TokenSource
 	inv          Invalidator // nil if src does not implement it
+	acc          Acceptor    // nil if src does not implement it
 	base         http.RoundTripper
 	origins      []origin
 	reject       bool
@@ -247,6 +259,7 @@ func (t *Transport) compile() *config {
 		return c
 	}
 	c.inv, _ = c.src.(Invalidator)
+	c.acc, _ = c.src.(Acceptor)
 	if len(t.Origins) == 0 {
 		c.err = fmt.Errorf("%w: no origins allowed; the token would never be sent", ErrConfig)
 		return c
@@ -299,7 +312,10 @@ func (t *Transport) compile() *config {
 // and closed before the resend; the answer to the resend is returned as it
 // is, even another 401. If the request cannot be resent, the first 401 is
 // returned (T is invalidated all the same, so the next request gets a new
-// token).
+// token). The source may refuse to invalidate T (refresh.Cache does when
+// T replaced a rejected token moments ago and never worked): then the 401
+// is returned as it is. Any other answer (but a 5xx) to a request that
+// carried T tells the source that T works ([Acceptor]).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.cfg()
 	if c.err != nil {
@@ -346,9 +362,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := c.send(out)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		c.accepted(resp, av.tok)
 		return resp, err
 	}
 	return c.rejected(req, av, resp)
+}
+
+// accepted tells the source that tok works, when resp says so: any answer
+// but 401 and 5xx (a server error says nothing about the token).
+func (c *config) accepted(resp *http.Response, tok *oauth2.Token) {
+	if c.acc != nil && resp != nil && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode < 500 {
+		c.acc.Accepted(tok)
+	}
 }
 
 // send hands out to Base and enforces "a response or an error, never both"
@@ -484,7 +509,11 @@ func (c *config) rejected(req *http.Request, av *authValue, resp *http.Response)
 	drain(resp.Body)
 	c.log.LogAttrs(ctx, slog.LevelInfo, "transport: resending once with a fresh token",
 		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
-	return c.send(out)
+	resp2, err := c.send(out)
+	if err == nil {
+		c.accepted(resp2, av2.tok)
+	}
+	return resp2, err
 }
 
 // drain reads a little of body, so that the connection can be reused, and

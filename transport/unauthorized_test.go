@@ -398,3 +398,63 @@ func TestUnauthorizedClosesFirstResponseBeforeResend(t *testing.T) {
 		t.Error("first 401 response was not closed before the resend")
 	}
 }
+
+// acceptingSource is a fakeSource that records Accepted calls.
+type acceptingSource struct {
+	*fakeSource
+	mu       sync.Mutex
+	accepted []*oauth2.Token
+}
+
+func (s *acceptingSource) Accepted(tok *oauth2.Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accepted = append(s.accepted, tok)
+}
+
+// The source hears that a token works from every answer but a 401 or a
+// 5xx, including the answer to the resend after a 401 (with the fresh
+// token), and never about a token a 401 or a 5xx answered.
+func TestAcceptor(t *testing.T) {
+	t.Parallel()
+	src := &acceptingSource{fakeSource: newFakeSource()}
+	status := atomic.Int32{}
+	first := src.current(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/revoked" && r.Header.Get("Authorization") == "Bearer "+first.AccessToken {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer srv.Close()
+	hc := &http.Client{Transport: mustNew(t, src, func(tr *transport.Transport) {
+		tr.Origins, tr.AllowInsecureLoopback, tr.Base = []string{srv.URL}, true, srv.Client().Transport
+	})}
+	get := func(path string, code int) {
+		t.Helper()
+		status.Store(int32(code))
+		resp, err := hc.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	get("/ok", http.StatusOK)
+	get("/forbidden", http.StatusForbidden)
+	get("/down", http.StatusServiceUnavailable)
+	get("/revoked", http.StatusOK) // 401 for the first token, resend with a new one: 200
+	second := src.current(t)
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	want := []*oauth2.Token{first, first, second}
+	if len(src.accepted) != len(want) {
+		t.Fatalf("Accepted called %d times, want %d (200, 403, the resend's 200)", len(src.accepted), len(want))
+	}
+	for i := range want {
+		if src.accepted[i] != want[i] {
+			t.Fatalf("Accepted call %d got another token than the request carried", i)
+		}
+	}
+}
