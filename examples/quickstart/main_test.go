@@ -85,3 +85,52 @@ func TestKeychainQuickstart(t *testing.T) {
 		t.Fatalf("%d keychain items left behind", n)
 	}
 }
+
+// TestKeychainQuickstartLocked runs the real program against a Secret
+// Service whose login keyring is locked (its own gnome-keyring in a private
+// D-Bus session, locked with Service.Lock, which needs no prompt, and no
+// display, so no unlock prompt can appear): it must do what the README
+// says, say why and keep the tokens in memory, and exit 0.
+func TestKeychainQuickstartLocked(t *testing.T) {
+	if os.Getenv("TOKENWARD_KEYCHAIN_SUITE") != "1" {
+		t.Skip("keychain suite only (make keychain): needs dbus-run-session and gnome-keyring")
+	}
+	t.Parallel()
+	dir, err := os.MkdirTemp("", "tw-qs-") // short: gnome-keyring puts sockets in it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "quickstart")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	for _, d := range []string{"data", "runtime", "config", "cache"} {
+		p := filepath.Join(dir, d)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		env = append(env, "XDG_"+map[string]string{"data": "DATA_HOME", "runtime": "RUNTIME_DIR", "config": "CONFIG_HOME", "cache": "CACHE_HOME"}[d]+"="+p)
+	}
+	script := `eval "$(printf tokenward-locked | gnome-keyring-daemon --unlock --components=secrets)"
+dbus-send --session --print-reply --dest=org.freedesktop.secrets /org/freedesktop/secrets \
+	org.freedesktop.Secret.Service.Lock array:objpath:/org/freedesktop/secrets/collection/login >/dev/null || exit 99
+exec "$0"`
+	cmd := exec.CommandContext(t.Context(), "dbus-run-session", "--", "sh", "-c", script, bin)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("quickstart with a locked keyring: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"no usable OS keychain here", "locked", "keeps its tokens in memory", "Done: no token was printed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if f := leakscan.Find(out + stderr.String()); len(f) > 0 {
+		t.Fatalf("output contains secrets: %v", f)
+	}
+}
