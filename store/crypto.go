@@ -4,6 +4,11 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/crypto/scrypt"
@@ -28,14 +33,20 @@ const (
 )
 
 // sealer encrypts and decrypts entry files with a passphrase-derived key.
-// Deriving a key costs tens of milliseconds on purpose, so keys are cached
-// per salt and parameters; rewriting a file keeps its salt.
+// Deriving a key costs tens of milliseconds on purpose (and a second or
+// more on a loaded machine, or under the race detector), so keys are
+// cached per salt and parameters, rewriting a file keeps its salt, new
+// files take the salt of the files already there, and Open derives the keys
+// a store will use before any Load or Save (prepare): the work is done once
+// per process, and never inside an operation's deadline.
 type sealer struct {
 	pass []byte
 	logN uint8
 
-	mu   sync.Mutex // guards keys; held while deriving
-	keys map[kdfParams][]byte
+	mu      sync.Mutex // guards keys, fresh and derived; held while deriving
+	keys    map[kdfParams][]byte
+	fresh   *kdfParams // the salt and parameters of new files; nil: a random salt each
+	derived int        // keys derived so far (tests)
 }
 
 type kdfParams struct {
@@ -45,6 +56,66 @@ type kdfParams struct {
 
 func newSealer(pass string, logN uint8) *sealer {
 	return &sealer{pass: []byte(pass), logN: logN, keys: map[kdfParams][]byte{}}
+}
+
+// maxPrepared bounds how many different salts prepare derives keys for:
+// a directory written by this code has one (or a few, from older
+// versions, which gave every file a salt of its own).
+const maxPrepared = 8
+
+// prepare derives, ahead of any Load or Save, the keys of the encrypted
+// files in dir (files ending in ext; their headers name their salts) and
+// chooses the salt of new files: that of a file already there, else a new
+// random one, whose key it derives too. Files it cannot read or parse are
+// left for the operation that meets them.
+func (s *sealer) prepare(dir, ext string) error {
+	var found []kdfParams
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if len(found) == maxPrepared {
+			break
+		}
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ext) || strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		hdr, err := readHeader(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if kp, ok := s.parseHeader(hdr); ok && !slices.Contains(found, kp) {
+			found = append(found, kp)
+		}
+	}
+	if len(found) == 0 {
+		kp := kdfParams{logN: s.logN, r: scryptR, p: scryptP}
+		if _, err := rand.Read(kp.salt[:]); err != nil {
+			return unavailable(noRandomness, "", err)
+		}
+		found = append(found, kp)
+	}
+	for _, kp := range found {
+		if _, err := s.key(kp); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.fresh = &found[0]
+	s.mu.Unlock()
+	return nil
+}
+
+// readHeader reads the first encHdrLen bytes of the file at path.
+func readHeader(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	hdr := make([]byte, encHdrLen)
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		return nil, err
+	}
+	return hdr, nil
 }
 
 func (s *sealer) key(kp kdfParams) ([]byte, error) {
@@ -58,7 +129,23 @@ func (s *sealer) key(kp kdfParams) ([]byte, error) {
 		return nil, fail(ErrCorrupt, "invalid key-derivation parameters", nil)
 	}
 	s.keys[kp] = k
+	s.derived++
 	return k, nil
+}
+
+// newFileParams returns the salt and parameters of a new file.
+func (s *sealer) newFileParams() (kdfParams, error) {
+	s.mu.Lock()
+	fresh := s.fresh
+	s.mu.Unlock()
+	if fresh != nil {
+		return *fresh, nil
+	}
+	kp := kdfParams{logN: s.logN, r: scryptR, p: scryptP}
+	if _, err := rand.Read(kp.salt[:]); err != nil {
+		return kp, unavailable(noRandomness, "", err)
+	}
+	return kp, nil
 }
 
 func aad(hdr []byte, id string) []byte {
@@ -70,9 +157,9 @@ func aad(hdr []byte, id string) []byte {
 func (s *sealer) seal(id string, plain, prev []byte) ([]byte, error) {
 	kp, ok := s.parseHeader(prev)
 	if !ok {
-		kp = kdfParams{logN: s.logN, r: scryptR, p: scryptP}
-		if _, err := rand.Read(kp.salt[:]); err != nil {
-			return nil, unavailable(noRandomness, "", err)
+		var err error
+		if kp, err = s.newFileParams(); err != nil {
+			return nil, err
 		}
 	}
 	key, err := s.key(kp)

@@ -42,11 +42,15 @@
 //     macOS (through /usr/bin/security), Credential Manager on Windows, all
 //     through github.com/zalando/go-keyring behind the [Backend] interface.
 //   - encrypted-file: for headless machines. One file per entry, AES-256-GCM
-//     with a key derived by scrypt (N=2^15, r=8, p=1, per-file random salt)
-//     from Options.Passphrase or TOKENWARD_PASSPHRASE. The header and the
-//     entry's id are authenticated, so a wrong passphrase, a modified byte
-//     or a file copied to another name is [ErrCorrupt] and yields no
-//     plaintext at all.
+//     with a key derived by scrypt (N=2^15, r=8, p=1, random salt recorded
+//     in each file's header) from Options.Passphrase or
+//     TOKENWARD_PASSPHRASE. The header and the entry's id are
+//     authenticated, so a wrong passphrase, a modified byte or a file
+//     copied to another name is [ErrCorrupt] and yields no plaintext at
+//     all. The derivation is slow on purpose (tens of milliseconds, seconds
+//     on a loaded machine), so Open does it, once: for the salts of the
+//     files already in the directory, which new files share, or for a new
+//     random salt. No Load, Save or Delete spends its deadline on it.
 //   - memory: process memory only, for tests, CI and containers.
 //   - plaintext-file: unencrypted files, only when named explicitly; it
 //     logs a warning on every Open and [Status] carries a warning.

@@ -59,6 +59,13 @@ func openFiles(o *Options) (*files, Status, error) {
 		return nil, st, err
 	}
 	f.sweepTemps()
+	if f.seal != nil {
+		// The passphrase key is derived now, not in the first Load or Save,
+		// whose deadline it would eat into.
+		if err := f.seal.prepare(dir, f.ext); err != nil {
+			return nil, st, err
+		}
+	}
 	return f, st, nil
 }
 

@@ -339,3 +339,55 @@ func TestFileCrashAtEveryStep(t *testing.T) {
 		}
 	}
 }
+
+// derivations returns how many passphrase keys s has derived.
+func derivations(t *testing.T, s Store) int {
+	t.Helper()
+	seal := s.(*store).b.(*files).seal
+	seal.mu.Lock()
+	defer seal.mu.Unlock()
+	return seal.derived
+}
+
+// TestEncryptedFileKeyDerivedAtOpen: the passphrase key (scrypt, slow on
+// purpose, and seconds on a loaded machine or under the race detector) is
+// derived by Open, once, and never inside a Load, Save or Delete, whose
+// deadline it would eat into: new entries share the salt of the files
+// already there, and a restarted process derives the one key at Open.
+func TestEncryptedFileKeyDerivedAtOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, testMode{"encrypted-file", ModeEncryptedFile, 0})
+	if n := derivations(t, e.Store); n != 1 {
+		t.Fatalf("Open of an empty directory derived %d keys, want 1", n)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if err := e.Save(ctx, name, canaryEntry()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Load(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Delete(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if n := derivations(t, e.Store); n != 1 {
+		t.Fatalf("after saving, loading and deleting: %d keys derived, want still 1", n)
+	}
+	again := e.reopen(t)
+	if n := derivations(t, again); n != 1 {
+		t.Fatalf("Open of a directory with two entries of one salt derived %d keys, want 1", n)
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, err := again.Load(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := again.Save(ctx, "d", canaryEntry()); err != nil {
+		t.Fatal(err)
+	}
+	if n := derivations(t, again); n != 1 {
+		t.Fatalf("the restarted store derived %d keys for its loads and saves, want the 1 of Open", n)
+	}
+}
