@@ -18,7 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -50,26 +50,26 @@ func TestOnePostPerSingleUseRequest(t *testing.T) {
 	t.Parallel()
 	faults := []struct {
 		name string
-		f    fakeas.Fault
+		f    oauthtest.Fault
 		want error
 	}{
-		{"503", fakeas.Fault{Kind: fakeas.FaultUnavailable, Times: 1}, ErrTemporarilyUnavailable},
-		{"502-html", fakeas.Fault{Kind: fakeas.FaultBadGateway, Times: 1}, ErrTemporarilyUnavailable},
-		{"reset", fakeas.Fault{Kind: fakeas.FaultReset, Times: 1}, ErrNetwork},
-		{"response-lost", fakeas.Fault{Kind: fakeas.FaultResponseLost, Times: 1}, ErrNetwork},
-		{"timeout", fakeas.Fault{Kind: fakeas.FaultHang, Times: 1}, ErrTokenEndpointTimeout},
+		{"503", oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Times: 1}, ErrTemporarilyUnavailable},
+		{"502-html", oauthtest.Fault{Kind: oauthtest.FaultBadGateway, Times: 1}, ErrTemporarilyUnavailable},
+		{"reset", oauthtest.Fault{Kind: oauthtest.FaultReset, Times: 1}, ErrNetwork},
+		{"response-lost", oauthtest.Fault{Kind: oauthtest.FaultResponseLost, Times: 1}, ErrNetwork},
+		{"timeout", oauthtest.Fault{Kind: oauthtest.FaultHang, Times: 1}, ErrTokenEndpointTimeout},
 	}
 	for _, fc := range faults {
 		t.Run("refresh/"+fc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			cfg := e.config()
 			cfg.HTTP.Timeout = 300 * time.Millisecond
 			c := mustNew(t, cfg)
 			login(t, c)
 			e.as.ResetStats()
 			f := fc.f
-			f.Endpoint, f.Grant = fakeas.EndpointToken, fakeas.GrantRefreshToken
+			f.Endpoint, f.Grant = oauthtest.EndpointToken, oauthtest.GrantRefreshToken
 			e.as.InjectFault(f)
 			forceRefresh(t, c)
 			start := time.Now()
@@ -83,38 +83,38 @@ func TestOnePostPerSingleUseRequest(t *testing.T) {
 				}
 				e.as.ReleaseHangs()
 			}
-			if n := e.as.Stats().Grants[fakeas.GrantRefreshToken]; n != 1 {
+			if n := e.as.Stats().Grants[oauthtest.GrantRefreshToken]; n != 1 {
 				t.Fatalf("refresh POSTs = %d, want exactly 1", n)
 			}
 		})
 		t.Run("code/"+fc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			cfg := e.config()
 			cfg.HTTP.Timeout = 300 * time.Millisecond
 			c := mustNew(t, cfg)
 			f := fc.f
-			f.Endpoint, f.Grant = fakeas.EndpointToken, fakeas.GrantAuthorizationCode
+			f.Endpoint, f.Grant = oauthtest.EndpointToken, oauthtest.GrantAuthorizationCode
 			e.as.InjectFault(f)
 			err := c.Login(t.Context())
 			if !errors.Is(err, fc.want) {
 				t.Fatalf("Login = %v, want %v", err, fc.want)
 			}
 			e.as.ReleaseHangs()
-			if n := e.as.Stats().Grants[fakeas.GrantAuthorizationCode]; n != 1 {
+			if n := e.as.Stats().Grants[oauthtest.GrantAuthorizationCode]; n != 1 {
 				t.Fatalf("code exchange POSTs = %d, want exactly 1", n)
 			}
 		})
 	}
 	t.Run("client-credentials-retried", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, fakeas.Config{})
-		c := mustNew(t, e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretPost))
-		e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2})
+		e := newEnv(t, oauthtest.Config{})
+		c := mustNew(t, e.confidential(t, "job", "job-secret", oauthtest.AuthClientSecretPost))
+		e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, Times: 2})
 		if _, err := c.Token(t.Context()); err != nil {
 			t.Fatalf("Token after two 503s = %v", err)
 		}
-		if n := e.as.Stats().Grants[fakeas.GrantClientCredentials]; n != 3 {
+		if n := e.as.Stats().Grants[oauthtest.GrantClientCredentials]; n != 3 {
 			t.Fatalf("client_credentials POSTs = %d, want 3 (two 503s, then success)", n)
 		}
 	})
@@ -146,12 +146,12 @@ func TestOnePostPerSingleUseRequest(t *testing.T) {
 func TestDevicePollsNotReplayed(t *testing.T) {
 	t.Parallel()
 	const interval = 5 * time.Second
-	for _, f := range []fakeas.Fault{
-		{Kind: fakeas.FaultUnavailable},
-		{Kind: fakeas.FaultUnavailable, After: true},
-		{Kind: fakeas.FaultBadGateway},
-		{Kind: fakeas.FaultReset},
-		{Kind: fakeas.FaultResponseLost},
+	for _, f := range []oauthtest.Fault{
+		{Kind: oauthtest.FaultUnavailable},
+		{Kind: oauthtest.FaultUnavailable, After: true},
+		{Kind: oauthtest.FaultBadGateway},
+		{Kind: oauthtest.FaultReset},
+		{Kind: oauthtest.FaultResponseLost},
 	} {
 		name := f.Kind.String()
 		if f.After {
@@ -160,10 +160,10 @@ func TestDevicePollsNotReplayed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				as, c, rec := deviceEnv(t, fakeas.Config{DevicePendingPolls: 2, DeviceInterval: interval})
-				f.Endpoint, f.Grant, f.Times = fakeas.EndpointToken, fakeas.GrantDeviceCode, 1
+				as, c, rec := deviceEnv(t, oauthtest.Config{DevicePendingPolls: 2, DeviceInterval: interval})
+				f.Endpoint, f.Grant, f.Times = oauthtest.EndpointToken, oauthtest.GrantDeviceCode, 1
 				rec.onPost(func(p wirePost) {
-					if p.grant() == fakeas.GrantDeviceCode && p.n == 2 {
+					if p.grant() == oauthtest.GrantDeviceCode && p.n == 2 {
 						as.InjectFault(f)
 					}
 				})
@@ -173,7 +173,7 @@ func TestDevicePollsNotReplayed(t *testing.T) {
 				// pending, fault, pending, success; a fault after
 				// processing counts as the second pending poll.
 				want := 4
-				if f.After || f.Kind == fakeas.FaultResponseLost {
+				if f.After || f.Kind == oauthtest.FaultResponseLost {
 					want = 3
 				}
 				assertPollsSpaced(t, rec, interval, want)
@@ -194,8 +194,8 @@ func TestDevicePollsNotReplayed(t *testing.T) {
 // at least interval after the previous one.
 func assertPollsSpaced(t *testing.T, rec *wireRecorder, interval time.Duration, want int) {
 	t.Helper()
-	auth := rec.posts(fakeas.PathDeviceAuthorization, "")
-	polls := rec.posts(fakeas.PathToken, fakeas.GrantDeviceCode)
+	auth := rec.posts(oauthtest.PathDeviceAuthorization, "")
+	polls := rec.posts(oauthtest.PathToken, oauthtest.GrantDeviceCode)
 	if len(auth) != 1 {
 		t.Fatalf("%d device authorization requests, want 1", len(auth))
 	}
@@ -289,9 +289,9 @@ func (w *wireRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // deviceEnv starts an in-memory fake server inside a synctest bubble (its
 // clock is the bubble's) and a client talking to it through a recorder.
-func deviceEnv(t *testing.T, cfg fakeas.Config) (*fakeas.Server, *Client, *wireRecorder) {
+func deviceEnv(t *testing.T, cfg oauthtest.Config) (*oauthtest.Server, *Client, *wireRecorder) {
 	cfg.InMemory = true
-	as, err := fakeas.New(cfg)
+	as, err := oauthtest.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func deviceEnv(t *testing.T, cfg fakeas.Config) (*fakeas.Server, *Client, *wireR
 	st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 	rec := &wireRecorder{base: as.Transport()}
 	c, err := New(t.Context(), Config{
-		Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, AllowInsecureLoopback: true,
+		Issuer: as.Issuer(), ClientID: oauthtest.DefaultClientID, AllowInsecureLoopback: true,
 		Store: st, Prompt: discardWriter{},
 		DevicePrompt: func(ctx context.Context, d DeviceCode) { <-ctx.Done() },
 		HTTP:         HTTPSettings{Transport: rec},
@@ -314,7 +314,7 @@ func deviceEnv(t *testing.T, cfg fakeas.Config) (*fakeas.Server, *Client, *wireR
 // deviceTimes returns when the recorded device polls were sent.
 func deviceTimes(rec *wireRecorder) []time.Time {
 	var at []time.Time
-	for _, p := range rec.posts(fakeas.PathToken, fakeas.GrantDeviceCode) {
+	for _, p := range rec.posts(oauthtest.PathToken, oauthtest.GrantDeviceCode) {
 		at = append(at, p.at)
 	}
 	return at
@@ -326,7 +326,7 @@ func TestDeviceFlowTiming(t *testing.T) {
 	t.Parallel()
 	t.Run("pending", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			_, c, rec := deviceEnv(t, fakeas.Config{DevicePendingPolls: 3, DeviceInterval: 5 * time.Second})
+			_, c, rec := deviceEnv(t, oauthtest.Config{DevicePendingPolls: 3, DeviceInterval: 5 * time.Second})
 			if err := c.Login(t.Context(), WithDevice()); err != nil {
 				t.Fatal(err)
 			}
@@ -343,7 +343,7 @@ func TestDeviceFlowTiming(t *testing.T) {
 	})
 	t.Run("slow_down", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			as, c, rec := deviceEnv(t, fakeas.Config{DevicePendingPolls: 4, DeviceInterval: 5 * time.Second})
+			as, c, rec := deviceEnv(t, oauthtest.Config{DevicePendingPolls: 4, DeviceInterval: 5 * time.Second})
 			as.SlowDownNext(2)
 			if err := c.Login(t.Context(), WithDevice()); err != nil {
 				t.Fatal(err)
@@ -368,7 +368,7 @@ func TestDeviceFlowTiming(t *testing.T) {
 	})
 	t.Run("denied", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			as, c, _ := deviceEnv(t, fakeas.Config{DeviceManualApproval: true})
+			as, c, _ := deviceEnv(t, oauthtest.Config{DeviceManualApproval: true})
 			go func() {
 				for len(as.Devices()) == 0 {
 					time.Sleep(time.Second) // fake time: the bubble's clock
@@ -382,7 +382,7 @@ func TestDeviceFlowTiming(t *testing.T) {
 	})
 	t.Run("expired", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			_, c, _ := deviceEnv(t, fakeas.Config{DeviceManualApproval: true, DeviceCodeLifetime: time.Minute})
+			_, c, _ := deviceEnv(t, oauthtest.Config{DeviceManualApproval: true, DeviceCodeLifetime: time.Minute})
 			start := time.Now()
 			if err := c.Login(t.Context(), WithDevice()); !errors.Is(err, ErrLoginExpired) {
 				t.Fatalf("Login = %v, want ErrLoginExpired", err)
@@ -398,11 +398,11 @@ func TestDeviceFlowTiming(t *testing.T) {
 // rate-limit error that carries the hint.
 func TestRetryAfterCapped(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	cfg := e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretBasic)
+	e := newEnv(t, oauthtest.Config{})
+	cfg := e.confidential(t, "job", "job-secret", oauthtest.AuthClientSecretBasic)
 	cfg.HTTP.RetryBudget = 2 * time.Second
 	c := mustNew(t, cfg)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultRateLimited, Endpoint: fakeas.EndpointToken, RetryAfter: "86400"})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultRateLimited, Endpoint: oauthtest.EndpointToken, RetryAfter: "86400"})
 	start := time.Now()
 	_, err := c.Token(t.Context())
 	if d := time.Since(start); d > cfg.HTTP.RetryBudget+time.Second {
@@ -433,7 +433,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 	for name, f := range tamper {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			cfg := e.config()
 			callbacks := make(chan string, 1)
 			cfg.OpenBrowser = func(u string) error {
@@ -447,7 +447,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 					f(q)
 					redirect.RawQuery = q.Encode()
 					callbacks <- redirect.String()
-					fakeas.Deliver(context.Background(), redirect.String())
+					oauthtest.Deliver(context.Background(), redirect.String())
 				}()
 				return nil
 			}
@@ -460,7 +460,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 			if !errors.Is(err, w) {
 				t.Fatalf("Login = %v, want %v", err, w)
 			}
-			if e.as.Stats().Grants[fakeas.GrantAuthorizationCode] != 0 {
+			if e.as.Stats().Grants[oauthtest.GrantAuthorizationCode] != 0 {
 				t.Fatal("a rejected callback's code was exchanged")
 			}
 			assertClosed(t, <-callbacks)
@@ -468,7 +468,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 	}
 	t.Run("second callback", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, fakeas.Config{})
+		e := newEnv(t, oauthtest.Config{})
 		cfg := e.config()
 		second := make(chan error, 1)
 		cfg.OpenBrowser = func(u string) error {
@@ -483,7 +483,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 				errs := make([]error, 2)
 				for i := range 2 {
 					wg.Add(1)
-					go func() { defer wg.Done(); errs[i] = fakeas.Deliver(context.Background(), redirect.String()) }()
+					go func() { defer wg.Done(); errs[i] = oauthtest.Deliver(context.Background(), redirect.String()) }()
 				}
 				wg.Wait()
 				if (errs[0] == nil) == (errs[1] == nil) {
@@ -507,7 +507,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, fakeas.Config{})
+		e := newEnv(t, oauthtest.Config{})
 		cfg := e.config()
 		authURLs := make(chan string, 1)
 		cfg.OpenBrowser = func(u string) error { authURLs <- u; return nil }
@@ -521,7 +521,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, fakeas.Config{})
+		e := newEnv(t, oauthtest.Config{})
 		cfg := e.config()
 		ctx, cancel := context.WithCancel(t.Context())
 		authURLs := make(chan string, 1)
@@ -536,7 +536,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 	t.Run("non-loopback bind", func(t *testing.T) {
 		t.Parallel()
 		for _, h := range []string{"0.0.0.0", "192.168.1.10", "localhost", "::"} {
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			cfg := e.config()
 			cfg.RedirectHost = h
 			if _, err := New(t.Context(), cfg); !errors.Is(err, ErrInvalidConfig) {
@@ -549,7 +549,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 	})
 	t.Run("pkce and state sent", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, fakeas.Config{})
+		e := newEnv(t, oauthtest.Config{})
 		cfg := e.config()
 		queries := make(chan url.Values, 1)
 		cfg.OpenBrowser = func(u string) error {
@@ -591,10 +591,10 @@ func assertClosed(t *testing.T, callback string) {
 // AC5: a failing revocation endpoint does not keep the local entry.
 func TestLogoutRevocationFails(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	c := mustNew(t, e.config())
 	login(t, c)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultStatus500, Endpoint: fakeas.EndpointRevocation})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
 	err := c.Logout(t.Context())
 	var le *LogoutError
 	if !errors.As(err, &le) {
@@ -618,7 +618,7 @@ func TestLogoutRevocationFails(t *testing.T) {
 // including the go-retryablehttp path.
 func TestCanarySecrets(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{IDToken: true})
+	e := newEnv(t, oauthtest.Config{IDToken: true})
 	secret := canary.New("secret")
 	var errs []string
 	var errsMu sync.Mutex
@@ -630,15 +630,15 @@ func TestCanarySecrets(t *testing.T) {
 		}
 	}
 	// Confidential client: retries (go-retryablehttp logs), 503s, errors.
-	cc := e.confidential(t, "job", secret, fakeas.AuthClientSecretPost)
+	cc := e.confidential(t, "job", secret, oauthtest.AuthClientSecretPost)
 	cc.Events = func(ev Event) { record(ev.Err) }
 	c1 := mustNew(t, cc)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, Times: 2})
 	tok1, err := c1.Token(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken})
 	forceRefresh(t, c1)
 	_, err = c1.Token(t.Context())
 	record(err)
@@ -659,11 +659,11 @@ func TestCanarySecrets(t *testing.T) {
 		}
 		pu, _ := url.Parse(u)
 		captured <- authz{redirect.Query().Get("code"), pu.Query().Get("code_challenge")}
-		return fakeas.Deliver(context.Background(), redirect.String())
+		return oauthtest.Deliver(context.Background(), redirect.String())
 	}
 	cfg.Events = func(ev Event) { record(ev.Err) }
 	c2 := mustNew(t, cfg)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultResponseLost, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantAuthorizationCode, Times: 1})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultResponseLost, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantAuthorizationCode, Times: 1})
 	err = c2.Login(t.Context())
 	if !errors.Is(err, ErrNetwork) {
 		t.Fatalf("Login with a lost response = %v, want ErrNetwork", err)
@@ -671,7 +671,7 @@ func TestCanarySecrets(t *testing.T) {
 	record(err)
 	login(t, c2)
 	tok2, _ := c2.Token(t.Context())
-	exchanges := wire.posts(fakeas.PathToken, fakeas.GrantAuthorizationCode)
+	exchanges := wire.posts(oauthtest.PathToken, oauthtest.GrantAuthorizationCode)
 	if len(exchanges) != 2 {
 		t.Fatalf("%d code exchanges on the wire, want 2", len(exchanges))
 	}
@@ -686,15 +686,15 @@ func TestCanarySecrets(t *testing.T) {
 	}
 	stored, _ := e.store.Load(t.Context(), c2.baseKey().String())
 	// A refresh that fails with invalid_grant after a reset.
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultReset, Endpoint: fakeas.EndpointToken, Times: 1})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultReset, Endpoint: oauthtest.EndpointToken, Times: 1})
 	forceRefresh(t, c2)
 	_, err = c2.Token(t.Context())
 	record(err)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultOAuthError, Endpoint: fakeas.EndpointToken, Code: "invalid_grant", Description: "token " + stored.RefreshToken + " revoked", Times: 1})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointToken, Code: "invalid_grant", Description: "token " + stored.RefreshToken + " revoked", Times: 1})
 	mustDefault(t, c2).cache.Invalidate(tok2)
 	_, err = c2.Token(t.Context())
 	record(err)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultStatus500, Endpoint: fakeas.EndpointRevocation})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
 	record(c2.Logout(t.Context()))
 	st, _ := c2.Status(t.Context())
 	errs = append(errs, fmt.Sprintf("%+v", st))
@@ -722,9 +722,9 @@ func TestCanarySecrets(t *testing.T) {
 // AC7: two profiles for one issuer never read each other's tokens.
 func TestProfilesIsolated(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{IDToken: true})
+	e := newEnv(t, oauthtest.Config{IDToken: true})
 	mk := func(profile, subject string) *Client {
-		if err := e.as.Update(func(c *fakeas.Config) { c.Subject = subject }); err != nil {
+		if err := e.as.Update(func(c *oauthtest.Config) { c.Subject = subject }); err != nil {
 			t.Fatal(err)
 		}
 		cfg := e.config()
@@ -765,8 +765,8 @@ func TestProfilesIsolated(t *testing.T) {
 // refresh token serves both and is rotated safely.
 func TestTwoResourcesOneLogin(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	apiB := fakeas.StartAPI(t, e.as, "")
+	e := newEnv(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
 	cfg := e.config()
 	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
 	c := mustNew(t, cfg)
@@ -801,7 +801,7 @@ func TestTwoResourcesOneLogin(t *testing.T) {
 		}
 		_ = i
 	}
-	for _, api := range []*fakeas.API{e.api, apiB} {
+	for _, api := range []*oauthtest.API{e.api, apiB} {
 		s := api.Stats()
 		if s.Foreign != 0 || s.Unknown != 0 {
 			t.Fatalf("API %s received foreign tokens: %+v", api.Resource(), s)
@@ -814,8 +814,8 @@ func TestTwoResourcesOneLogin(t *testing.T) {
 	if st.RefreshTokensPresentedTwice != 0 || st.ReuseDetections != 0 || st.FamilyRevocations != 0 {
 		t.Fatalf("refresh token reused: %+v", st)
 	}
-	if st.Grants[fakeas.GrantRefreshToken] < 6 {
-		t.Fatalf("refresh grants = %d, want >= 6", st.Grants[fakeas.GrantRefreshToken])
+	if st.Grants[oauthtest.GrantRefreshToken] < 6 {
+		t.Fatalf("refresh grants = %d, want >= 6", st.Grants[oauthtest.GrantRefreshToken])
 	}
 	// Logout revokes and forgets every resource's token.
 	if err := c.Logout(t.Context()); err != nil {
@@ -830,10 +830,10 @@ func TestTwoResourcesOneLogin(t *testing.T) {
 // before they expire by the server's clock.
 func TestServerClockAhead(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []fakeas.ExpiresInMode{fakeas.ExpiresInNumber, fakeas.ExpiresInOmit} {
+	for _, mode := range []oauthtest.ExpiresInMode{oauthtest.ExpiresInNumber, oauthtest.ExpiresInOmit} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{ClockOffset: 10 * time.Minute, AccessTokenLifetime: time.Hour, ExpiresIn: mode})
+			e := newEnv(t, oauthtest.Config{ClockOffset: 10 * time.Minute, AccessTokenLifetime: time.Hour, ExpiresIn: mode})
 			cfg := e.config()
 			var skews []time.Duration
 			var mu sync.Mutex
@@ -870,8 +870,8 @@ func TestServerClockAhead(t *testing.T) {
 
 // S-04: a token given by option or environment bypasses the store.
 func TestFixedTokenBypassesStore(t *testing.T) {
-	e := newEnv(t, fakeas.Config{})
-	tok, err := e.as.Mint(fakeas.Grant{Resources: []string{e.api.Resource()}})
+	e := newEnv(t, oauthtest.Config{})
+	tok, err := e.as.Mint(oauthtest.Grant{Resources: []string{e.api.Resource()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -924,8 +924,8 @@ var _ = oauth2.Token{}
 // minted for the configured resources.
 func TestLogoutRemovesEarlierResourceTokens(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	apiB := fakeas.StartAPI(t, e.as, "")
+	e := newEnv(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
 	cfg := e.config()
 	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
 	cfg.Profile = "earlier"
@@ -975,8 +975,8 @@ func (f *failingStore) Save(ctx context.Context, name string, e *store.Entry) er
 // never the spent one in the store, and it reaches the store later.
 func TestMintRotationSurvivesSaveFailure(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	apiB := fakeas.StartAPI(t, e.as, "")
+	e := newEnv(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
 	fs := &failingStore{Store: e.store}
 	cfg := e.config()
 	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}

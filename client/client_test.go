@@ -4,13 +4,13 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 func TestClientCredentialsCallsAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	c := mustNew(t, e.confidential(t, "job", "s3cret-job", fakeas.AuthClientSecretBasic))
+	e := newEnv(t, oauthtest.Config{})
+	c := mustNew(t, e.confidential(t, "job", "s3cret-job", oauthtest.AuthClientSecretBasic))
 	hc, err := c.HTTPClient(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -20,14 +20,14 @@ func TestClientCredentialsCallsAPI(t *testing.T) {
 			t.Fatalf("API answered %d: %s", code, body)
 		}
 	}
-	if n := e.as.Stats().Grants[fakeas.GrantClientCredentials]; n != 1 {
+	if n := e.as.Stats().Grants[oauthtest.GrantClientCredentials]; n != 1 {
 		t.Fatalf("client_credentials requests = %d, want 1 for three calls", n)
 	}
 }
 
 func TestBrowserLoginThenAPIAndLogout(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{IDToken: true})
+	e := newEnv(t, oauthtest.Config{IDToken: true})
 	c := mustNew(t, e.config())
 	if _, err := c.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
 		t.Fatalf("Token before login = %v, want ErrReauthRequired", err)
@@ -40,7 +40,7 @@ func TestBrowserLoginThenAPIAndLogout(t *testing.T) {
 		t.Fatalf("API answered %d: %s", code, body)
 	}
 	st, err := c.Status(t.Context())
-	if err != nil || !st.LoggedIn || !st.HasRefreshToken || st.Subject != fakeas.DefaultSubject {
+	if err != nil || !st.LoggedIn || !st.HasRefreshToken || st.Subject != oauthtest.DefaultSubject {
 		t.Fatalf("Status = %+v, %v", st, err)
 	}
 	if err := c.Logout(t.Context()); err != nil {
@@ -59,7 +59,7 @@ func TestBrowserLoginThenAPIAndLogout(t *testing.T) {
 
 func TestDeviceLogin(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{DeviceInterval: 1e9, DevicePendingPolls: 1})
+	e := newEnv(t, oauthtest.Config{DeviceInterval: 1e9, DevicePendingPolls: 1})
 	c := mustNew(t, e.config())
 	if err := c.Login(t.Context(), WithDevice()); err != nil {
 		t.Fatalf("Login: %v", err)

@@ -12,14 +12,14 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
 	"github.com/tokenward/tokenward/store"
 )
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
 	cases := []struct {
 		name string
@@ -61,7 +61,7 @@ func TestConfigValidation(t *testing.T) {
 
 func TestDiscoveryIssuerMismatch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{DiscoveryIssuer: "https://evil.example"})
+	e := newEnv(t, oauthtest.Config{DiscoveryIssuer: "https://evil.example"})
 	_, err := New(t.Context(), e.config())
 	if !errors.Is(err, ErrIssuerMismatch) {
 		t.Fatalf("New = %v, want ErrIssuerMismatch", err)
@@ -70,8 +70,8 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 
 func TestExplicitEndpointsWithoutDiscovery(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	cfg := e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretBasic)
+	e := newEnv(t, oauthtest.Config{})
+	cfg := e.confidential(t, "job", "job-secret", oauthtest.AuthClientSecretBasic)
 	cfg.Issuer = ""
 	cfg.Endpoints = Endpoints{TokenURL: e.as.TokenURL()}
 	cfg.AuthMethod = AuthSecretBasic
@@ -79,7 +79,7 @@ func TestExplicitEndpointsWithoutDiscovery(t *testing.T) {
 	if _, err := c.Token(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.as.Stats().Requests[fakeas.EndpointDiscovery]; n != 0 {
+	if n := e.as.Stats().Requests[oauthtest.EndpointDiscovery]; n != 0 {
 		t.Fatalf("discovery requested %d times", n)
 	}
 }
@@ -89,8 +89,8 @@ func TestExplicitEndpointsWithoutDiscovery(t *testing.T) {
 // client_secret_post sees no Basic attempt first (O-08).
 func TestAuthMethodFromDiscovery(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	cfg := e.confidential(t, "poster", "post-secret", fakeas.AuthClientSecretPost)
+	e := newEnv(t, oauthtest.Config{})
+	cfg := e.confidential(t, "poster", "post-secret", oauthtest.AuthClientSecretPost)
 	c := mustNew(t, cfg)
 	if c.method != AuthSecretBasic && c.method != AuthSecretPost {
 		t.Fatalf("method %q", c.method)
@@ -120,10 +120,10 @@ func TestPrivateKeyJWT(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			priv, pub := gen()
-			if err := e.as.Update(func(c *fakeas.Config) {
-				c.Clients = []fakeas.Client{{ID: "signer", PublicKey: pub}}
+			if err := e.as.Update(func(c *oauthtest.Config) {
+				c.Clients = []oauthtest.Client{{ID: "signer", PublicKey: pub}}
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +141,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 			}
 			// Two 503s: each retry must carry a fresh assertion (the server
 			// refuses a replayed jti).
-			e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2})
+			e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, Times: 2})
 			if _, err := c.Token(t.Context()); err != nil {
 				t.Fatalf("Token: %v", err)
 			}
@@ -155,7 +155,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 // O-02: two clients for one profile share one token cache.
 func TestClientsShareOneCache(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	c1 := mustNew(t, e.config())
 	login(t, c1)
 	c2 := mustNew(t, e.config())
@@ -178,7 +178,7 @@ func TestClientsShareOneCache(t *testing.T) {
 		go func() { defer wg.Done(); c.Token(t.Context()) }()
 	}
 	wg.Wait()
-	if n := e.as.Stats().Grants[fakeas.GrantRefreshToken]; n != 1 {
+	if n := e.as.Stats().Grants[oauthtest.GrantRefreshToken]; n != 1 {
 		t.Fatalf("refreshes = %d, want 1", n)
 	}
 }
@@ -187,7 +187,7 @@ func TestClientsShareOneCache(t *testing.T) {
 // naming the opt-ins; a locked keychain is ErrLocked; neither falls back.
 func TestStoreUnavailable(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	for name, fk := range map[string]*fakekeychain.Fake{"no bus": fakekeychain.NewSecretService(), "locked": fakekeychain.NewSecretService()} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -233,8 +233,8 @@ func TestStoreUnavailable(t *testing.T) {
 // and the API, and https needs no loopback opt-in.
 func TestTLSConfigForServerAndAPI(t *testing.T) {
 	t.Parallel()
-	as := fakeas.Start(t, fakeas.Config{TLS: true, Clients: []fakeas.Client{{ID: "job", Secret: "tls-secret"}}})
-	api := fakeas.StartAPI(t, as, "")
+	as := oauthtest.Start(t, oauthtest.Config{TLS: true, Clients: []oauthtest.Client{{ID: "job", Secret: "tls-secret"}}})
+	api := oauthtest.StartAPI(t, as, "")
 	st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 	cfg := Config{Issuer: as.Issuer(), ClientID: "job", ClientSecret: "tls-secret", Grant: GrantClientCredentials,
 		Resources: []string{api.Resource()}, Store: st, HTTP: HTTPSettings{TLSConfig: &tls.Config{RootCAs: as.CertPool()}}}

@@ -11,13 +11,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/store"
 )
 
 // forgetDiscovery drops issuer's entry from the process-wide discovery
-// cache. fakeas issuers are 127.0.0.1 URLs with random ports, and a port
+// cache. oauthtest issuers are 127.0.0.1 URLs with random ports, and a port
 // freed by an earlier test's server may come back: its cached document
 // would make the fetch counts below 0.
 func forgetDiscovery(issuer string) {
@@ -42,9 +42,9 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{OIDCDiscoveryOnly: tc.oidcOnly})
+			e := newEnv(t, oauthtest.Config{OIDCDiscoveryOnly: tc.oidcOnly})
 			forgetDiscovery(e.as.Issuer())
-			cc := e.confidential(t, "job", "job-secret", fakeas.AuthClientSecretPost)
+			cc := e.confidential(t, "job", "job-secret", oauthtest.AuthClientSecretPost)
 			cc.AuthMethod = "" // chosen from the discovered document
 			c1 := mustNew(t, cc)
 			if diff := cmp.Diff(tc.want, e.as.Stats().Discovery); diff != "" {
@@ -61,7 +61,7 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 			if code, body := get(t, hc, e.api.URL()+"/things"); code != 200 {
 				t.Fatalf("API answered %d: %s", code, body)
 			}
-			if n := e.as.Stats().Grants[fakeas.GrantClientCredentials]; n != 1 {
+			if n := e.as.Stats().Grants[oauthtest.GrantClientCredentials]; n != 1 {
 				t.Fatalf("client_credentials POSTs = %d, want 1", n)
 			}
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -16,7 +16,7 @@ import (
 // token only to the API's origin.
 func Example_clientCredentials() {
 	ctx := context.Background()
-	as, _ := fakeas.New(fakeas.Config{Clients: []fakeas.Client{{ID: "reports-job", Secret: "example-secret"}}})
+	as, _ := oauthtest.New(oauthtest.Config{Clients: []oauthtest.Client{{ID: "reports-job", Secret: "example-secret"}}})
 	defer as.Close()
 	api, _ := as.NewAPI("")
 
@@ -56,14 +56,14 @@ func Example_clientCredentials() {
 // A CLI: device login, status, logout.
 func ExampleClient_Login() {
 	ctx := context.Background()
-	as, _ := fakeas.New(fakeas.Config{DeviceInterval: time.Second, IDToken: true, Subject: "ada"})
+	as, _ := oauthtest.New(oauthtest.Config{DeviceInterval: time.Second, IDToken: true, Subject: "ada"})
 	defer as.Close()
 	api, _ := as.NewAPI("")
 
 	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
 	c, err := client.New(ctx, client.Config{
 		Issuer:                as.Issuer(),
-		ClientID:              fakeas.DefaultClientID, // a public client: no secret
+		ClientID:              oauthtest.DefaultClientID, // a public client: no secret
 		Scopes:                []string{"read"},
 		Resources:             []string{api.Resource()},
 		AllowInsecureLoopback: true,

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -80,9 +80,9 @@ func TestShortTokensEndToEnd(t *testing.T) {
 			t.Run(fmt.Sprintf("life=%v/clock=%+v", life, offset), func(t *testing.T) {
 				t.Parallel()
 				synctest.Test(t, func(t *testing.T) {
-					as, err := fakeas.New(fakeas.Config{
+					as, err := oauthtest.New(oauthtest.Config{
 						InMemory: true, AccessTokenLifetime: life, ClockOffset: offset,
-						Clients: []fakeas.Client{{ID: "job", Secret: "job-secret"}},
+						Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}},
 					})
 					if err != nil {
 						t.Fatal(err)
@@ -92,7 +92,7 @@ func TestShortTokensEndToEnd(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					as.InjectFault(fakeas.Fault{Kind: fakeas.FaultDelay, Endpoint: fakeas.EndpointToken, Delay: 300 * time.Millisecond})
+					as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultDelay, Endpoint: oauthtest.EndpointToken, Delay: 300 * time.Millisecond})
 					st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 					c, err := New(t.Context(), Config{
 						Issuer: as.Issuer(), ClientID: "job", ClientSecret: "job-secret", Grant: GrantClientCredentials,
@@ -136,7 +136,7 @@ func TestShortTokensEndToEnd(t *testing.T) {
 					wg.Wait()
 					s := api.Stats()
 					t.Logf("%d requests, %d failed; API: %d ok, %d rejected; %d token requests",
-						calls, failed, s.OK, s.Rejected, as.Stats().Requests[fakeas.EndpointToken])
+						calls, failed, s.OK, s.Rejected, as.Stats().Requests[oauthtest.EndpointToken])
 					if s.Rejected != 0 {
 						t.Fatalf("the API rejected %d requests (expired tokens sent), want 0", s.Rejected)
 					}

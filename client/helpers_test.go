@@ -10,15 +10,15 @@ import (
 
 	"github.com/tokenward/tokenward/internal/canary"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
 // env is one fake authorization server, one protected API on it, a memory
 // store and a captured debug log, for a test.
 type env struct {
-	as    *fakeas.Server
-	api   *fakeas.API
+	as    *oauthtest.Server
+	api   *oauthtest.API
 	store store.Store
 	log   *syncBuffer
 }
@@ -26,10 +26,10 @@ type env struct {
 // syncBuffer captures log output for canary scans.
 type syncBuffer = canary.Log
 
-func newEnv(t *testing.T, cfg fakeas.Config) *env {
+func newEnv(t *testing.T, cfg oauthtest.Config) *env {
 	t.Helper()
-	as := fakeas.Start(t, cfg)
-	api := fakeas.StartAPI(t, as, "")
+	as := oauthtest.Start(t, cfg)
+	api := oauthtest.StartAPI(t, as, "")
 	st, err := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func newEnv(t *testing.T, cfg fakeas.Config) *env {
 func (e *env) config() Config {
 	return Config{
 		Issuer:                e.as.Issuer(),
-		ClientID:              fakeas.DefaultClientID,
+		ClientID:              oauthtest.DefaultClientID,
 		Scopes:                []string{"read"},
 		Resources:             []string{e.api.Resource()},
 		AllowInsecureLoopback: true,
@@ -59,10 +59,10 @@ func (e *env) config() Config {
 // confidential registers a client_secret client and returns its config.
 func (e *env) confidential(t *testing.T, id, secret, method string) Config {
 	t.Helper()
-	if err := e.as.Update(func(c *fakeas.Config) {
-		c.Clients = append(c.Clients, fakeas.Client{ID: id, Secret: secret, AuthMethod: method})
+	if err := e.as.Update(func(c *oauthtest.Config) {
+		c.Clients = append(c.Clients, oauthtest.Client{ID: id, Secret: secret, AuthMethod: method})
 		if len(c.Clients) == 1 {
-			c.Clients = append(c.Clients, fakeas.Client{ID: fakeas.DefaultClientID, RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}})
+			c.Clients = append(c.Clients, oauthtest.Client{ID: oauthtest.DefaultClientID, RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}})
 		}
 	}); err != nil {
 		t.Fatal(err)

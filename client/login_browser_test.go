@@ -14,7 +14,7 @@ import (
 	"testing/synctest"
 
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 // forgedCall is a request someone other than the browser sends to the login
@@ -132,7 +132,7 @@ func TestForgedCallbacksIgnored(t *testing.T) {
 	for _, fc := range forgedCalls() {
 		t.Run(fc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			cfg := e.config()
 			type outcome struct {
 				status, realStatus int
@@ -207,7 +207,7 @@ func TestRealErrorCallbackAfterForgedOnes(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			cfg := e.config()
 			statuses := make(chan []int, 1)
 			cfg.OpenBrowser = func(u string) error {
@@ -241,7 +241,7 @@ func TestRealErrorCallbackAfterForgedOnes(t *testing.T) {
 			if want := []int{http.StatusBadRequest, http.StatusBadRequest}; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("statuses %v, want %v (forged ignored, real one rejected with its error)", got, want)
 			}
-			if n := e.as.Stats().Grants[fakeas.GrantAuthorizationCode]; n != 0 {
+			if n := e.as.Stats().Grants[oauthtest.GrantAuthorizationCode]; n != 0 {
 				t.Fatalf("%d code exchanges, want 0", n)
 			}
 		})
@@ -253,7 +253,7 @@ func TestRealErrorCallbackAfterForgedOnes(t *testing.T) {
 // code exchange, and the log holds a bounded number of lines about them.
 func TestForgedCallbackFlood(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	cfg := e.config()
 	const workers, each = 8, 40
 	type outcome struct {
@@ -391,10 +391,10 @@ func TestLimitListener(t *testing.T) {
 // raw, and still means the same URL.
 func TestAuthorizationURLShownSafely(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	cfg := e.config()
 	cfg.Issuer = ""
-	cfg.Endpoints = Endpoints{AuthURL: e.as.URL(fakeas.PathAuthorize + "\u202e?tenant=\u202eabc&p"), TokenURL: e.as.TokenURL()}
+	cfg.Endpoints = Endpoints{AuthURL: e.as.URL(oauthtest.PathAuthorize + "\u202e?tenant=\u202eabc&p"), TokenURL: e.as.TokenURL()}
 	var prompt syncBuffer
 	cfg.Prompt = &prompt
 	ctx, cancel := context.WithCancel(t.Context())
@@ -417,7 +417,7 @@ func TestAuthorizationURLShownSafely(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := pu.Query(); pu.Path != fakeas.PathAuthorize+"\u202e" || q.Get("tenant") != "\u202eabc" || !q.Has("p") || q.Get("response_type") != "code" {
+	if q := pu.Query(); pu.Path != oauthtest.PathAuthorize+"\u202e" || q.Get("tenant") != "\u202eabc" || !q.Has("p") || q.Get("response_type") != "code" {
 		t.Fatalf("the authorization URL %q lost the endpoint's path or query", u)
 	}
 }

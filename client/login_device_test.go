@@ -11,7 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/store"
 )
@@ -26,7 +26,7 @@ type deviceRewrite struct {
 // RoundTrip forwards req and rewrites a device authorization answer.
 func (d deviceRewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := d.base.RoundTrip(req)
-	if err != nil || req.URL.Path != fakeas.PathDeviceAuthorization || resp.StatusCode != http.StatusOK {
+	if err != nil || req.URL.Path != oauthtest.PathDeviceAuthorization || resp.StatusCode != http.StatusOK {
 		return resp, err
 	}
 	defer resp.Body.Close()
@@ -50,9 +50,9 @@ func (d deviceRewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 // deviceLoginShowing runs a device login, inside a synctest bubble, against
 // an in-memory fake server whose device authorization response has the
 // members of set replaced. It returns what the default prompt printed.
-func deviceLoginShowing(t *testing.T, set map[string]any) (*fakeas.Server, string, error) {
+func deviceLoginShowing(t *testing.T, set map[string]any) (*oauthtest.Server, string, error) {
 	t.Helper()
-	as, err := fakeas.New(fakeas.Config{InMemory: true, DeviceInterval: time.Second})
+	as, err := oauthtest.New(oauthtest.Config{InMemory: true, DeviceInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func deviceLoginShowing(t *testing.T, set map[string]any) (*fakeas.Server, strin
 	}
 	var prompt syncBuffer
 	c, err := New(t.Context(), Config{
-		Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, AllowInsecureLoopback: true,
+		Issuer: as.Issuer(), ClientID: oauthtest.DefaultClientID, AllowInsecureLoopback: true,
 		Store: st, Prompt: &prompt,
 		HTTP: HTTPSettings{Transport: deviceRewrite{base: as.Transport(), set: set}},
 	})

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
 	"github.com/tokenward/tokenward/store"
 )
@@ -24,7 +24,7 @@ func TestLoginChecksStoreFirst(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, fakeas.Config{})
+			e := newEnv(t, oauthtest.Config{})
 			kc := fakekeychain.NewSecretService()
 			st, err := store.Open(t.Context(), func(o *store.Options) {
 				o.Mode, o.Backend, o.LockDir = store.ModeKeychain, kc, t.TempDir()
@@ -52,7 +52,7 @@ func TestLoginChecksStoreFirst(t *testing.T) {
 				t.Fatalf("Login with a locked keychain = %v, want store.ErrLocked", err)
 			}
 			st2 := e.as.Stats()
-			if n := st2.Requests[fakeas.EndpointDeviceAuthorization] + st2.Requests[fakeas.EndpointAuthorize]; n != 0 || prompted.Load() || opened.Load() {
+			if n := st2.Requests[oauthtest.EndpointDeviceAuthorization] + st2.Requests[oauthtest.EndpointAuthorize]; n != 0 || prompted.Load() || opened.Load() {
 				t.Fatalf("a login was started with a locked keychain: %d requests, prompted %v, browser opened %v", n, prompted.Load(), opened.Load())
 			}
 			// Unlocked, the same Client logs in.

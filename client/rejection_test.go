@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -38,7 +38,7 @@ func TestRejectingAPIDoesNotDriveTokenEndpoint(t *testing.T) {
 		t.Run(fmt.Sprintf("%d requests", n), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				as, err := fakeas.New(fakeas.Config{InMemory: true, Clients: []fakeas.Client{{ID: "job", Secret: "job-secret"}}})
+				as, err := oauthtest.New(oauthtest.Config{InMemory: true, Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -88,7 +88,7 @@ func TestRejectingAPIDoesNotDriveTokenEndpoint(t *testing.T) {
 					}
 					time.Sleep(10 * time.Millisecond)
 				}
-				fetches := as.Stats().Grants[fakeas.GrantClientCredentials]
+				fetches := as.Stats().Grants[oauthtest.GrantClientCredentials]
 				bound := 2 + int(math.Log2(float64(n)))
 				t.Logf("%d requests rejected: %d token requests (bound %d), %d saves, %d EventTokenRejected",
 					n, fetches, bound, st.saves.Load(), len(rejected))

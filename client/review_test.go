@@ -15,7 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -23,8 +23,8 @@ import (
 // that created it is closed (its upstream must not depend on that Client).
 func TestSharedResourceCacheOutlivesItsCreator(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	apiB := fakeas.StartAPI(t, e.as, "")
+	e := newEnv(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
 	cfg := e.config()
 	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
 	c1 := mustNew(t, cfg)
@@ -59,8 +59,8 @@ func TestSharedResourceCacheOutlivesItsCreator(t *testing.T) {
 // user's tokens, including ones an earlier process stored.
 func TestLoginDropsPreviousUsersResourceTokens(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{Subject: "alice"})
-	apiB := fakeas.StartAPI(t, e.as, "")
+	e := newEnv(t, oauthtest.Config{Subject: "alice"})
+	apiB := oauthtest.StartAPI(t, e.as, "")
 	cfg := e.config()
 	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
 	c1 := mustNew(t, cfg)
@@ -71,7 +71,7 @@ func TestLoginDropsPreviousUsersResourceTokens(t *testing.T) {
 	}
 	c1.Close() // an earlier process
 
-	e.as.Update(func(c *fakeas.Config) { c.Subject = "bob" })
+	e.as.Update(func(c *oauthtest.Config) { c.Subject = "bob" })
 	c2 := mustNew(t, cfg)
 	login(t, c2)
 	rb2, _ := c2.ForResource(apiB.Resource())
@@ -89,17 +89,17 @@ func TestLoginDropsPreviousUsersResourceTokens(t *testing.T) {
 // answer was lost must still not be sent twice.
 func TestNoReplayWithCustomTransport(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	cfg := e.config()
 	cfg.HTTP.Transport = e.as.Transport()
 	c := mustNew(t, cfg)
 	login(t, c)
 	e.as.ResetStats()
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultResponseLost, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantRefreshToken, Times: 1})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultResponseLost, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantRefreshToken, Times: 1})
 	forceRefresh(t, c)
 	c.Token(t.Context())
-	if st := e.as.Stats(); st.Grants[fakeas.GrantRefreshToken] != 1 || st.RefreshTokensPresentedTwice != 0 {
-		t.Fatalf("refresh POSTs %d, presented twice %d; want 1 and 0", st.Grants[fakeas.GrantRefreshToken], st.RefreshTokensPresentedTwice)
+	if st := e.as.Stats(); st.Grants[oauthtest.GrantRefreshToken] != 1 || st.RefreshTokensPresentedTwice != 0 {
+		t.Fatalf("refresh POSTs %d, presented twice %d; want 1 and 0", st.Grants[oauthtest.GrantRefreshToken], st.RefreshTokensPresentedTwice)
 	}
 }
 
@@ -107,10 +107,10 @@ func TestNoReplayWithCustomTransport(t *testing.T) {
 // deadline.
 func TestLogoutDeletesWhenRevocationHangs(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	c := mustNew(t, e.config())
 	login(t, c)
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointRevocation})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointRevocation})
 	defer e.as.ReleaseHangs()
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
@@ -129,14 +129,14 @@ func TestLogoutDeletesWhenRevocationHangs(t *testing.T) {
 // ignored, even with explicit endpoints.
 func TestIssuerChecks(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	cfg := e.config()
 	cfg.Issuer = ""
 	cfg.Endpoints = Endpoints{AuthURL: e.as.AuthorizeURL(), TokenURL: e.as.TokenURL()}
 	c := mustNew(t, cfg)
 	login(t, c)
 
-	bad := newEnv(t, fakeas.Config{DiscoveryIssuer: "https://evil.example"})
+	bad := newEnv(t, oauthtest.Config{DiscoveryIssuer: "https://evil.example"})
 	cfg = bad.config()
 	cfg.Endpoints = Endpoints{TokenURL: bad.as.TokenURL()}
 	if _, err := New(t.Context(), cfg); !errors.Is(err, ErrIssuerMismatch) {
@@ -147,7 +147,7 @@ func TestIssuerChecks(t *testing.T) {
 // Two Clients of one credential must share a store, and both see events.
 func TestSecondClientSameCredential(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	var n1, n2 atomic.Int32
 	cfg := e.config()
 	cfg.Events = func(ev Event) {
@@ -183,7 +183,7 @@ func TestSecondClientSameCredential(t *testing.T) {
 // timeout.
 func TestBlockingBrowserOpener(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	cfg := e.config()
 	release := make(chan struct{})
 	defer close(release)
@@ -203,8 +203,8 @@ func TestBlockingBrowserOpener(t *testing.T) {
 // the same resource under a several-resource configuration never collide.
 func TestLoginAndResourceKeysDiffer(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
-	apiB := fakeas.StartAPI(t, e.as, "")
+	e := newEnv(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
 	one := e.config() // Resources: [api A]
 	many := e.config()
 	many.Resources = []string{e.api.Resource(), apiB.Resource()}
@@ -219,7 +219,7 @@ func TestLoginAndResourceKeysDiffer(t *testing.T) {
 // plaintext-file warns where a person sees it, without any logger.
 func TestPlaintextWarnsOnPrompt(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	cfg := e.config()
 	dir := filepath.Join(t.TempDir(), "tokens") // created 0700 by the store
 	cfg.Store = nil
@@ -241,11 +241,11 @@ func TestPlaintextWarnsOnPrompt(t *testing.T) {
 // is a typed rate-limit error with the hint.
 func TestDeadlinesAndRetryAfterOnSingleUse(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, fakeas.Config{})
+	e := newEnv(t, oauthtest.Config{})
 	c := mustNew(t, e.config())
 	login(t, c)
 	g := c.grant
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Times: 1})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointToken, Times: 1})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	_, err := g.tokenRequest(ctx, g.refreshForm("x", nil), replayNever)
 	cancel()
@@ -253,7 +253,7 @@ func TestDeadlinesAndRetryAfterOnSingleUse(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrTokenEndpointTimeout) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded and not ErrTokenEndpointTimeout", err)
 	}
-	e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, RetryAfter: "120", Times: 1})
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, RetryAfter: "120", Times: 1})
 	_, err = g.tokenRequest(t.Context(), g.refreshForm("x", nil), replayNever)
 	var rl *RateLimitError
 	if !errors.As(err, &rl) || rl.RetryAfter != 2*time.Minute || !errors.Is(err, ErrTemporarilyUnavailable) || rl.Code != "temporarily_unavailable" {
@@ -266,7 +266,7 @@ func TestDeadlinesAndRetryAfterOnSingleUse(t *testing.T) {
 func TestListenerClosedAfterSuccessAndExchangeFailure(t *testing.T) {
 	t.Parallel()
 	for _, fail := range []bool{false, true} {
-		e := newEnv(t, fakeas.Config{})
+		e := newEnv(t, oauthtest.Config{})
 		cfg := e.config()
 		type seen struct {
 			callback string
@@ -288,7 +288,7 @@ func TestListenerClosedAfterSuccessAndExchangeFailure(t *testing.T) {
 			return nil
 		}
 		if fail {
-			e.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultOAuthError, Endpoint: fakeas.EndpointToken, Code: "invalid_grant", Times: 1})
+			e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointToken, Code: "invalid_grant", Times: 1})
 		}
 		c := mustNew(t, cfg)
 		err := c.Login(t.Context())
@@ -323,7 +323,7 @@ func TestDevicePollTimeoutNotReplayed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				as, err := fakeas.New(fakeas.Config{InMemory: true, DeviceInterval: interval, DevicePendingPolls: 2})
+				as, err := oauthtest.New(oauthtest.Config{InMemory: true, DeviceInterval: interval, DevicePendingPolls: 2})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -334,13 +334,13 @@ func TestDevicePollTimeoutNotReplayed(t *testing.T) {
 				}
 				rec := &wireRecorder{base: base}
 				rec.onPost(func(p wirePost) {
-					if p.grant() == fakeas.GrantDeviceCode && p.n == 2 {
-						as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantDeviceCode, Times: 1})
+					if p.grant() == oauthtest.GrantDeviceCode && p.n == 2 {
+						as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantDeviceCode, Times: 1})
 					}
 				})
 				st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 				c := mustNew(t, Config{
-					Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, AllowInsecureLoopback: true, Store: st,
+					Issuer: as.Issuer(), ClientID: oauthtest.DefaultClientID, AllowInsecureLoopback: true, Store: st,
 					HTTP:         HTTPSettings{Timeout: tc.total, Transport: rec, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond},
 					DevicePrompt: func(ctx context.Context, d DeviceCode) { <-ctx.Done() },
 				})
@@ -350,8 +350,8 @@ func TestDevicePollTimeoutNotReplayed(t *testing.T) {
 				// pending, timeout, pending, success.
 				assertPollsSpaced(t, rec, interval, 4)
 				st2 := as.Stats()
-				if st2.Faults[fakeas.FaultHang] != 1 {
-					t.Fatalf("the hang fired %d times, want 1", st2.Faults[fakeas.FaultHang])
+				if st2.Faults[oauthtest.FaultHang] != 1 {
+					t.Fatalf("the hang fired %d times, want 1", st2.Faults[oauthtest.FaultHang])
 				}
 				if st2.SlowDowns != 0 {
 					t.Fatalf("slow_downs = %d: a timed-out poll was replayed early", st2.SlowDowns)

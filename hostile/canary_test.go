@@ -17,7 +17,7 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
 	"github.com/tokenward/tokenward/store"
 )
@@ -36,9 +36,9 @@ func TestCanaryScan(t *testing.T) {
 	// A public client for the login and a confidential one with a canary
 	// secret (registered up front: discovery is cached per process).
 	secret := canary.New("secret")
-	w := newWorld(t, fakeas.Config{IDToken: true, Clients: []fakeas.Client{
-		{ID: fakeas.DefaultClientID, RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}},
-		{ID: "job", Secret: secret, AuthMethod: fakeas.AuthClientSecretPost},
+	w := newWorld(t, oauthtest.Config{IDToken: true, Clients: []oauthtest.Client{
+		{ID: oauthtest.DefaultClientID, RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}},
+		{ID: "job", Secret: secret, AuthMethod: oauthtest.AuthClientSecretPost},
 	}})
 	storeLog := &syncBuffer{}
 	fk := fakekeychain.NewSecretService()
@@ -67,7 +67,7 @@ func TestCanaryScan(t *testing.T) {
 			code = redirect.Query().Get("code")
 			pu, _ := url.Parse(u)
 			challenge = pu.Query().Get("code_challenge")
-			fakeas.Deliver(context.Background(), redirect.String())
+			oauthtest.Deliver(context.Background(), redirect.String())
 		}()
 		return nil
 	}
@@ -79,14 +79,14 @@ func TestCanaryScan(t *testing.T) {
 	secrets = append(secrets, code, challenge, e0.AccessToken, e0.RefreshToken, e0.IDToken)
 
 	// 2. Refresh failures of every kind, each followed by recovery.
-	inject := []fakeas.Fault{
-		{Kind: fakeas.FaultStatus500}, {Kind: fakeas.FaultBadGateway}, {Kind: fakeas.FaultUnavailable},
-		{Kind: fakeas.FaultRateLimited, RetryAfter: "3"}, {Kind: fakeas.FaultReset}, {Kind: fakeas.FaultHugeBody, Size: 4 << 20},
-		{Kind: fakeas.FaultMalformedJSON, Before: true}, {Kind: fakeas.FaultHTMLPage}, {Kind: fakeas.FaultRedirect},
-		{Kind: fakeas.FaultOAuthError, Code: "invalid_request", Description: "bad refresh_token=" + e0.RefreshToken + " client_secret=" + e0.AccessToken},
+	inject := []oauthtest.Fault{
+		{Kind: oauthtest.FaultStatus500}, {Kind: oauthtest.FaultBadGateway}, {Kind: oauthtest.FaultUnavailable},
+		{Kind: oauthtest.FaultRateLimited, RetryAfter: "3"}, {Kind: oauthtest.FaultReset}, {Kind: oauthtest.FaultHugeBody, Size: 4 << 20},
+		{Kind: oauthtest.FaultMalformedJSON, Before: true}, {Kind: oauthtest.FaultHTMLPage}, {Kind: oauthtest.FaultRedirect},
+		{Kind: oauthtest.FaultOAuthError, Code: "invalid_request", Description: "bad refresh_token=" + e0.RefreshToken + " client_secret=" + e0.AccessToken},
 	}
 	for _, f := range inject {
-		f.Endpoint, f.Grant, f.Times = fakeas.EndpointToken, fakeas.GrantRefreshToken, 1
+		f.Endpoint, f.Grant, f.Times = oauthtest.EndpointToken, oauthtest.GrantRefreshToken, 1
 		w.as.InjectFault(f)
 		w.forceRefresh(c)
 		rec(tokenEventually(t, c, 5*time.Second))
@@ -106,11 +106,11 @@ func TestCanaryScan(t *testing.T) {
 	// the refresh token.
 	cur, _ := w.stored()
 	secrets = append(secrets, cur.AccessToken, cur.RefreshToken)
-	w.as.Update(func(c *fakeas.Config) { c.TokenType = "DPoP" })
+	w.as.Update(func(c *oauthtest.Config) { c.TokenType = "DPoP" })
 	w.forceRefresh(c)
 	rec(tokenEventually(t, c, 200*time.Millisecond))
-	w.as.Update(func(c *fakeas.Config) { c.TokenType = "Bearer" })
-	w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultOAuthError, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantRefreshToken, Code: "invalid_grant",
+	w.as.Update(func(c *oauthtest.Config) { c.TokenType = "Bearer" })
+	w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantRefreshToken, Code: "invalid_grant",
 		Description: "refresh token " + cur.RefreshToken + " was revoked", Times: 1})
 	w.forceRefresh(c)
 	rec(tokenEventually(t, c, 200*time.Millisecond))
@@ -123,7 +123,7 @@ func TestCanaryScan(t *testing.T) {
 	}
 	e1, _ := w.stored()
 	secrets = append(secrets, e1.AccessToken, e1.RefreshToken, e1.IDToken, code, challenge)
-	w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultStatus500, Endpoint: fakeas.EndpointRevocation})
+	w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
 	rec(c.Logout(t.Context()))
 
 	// 6. A confidential client with a canary secret: client_secret_post
@@ -137,7 +137,7 @@ func TestCanaryScan(t *testing.T) {
 		o.Logger = slog.New(slog.NewTextHandler(storeLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}}
 	j := w.newClient(jc)
-	w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2})
+	w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, Times: 2})
 	jt, err := j.Token(t.Context())
 	if rec(err) != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestWorldScanFindsLeaks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, fakeas.Config{})
+			w := newWorld(t, oauthtest.Config{})
 			rt := w.seed()
 			if found, _ := w.leaks(); len(found) != 0 {
 				t.Fatalf("the scan found secrets before any were planted: %v", found)

@@ -1,7 +1,7 @@
 // Package hostile is tokenward's hostile-world test suite: it tries hard to
 // break the promises of the design notes (section 1) from the outside, through
 // the public API only (client.New with a store from store.Open), against the
-// fake authorization server of internal/fakeas and the fake keychains of
+// fake authorization server of oauthtest and the fake keychains of
 // internal/fakekeychain. The package has no code of its own; everything is in
 // its tests, and RELIABILITY.md at the repository root reports their results.
 //
@@ -17,7 +17,7 @@
 //     set the server still honours, or the documented re-authentication
 //     state (entry removed, [client.ErrReauthRequired]);
 //   - no refresh token replayed: the server's record of refresh-token
-//     presentations (fakeas RefreshPresentations and Stats) shows no token
+//     presentations (oauthtest RefreshPresentations and Stats) shows no token
 //     presented again after the server consumed it, and no blind retry of a
 //     request that may have reached the server.
 //

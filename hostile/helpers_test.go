@@ -16,7 +16,7 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/leakscan"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
@@ -99,8 +99,8 @@ func (r *recorder) eventsOf(k client.EventKind) []client.Event {
 // store and a captured debug log, for one matrix row.
 type world struct {
 	t   *testing.T
-	as  *fakeas.Server
-	api *fakeas.API
+	as  *oauthtest.Server
+	api *oauthtest.API
 	st  store.Store
 	log *syncBuffer
 	rec *recorder
@@ -134,12 +134,12 @@ type world struct {
 // store. When the test ends (after its clients are closed) the world's
 // debug log, every error and event it recorded and the fake server's log
 // are scanned for the secrets the server issued (scanSecrets).
-func newWorld(t *testing.T, cfg fakeas.Config) *world {
+func newWorld(t *testing.T, cfg oauthtest.Config) *world {
 	t.Helper()
 	asLog := &syncBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(asLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	as := fakeas.Start(t, cfg)
-	api := fakeas.StartAPI(t, as, "")
+	as := oauthtest.Start(t, cfg)
+	api := oauthtest.StartAPI(t, as, "")
 	st, err := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +216,7 @@ func (w *world) issuer() string {
 // key is the store name of the login's token set, as client.New derives it
 // (store.Key of issuer, client id, scopes, resource and profile).
 func (w *world) key() string {
-	return store.Key{Issuer: w.issuer(), ClientID: fakeas.DefaultClientID, Scopes: []string{"read"}, Resource: []string{w.api.Resource()}}.String()
+	return store.Key{Issuer: w.issuer(), ClientID: oauthtest.DefaultClientID, Scopes: []string{"read"}, Resource: []string{w.api.Resource()}}.String()
 }
 
 // config returns the client configuration of the world: the default public
@@ -229,7 +229,7 @@ func (w *world) config() client.Config {
 	}
 	cfg := client.Config{
 		Issuer:                w.as.Issuer(),
-		ClientID:              fakeas.DefaultClientID,
+		ClientID:              oauthtest.DefaultClientID,
 		Scopes:                []string{"read"},
 		Resources:             []string{w.api.Resource()},
 		AllowInsecureLoopback: true,
@@ -245,7 +245,7 @@ func (w *world) config() client.Config {
 					return
 				}
 				w.remember(redirect.Query().Get("code"))
-				fakeas.Deliver(context.Background(), redirect.String())
+				oauthtest.Deliver(context.Background(), redirect.String())
 			}()
 			return nil
 		},
@@ -286,7 +286,7 @@ func (w *world) newClient(cfg client.Config) *client.Client {
 // first Token call must refresh. It returns the stored refresh token.
 func (w *world) seed() string {
 	w.t.Helper()
-	tok, err := w.as.Mint(fakeas.Grant{Scope: "read", Resources: []string{w.api.Resource()}})
+	tok, err := w.as.Mint(oauthtest.Grant{Scope: "read", Resources: []string{w.api.Resource()}})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func (w *world) assertNoReplay(allowGrace bool) {
 }
 
 // assertNoReplay is world.assertNoReplay for any server.
-func assertNoReplay(t testing.TB, as *fakeas.Server, allowGrace bool) {
+func assertNoReplay(t testing.TB, as *oauthtest.Server, allowGrace bool) {
 	t.Helper()
 	st := as.Stats()
 	if st.ReuseDetections != 0 || st.FamilyRevocations != 0 {
@@ -363,7 +363,7 @@ func assertNoReplay(t testing.TB, as *fakeas.Server, allowGrace bool) {
 
 // describePresentations lists the server's refresh token presentations
 // without the tokens: "#token:outcome" per presentation.
-func describePresentations(as *fakeas.Server) string {
+func describePresentations(as *oauthtest.Server) string {
 	ids := map[string]int{}
 	var parts []string
 	for _, p := range as.RefreshPresentations() {
@@ -378,7 +378,7 @@ func describePresentations(as *fakeas.Server) string {
 }
 
 // refreshPosts is the number of refresh_token requests the server received.
-func refreshPosts(as *fakeas.Server) int { return as.Stats().Grants[fakeas.GrantRefreshToken] }
+func refreshPosts(as *oauthtest.Server) int { return as.Stats().Grants[oauthtest.GrantRefreshToken] }
 
 // eventually polls cond every few milliseconds until it holds or d passes,
 // and reports whether it held. It is a bounded wait on real state, not a

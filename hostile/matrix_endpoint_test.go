@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )
@@ -51,7 +51,7 @@ const (
 // received (a second one would be a blind replay) and what follows.
 type endpointRow struct {
 	name   string
-	server fakeas.Config // the fake server's configuration
+	server oauthtest.Config // the fake server's configuration
 	world  func(*world)  // client-side settings (grace, transport, ...)
 	inject func(*world)  // the failure, injected after the token was seeded
 	want   []error       // sentinels the error must match; nil: the call succeeds
@@ -68,9 +68,9 @@ type endpointRow struct {
 }
 
 // fault returns an inject function for f on the refresh grant.
-func fault(f fakeas.Fault) func(*world) {
+func fault(f oauthtest.Fault) func(*world) {
 	return func(w *world) {
-		f.Endpoint, f.Grant = fakeas.EndpointToken, fakeas.GrantRefreshToken
+		f.Endpoint, f.Grant = oauthtest.EndpointToken, oauthtest.GrantRefreshToken
 		if f.Times == 0 {
 			f.Times = 1
 		}
@@ -79,7 +79,7 @@ func fault(f fakeas.Fault) func(*world) {
 }
 
 // update returns an inject function that reconfigures the server.
-func update(fn func(*fakeas.Config)) func(*world) {
+func update(fn func(*oauthtest.Config)) func(*world) {
 	return func(w *world) {
 		if err := w.as.Update(fn); err != nil {
 			w.t.Fatal(err)
@@ -152,13 +152,13 @@ func endpointRows() []endpointRow {
 		}
 		rows = append(rows, r)
 	}
-	add(endpointRow{name: "500", inject: fault(fakeas.Fault{Kind: fakeas.FaultStatus500}),
+	add(endpointRow{name: "500", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultStatus500}),
 		want: []error{client.ErrTemporarilyUnavailable}, posts: 1})
-	add(endpointRow{name: "502-html", inject: fault(fakeas.Fault{Kind: fakeas.FaultBadGateway}),
+	add(endpointRow{name: "502-html", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultBadGateway}),
 		want: []error{client.ErrTemporarilyUnavailable}, posts: 1, check: noHTML})
-	add(endpointRow{name: "503", inject: fault(fakeas.Fault{Kind: fakeas.FaultUnavailable}),
+	add(endpointRow{name: "503", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable}),
 		want: []error{client.ErrTemporarilyUnavailable}, posts: 1})
-	add(endpointRow{name: "429-retry-after", inject: fault(fakeas.Fault{Kind: fakeas.FaultRateLimited, RetryAfter: "7"}),
+	add(endpointRow{name: "429-retry-after", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultRateLimited, RetryAfter: "7"}),
 		want: []error{client.ErrRateLimited, client.ErrTemporarilyUnavailable}, posts: 1,
 		check: func(t *testing.T, w *world, err error) {
 			var rl *client.RateLimitError
@@ -170,40 +170,40 @@ func endpointRows() []endpointRow {
 		world:  func(w *world) { w.noIssuer = true }, // the token request opens the first connection
 		inject: func(w *world) { w.as.ResetNextConnections(1) },
 		want:   []error{client.ErrNetwork}, posts: 0, orRetried: true})
-	add(endpointRow{name: "reset-after-request-written", inject: fault(fakeas.Fault{Kind: fakeas.FaultReset}),
+	add(endpointRow{name: "reset-after-request-written", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultReset}),
 		want: []error{client.ErrNetwork}, posts: 1})
-	add(endpointRow{name: "response-lost-after-rotation", inject: fault(fakeas.Fault{Kind: fakeas.FaultResponseLost}),
+	add(endpointRow{name: "response-lost-after-rotation", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultResponseLost}),
 		want: []error{client.ErrNetwork}, posts: 1, then: reauth})
-	add(endpointRow{name: "response-lost-after-rotation/grace", server: fakeas.Config{ReuseGrace: 30 * time.Second}, world: withGrace,
-		inject: fault(fakeas.Fault{Kind: fakeas.FaultResponseLost}),
+	add(endpointRow{name: "response-lost-after-rotation/grace", server: oauthtest.Config{ReuseGrace: 30 * time.Second}, world: withGrace,
+		inject: fault(oauthtest.Fault{Kind: oauthtest.FaultResponseLost}),
 		want:   nil, posts: 2, then: graceRecovers, grace: true})
 	add(endpointRow{name: "hung-endpoint", world: func(w *world) { w.httpTimeout = 500 * time.Millisecond },
-		inject: fault(fakeas.Fault{Kind: fakeas.FaultHang}),
+		inject: fault(oauthtest.Fault{Kind: oauthtest.FaultHang}),
 		want:   []error{client.ErrTokenEndpointTimeout, client.ErrNetwork}, limit: 1500 * time.Millisecond, posts: 1, settle: abandoned})
 	add(endpointRow{name: "hung-endpoint/caller-deadline", world: func(w *world) { w.httpTimeout = time.Second },
-		inject: fault(fakeas.Fault{Kind: fakeas.FaultHang}), caller: 200 * time.Millisecond,
+		inject: fault(oauthtest.Fault{Kind: oauthtest.FaultHang}), caller: 200 * time.Millisecond,
 		want: []error{context.DeadlineExceeded}, limit: 450 * time.Millisecond, posts: 1, settle: abandoned})
 	add(endpointRow{name: "1GiB-body",
 		world: func(w *world) {
 			w.transport = &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
 		},
-		inject: fault(fakeas.Fault{Kind: fakeas.FaultHugeBody}),
+		inject: fault(oauthtest.Fault{Kind: oauthtest.FaultHugeBody}),
 		want:   []error{client.ErrBadResponse}, limit: 5 * time.Second, posts: 1,
 		check: func(t *testing.T, w *world, err error) {
 			if n := w.transport.(*countingTransport).n.Load(); n > 1<<20+64<<10 {
 				t.Fatalf("the client read %d bytes of the body; it must stop after 1 MiB", n)
 			}
 		}})
-	add(endpointRow{name: "malformed-json/before-processing", inject: fault(fakeas.Fault{Kind: fakeas.FaultMalformedJSON, Before: true}),
+	add(endpointRow{name: "malformed-json/before-processing", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultMalformedJSON, Before: true}),
 		want: []error{client.ErrBadResponse}, posts: 1})
-	add(endpointRow{name: "malformed-json/after-rotation", inject: fault(fakeas.Fault{Kind: fakeas.FaultMalformedJSON}),
+	add(endpointRow{name: "malformed-json/after-rotation", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultMalformedJSON}),
 		want: []error{client.ErrBadResponse}, posts: 1, then: reauth})
-	add(endpointRow{name: "malformed-json/after-rotation/grace", server: fakeas.Config{ReuseGrace: 30 * time.Second}, world: withGrace,
-		inject: fault(fakeas.Fault{Kind: fakeas.FaultMalformedJSON}),
+	add(endpointRow{name: "malformed-json/after-rotation/grace", server: oauthtest.Config{ReuseGrace: 30 * time.Second}, world: withGrace,
+		inject: fault(oauthtest.Fault{Kind: oauthtest.FaultMalformedJSON}),
 		want:   []error{client.ErrBadResponse}, posts: 1, then: graceRecovers, grace: true})
-	add(endpointRow{name: "wrong-content-type/json-body-as-text-html", inject: fault(fakeas.Fault{Kind: fakeas.FaultWrongContentType}),
+	add(endpointRow{name: "wrong-content-type/json-body-as-text-html", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultWrongContentType}),
 		want: nil, posts: 1})
-	add(endpointRow{name: "wrong-content-type/html-sign-in-page", inject: fault(fakeas.Fault{Kind: fakeas.FaultHTMLPage}),
+	add(endpointRow{name: "wrong-content-type/html-sign-in-page", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultHTMLPage}),
 		want: []error{client.ErrBadResponse}, posts: 1, check: noHTML})
 	for _, tt := range []struct {
 		name, typ string
@@ -216,30 +216,30 @@ func endpointRows() []endpointRow {
 		{"token-type/missing", "", true, nil},
 	} {
 		r := endpointRow{name: tt.name, want: tt.want, posts: 1,
-			inject: update(func(c *fakeas.Config) { c.TokenType, c.OmitTokenType = tt.typ, tt.omit })}
+			inject: update(func(c *oauthtest.Config) { c.TokenType, c.OmitTokenType = tt.typ, tt.omit })}
 		if tt.want == nil {
 			r.check = apiWorks
 		} else {
 			// The server rotated the refresh token into an answer the client
 			// must refuse; it goes back to Bearer afterwards.
-			r.settle = update(func(c *fakeas.Config) { c.TokenType = "Bearer" })
+			r.settle = update(func(c *oauthtest.Config) { c.TokenType = "Bearer" })
 			r.then = refusedAfterRotation
 		}
 		add(r)
 	}
 	for _, m := range []struct {
 		name string
-		mode fakeas.ExpiresInMode
+		mode oauthtest.ExpiresInMode
 	}{
-		{"string", fakeas.ExpiresInString}, {"float", fakeas.ExpiresInFloat}, {"missing", fakeas.ExpiresInOmit},
-		{"null", fakeas.ExpiresInNull}, {"zero", fakeas.ExpiresInZero}, {"negative", fakeas.ExpiresInNegative},
-		{"2^40", fakeas.ExpiresInHuge}, {"garbage", fakeas.ExpiresInGarbage},
+		{"string", oauthtest.ExpiresInString}, {"float", oauthtest.ExpiresInFloat}, {"missing", oauthtest.ExpiresInOmit},
+		{"null", oauthtest.ExpiresInNull}, {"zero", oauthtest.ExpiresInZero}, {"negative", oauthtest.ExpiresInNegative},
+		{"2^40", oauthtest.ExpiresInHuge}, {"garbage", oauthtest.ExpiresInGarbage},
 	} {
-		add(endpointRow{name: "expires-in/" + m.name, inject: update(func(c *fakeas.Config) { c.ExpiresIn = m.mode }),
+		add(endpointRow{name: "expires-in/" + m.name, inject: update(func(c *oauthtest.Config) { c.ExpiresIn = m.mode }),
 			want: nil, posts: 1, check: expiryChecks(m.mode)})
 	}
 	for _, status := range []int{301, 302, 303, 307, 308} {
-		add(endpointRow{name: "redirect/" + http.StatusText(status), inject: fault(fakeas.Fault{Kind: fakeas.FaultRedirect, Status: status}),
+		add(endpointRow{name: "redirect/" + http.StatusText(status), inject: fault(oauthtest.Fault{Kind: oauthtest.FaultRedirect, Status: status}),
 			want: []error{client.ErrBadResponse}, posts: 1, check: noTrap})
 	}
 	return rows
@@ -268,7 +268,7 @@ func apiWorks(t *testing.T, w *world, _ error) {
 // expires_in is unusable), except that an explicit huge expires_in is
 // trusted up to refresh.DefaultMaxLifetime; the token works at the API; and
 // asking for it again does not refresh again (no refresh loop).
-func expiryChecks(mode fakeas.ExpiresInMode) func(*testing.T, *world, error) {
+func expiryChecks(mode oauthtest.ExpiresInMode) func(*testing.T, *world, error) {
 	return func(t *testing.T, w *world, _ error) {
 		t.Helper()
 		c := w.lastClient
@@ -284,7 +284,7 @@ func expiryChecks(mode fakeas.ExpiresInMode) func(*testing.T, *world, error) {
 		switch {
 		case tok.Expiry.IsZero() || !tok.Expiry.After(now):
 			t.Fatalf("expiry %v is not a finite time in the future", tok.Expiry)
-		case mode == fakeas.ExpiresInHuge:
+		case mode == oauthtest.ExpiresInHuge:
 			if tok.Expiry.After(now.Add(refresh.DefaultMaxLifetime + time.Second)) {
 				t.Fatalf("expiry %v beyond the 24 h cap", tok.Expiry)
 			}
@@ -460,17 +460,17 @@ func TestLoginFaults(t *testing.T) {
 		inject func(*world)
 		want   error
 	}{
-		{"DPoP", update(func(c *fakeas.Config) { c.TokenType = "DPoP" }), client.ErrUnsupportedTokenType},
+		{"DPoP", update(func(c *oauthtest.Config) { c.TokenType = "DPoP" }), client.ErrUnsupportedTokenType},
 		{"redirect", func(w *world) {
-			w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultRedirect, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantAuthorizationCode})
+			w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultRedirect, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantAuthorizationCode})
 		}, client.ErrBadResponse},
 		{"1GiB-body", func(w *world) {
-			w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHugeBody, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantAuthorizationCode})
+			w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHugeBody, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantAuthorizationCode})
 		}, client.ErrBadResponse},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, fakeas.Config{})
+			w := newWorld(t, oauthtest.Config{})
 			c := w.newClient(w.config())
 			tc.inject(w)
 			start := time.Now()
@@ -483,8 +483,8 @@ func TestLoginFaults(t *testing.T) {
 				t.Fatal("a failed login stored tokens")
 			}
 			st := w.as.Stats()
-			if st.Grants[fakeas.GrantAuthorizationCode] != 1 || st.CodeReuses != 0 {
-				t.Fatalf("code exchange requests %d, code reuses %d; want 1 and 0", st.Grants[fakeas.GrantAuthorizationCode], st.CodeReuses)
+			if st.Grants[oauthtest.GrantAuthorizationCode] != 1 || st.CodeReuses != 0 {
+				t.Fatalf("code exchange requests %d, code reuses %d; want 1 and 0", st.Grants[oauthtest.GrantAuthorizationCode], st.CodeReuses)
 			}
 			if reqs := w.as.Trap().Requests(); len(reqs) != 0 {
 				t.Fatalf("the code exchange followed a redirect (%d requests at the trap)", len(reqs))
@@ -499,10 +499,10 @@ func TestLoginFaults(t *testing.T) {
 func TestClientCredentialsFaults(t *testing.T) {
 	t.Parallel()
 	setup := func(t *testing.T, method string) (*world, client.Config, string) {
-		w := newWorld(t, fakeas.Config{})
+		w := newWorld(t, oauthtest.Config{})
 		secret := canarySecret()
-		if err := w.as.Update(func(c *fakeas.Config) {
-			c.Clients = []fakeas.Client{{ID: "job", Secret: secret, AuthMethod: method}}
+		if err := w.as.Update(func(c *oauthtest.Config) {
+			c.Clients = []oauthtest.Client{{ID: "job", Secret: secret, AuthMethod: method}}
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -512,10 +512,10 @@ func TestClientCredentialsFaults(t *testing.T) {
 	}
 	t.Run("429-retry-after-honoured", func(t *testing.T) {
 		t.Parallel()
-		w, cfg, _ := setup(t, fakeas.AuthClientSecretBasic)
+		w, cfg, _ := setup(t, oauthtest.AuthClientSecretBasic)
 		cfg.HTTP.RetryWaitMax = 3 * time.Second
 		c := w.newClient(cfg)
-		w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultRateLimited, Endpoint: fakeas.EndpointToken, RetryAfter: "1", Times: 1})
+		w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultRateLimited, Endpoint: oauthtest.EndpointToken, RetryAfter: "1", Times: 1})
 		start := time.Now()
 		if _, err := c.Token(t.Context()); err != nil {
 			t.Fatalf("Token = %v", w.rec.err(err))
@@ -524,16 +524,16 @@ func TestClientCredentialsFaults(t *testing.T) {
 		if d < time.Second || d > 3*time.Second {
 			t.Fatalf("the retry came after %v; Retry-After asked for 1 s", d)
 		}
-		if n := w.as.Stats().Grants[fakeas.GrantClientCredentials]; n != 2 {
+		if n := w.as.Stats().Grants[oauthtest.GrantClientCredentials]; n != 2 {
 			t.Fatalf("%d token requests, want 2", n)
 		}
 	})
-	for _, method := range []string{fakeas.AuthClientSecretBasic, fakeas.AuthClientSecretPost} {
+	for _, method := range []string{oauthtest.AuthClientSecretBasic, oauthtest.AuthClientSecretPost} {
 		t.Run("redirect/"+method, func(t *testing.T) {
 			t.Parallel()
 			w, cfg, secret := setup(t, method)
 			c := w.newClient(cfg)
-			w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultRedirect, Endpoint: fakeas.EndpointToken, Status: http.StatusTemporaryRedirect})
+			w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultRedirect, Endpoint: oauthtest.EndpointToken, Status: http.StatusTemporaryRedirect})
 			_, err := c.Token(t.Context())
 			if !errors.Is(w.rec.err(err), client.ErrBadResponse) {
 				t.Fatalf("Token = %v, want ErrBadResponse", err)
@@ -553,7 +553,7 @@ func TestClientCredentialsFaults(t *testing.T) {
 // store is even opened. (The bare error: client.TestDiscoveryIssuerMismatch.)
 func TestDiscoveryIssuerMismatch(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakeas.Config{DiscoveryIssuer: "https://evil.example"})
+	w := newWorld(t, oauthtest.Config{DiscoveryIssuer: "https://evil.example"})
 	cfg := w.config()
 	dir := filepath.Join(t.TempDir(), "tokens")
 	cfg.Store = nil

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
@@ -148,7 +148,7 @@ func TestFaultyKeychain(t *testing.T) {
 	for _, tc := range startup {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, fakeas.Config{})
+			w := newWorld(t, oauthtest.Config{})
 			fk := fakekeychain.NewSecretService()
 			w.useKeychain(fk)
 			rt0 := w.seed()
@@ -182,7 +182,7 @@ func TestFaultyKeychain(t *testing.T) {
 	// presented again, and the save is retried until the keychain takes it.
 	rotation := []struct {
 		name   string
-		server fakeas.Config
+		server oauthtest.Config
 		// break_ runs after the client holds a refreshed token; restore
 		// makes the keychain work again.
 		break_ func(w *world, fk *fakekeychain.Fake) (restore func())
@@ -192,7 +192,7 @@ func TestFaultyKeychain(t *testing.T) {
 		// then reach the store.
 		refresh bool
 	}{
-		{"hung/save-after-rotation", fakeas.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
+		{"hung/save-after-rotation", oauthtest.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
 			release := make(chan struct{})
 			fk.SetHook(func(c fakekeychain.Call) error {
 				if c.Op == fakekeychain.OpSet {
@@ -202,7 +202,7 @@ func TestFaultyKeychain(t *testing.T) {
 			})
 			return func() { fk.SetHook(nil); close(release) }
 		}, store.ErrTimeout, false},
-		{"unavailable/save-after-rotation", fakeas.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
+		{"unavailable/save-after-rotation", oauthtest.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
 			fk.SetHook(func(c fakekeychain.Call) error {
 				if c.Op == fakekeychain.OpSet {
 					return fakekeychain.DBusError("org.freedesktop.DBus.Error.ServiceUnknown")
@@ -211,11 +211,11 @@ func TestFaultyKeychain(t *testing.T) {
 			})
 			return func() { fk.SetHook(nil) }
 		}, store.ErrUnavailable, false},
-		{"failing-once-after-rotation", fakeas.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
+		{"failing-once-after-rotation", oauthtest.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
 			failNext(fk, fakekeychain.OpSet, 1, fakekeychain.DBusError("org.freedesktop.DBus.Error.Disconnected"))
 			return func() {}
 		}, store.ErrUnavailable, false},
-		{"full/keychain-refuses-write", fakeas.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
+		{"full/keychain-refuses-write", oauthtest.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
 			fk.SetHook(func(c fakekeychain.Call) error {
 				if c.Op == fakekeychain.OpSet {
 					return keyring.ErrSetDataTooBig
@@ -224,11 +224,11 @@ func TestFaultyKeychain(t *testing.T) {
 			})
 			return func() { fk.SetHook(nil) }
 		}, store.ErrTooLarge, false},
-		{"full/entry-over-256KiB", fakeas.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
+		{"full/entry-over-256KiB", oauthtest.Config{}, func(w *world, fk *fakekeychain.Fake) func() {
 			// The server starts issuing 300 KiB access tokens: the entry is
 			// over store.MaxEntrySize and can never be stored as it is.
-			update(func(c *fakeas.Config) { c.AccessTokenSize = 300 << 10 })(w)
-			return func() { update(func(c *fakeas.Config) { c.AccessTokenSize = 0 })(w) }
+			update(func(c *oauthtest.Config) { c.AccessTokenSize = 300 << 10 })(w)
+			return func() { update(func(c *oauthtest.Config) { c.AccessTokenSize = 0 })(w) }
 		}, store.ErrTooLarge, true},
 	}
 	// The keychain locks before a refresh: the reload under the lock fails,
@@ -239,7 +239,7 @@ func TestFaultyKeychain(t *testing.T) {
 	// endpoint, and everything recovers once the keychain is unlocked.
 	t.Run("locked/during-refresh", func(t *testing.T) {
 		t.Parallel()
-		w := newWorld(t, fakeas.Config{})
+		w := newWorld(t, oauthtest.Config{})
 		fk := fakekeychain.NewSecretService()
 		w.useKeychain(fk)
 		w.seed()
@@ -361,7 +361,7 @@ func TestFaultyKeychain(t *testing.T) {
 func TestStoreReadFailsAfterAnotherProcessRotated(t *testing.T) {
 	t.Parallel()
 	const limit = time.Second
-	w := newWorld(t, fakeas.Config{})
+	w := newWorld(t, oauthtest.Config{})
 	fk := fakekeychain.New(fakekeychain.Generic)
 	w.useKeychain(fk)
 	w.seed()
@@ -437,7 +437,7 @@ func TestStoreReadFailsAfterAnotherProcessRotated(t *testing.T) {
 // and returns the new token set.
 func rawRefresh(t *testing.T, w *world, rt string) *oauth2.Token {
 	t.Helper()
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {fakeas.DefaultClientID}, "resource": {w.api.Resource()}}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {oauthtest.DefaultClientID}, "resource": {w.api.Resource()}}
 	resp, err := w.as.HTTPClient().PostForm(w.as.TokenURL(), form)
 	if err != nil {
 		t.Fatal(err)
@@ -476,13 +476,13 @@ func TestExitWithUnsavedToken(t *testing.T) {
 		}, store.ErrUnavailable, "Close does not retry the save of a token set whose save failed (still unsaved in memory; " +
 			"refresh/cache.go shutdown() only waits for a flight in progress), so the rotated refresh token dies with the process"},
 		{"entry-too-large", func(w *world, fk *fakekeychain.Fake) {
-			update(func(c *fakeas.Config) { c.AccessTokenSize = 300 << 10 })(w)
+			update(func(c *oauthtest.Config) { c.AccessTokenSize = 300 << 10 })(w)
 		}, store.ErrTooLarge, "a token set over store.MaxEntrySize is never stored, not even its refresh token (the save is " +
 			"retried unchanged and fails the same way), so the rotated refresh token dies with the process"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, fakeas.Config{})
+			w := newWorld(t, oauthtest.Config{})
 			fk := fakekeychain.NewSecretService()
 			w.useKeychain(fk)
 			w.seed()
@@ -506,7 +506,7 @@ func TestExitWithUnsavedToken(t *testing.T) {
 				t.Fatalf("API call: %d, %v", status, err)
 			}
 			w.persistFailed(tc.want)
-			update(func(c *fakeas.Config) { c.AccessTokenSize = 0 })(w)
+			update(func(c *oauthtest.Config) { c.AccessTokenSize = 0 })(w)
 			c.Close()
 
 			// The next process.

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )
@@ -83,7 +83,7 @@ func (e childEnv) openStore(ctx context.Context) (store.Store, error) {
 // childConfig is the client configuration of a child process.
 func (e childEnv) childConfig(st store.Store) client.Config {
 	cfg := client.Config{
-		Issuer: e.Issuer, ClientID: fakeas.DefaultClientID, Scopes: []string{"read"}, Resources: []string{e.Resource},
+		Issuer: e.Issuer, ClientID: oauthtest.DefaultClientID, Scopes: []string{"read"}, Resources: []string{e.Resource},
 		AllowInsecureLoopback: true, Store: st, Prompt: io.Discard,
 		HTTP: client.HTTPSettings{Timeout: 20 * time.Second},
 		RefreshOptions: []func(*refresh.Options){func(o *refresh.Options) {
@@ -317,7 +317,7 @@ func newHoldProxy(t *testing.T, target string) *holdProxy {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ErrorLog = log.New(io.Discard, "", 0)
 	rp.ModifyResponse = func(resp *http.Response) error {
-		if !p.arm.Load() || resp.Request.URL.Path != fakeas.PathToken {
+		if !p.arm.Load() || resp.Request.URL.Path != oauthtest.PathToken {
 			return nil
 		}
 		io.Copy(io.Discard, resp.Body) // the server answered: it has rotated
@@ -357,7 +357,7 @@ func killPoints() []killPoint {
 			stored: "old", then: recovers, presentations: 1},
 		{name: "request-at-server-unprocessed", mode: store.ModePlaintextFile,
 			prepare: func(t *testing.T, w *world, p *holdProxy) func() {
-				w.as.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Times: 1})
+				w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointToken, Times: 1})
 				return func() {
 					if !eventually(20*time.Second, func() bool { return refreshPosts(w.as) == 1 }) {
 						t.Fatal("the refresh request never reached the server")
@@ -398,7 +398,7 @@ func holdAnswer(t *testing.T, w *world, p *holdProxy) func() {
 // token endpoint. It returns the world, the child environment, the proxy
 // and the seeded refresh token.
 func killWorld(t *testing.T, mode store.Mode, grace bool) (*world, childEnv, *holdProxy, string) {
-	cfg := fakeas.Config{}
+	cfg := oauthtest.Config{}
 	if grace {
 		cfg.ReuseGrace = 30 * time.Second
 	}
@@ -412,7 +412,7 @@ func killWorld(t *testing.T, mode store.Mode, grace bool) (*world, childEnv, *ho
 	}
 	w.st = st
 	p := newHoldProxy(t, w.as.Issuer())
-	env.TokenURL = p.url + fakeas.PathToken
+	env.TokenURL = p.url + oauthtest.PathToken
 	return w, env, p, w.seed()
 }
 

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )
@@ -384,9 +384,9 @@ func soak(t *testing.T, grace time.Duration) {
 	procs := envInt("TOKENWARD_SOAK_PROCS", 3)
 	goroutines := envInt("TOKENWARD_SOAK_GOROUTINES", 8)
 	asLog := &syncBuffer{}
-	as := fakeas.Start(t, fakeas.Config{AccessTokenLifetime: soakTokenLifetime, ReuseGrace: grace,
+	as := oauthtest.Start(t, oauthtest.Config{AccessTokenLifetime: soakTokenLifetime, ReuseGrace: grace,
 		Logger: slog.New(slog.NewTextHandler(asLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	api := fakeas.StartAPI(t, as, "")
+	api := oauthtest.StartAPI(t, as, "")
 	dir := t.TempDir()
 	env := childEnv{Issuer: as.Issuer(), Resource: api.Resource(), Mode: store.ModeEncryptedFile,
 		Dir: filepath.Join(dir, "data"), LockDir: filepath.Join(dir, "locks"), Passphrase: "hostile-soak", Grace: grace}
@@ -394,8 +394,8 @@ func soak(t *testing.T, grace time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := store.Key{Issuer: as.Issuer(), ClientID: fakeas.DefaultClientID, Scopes: []string{"read"}, Resource: []string{api.Resource()}}.String()
-	tok, err := as.Mint(fakeas.Grant{Scope: "read", Resources: []string{api.Resource()}})
+	key := store.Key{Issuer: as.Issuer(), ClientID: oauthtest.DefaultClientID, Scopes: []string{"read"}, Resource: []string{api.Resource()}}.String()
+	tok, err := as.Mint(oauthtest.Grant{Scope: "read", Resources: []string{api.Resource()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,13 +422,13 @@ func soak(t *testing.T, grace time.Duration) {
 	}
 
 	// Server faults during the faulty phase, one or two pending at a time.
-	faults := []fakeas.Fault{
-		{Kind: fakeas.FaultStatus500}, {Kind: fakeas.FaultBadGateway}, {Kind: fakeas.FaultUnavailable},
-		{Kind: fakeas.FaultRateLimited, RetryAfter: "1"}, {Kind: fakeas.FaultReset}, {Kind: fakeas.FaultResponseLost},
-		{Kind: fakeas.FaultDelay, Delay: 300 * time.Millisecond}, {Kind: fakeas.FaultDelay, Delay: 1200 * time.Millisecond},
+	faults := []oauthtest.Fault{
+		{Kind: oauthtest.FaultStatus500}, {Kind: oauthtest.FaultBadGateway}, {Kind: oauthtest.FaultUnavailable},
+		{Kind: oauthtest.FaultRateLimited, RetryAfter: "1"}, {Kind: oauthtest.FaultReset}, {Kind: oauthtest.FaultResponseLost},
+		{Kind: oauthtest.FaultDelay, Delay: 300 * time.Millisecond}, {Kind: oauthtest.FaultDelay, Delay: 1200 * time.Millisecond},
 	}
 	if grace == 0 {
-		faults = slices.DeleteFunc(faults, func(f fakeas.Fault) bool { return f.Kind == fakeas.FaultResponseLost })
+		faults = slices.DeleteFunc(faults, func(f oauthtest.Fault) bool { return f.Kind == oauthtest.FaultResponseLost })
 	}
 	injectedFaults := map[string]int{}
 	stop := time.Now().Add(dur)
@@ -437,10 +437,10 @@ func soak(t *testing.T, grace time.Duration) {
 		<-tick.C
 		if as.PendingFaults() < 2 {
 			f := faults[rand.IntN(len(faults))]
-			f.Endpoint, f.Grant, f.Times = fakeas.EndpointToken, fakeas.GrantRefreshToken, 1
+			f.Endpoint, f.Grant, f.Times = oauthtest.EndpointToken, oauthtest.GrantRefreshToken, 1
 			as.InjectFault(f)
 			name := f.Kind.String()
-			if f.Kind == fakeas.FaultDelay {
+			if f.Kind == oauthtest.FaultDelay {
 				name += "-" + f.Delay.String()
 			}
 			injectedFaults[name]++
@@ -521,7 +521,7 @@ func soak(t *testing.T, grace time.Duration) {
 	t.Logf("SOAK load: %d calls, %d ok, failed by kind %v, non-200 %v; latency p99 per process %v ms, max %d ms",
 		total.Requests, total.OK, total.Errors, total.Status, p99, maxLat)
 	t.Logf("SOAK server: %d refresh requests, %d access tokens issued, server faults fired %v (%d), %d refresh tokens presented more than once",
-		sst.Grants[fakeas.GrantRefreshToken], sst.AccessTokensIssued, strings.Join(kinds, " "), sumFaults(firedFaults), sst.RefreshTokensPresentedTwice)
+		sst.Grants[oauthtest.GrantRefreshToken], sst.AccessTokensIssued, strings.Join(kinds, " "), sumFaults(firedFaults), sst.RefreshTokensPresentedTwice)
 	t.Logf("SOAK store faults injected %v; client events %v", total.StoreFaults, total.Events)
 	inside, replays := countReplays(as, grace)
 	t.Logf("SOAK rotated refresh tokens presented again: %d inside the %v grace window (%d accepted as grace reuses, the rest answered by an injected fault first), %d outside it",
@@ -539,14 +539,14 @@ func soak(t *testing.T, grace time.Duration) {
 		t.Errorf("refresh tokens reused: %d presentations of consumed refresh tokens outside the grace window (%v), %d reuse detections, %d family revocations",
 			replays, grace, sst.ReuseDetections, sst.FamilyRevocations)
 	}
-	if lostFired := firedFaults[fakeas.FaultResponseLost]; sst.GraceReuses > lostFired {
+	if lostFired := firedFaults[oauthtest.FaultResponseLost]; sst.GraceReuses > lostFired {
 		t.Errorf("%d grace reuses accepted but only %d responses lost after rotation: a refresh token was replayed without a lost answer to excuse it", sst.GraceReuses, lostFired)
 	}
 	if len(leaks) != 0 {
 		t.Errorf("secrets in logs, errors or output: %v", leaks)
 	}
-	if total.OK == 0 || sst.Grants[fakeas.GrantRefreshToken] < 2 {
-		t.Errorf("the soak did too little to prove anything: %d ok calls, %d refreshes", total.OK, sst.Grants[fakeas.GrantRefreshToken])
+	if total.OK == 0 || sst.Grants[oauthtest.GrantRefreshToken] < 2 {
+		t.Errorf("the soak did too little to prove anything: %d ok calls, %d refreshes", total.OK, sst.Grants[oauthtest.GrantRefreshToken])
 	}
 	if u := total.Errors["untyped"]; u != 0 {
 		t.Errorf("%d failures matched no sentinel", u)
@@ -559,7 +559,7 @@ func soak(t *testing.T, grace time.Duration) {
 // outside it (a reuse the server detects and punishes, or one an injected
 // fault happened to answer first). Without a window (grace 0) every such
 // presentation is outside.
-func countReplays(as *fakeas.Server, grace time.Duration) (inside, outside int) {
+func countReplays(as *oauthtest.Server, grace time.Duration) (inside, outside int) {
 	consumedAt := map[string]time.Time{}
 	for _, p := range as.RefreshPresentations() {
 		if at, ok := consumedAt[p.Token]; ok {
@@ -592,7 +592,7 @@ func mergeStr(dst, src map[string]int) {
 }
 
 // sumFaults totals the fired faults.
-func sumFaults(m map[fakeas.FaultKind]int) int {
+func sumFaults(m map[oauthtest.FaultKind]int) int {
 	n := 0
 	for _, v := range m {
 		n += v

@@ -22,7 +22,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/tokenward/tokenward/bench"
+	"github.com/tokenward/tokenward/internal/bench"
 )
 
 func main() {

@@ -24,7 +24,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/tokenward/tokenward/bench"
+	"github.com/tokenward/tokenward/internal/bench"
 	"github.com/tokenward/tokenward/store"
 )
 

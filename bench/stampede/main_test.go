@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokenward/tokenward/bench"
+	"github.com/tokenward/tokenward/internal/bench"
 	"github.com/tokenward/tokenward/internal/leakscan"
 )
 

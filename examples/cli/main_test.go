@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
 	"github.com/tokenward/tokenward/internal/leakscan"
 	"github.com/tokenward/tokenward/store"
@@ -20,15 +20,15 @@ import (
 // machines) in a temporary directory, and scans everything printed for
 // tokens.
 func TestCLI(t *testing.T) {
-	as := fakeas.Start(t, fakeas.Config{DeviceInterval: time.Second, IDToken: true, Subject: "grace"})
-	api := fakeas.StartAPI(t, as, "")
+	as := oauthtest.Start(t, oauthtest.Config{DeviceInterval: time.Second, IDToken: true, Subject: "grace"})
+	api := oauthtest.StartAPI(t, as, "")
 	dir := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", dir+"/config")
 	t.Setenv("XDG_CACHE_HOME", dir+"/cache")
 	t.Setenv("TOKENWARD_STORE", "encrypted-file")
 	t.Setenv("TOKENWARD_PASSPHRASE", "correct horse battery staple")
 	t.Setenv("TOKENWARD_ISSUER", as.Issuer())
-	t.Setenv("TOKENWARD_CLIENT_ID", fakeas.DefaultClientID)
+	t.Setenv("TOKENWARD_CLIENT_ID", oauthtest.DefaultClientID)
 	t.Setenv("TOKENWARD_RESOURCE", api.Resource())
 
 	var all bytes.Buffer
@@ -76,14 +76,14 @@ func TestCLI(t *testing.T) {
 // provokes one mistake against the fake server (or a fake keychain) and
 // asserts the hint that names the fix, and that nothing secret is printed.
 func TestCLIHints(t *testing.T) {
-	as := fakeas.Start(t, fakeas.Config{})
+	as := oauthtest.Start(t, oauthtest.Config{})
 	// A server where the client registered only a web redirect URI, so the
 	// browser login's loopback redirect URI is refused with an error page.
 	const webClient = "web-only-client"
-	webAS := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{{ID: webClient, RedirectURIs: []string{"https://app.example/callback"}}}})
+	webAS := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: webClient, RedirectURIs: []string{"https://app.example/callback"}}}})
 	// A server that answers every authorization request by redirecting
 	// back with an OAuth error: the redirect URI is fine, the request not.
-	refusingAS := fakeas.Start(t, fakeas.Config{AuthorizeError: "invalid_scope"})
+	refusingAS := oauthtest.Start(t, oauthtest.Config{AuthorizeError: "invalid_scope"})
 	loopback := []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", "x"}
 	optIn := []string{"TOKENWARD_STORE=encrypted-file", "TOKENWARD_PASSPHRASE", "TOKENWARD_STORE=memory"}
 
@@ -138,7 +138,7 @@ func TestCLIHints(t *testing.T) {
 				}
 			},
 			want: []string{"hint: no login callback arrived", "register http://127.0.0.1/callback", "for client " + webClient, "cli login --device"}},
-		{name: "login refused after redirect", args: []string{"--allow-insecure-loopback", "--issuer", refusingAS.Issuer(), "--client-id", fakeas.DefaultClientID, "login"}, store: "memory",
+		{name: "login refused after redirect", args: []string{"--allow-insecure-loopback", "--issuer", refusingAS.Issuer(), "--client-id", oauthtest.DefaultClientID, "login"}, store: "memory",
 			configure: func(t *testing.T, cfg *client.Config) {
 				cfg.OpenBrowser = func(u string) error { return refusingAS.Browse(context.Background(), u) }
 			},
@@ -190,18 +190,18 @@ func TestCLIHints(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the CLI never opened the browser")
 	}
-	if st := webAS.Stats(); st.Requests[fakeas.EndpointAuthorize] != 1 || st.CodeExchanges != 0 {
-		t.Fatalf("web-only server: %d authorization requests, %d code exchanges; want 1 and 0", st.Requests[fakeas.EndpointAuthorize], st.CodeExchanges)
+	if st := webAS.Stats(); st.Requests[oauthtest.EndpointAuthorize] != 1 || st.CodeExchanges != 0 {
+		t.Fatalf("web-only server: %d authorization requests, %d code exchanges; want 1 and 0", st.Requests[oauthtest.EndpointAuthorize], st.CodeExchanges)
 	}
 }
 
 // TestCLICallRefusesOtherOrigins: the token never goes to a URL outside the
 // configured origins, whatever the user types.
 func TestCLICallRefusesOtherOrigins(t *testing.T) {
-	as := fakeas.Start(t, fakeas.Config{})
-	api := fakeas.StartAPI(t, as, "")
-	other := fakeas.StartAPI(t, as, "")
-	tok, err := as.Mint(fakeas.Grant{Resources: []string{api.Resource()}})
+	as := oauthtest.Start(t, oauthtest.Config{})
+	api := oauthtest.StartAPI(t, as, "")
+	other := oauthtest.StartAPI(t, as, "")
+	tok, err := as.Mint(oauthtest.Grant{Resources: []string{api.Resource()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/leakscan"
 )
 
@@ -35,13 +35,13 @@ func assertTerminalSafe(t *testing.T, what, out string) {
 func TestCLIEscapesServerText(t *testing.T) {
 	const subject = "\u009b2J\u009d8;;https://evil.example\u009cgrace\u202e"
 	t.Run("subject", func(t *testing.T) {
-		as := fakeas.Start(t, fakeas.Config{DeviceInterval: time.Second, IDToken: true, Subject: subject})
+		as := oauthtest.Start(t, oauthtest.Config{DeviceInterval: time.Second, IDToken: true, Subject: subject})
 		dir := t.TempDir()
 		t.Setenv("XDG_CONFIG_HOME", dir+"/config")
 		t.Setenv("XDG_CACHE_HOME", dir+"/cache")
 		t.Setenv("TOKENWARD_STORE", "encrypted-file")
 		t.Setenv("TOKENWARD_PASSPHRASE", "correct horse battery staple")
-		args := []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", fakeas.DefaultClientID, "--scopes", "openid read"}
+		args := []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", oauthtest.DefaultClientID, "--scopes", "openid read"}
 		for _, cmd := range [][]string{{"login", "--device"}, {"status"}} {
 			var out, errOut bytes.Buffer
 			if code := run(t.Context(), append(args, cmd...), &out, &errOut); code != 0 {
@@ -57,12 +57,12 @@ func TestCLIEscapesServerText(t *testing.T) {
 		}
 	})
 	t.Run("error description", func(t *testing.T) {
-		as := fakeas.Start(t, fakeas.Config{})
-		as.InjectFault(fakeas.Fault{Kind: fakeas.FaultOAuthError, Endpoint: fakeas.EndpointDeviceAuthorization,
+		as := oauthtest.Start(t, oauthtest.Config{})
+		as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointDeviceAuthorization,
 			Code: "invalid_scope", Description: "scope \u009b2J\u009d0;pwned\u009c refused \u202eevil\u202c \x1b[31mred"})
 		t.Setenv("TOKENWARD_STORE", "memory")
 		var out, errOut bytes.Buffer
-		code := run(t.Context(), []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", fakeas.DefaultClientID, "login", "--device"}, &out, &errOut)
+		code := run(t.Context(), []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", oauthtest.DefaultClientID, "login", "--device"}, &out, &errOut)
 		if code == 0 {
 			t.Fatal("login succeeded against a refusing server")
 		}

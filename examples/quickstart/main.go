@@ -26,7 +26,7 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )
@@ -66,9 +66,9 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, "   "+format+"\n", a...) }
 
 	// The demo authorization server and API (in this process, on loopback).
-	as, err := fakeas.New(fakeas.Config{
-		Clients: []fakeas.Client{
-			{ID: "quickstart-job", Secret: o.jobSecret, AuthMethod: fakeas.AuthClientSecretBasic},
+	as, err := oauthtest.New(oauthtest.Config{
+		Clients: []oauthtest.Client{
+			{ID: "quickstart-job", Secret: o.jobSecret, AuthMethod: oauthtest.AuthClientSecretBasic},
 			{ID: "quickstart-cli", RedirectURIs: []string{"http://127.0.0.1/callback"}},
 		},
 		AccessTokenLifetime: o.tokenLifetime,
@@ -122,7 +122,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			return err
 		}
 	}
-	say("3 API calls -> 200 OK, with %d token request (the token is cached and reused)", as.Stats().Grants[fakeas.GrantClientCredentials])
+	say("3 API calls -> 200 OK, with %d token request (the token is cached and reused)", as.Stats().Grants[oauthtest.GrantClientCredentials])
 
 	// 2. A user login, device flow. The demo server approves it itself.
 	step("2. User login (device flow; the demo server approves it for you)")
@@ -186,7 +186,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	// token endpoint: no request waits for a refresh.
 	step("3. %s of API calls from %d goroutines; tokens live %s and are refreshed from about half their life; refreshing takes %s",
 		o.stream, o.workers, o.tokenLifetime, o.refreshLatency)
-	as.InjectFault(fakeas.Fault{Kind: fakeas.FaultDelay, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantRefreshToken, Delay: o.refreshLatency})
+	as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultDelay, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantRefreshToken, Delay: o.refreshLatency})
 	hc, err := user.HTTPClient(ctx)
 	if err != nil {
 		return err

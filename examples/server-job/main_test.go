@@ -10,7 +10,7 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/leakscan"
 	"github.com/tokenward/tokenward/refresh"
 )
@@ -46,11 +46,11 @@ func TestServerJob(t *testing.T) {
 	}
 
 	secret := canary.New("secret")
-	as := fakeas.Start(t, fakeas.Config{
-		Clients:             []fakeas.Client{{ID: "job", Secret: secret}},
+	as := oauthtest.Start(t, oauthtest.Config{
+		Clients:             []oauthtest.Client{{ID: "job", Secret: secret}},
 		AccessTokenLifetime: lifetime,
 	})
-	api := fakeas.StartAPI(t, as, "")
+	api := oauthtest.StartAPI(t, as, "")
 	t.Setenv("TOKENWARD_CLIENT_SECRET", secret)
 
 	var mu sync.Mutex
@@ -77,7 +77,7 @@ func TestServerJob(t *testing.T) {
 	mu.Lock()
 	events := slices.Clone(fetched)
 	mu.Unlock()
-	fetches := as.Stats().Grants[fakeas.GrantClientCredentials]
+	fetches := as.Stats().Grants[oauthtest.GrantClientCredentials]
 	if fetches != lo || len(events) != fetches {
 		t.Fatalf("%d token fetches at the server, %d refresh events, in %s of %s tokens; want %d (one per lifetime)\n%s",
 			fetches, len(events), duration, lifetime, lo, all)

@@ -1,5 +1,5 @@
 // Package leakscan finds token-shaped secrets in program output: the
-// canary cores that internal/fakeas and internal/canary put into every
+// canary cores that oauthtest and internal/canary put into every
 // token, code and secret they make, in plain or base64 form, and
 // JWT-shaped strings. The examples' tests run each program against the
 // fake server and scan everything it printed.

@@ -22,7 +22,6 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/tokenward/tokenward/bench"
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
 	"github.com/tokenward/tokenward/internal/oauthwire"
@@ -54,9 +53,6 @@ var exportedTypes = []reflect.Type{
 	reflect.TypeFor[transport.RetryOptions](), reflect.TypeFor[transport.TokenSource](), reflect.TypeFor[transport.TokenSourceFunc](),
 	reflect.TypeFor[transport.Transport](),
 
-	reflect.TypeFor[bench.StallConfig](), reflect.TypeFor[bench.StallResult](), reflect.TypeFor[bench.StampedeConfig](),
-	reflect.TypeFor[bench.StampedeResult](),
-
 	reflect.TypeFor[oauthwire.DeviceAuth](), reflect.TypeFor[oauthwire.DevicePoll](), reflect.TypeFor[oauthwire.Discovery](),
 	reflect.TypeFor[oauthwire.Error](),
 	reflect.TypeFor[redact.Fields](), reflect.TypeFor[redact.HeaderValue](), reflect.TypeFor[redact.URLValue](),
@@ -66,7 +62,7 @@ var exportedTypes = []reflect.Type{
 // public ones and the internal ones whose values the SDK's own code logs
 // or wraps into errors. The rest of internal/ is test machinery (the fake
 // servers, canaries, scanners).
-var typePackages = []string{"client", "refresh", "store", "transport", "bench", "bench/stall", "bench/stampede",
+var typePackages = []string{"client", "refresh", "store", "transport", "bench/stall", "bench/stampede",
 	"internal/oauthwire", "internal/redact", "internal/tokenx", "internal/twerr"}
 
 // TestExportedTypesListed fails when exportedTypes misses an exported type

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -117,9 +117,9 @@ type StampedeResult struct {
 // expiredToken mints the token set the scenario starts from: its access
 // token expired a second ago (a login's refresh token is still good).
 func (f *fixture) expiredToken(grant string) (*oauth2.Token, error) {
-	g := fakeas.Grant{ClientID: fakeas.DefaultClientID}
+	g := oauthtest.Grant{ClientID: oauthtest.DefaultClientID}
 	if grant == GrantClientCredentials {
-		g = fakeas.Grant{ClientID: jobClientID, NoRefreshToken: true}
+		g = oauthtest.Grant{ClientID: jobClientID, NoRefreshToken: true}
 	}
 	tok, err := f.as.Mint(g)
 	if err != nil {
@@ -186,7 +186,7 @@ func xoauth2Source(ctx context.Context, grant, tokenURL, secret string, tok *oau
 		cc := clientcredentials.Config{ClientID: jobClientID, ClientSecret: secret, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInHeader}
 		return oauth2.ReuseTokenSource(tok, cc.TokenSource(ctx))
 	}
-	cfg := oauth2.Config{ClientID: fakeas.DefaultClientID, Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}
+	cfg := oauth2.Config{ClientID: oauthtest.DefaultClientID, Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}
 	return cfg.TokenSource(ctx, tok)
 }
 
@@ -284,7 +284,7 @@ func RunGoroutineStampede(ctx context.Context, cfg StampedeConfig, which string)
 }
 
 // serverStats fills in what the server saw.
-func (r *StampedeResult) serverStats(as *fakeas.Server) {
+func (r *StampedeResult) serverStats(as *oauthtest.Server) {
 	st := as.Stats()
 	r.TokenCalls, r.LoginRevoked = st.TokenPosts, st.FamilyRevocations > 0
 	seen := map[string]bool{}
@@ -622,7 +622,7 @@ func childClient(ctx context.Context, cc childConfig) (func() error, error) {
 		if cc.Grant == GrantClientCredentials {
 			cfg = client.Config{ClientID: jobClientID, ClientSecret: cc.Secret, AuthMethod: client.AuthSecretBasic, Grant: client.GrantClientCredentials}
 		} else {
-			cfg = client.Config{ClientID: fakeas.DefaultClientID, Prompt: io.Discard}
+			cfg = client.Config{ClientID: oauthtest.DefaultClientID, Prompt: io.Discard}
 		}
 		cfg.Issuer, cfg.APIOrigins, cfg.AllowInsecureLoopback = cc.Issuer, []string{cc.APIURL}, true
 		cfg.Store, cfg.HTTP.Transport = st, base

@@ -1,4 +1,4 @@
-package fakeas_test
+package oauthtest_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 )
 
@@ -41,13 +41,13 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // confidential returns a client_secret_basic client with a canary secret.
-func confidential(id string) fakeas.Client {
-	return fakeas.Client{ID: id, Secret: canary.New("secret")}
+func confidential(id string) oauthtest.Client {
+	return oauthtest.Client{ID: id, Secret: canary.New("secret")}
 }
 
 // public returns a public client with a loopback redirect URI.
-func public(id string) fakeas.Client {
-	return fakeas.Client{ID: id, RedirectURIs: []string{"http://127.0.0.1/callback"}}
+func public(id string) oauthtest.Client {
+	return oauthtest.Client{ID: id, RedirectURIs: []string{"http://127.0.0.1/callback"}}
 }
 
 // rawResp is a response read in full.
@@ -59,7 +59,7 @@ type rawResp struct {
 
 // do sends req with hc (nil: the server's in-memory transport) and reads
 // the response.
-func do(t *testing.T, srv *fakeas.Server, hc *http.Client, req *http.Request) (*rawResp, error) {
+func do(t *testing.T, srv *oauthtest.Server, hc *http.Client, req *http.Request) (*rawResp, error) {
 	t.Helper()
 	if hc == nil {
 		hc = &http.Client{Transport: srv.Transport(), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -84,7 +84,7 @@ type auth struct {
 }
 
 // postForm POSTs a form to path with client authentication.
-func postForm(t *testing.T, srv *fakeas.Server, hc *http.Client, path string, a auth, form url.Values) (*rawResp, error) {
+func postForm(t *testing.T, srv *oauthtest.Server, hc *http.Client, path string, a auth, form url.Values) (*rawResp, error) {
 	t.Helper()
 	form = cloneValues(form)
 	switch {
@@ -117,17 +117,17 @@ func cloneValues(v url.Values) url.Values {
 }
 
 // tokenReq performs a token request and parses the response.
-func tokenReq(t *testing.T, srv *fakeas.Server, hc *http.Client, a auth, form url.Values) (*oauth2.Token, error) {
+func tokenReq(t *testing.T, srv *oauthtest.Server, hc *http.Client, a auth, form url.Values) (*oauth2.Token, error) {
 	t.Helper()
 	sent := time.Now()
-	r, err := postForm(t, srv, hc, fakeas.PathToken, a, form)
+	r, err := postForm(t, srv, hc, oauthtest.PathToken, a, form)
 	if err != nil {
 		return nil, err
 	}
 	return oauthwire.ParseTokenResponse(r.status, r.header, r.body, sent)
 }
 
-func mustToken(t *testing.T, srv *fakeas.Server, hc *http.Client, a auth, form url.Values) *oauth2.Token {
+func mustToken(t *testing.T, srv *oauthtest.Server, hc *http.Client, a auth, form url.Values) *oauth2.Token {
 	t.Helper()
 	tok, err := tokenReq(t, srv, hc, a, form)
 	if err != nil {
@@ -146,11 +146,11 @@ func oauthCode(err error) string {
 }
 
 func refresh(rt string) url.Values {
-	return url.Values{"grant_type": {fakeas.GrantRefreshToken}, "refresh_token": {rt}}
+	return url.Values{"grant_type": {oauthtest.GrantRefreshToken}, "refresh_token": {rt}}
 }
 
 // callAPI calls an API with a bearer token (in memory) and returns the status.
-func callAPI(t *testing.T, srv *fakeas.Server, api *fakeas.API, tok string) *rawResp {
+func callAPI(t *testing.T, srv *oauthtest.Server, api *oauthtest.API, tok string) *rawResp {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, api.URL()+"/data", nil)
 	if tok != "" {
@@ -171,7 +171,7 @@ func pkce() (verifier, challenge string) {
 }
 
 // authURL builds an authorization request URL.
-func authURL(srv *fakeas.Server, clientID, redirect, state, challenge string, extra url.Values) string {
+func authURL(srv *oauthtest.Server, clientID, redirect, state, challenge string, extra url.Values) string {
 	q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
 		"state": {state}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 	for k, vs := range extra {

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -50,7 +50,7 @@ type StallConfig struct {
 	// Under testing/synctest it must be positive, or the fake clock would
 	// never advance.
 	Pace time.Duration
-	// InMemory runs the server in memory (fakeas.Config.InMemory), reached
+	// InMemory runs the server in memory (oauthtest.Config.InMemory), reached
 	// through its Transport instead of loopback sockets, as testing/synctest
 	// requires. Default false: real sockets.
 	InMemory bool
@@ -210,7 +210,7 @@ func RunStall(ctx context.Context, cfg StallConfig, which string) (StallResult, 
 			}
 		}
 	}
-	res.TokenCalls = fx.as.Stats().Grants[fakeas.GrantClientCredentials]
+	res.TokenCalls = fx.as.Stats().Grants[oauthtest.GrantClientCredentials]
 	return res, nil
 }
 

@@ -1,4 +1,4 @@
-package fakeas_test
+package oauthtest_test
 
 import (
 	"crypto/rand"
@@ -15,33 +15,33 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/tokenx"
 )
 
 func TestAPIValidation(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	api := fakeas.StartAPI(t, srv, "")
-	other := fakeas.StartAPI(t, srv, "")
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	api := oauthtest.StartAPI(t, srv, "")
+	other := oauthtest.StartAPI(t, srv, "")
 	if api.Resource() != api.URL() || api.URL() == other.URL() {
 		t.Fatalf("resources %q %q", api.Resource(), other.URL())
 	}
-	good, _ := srv.Mint(fakeas.Grant{Scope: "read"})
-	foreign, _ := srv.Mint(fakeas.Grant{Resources: []string{other.Resource()}})
+	good, _ := srv.Mint(oauthtest.Grant{Scope: "read"})
+	foreign, _ := srv.Mint(oauthtest.Grant{Resources: []string{other.Resource()}})
 
-	if r := callAPI(t, srv, api, ""); r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer realm="fakeas"` {
+	if r := callAPI(t, srv, api, ""); r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer realm="oauthtest"` {
 		t.Errorf("no token: %d %q", r.status, r.header.Get("WWW-Authenticate"))
 	}
 	for name, tok := range map[string]string{"unknown": canary.JWT("at", 0), "foreign": foreign.AccessToken} {
 		r := callAPI(t, srv, api, tok)
-		if r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), `Bearer realm="fakeas", error="invalid_token"`) {
+		if r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), `Bearer realm="oauthtest", error="invalid_token"`) {
 			t.Errorf("%s: %d %q", name, r.status, r.header.Get("WWW-Authenticate"))
 		}
 	}
 	r := callAPI(t, srv, api, good.AccessToken)
-	if r.status != 200 || !strings.Contains(string(r.body), `"sub":"fakeas-user"`) {
+	if r.status != 200 || !strings.Contains(string(r.body), `"sub":"oauthtest-user"`) {
 		t.Fatalf("good token: %d %s", r.status, r.body)
 	}
 	api.SetRequiredScope("write")
@@ -67,8 +67,8 @@ func TestAPIValidation(t *testing.T) {
 	for _, rq := range api.Requests() {
 		outcomes = append(outcomes, rq.Outcome)
 	}
-	want := []string{fakeas.OutcomeMissing, fakeas.OutcomeUnknown, fakeas.OutcomeForeign, fakeas.OutcomeOK,
-		fakeas.OutcomeInsufficientScope, fakeas.OutcomeRejected, fakeas.OutcomeOK, fakeas.OutcomeOK}
+	want := []string{oauthtest.OutcomeMissing, oauthtest.OutcomeUnknown, oauthtest.OutcomeForeign, oauthtest.OutcomeOK,
+		oauthtest.OutcomeInsufficientScope, oauthtest.OutcomeRejected, oauthtest.OutcomeOK, oauthtest.OutcomeOK}
 	if diff := cmp.Diff(want, outcomes, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
@@ -82,9 +82,9 @@ func TestAPIValidation(t *testing.T) {
 
 func TestAPIRedirectRoutes(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	api := fakeas.StartAPI(t, srv, "")
-	tok, _ := srv.Mint(fakeas.Grant{})
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	api := oauthtest.StartAPI(t, srv, "")
+	tok, _ := srv.Mint(oauthtest.Grant{})
 	for _, code := range []int{302, 307, 308} {
 		req, _ := http.NewRequest(http.MethodGet, api.URL()+"/redirect/"+strconv.Itoa(code), nil)
 		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
@@ -127,19 +127,19 @@ func TestAPIRedirectRoutes(t *testing.T) {
 			t.Errorf("trap %s: Authorization present = %v, want %v", r.Path, leaked, want)
 		}
 	}
-	if api.Requests()[0].Token != tok.AccessToken || api.Requests()[0].Outcome != fakeas.OutcomeRedirect {
+	if api.Requests()[0].Token != tok.AccessToken || api.Requests()[0].Outcome != oauthtest.OutcomeRedirect {
 		t.Errorf("redirect not recorded with its token")
 	}
 }
 
 func TestTokenShapes(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	cli := auth{id: fakeas.DefaultClientID}
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	cli := auth{id: oauthtest.DefaultClientID}
 	seen := map[string]bool{}
 	for _, size := range []int{800, 2000} {
-		srv.Update(func(c *fakeas.Config) { c.AccessTokenSize = size })
-		m, _ := srv.Mint(fakeas.Grant{})
+		srv.Update(func(c *oauthtest.Config) { c.AccessTokenSize = size })
+		m, _ := srv.Mint(oauthtest.Grant{})
 		if n := len(m.AccessToken); n < size*9/10 || n > size*11/10 {
 			t.Errorf("size %d: token is %d bytes", size, n)
 		}
@@ -154,18 +154,18 @@ func TestTokenShapes(t *testing.T) {
 
 	// expires_in shapes, parsed by oauthwire: the O-07 table against a server.
 	cases := []struct {
-		mode fakeas.ExpiresInMode
+		mode oauthtest.ExpiresInMode
 		want int64
 	}{
-		{fakeas.ExpiresInNumber, 3600}, {fakeas.ExpiresInString, 3600}, {fakeas.ExpiresInFloat, 3599},
-		{fakeas.ExpiresInOmit, 0}, {fakeas.ExpiresInNull, 0}, {fakeas.ExpiresInZero, 0},
-		{fakeas.ExpiresInNegative, 0}, {fakeas.ExpiresInHuge, int64(oauthwire.MaxExpiresIn / time.Second)},
-		{fakeas.ExpiresInGarbage, 0},
+		{oauthtest.ExpiresInNumber, 3600}, {oauthtest.ExpiresInString, 3600}, {oauthtest.ExpiresInFloat, 3599},
+		{oauthtest.ExpiresInOmit, 0}, {oauthtest.ExpiresInNull, 0}, {oauthtest.ExpiresInZero, 0},
+		{oauthtest.ExpiresInNegative, 0}, {oauthtest.ExpiresInHuge, int64(oauthwire.MaxExpiresIn / time.Second)},
+		{oauthtest.ExpiresInGarbage, 0},
 	}
 	for _, form := range []bool{false, true} {
 		for _, c := range cases {
-			srv.Update(func(cfg *fakeas.Config) { cfg.ExpiresIn, cfg.FormResponse = c.mode, form })
-			m, _ := srv.Mint(fakeas.Grant{})
+			srv.Update(func(cfg *oauthtest.Config) { cfg.ExpiresIn, cfg.FormResponse = c.mode, form })
+			m, _ := srv.Mint(oauthtest.Grant{})
 			tok := mustToken(t, srv, nil, cli, refresh(m.RefreshToken))
 			if tok.ExpiresIn != c.want || tok.RefreshToken == "" {
 				t.Errorf("mode %d form %v: ExpiresIn %d, want %d", c.mode, form, tok.ExpiresIn, c.want)
@@ -175,19 +175,19 @@ func TestTokenShapes(t *testing.T) {
 			}
 		}
 	}
-	srv.Update(func(c *fakeas.Config) { c.ExpiresIn, c.FormResponse = fakeas.ExpiresInNumber, false })
+	srv.Update(func(c *oauthtest.Config) { c.ExpiresIn, c.FormResponse = oauthtest.ExpiresInNumber, false })
 
 	for _, tt := range []string{"Bearer", "bearer", "DPoP", "N_A"} {
-		srv.Update(func(c *fakeas.Config) { c.TokenType = tt })
-		m, _ := srv.Mint(fakeas.Grant{})
+		srv.Update(func(c *oauthtest.Config) { c.TokenType = tt })
+		m, _ := srv.Mint(oauthtest.Grant{})
 		if tok := mustToken(t, srv, nil, cli, refresh(m.RefreshToken)); tok.TokenType != tt {
 			t.Errorf("token_type %q", tok.TokenType)
 		}
 	}
-	srv.Update(func(c *fakeas.Config) { c.OmitTokenType = true; c.OmitScope = true; c.IDToken = true })
-	m, _ := srv.Mint(fakeas.Grant{Scope: "read"})
+	srv.Update(func(c *oauthtest.Config) { c.OmitTokenType = true; c.OmitScope = true; c.IDToken = true })
+	m, _ := srv.Mint(oauthtest.Grant{Scope: "read"})
 	tok := mustToken(t, srv, nil, cli, refresh(m.RefreshToken))
-	if tok.TokenType != "" || tokenx.Scope(tok) != "" || tokenx.String(tok, tokenx.KeySubject) != fakeas.DefaultSubject {
+	if tok.TokenType != "" || tokenx.Scope(tok) != "" || tokenx.String(tok, tokenx.KeySubject) != oauthtest.DefaultSubject {
 		t.Errorf("omit/id token: %q %v", tok.TokenType, tokenx.Extras(tok))
 	}
 }
@@ -195,14 +195,14 @@ func TestTokenShapes(t *testing.T) {
 func TestClockOffset(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	srv := fakeas.Start(t, fakeas.Config{Now: clk.Now, ClockOffset: 10 * time.Minute, AccessTokenLifetime: time.Minute})
+	srv := oauthtest.Start(t, oauthtest.Config{Now: clk.Now, ClockOffset: 10 * time.Minute, AccessTokenLifetime: time.Minute})
 	sent := clk.Now()
-	r, _ := postForm(t, srv, nil, fakeas.PathToken, auth{id: fakeas.DefaultClientID}, url.Values{"grant_type": {"x"}})
+	r, _ := postForm(t, srv, nil, oauthtest.PathToken, auth{id: oauthtest.DefaultClientID}, url.Values{"grant_type": {"x"}})
 	skew, ok := oauthwire.ClockSkew(r.header, sent, sent)
 	if !ok || skew < 10*time.Minute-time.Second || skew > 10*time.Minute+time.Second {
 		t.Errorf("skew %v %v", skew, ok)
 	}
-	m, _ := srv.Mint(fakeas.Grant{})
+	m, _ := srv.Mint(oauthtest.Grant{})
 	if exp, _ := tokenx.JWTExpiry(m.AccessToken); !exp.Equal(clk.Now().Add(11 * time.Minute)) {
 		t.Errorf("exp %v, want server clock + lifetime", exp)
 	}
@@ -213,8 +213,8 @@ func TestClockOffset(t *testing.T) {
 
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{TLS: true})
-	api := fakeas.StartAPI(t, srv, "")
+	srv := oauthtest.Start(t, oauthtest.Config{TLS: true})
+	api := oauthtest.StartAPI(t, srv, "")
 	if !strings.HasPrefix(srv.Issuer(), "https://127.0.0.1:") || !strings.HasPrefix(api.URL(), "https://") || srv.CertPool() == nil {
 		t.Fatalf("issuer %q api %q", srv.Issuer(), api.URL())
 	}
@@ -232,9 +232,9 @@ func TestTLS(t *testing.T) {
 		t.Error("self-signed certificate trusted by default")
 	}
 	// Resets work through TLS (HTTP/1.1 hijack).
-	tok, _ := srv.Mint(fakeas.Grant{})
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultResponseLost, Times: 1})
-	if _, err := tokenReq(t, srv, srv.HTTPClient(), auth{id: fakeas.DefaultClientID}, refresh(tok.RefreshToken)); err == nil {
+	tok, _ := srv.Mint(oauthtest.Grant{})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultResponseLost, Times: 1})
+	if _, err := tokenReq(t, srv, srv.HTTPClient(), auth{id: oauthtest.DefaultClientID}, refresh(tok.RefreshToken)); err == nil {
 		t.Error("lost response over TLS returned a token")
 	}
 }
@@ -248,11 +248,11 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
 	var buf syncBuffer
 	job := confidential("job")
-	srv := fakeas.Start(t, fakeas.Config{
+	srv := oauthtest.Start(t, oauthtest.Config{
 		Logger:  slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Clients: []fakeas.Client{job, public("cli")}, DevicePendingPolls: 1, DeviceNoIntervalCheck: true,
+		Clients: []oauthtest.Client{job, public("cli")}, DevicePendingPolls: 1, DeviceNoIntervalCheck: true,
 	})
-	api := fakeas.StartAPI(t, srv, "")
+	api := oauthtest.StartAPI(t, srv, "")
 	secrets := []string{job.Secret}
 	cc := mustToken(t, srv, nil, auth{id: "job", secret: job.Secret}, url.Values{"grant_type": {"client_credentials"}})
 	secrets = append(secrets, cc.AccessToken)
@@ -274,11 +274,11 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	secrets = append(secrets, d.DeviceCode, d.UserCode)
 	poll(t, srv, "cli", d)
 	poll(t, srv, "cli", d)
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultResponseLost, Times: 1})
-	m, _ := srv.Mint(fakeas.Grant{ClientID: "cli"})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultResponseLost, Times: 1})
+	m, _ := srv.Mint(oauthtest.Grant{ClientID: "cli"})
 	secrets = append(secrets, m.RefreshToken)
 	tokenReq(t, srv, nil, auth{id: "cli"}, refresh(m.RefreshToken))
-	postForm(t, srv, nil, fakeas.PathRevocation, auth{id: "cli"}, url.Values{"token": {m.AccessToken}})
+	postForm(t, srv, nil, oauthtest.PathRevocation, auth{id: "cli"}, url.Values{"token": {m.AccessToken}})
 
 	out := buf.String()
 	if !strings.Contains(out, "endpoint=token") || !strings.Contains(out, "fault=response-lost") {
@@ -292,26 +292,26 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
-	bad := map[string]fakeas.Config{
-		"no id":             {Clients: []fakeas.Client{{}}},
-		"duplicate":         {Clients: []fakeas.Client{{ID: "a"}, {ID: "a"}}},
-		"basic, no secret":  {Clients: []fakeas.Client{{ID: "a", AuthMethod: fakeas.AuthClientSecretBasic}}},
-		"weak key":          {Clients: []fakeas.Client{{ID: "a", PublicKey: &small.PublicKey}}},
-		"unknown method":    {Clients: []fakeas.Client{{ID: "a", AuthMethod: "tls_client_auth"}}},
-		"relative redirect": {Clients: []fakeas.Client{{ID: "a", RedirectURIs: []string{"/cb"}}}},
+	bad := map[string]oauthtest.Config{
+		"no id":             {Clients: []oauthtest.Client{{}}},
+		"duplicate":         {Clients: []oauthtest.Client{{ID: "a"}, {ID: "a"}}},
+		"basic, no secret":  {Clients: []oauthtest.Client{{ID: "a", AuthMethod: oauthtest.AuthClientSecretBasic}}},
+		"weak key":          {Clients: []oauthtest.Client{{ID: "a", PublicKey: &small.PublicKey}}},
+		"unknown method":    {Clients: []oauthtest.Client{{ID: "a", AuthMethod: "tls_client_auth"}}},
+		"relative redirect": {Clients: []oauthtest.Client{{ID: "a", RedirectURIs: []string{"/cb"}}}},
 		"bad resource":      {Resources: []string{"orders"}},
 	}
 	for name, cfg := range bad {
-		if s, err := fakeas.New(cfg); err == nil {
+		if s, err := oauthtest.New(cfg); err == nil {
 			s.Close()
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	srv := fakeas.Start(t, fakeas.Config{})
-	if err := srv.Update(func(c *fakeas.Config) { c.Clients = append(c.Clients, fakeas.Client{}) }); err == nil {
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	if err := srv.Update(func(c *oauthtest.Config) { c.Clients = append(c.Clients, oauthtest.Client{}) }); err == nil {
 		t.Error("Update accepted a bad client")
 	}
-	if got := srv.Config(); len(got.Clients) != 1 || got.Clients[0].ID != fakeas.DefaultClientID || got.AccessTokenLifetime != time.Hour {
+	if got := srv.Config(); len(got.Clients) != 1 || got.Clients[0].ID != oauthtest.DefaultClientID || got.AccessTokenLifetime != time.Hour {
 		t.Errorf("config after rejected update: %+v", got)
 	}
 	srv.Close()
@@ -323,14 +323,14 @@ func TestConfigValidation(t *testing.T) {
 
 func TestStatsReset(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	m, _ := srv.Mint(fakeas.Grant{})
-	mustToken(t, srv, nil, auth{id: fakeas.DefaultClientID}, refresh(m.RefreshToken))
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	m, _ := srv.Mint(oauthtest.Grant{})
+	mustToken(t, srv, nil, auth{id: oauthtest.DefaultClientID}, refresh(m.RefreshToken))
 	if st := srv.Stats(); st.TokenPosts != 1 || st.AccessTokensIssued != 2 || len(srv.RefreshPresentations()) != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	srv.ResetStats()
-	if st := srv.Stats(); st.TokenPosts != 0 || st.Requests[fakeas.EndpointToken] != 0 || len(srv.RefreshPresentations()) != 0 {
+	if st := srv.Stats(); st.TokenPosts != 0 || st.Requests[oauthtest.EndpointToken] != 0 || len(srv.RefreshPresentations()) != 0 {
 		t.Errorf("after reset %+v", st)
 	}
 }

@@ -1,4 +1,4 @@
-package fakeas_test
+package oauthtest_test
 
 import (
 	"fmt"
@@ -8,13 +8,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 )
 
 // A client-credentials token for one API, then a call to the API with it.
 func Example() {
-	srv, err := fakeas.New(fakeas.Config{Clients: []fakeas.Client{{ID: "job", Secret: "s3cret"}}})
+	srv, err := oauthtest.New(oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "s3cret"}}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -66,13 +66,13 @@ func Example() {
 
 // Injecting faults: two 503s, then the token endpoint answers again.
 func ExampleServer_InjectFault() {
-	srv, err := fakeas.New(fakeas.Config{Clients: []fakeas.Client{{ID: "job", Secret: "s3cret"}}})
+	srv, err := oauthtest.New(oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "s3cret"}}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer srv.Close()
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Times: 2, RetryAfter: "1"})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, Times: 2, RetryAfter: "1"})
 	hc := &http.Client{Transport: srv.Transport()} // in memory, no sockets
 	for range 3 {
 		req, _ := http.NewRequest(http.MethodPost, srv.TokenURL(), strings.NewReader("grant_type=client_credentials"))
@@ -86,7 +86,7 @@ func ExampleServer_InjectFault() {
 		resp.Body.Close()
 		fmt.Printf("%d retry-after=%q\n", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	fmt.Println(srv.Stats().TokenPosts, srv.Stats().Faults[fakeas.FaultUnavailable])
+	fmt.Println(srv.Stats().TokenPosts, srv.Stats().Faults[oauthtest.FaultUnavailable])
 	// Output:
 	// 503 retry-after="1"
 	// 503 retry-after="1"

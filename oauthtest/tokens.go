@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"crypto/rand"
@@ -160,7 +160,7 @@ func randomB64(n int) string {
 // jwt builds an unsigned-but-signature-shaped JWT, padded to about size
 // bytes with a "pad" claim when size > 0.
 func jwt(typ string, claims map[string]any, size int) string {
-	hdr := b64([]byte(`{"alg":"none","typ":"` + typ + `","kid":"fakeas"}`))
+	hdr := b64([]byte(`{"alg":"none","typ":"` + typ + `","kid":"oauthtest"}`))
 	sig := randomB64(32)
 	enc := func() string {
 		p, _ := json.Marshal(claims)
@@ -330,14 +330,14 @@ func (s *Server) Mint(g Grant) (*oauth2.Token, error) {
 		g.ClientID = s.cfg.Clients[0].ID
 	}
 	if s.clients[g.ClientID] == nil {
-		return nil, fmt.Errorf("fakeas: unknown client %q", g.ClientID)
+		return nil, fmt.Errorf("oauthtest: unknown client %q", g.ClientID)
 	}
 	if g.Subject == "" {
 		g.Subject = s.cfg.Subject
 	}
 	for _, r := range g.Resources {
 		if !validResource(r) {
-			return nil, errors.New("fakeas: resource is not an absolute URI")
+			return nil, errors.New("oauthtest: resource is not an absolute URI")
 		}
 	}
 	fam := s.newFamily(g.ClientID, g.Subject, g.Scope, g.Resources, "")

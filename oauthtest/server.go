@@ -1,4 +1,4 @@
-// Package fakeas is an in-process OAuth 2.0 authorization server and
+// Package oauthtest is an in-process OAuth 2.0 authorization server and
 // protected API for tests, benchmarks, the fault suite and the quickstart
 // demo. It is not a real server: tokens are JWT-shaped but unsigned, and
 // every approval is automatic unless a test says otherwise.
@@ -35,7 +35,7 @@
 //
 // This file and the package's other non-test files do not import testing;
 // Start is the helper for tests.
-package fakeas
+package oauthtest
 
 import (
 	"context"
@@ -108,7 +108,7 @@ const DefaultClientID = "tokenward-demo"
 
 // DefaultSubject is the end user every login is approved as, unless
 // Config.Subject says otherwise.
-const DefaultSubject = "fakeas-user"
+const DefaultSubject = "oauthtest-user"
 
 // Client is a registered client.
 type Client struct {
@@ -404,38 +404,38 @@ func (s *Server) setConfig(cfg Config) error {
 	for i := range cfg.Clients {
 		c := &cfg.Clients[i]
 		if c.ID == "" {
-			return errors.New("fakeas: client without ID")
+			return errors.New("oauthtest: client without ID")
 		}
 		if _, dup := clients[c.ID]; dup {
-			return fmt.Errorf("fakeas: client %q registered twice", c.ID)
+			return fmt.Errorf("oauthtest: client %q registered twice", c.ID)
 		}
 		switch c.method() {
 		case AuthNone:
 		case AuthClientSecretBasic, AuthClientSecretPost:
 			if c.Secret == "" {
-				return fmt.Errorf("fakeas: client %q: %s needs a Secret", c.ID, c.method())
+				return fmt.Errorf("oauthtest: client %q: %s needs a Secret", c.ID, c.method())
 			}
 		case AuthPrivateKeyJWT:
 			if _, err := oauthwire.AssertionAlg(c.PublicKey); err != nil {
-				return fmt.Errorf("fakeas: client %q: %w", c.ID, err)
+				return fmt.Errorf("oauthtest: client %q: %w", c.ID, err)
 			}
 		default:
-			return fmt.Errorf("fakeas: client %q: unknown auth method %q", c.ID, c.AuthMethod)
+			return fmt.Errorf("oauthtest: client %q: unknown auth method %q", c.ID, c.AuthMethod)
 		}
 		for _, u := range c.RedirectURIs {
 			if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Host == "" || p.Fragment != "" {
-				return fmt.Errorf("fakeas: client %q: redirect URI %q is not absolute", c.ID, u)
+				return fmt.Errorf("oauthtest: client %q: redirect URI %q is not absolute", c.ID, u)
 			}
 		}
 		clients[c.ID] = c
 	}
 	for _, r := range cfg.Resources {
 		if !validResource(r) {
-			return fmt.Errorf("fakeas: resource %q is not an absolute URI without fragment", r)
+			return fmt.Errorf("oauthtest: resource %q is not an absolute URI without fragment", r)
 		}
 	}
 	if cfg.DefaultResource != "" && !validResource(cfg.DefaultResource) {
-		return fmt.Errorf("fakeas: default resource %q is not an absolute URI without fragment", cfg.DefaultResource)
+		return fmt.Errorf("oauthtest: default resource %q is not an absolute URI without fragment", cfg.DefaultResource)
 	}
 	if cfg.AccessTokenLifetime <= 0 {
 		cfg.AccessTokenLifetime = time.Hour
@@ -587,12 +587,12 @@ func (s *Server) HTTPClient() *http.Client {
 func (s *Server) makeCert() error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("fakeas: %w", err)
+		return fmt.Errorf("oauthtest: %w", err)
 	}
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "fakeas"},
+		Subject:               pkix.Name{CommonName: "oauthtest"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -604,11 +604,11 @@ func (s *Server) makeCert() error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return fmt.Errorf("fakeas: %w", err)
+		return fmt.Errorf("oauthtest: %w", err)
 	}
 	s.cert, err = x509.ParseCertificate(der)
 	if err != nil {
-		return fmt.Errorf("fakeas: %w", err)
+		return fmt.Errorf("oauthtest: %w", err)
 	}
 	s.tlsCert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: s.cert}
 	return nil
@@ -632,7 +632,7 @@ func closeHTTP(hs *http.Server) {
 func (s *Server) listen(h http.Handler, resettable bool) (*listening, error) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("fakeas: listen: %w", err)
+		return nil, fmt.Errorf("oauthtest: listen: %w", err)
 	}
 	if s.inMemory {
 		host := raw.Addr().String()

@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 // TB is the part of testing.TB that Start uses (this package does not
 // import testing, so it can run in the quickstart).
@@ -13,7 +13,7 @@ func Start(tb TB, cfg Config) *Server {
 	tb.Helper()
 	s, err := New(cfg)
 	if err != nil {
-		tb.Fatalf("fakeas: %v", err)
+		tb.Fatalf("oauthtest: %v", err)
 	}
 	tb.Cleanup(s.Close)
 	return s
@@ -24,7 +24,7 @@ func StartAPI(tb TB, s *Server, resource string) *API {
 	tb.Helper()
 	a, err := s.NewAPI(resource)
 	if err != nil {
-		tb.Fatalf("fakeas: %v", err)
+		tb.Fatalf("oauthtest: %v", err)
 	}
 	return a
 }

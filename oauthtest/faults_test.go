@@ -1,4 +1,4 @@
-package fakeas_test
+package oauthtest_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 )
 
@@ -24,43 +24,43 @@ func TestFaultMatrix(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name      string
-		fault     fakeas.Fault
+		fault     oauthtest.Fault
 		status    int    // expected status; 0 = transport error
 		ct        string // expected media type prefix
 		wantErr   error  // from ParseTokenResponse, or for status 0 the transport error (errors.Is)
 		code      string // expected OAuth error code
 		processed bool   // the refresh token was rotated
 	}{
-		{name: "500", fault: fakeas.Fault{Kind: fakeas.FaultStatus500}, status: 500, ct: "text/plain"},
-		{name: "502 html", fault: fakeas.Fault{Kind: fakeas.FaultBadGateway}, status: 502, ct: "text/html"},
-		{name: "503 json", fault: fakeas.Fault{Kind: fakeas.FaultUnavailable, RetryAfter: "7"}, status: 503, ct: "application/json", code: "temporarily_unavailable"},
-		{name: "429", fault: fakeas.Fault{Kind: fakeas.FaultRateLimited, RetryAfter: "86400"}, status: 429, ct: "text/plain"},
-		{name: "oauth error", fault: fakeas.Fault{Kind: fakeas.FaultOAuthError, Code: "invalid_grant"}, status: 400, ct: "application/json", code: "invalid_grant"},
-		{name: "oauth error after processing", fault: fakeas.Fault{Kind: fakeas.FaultOAuthError, Status: 502, After: true}, status: 502, code: "server_error", ct: "application/json", processed: true},
-		{name: "reset", fault: fakeas.Fault{Kind: fakeas.FaultReset}, wantErr: syscall.ECONNRESET},
-		{name: "response lost", fault: fakeas.Fault{Kind: fakeas.FaultResponseLost}, wantErr: syscall.ECONNRESET, processed: true},
-		{name: "malformed json", fault: fakeas.Fault{Kind: fakeas.FaultMalformedJSON}, status: 200, ct: "application/json", wantErr: oauthwire.ErrMalformedResponse, processed: true},
-		{name: "malformed json before", fault: fakeas.Fault{Kind: fakeas.FaultMalformedJSON, Before: true}, status: 200, ct: "application/json", wantErr: oauthwire.ErrMalformedResponse},
-		{name: "wrong content type", fault: fakeas.Fault{Kind: fakeas.FaultWrongContentType}, status: 200, ct: "text/html", processed: true},
-		{name: "html page", fault: fakeas.Fault{Kind: fakeas.FaultHTMLPage}, status: 200, ct: "text/html", wantErr: oauthwire.ErrUnexpectedContentType},
-		{name: "redirect 302", fault: fakeas.Fault{Kind: fakeas.FaultRedirect, Status: 302}, status: 302, ct: "text/plain"},
-		{name: "redirect 307", fault: fakeas.Fault{Kind: fakeas.FaultRedirect}, status: 307, ct: "text/plain"},
+		{name: "500", fault: oauthtest.Fault{Kind: oauthtest.FaultStatus500}, status: 500, ct: "text/plain"},
+		{name: "502 html", fault: oauthtest.Fault{Kind: oauthtest.FaultBadGateway}, status: 502, ct: "text/html"},
+		{name: "503 json", fault: oauthtest.Fault{Kind: oauthtest.FaultUnavailable, RetryAfter: "7"}, status: 503, ct: "application/json", code: "temporarily_unavailable"},
+		{name: "429", fault: oauthtest.Fault{Kind: oauthtest.FaultRateLimited, RetryAfter: "86400"}, status: 429, ct: "text/plain"},
+		{name: "oauth error", fault: oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Code: "invalid_grant"}, status: 400, ct: "application/json", code: "invalid_grant"},
+		{name: "oauth error after processing", fault: oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Status: 502, After: true}, status: 502, code: "server_error", ct: "application/json", processed: true},
+		{name: "reset", fault: oauthtest.Fault{Kind: oauthtest.FaultReset}, wantErr: syscall.ECONNRESET},
+		{name: "response lost", fault: oauthtest.Fault{Kind: oauthtest.FaultResponseLost}, wantErr: syscall.ECONNRESET, processed: true},
+		{name: "malformed json", fault: oauthtest.Fault{Kind: oauthtest.FaultMalformedJSON}, status: 200, ct: "application/json", wantErr: oauthwire.ErrMalformedResponse, processed: true},
+		{name: "malformed json before", fault: oauthtest.Fault{Kind: oauthtest.FaultMalformedJSON, Before: true}, status: 200, ct: "application/json", wantErr: oauthwire.ErrMalformedResponse},
+		{name: "wrong content type", fault: oauthtest.Fault{Kind: oauthtest.FaultWrongContentType}, status: 200, ct: "text/html", processed: true},
+		{name: "html page", fault: oauthtest.Fault{Kind: oauthtest.FaultHTMLPage}, status: 200, ct: "text/html", wantErr: oauthwire.ErrUnexpectedContentType},
+		{name: "redirect 302", fault: oauthtest.Fault{Kind: oauthtest.FaultRedirect, Status: 302}, status: 302, ct: "text/plain"},
+		{name: "redirect 307", fault: oauthtest.Fault{Kind: oauthtest.FaultRedirect}, status: 307, ct: "text/plain"},
 	}
 	for _, c := range cases {
 		for _, mode := range []string{"network", "memory"} {
 			t.Run(c.name+"/"+mode, func(t *testing.T) {
 				t.Parallel()
-				srv := fakeas.Start(t, fakeas.Config{})
+				srv := oauthtest.Start(t, oauthtest.Config{})
 				var hc *http.Client
 				if mode == "network" {
 					hc = srv.HTTPClient()
 				}
-				tok, _ := srv.Mint(fakeas.Grant{})
+				tok, _ := srv.Mint(oauthtest.Grant{})
 				f := c.fault
-				f.Endpoint, f.Grant, f.Times = fakeas.EndpointToken, fakeas.GrantRefreshToken, 1
+				f.Endpoint, f.Grant, f.Times = oauthtest.EndpointToken, oauthtest.GrantRefreshToken, 1
 				srv.InjectFault(f)
 				sent := time.Now()
-				r, err := postForm(t, srv, hc, fakeas.PathToken, auth{id: fakeas.DefaultClientID}, refresh(tok.RefreshToken))
+				r, err := postForm(t, srv, hc, oauthtest.PathToken, auth{id: oauthtest.DefaultClientID}, refresh(tok.RefreshToken))
 				if c.status == 0 {
 					if err == nil || !errors.Is(err, c.wantErr) {
 						t.Fatalf("err = %v, want %v", err, c.wantErr)
@@ -85,7 +85,7 @@ func TestFaultMatrix(t *testing.T) {
 						t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
 					}
 					if c.status == 302 || c.status == 307 {
-						if loc := r.header.Get("Location"); loc != srv.Trap().URL()+fakeas.PathToken {
+						if loc := r.header.Get("Location"); loc != srv.Trap().URL()+oauthtest.PathToken {
 							t.Errorf("Location %q", loc)
 						}
 					}
@@ -102,10 +102,10 @@ func TestFaultMatrix(t *testing.T) {
 				// fresh token when the first one was consumed).
 				rt := tok.RefreshToken
 				if c.processed {
-					m, _ := srv.Mint(fakeas.Grant{})
+					m, _ := srv.Mint(oauthtest.Grant{})
 					rt = m.RefreshToken
 				}
-				if _, err := tokenReq(t, srv, hc, auth{id: fakeas.DefaultClientID}, refresh(rt)); err != nil {
+				if _, err := tokenReq(t, srv, hc, auth{id: oauthtest.DefaultClientID}, refresh(rt)); err != nil {
 					t.Errorf("after the fault: %v", err)
 				}
 			})
@@ -116,13 +116,13 @@ func TestFaultMatrix(t *testing.T) {
 func TestFaultTimesAndMatching(t *testing.T) {
 	t.Parallel()
 	job := confidential("job")
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{job, public("cli")}})
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{job, public("cli")}})
 	a := auth{id: job.ID, secret: job.Secret}
 	cc := url.Values{"grant_type": {"client_credentials"}}
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultUnavailable, Endpoint: fakeas.EndpointToken, Grant: fakeas.GrantClientCredentials, Times: 2})
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultStatus500, Endpoint: fakeas.EndpointRevocation}) // always
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantClientCredentials, Times: 2})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation}) // always
 	// Other grants and endpoints are not affected.
-	m, _ := srv.Mint(fakeas.Grant{ClientID: "cli"})
+	m, _ := srv.Mint(oauthtest.Grant{ClientID: "cli"})
 	mustToken(t, srv, nil, auth{id: "cli"}, refresh(m.RefreshToken))
 	for i := range 2 {
 		if _, err := tokenReq(t, srv, nil, a, cc); oauthCode(err) != "temporarily_unavailable" {
@@ -131,7 +131,7 @@ func TestFaultTimesAndMatching(t *testing.T) {
 	}
 	mustToken(t, srv, nil, a, cc)
 	for range 3 {
-		if r, _ := postForm(t, srv, nil, fakeas.PathRevocation, auth{id: "cli"}, url.Values{"token": {"x"}}); r.status != 500 {
+		if r, _ := postForm(t, srv, nil, oauthtest.PathRevocation, auth{id: "cli"}, url.Values{"token": {"x"}}); r.status != 500 {
 			t.Fatalf("revocation fault: %d", r.status)
 		}
 	}
@@ -139,30 +139,30 @@ func TestFaultTimesAndMatching(t *testing.T) {
 		t.Errorf("PendingFaults = %d", srv.PendingFaults())
 	}
 	srv.ClearFaults()
-	if r, _ := postForm(t, srv, nil, fakeas.PathRevocation, auth{id: "cli"}, url.Values{"token": {"x"}}); r.status != 200 {
+	if r, _ := postForm(t, srv, nil, oauthtest.PathRevocation, auth{id: "cli"}, url.Values{"token": {"x"}}); r.status != 200 {
 		t.Errorf("after ClearFaults: %d", r.status)
 	}
 	st := srv.Stats()
-	if st.TokenPosts != 4 || st.Grants[fakeas.GrantClientCredentials] != 3 || st.Requests[fakeas.EndpointRevocation] != 4 {
+	if st.TokenPosts != 4 || st.Grants[oauthtest.GrantClientCredentials] != 3 || st.Requests[oauthtest.EndpointRevocation] != 4 {
 		t.Errorf("stats %+v", st)
 	}
 }
 
 func TestFaultHang(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
+	srv := oauthtest.Start(t, oauthtest.Config{})
 	hc := srv.HTTPClient()
 
 	// Released by the test: the request is then processed normally.
 	release := make(chan struct{})
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken, Times: 1, Release: release})
-	tok, _ := srv.Mint(fakeas.Grant{})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointToken, Times: 1, Release: release})
+	tok, _ := srv.Mint(oauthtest.Grant{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := tokenReq(t, srv, hc, auth{id: fakeas.DefaultClientID}, refresh(tok.RefreshToken))
+		_, err := tokenReq(t, srv, hc, auth{id: oauthtest.DefaultClientID}, refresh(tok.RefreshToken))
 		done <- err
 	}()
-	waitFor(t, func() bool { return srv.Stats().Requests[fakeas.EndpointToken] == 1 })
+	waitFor(t, func() bool { return srv.Stats().Requests[oauthtest.EndpointToken] == 1 })
 	if info, _ := srv.Introspect(tok.RefreshToken); info.Rotated {
 		t.Fatal("held request was processed")
 	}
@@ -173,12 +173,12 @@ func TestFaultHang(t *testing.T) {
 
 	// Abandoned by the client: its context ends the request, nothing is
 	// processed.
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang, Endpoint: fakeas.EndpointToken})
-	m, _ := srv.Mint(fakeas.Grant{})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointToken})
+	m, _ := srv.Mint(oauthtest.Grant{})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.TokenURL(), strings.NewReader(url.Values{
-		"grant_type": {"refresh_token"}, "refresh_token": {m.RefreshToken}, "client_id": {fakeas.DefaultClientID}}.Encode()))
+		"grant_type": {"refresh_token"}, "refresh_token": {m.RefreshToken}, "client_id": {oauthtest.DefaultClientID}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if _, err := hc.Do(req); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("abandoned: %v", err)
@@ -188,10 +188,10 @@ func TestFaultHang(t *testing.T) {
 	}
 	// ReleaseHangs lets the next ones through; Close releases the rest.
 	go func() {
-		_, err := tokenReq(t, srv, hc, auth{id: fakeas.DefaultClientID}, refresh(m.RefreshToken))
+		_, err := tokenReq(t, srv, hc, auth{id: oauthtest.DefaultClientID}, refresh(m.RefreshToken))
 		done <- err
 	}()
-	waitFor(t, func() bool { return srv.Stats().Requests[fakeas.EndpointToken] == 3 })
+	waitFor(t, func() bool { return srv.Stats().Requests[oauthtest.EndpointToken] == 3 })
 	srv.ReleaseHangs()
 	if err := <-done; err != nil {
 		t.Fatalf("after ReleaseHangs: %v", err)
@@ -201,8 +201,8 @@ func TestFaultHang(t *testing.T) {
 func TestFaultHangInMemoryEndsWithContext(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		srv := fakeas.Start(t, fakeas.Config{InMemory: true})
-		srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultHang})
+		srv := oauthtest.Start(t, oauthtest.Config{InMemory: true})
+		srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		start := time.Now()
@@ -218,13 +218,13 @@ func TestFaultHangInMemoryEndsWithContext(t *testing.T) {
 func TestFaultDelay(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		srv := fakeas.Start(t, fakeas.Config{InMemory: true})
-		srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultDelay, Endpoint: fakeas.EndpointToken, Delay: 200 * time.Millisecond})
-		srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultDelay, Endpoint: fakeas.EndpointToken, Delay: 100 * time.Millisecond, Times: 1})
-		tok, _ := srv.Mint(fakeas.Grant{})
+		srv := oauthtest.Start(t, oauthtest.Config{InMemory: true})
+		srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultDelay, Endpoint: oauthtest.EndpointToken, Delay: 200 * time.Millisecond})
+		srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultDelay, Endpoint: oauthtest.EndpointToken, Delay: 100 * time.Millisecond, Times: 1})
+		tok, _ := srv.Mint(oauthtest.Grant{})
 		for i, want := range []time.Duration{300 * time.Millisecond, 200 * time.Millisecond} {
 			start := time.Now()
-			tok = mustToken(t, srv, nil, auth{id: fakeas.DefaultClientID}, refresh(tok.RefreshToken))
+			tok = mustToken(t, srv, nil, auth{id: oauthtest.DefaultClientID}, refresh(tok.RefreshToken))
 			if got := time.Since(start); got != want {
 				t.Errorf("request %d took %v, want %v", i, got, want)
 			}
@@ -234,8 +234,8 @@ func TestFaultDelay(t *testing.T) {
 
 func TestFaultHugeBody(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultHugeBody, Endpoint: fakeas.EndpointToken}) // 1 GiB
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHugeBody, Endpoint: oauthtest.EndpointToken}) // 1 GiB
 	for _, hc := range []*http.Client{srv.HTTPClient(), {Transport: srv.Transport()}} {
 		resp, err := hc.Post(srv.TokenURL(), "application/x-www-form-urlencoded", strings.NewReader("grant_type=client_credentials"))
 		if err != nil {
@@ -251,8 +251,8 @@ func TestFaultHugeBody(t *testing.T) {
 		}
 	}
 	srv.ClearFaults()
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultHugeBody, Size: 100})
-	r, _ := postForm(t, srv, nil, fakeas.PathToken, auth{id: "x"}, nil)
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHugeBody, Size: 100})
+	r, _ := postForm(t, srv, nil, oauthtest.PathToken, auth{id: "x"}, nil)
 	if len(r.body) != 100 {
 		t.Errorf("sized body %d", len(r.body))
 	}
@@ -260,15 +260,15 @@ func TestFaultHugeBody(t *testing.T) {
 
 func TestRedirectFaultFollowedReachesTrap(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	srv.InjectFault(fakeas.Fault{Kind: fakeas.FaultRedirect, Endpoint: fakeas.EndpointToken, Times: 1})
-	tok, _ := srv.Mint(fakeas.Grant{})
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultRedirect, Endpoint: oauthtest.EndpointToken, Times: 1})
+	tok, _ := srv.Mint(oauthtest.Grant{})
 	// A careless client that follows redirects replays the refresh token
 	// to another origin; the trap records it.
 	hc := srv.HTTPClient()
 	hc.CheckRedirect = nil
 	form := refresh(tok.RefreshToken)
-	form.Set("client_id", fakeas.DefaultClientID)
+	form.Set("client_id", oauthtest.DefaultClientID)
 	resp, err := hc.Post(srv.TokenURL(), "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ func TestRedirectFaultFollowedReachesTrap(t *testing.T) {
 
 func TestResetNextConnections(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
+	srv := oauthtest.Start(t, oauthtest.Config{})
 	for _, hc := range []*http.Client{srv.HTTPClient(), {Transport: srv.Transport()}} {
 		srv.ResetNextConnections(1)
 		req, _ := http.NewRequest(http.MethodGet, srv.URL(oauthwire.WellKnownOAuth), nil)
@@ -294,7 +294,7 @@ func TestResetNextConnections(t *testing.T) {
 			t.Fatalf("next connection: %v", err)
 		}
 	}
-	if got := srv.Stats().Requests[fakeas.EndpointDiscovery]; got != 2 {
+	if got := srv.Stats().Requests[oauthtest.EndpointDiscovery]; got != 2 {
 		t.Errorf("reset requests reached the handler: %d", got)
 	}
 }

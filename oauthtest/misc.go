@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"net/http"
@@ -113,7 +113,7 @@ func (s *Server) userinfo(r *http.Request) *reply {
 	at := s.ats[tok]
 	if !ok || at == nil || at.revoked || (at.fam != nil && at.fam.revoked) || !s.now().Before(at.expiry) {
 		rep := textReply(http.StatusUnauthorized, "application/json", `{"error":"invalid_token"}`)
-		rep.header.Set("WWW-Authenticate", `Bearer realm="fakeas", error="invalid_token"`)
+		rep.header.Set("WWW-Authenticate", `Bearer realm="oauthtest", error="invalid_token"`)
 		return rep
 	}
 	return jsonReply(http.StatusOK, map[string]string{"sub": at.subject})

@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"encoding/json"
@@ -27,7 +27,7 @@ func textReply(status int, ct, body string) *reply {
 func jsonReply(status int, v any) *reply {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return textReply(http.StatusInternalServerError, "text/plain", "fakeas: cannot encode response\n")
+		return textReply(http.StatusInternalServerError, "text/plain", "oauthtest: cannot encode response\n")
 	}
 	return &reply{status: status, header: http.Header{"Content-Type": {"application/json"}}, body: b}
 }
@@ -112,7 +112,7 @@ func (s *Server) endpoint(name string, fn endpointFunc) http.Handler {
 			return
 		}
 		if !s.wait(r.Context(), waits, hang) {
-			s.logf("fakeas: request abandoned while held", slog.String("endpoint", name), slog.String("grant", grant))
+			s.logf("oauthtest: request abandoned while held", slog.String("endpoint", name), slog.String("grant", grant))
 			return
 		}
 		if fault != nil && !fault.after() {
@@ -140,11 +140,11 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, name, grant stri
 		attrs = append(attrs, slog.String("fault", fault.Kind.String()))
 		switch fault.Kind {
 		case FaultReset, FaultResponseLost:
-			s.logf("fakeas: connection reset", attrs...)
+			s.logf("oauthtest: connection reset", attrs...)
 			abortConn(w)
 			return
 		case FaultHugeBody:
-			s.logf("fakeas: streaming huge body", attrs...)
+			s.logf("oauthtest: streaming huge body", attrs...)
 			s.writeHuge(w, r, fault.Size)
 			return
 		}
@@ -153,10 +153,10 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, name, grant stri
 		}
 	}
 	if rep == nil {
-		rep = textReply(http.StatusInternalServerError, "text/plain", "fakeas: no response\n")
+		rep = textReply(http.StatusInternalServerError, "text/plain", "oauthtest: no response\n")
 	}
 	attrs = append(attrs, slog.Int("status", rep.status))
-	s.logf("fakeas: request", attrs...)
+	s.logf("oauthtest: request", attrs...)
 	rep.write(w)
 }
 

@@ -1,4 +1,4 @@
-package fakeas_test
+package oauthtest_test
 
 import (
 	"net/http"
@@ -7,15 +7,15 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 )
 
 // startDevice asks for a device authorization.
-func startDevice(t *testing.T, srv *fakeas.Server, cli string) *oauthwire.DeviceAuth {
+func startDevice(t *testing.T, srv *oauthtest.Server, cli string) *oauthwire.DeviceAuth {
 	t.Helper()
 	sent := time.Now()
-	r, err := postForm(t, srv, nil, fakeas.PathDeviceAuthorization, auth{id: cli}, url.Values{"scope": {"openid"}})
+	r, err := postForm(t, srv, nil, oauthtest.PathDeviceAuthorization, auth{id: cli}, url.Values{"scope": {"openid"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,9 +28,9 @@ func startDevice(t *testing.T, srv *fakeas.Server, cli string) *oauthwire.Device
 
 // poll sends one device poll and returns the outcome name ("token" on
 // success).
-func poll(t *testing.T, srv *fakeas.Server, cli string, d *oauthwire.DeviceAuth) string {
+func poll(t *testing.T, srv *oauthtest.Server, cli string, d *oauthwire.DeviceAuth) string {
 	t.Helper()
-	_, err := tokenReq(t, srv, nil, auth{id: cli}, url.Values{"grant_type": {fakeas.GrantDeviceCode}, "device_code": {d.DeviceCode}})
+	_, err := tokenReq(t, srv, nil, auth{id: cli}, url.Values{"grant_type": {oauthtest.GrantDeviceCode}, "device_code": {d.DeviceCode}})
 	if err == nil {
 		return "token"
 	}
@@ -44,15 +44,15 @@ func poll(t *testing.T, srv *fakeas.Server, cli string, d *oauthwire.DeviceAuth)
 func TestDeviceFlowPendingThenApproved(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		srv := fakeas.Start(t, fakeas.Config{InMemory: true, DevicePendingPolls: 3, DeviceInterval: 2 * time.Second})
-		d := startDevice(t, srv, fakeas.DefaultClientID)
-		if d.Interval != 2*time.Second || d.ExpiresIn != 10*time.Minute || d.VerificationURI != srv.URL(fakeas.PathDeviceVerification) ||
-			d.VerificationURIComplete != srv.URL(fakeas.PathDeviceVerification)+"?user_code="+url.QueryEscape(d.UserCode) {
+		srv := oauthtest.Start(t, oauthtest.Config{InMemory: true, DevicePendingPolls: 3, DeviceInterval: 2 * time.Second})
+		d := startDevice(t, srv, oauthtest.DefaultClientID)
+		if d.Interval != 2*time.Second || d.ExpiresIn != 10*time.Minute || d.VerificationURI != srv.URL(oauthtest.PathDeviceVerification) ||
+			d.VerificationURIComplete != srv.URL(oauthtest.PathDeviceVerification)+"?user_code="+url.QueryEscape(d.UserCode) {
 			t.Fatalf("device auth %+v", d)
 		}
 		var got []string
 		for range 4 {
-			got = append(got, poll(t, srv, fakeas.DefaultClientID, d))
+			got = append(got, poll(t, srv, oauthtest.DefaultClientID, d))
 			time.Sleep(d.Interval)
 		}
 		want := []string{"authorization_pending", "authorization_pending", "authorization_pending", "token"}
@@ -62,10 +62,10 @@ func TestDeviceFlowPendingThenApproved(t *testing.T) {
 			}
 		}
 		// The device code is single use.
-		if o := poll(t, srv, fakeas.DefaultClientID, d); o != "invalid_grant" {
+		if o := poll(t, srv, oauthtest.DefaultClientID, d); o != "invalid_grant" {
 			t.Errorf("reused device code: %s", o)
 		}
-		if st := srv.Stats(); st.DevicePolls != 5 || st.SlowDowns != 0 || st.Grants[fakeas.GrantDeviceCode] != 5 {
+		if st := srv.Stats(); st.DevicePolls != 5 || st.SlowDowns != 0 || st.Grants[oauthtest.GrantDeviceCode] != 5 {
 			t.Errorf("stats %+v", st)
 		}
 	})
@@ -74,38 +74,38 @@ func TestDeviceFlowPendingThenApproved(t *testing.T) {
 func TestDeviceFlowSlowDown(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		srv := fakeas.Start(t, fakeas.Config{InMemory: true, DeviceManualApproval: true})
-		d := startDevice(t, srv, fakeas.DefaultClientID)
+		srv := oauthtest.Start(t, oauthtest.Config{InMemory: true, DeviceManualApproval: true})
+		d := startDevice(t, srv, oauthtest.DefaultClientID)
 		if d.Interval != 5*time.Second {
 			t.Fatalf("interval %v", d.Interval)
 		}
-		poll(t, srv, fakeas.DefaultClientID, d)
+		poll(t, srv, oauthtest.DefaultClientID, d)
 		time.Sleep(4 * time.Second) // too early
-		if o := poll(t, srv, fakeas.DefaultClientID, d); o != "slow_down" {
+		if o := poll(t, srv, oauthtest.DefaultClientID, d); o != "slow_down" {
 			t.Fatalf("early poll: %s", o)
 		}
 		time.Sleep(5 * time.Second) // the interval is now 10 s: still too early
-		if o := poll(t, srv, fakeas.DefaultClientID, d); o != "slow_down" {
+		if o := poll(t, srv, oauthtest.DefaultClientID, d); o != "slow_down" {
 			t.Fatalf("poll at old interval: %s", o)
 		}
 		time.Sleep(15 * time.Second)
-		if o := poll(t, srv, fakeas.DefaultClientID, d); o != "authorization_pending" {
+		if o := poll(t, srv, oauthtest.DefaultClientID, d); o != "authorization_pending" {
 			t.Fatalf("poll at new interval: %s", o)
 		}
 		// On demand, even when polling slowly enough.
 		srv.SlowDownNext(1)
 		time.Sleep(time.Minute)
-		if o := poll(t, srv, fakeas.DefaultClientID, d); o != "slow_down" {
+		if o := poll(t, srv, oauthtest.DefaultClientID, d); o != "slow_down" {
 			t.Fatalf("SlowDownNext: %s", o)
 		}
 		if err := srv.ApproveDevice(d.UserCode); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Minute)
-		if o := poll(t, srv, fakeas.DefaultClientID, d); o != "token" {
+		if o := poll(t, srv, oauthtest.DefaultClientID, d); o != "token" {
 			t.Fatalf("approved: %s", o)
 		}
-		if devs := srv.Devices(); len(devs) != 1 || devs[0].Interval != 20*time.Second || devs[0].State != fakeas.DeviceConsumed {
+		if devs := srv.Devices(); len(devs) != 1 || devs[0].Interval != 20*time.Second || devs[0].State != oauthtest.DeviceConsumed {
 			t.Errorf("devices %+v", devs)
 		}
 		if st := srv.Stats(); st.SlowDowns != 3 {
@@ -117,8 +117,8 @@ func TestDeviceFlowSlowDown(t *testing.T) {
 func TestDeviceFlowDeniedExpiredAndPage(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		srv := fakeas.Start(t, fakeas.Config{InMemory: true, DeviceManualApproval: true, DeviceCodeLifetime: time.Minute, OmitDeviceInterval: true})
-		cli := fakeas.DefaultClientID
+		srv := oauthtest.Start(t, oauthtest.Config{InMemory: true, DeviceManualApproval: true, DeviceCodeLifetime: time.Minute, OmitDeviceInterval: true})
+		cli := oauthtest.DefaultClientID
 
 		denied := startDevice(t, srv, cli)
 		if denied.Interval != 5*time.Second {
@@ -144,7 +144,7 @@ func TestDeviceFlowDeniedExpiredAndPage(t *testing.T) {
 		if o := poll(t, srv, cli, forced); o != "expired_token" {
 			t.Errorf("ExpireDevice: %s", o)
 		}
-		if err := srv.ApproveDevice("NOPE-NOPE"); err != fakeas.ErrNoDevice {
+		if err := srv.ApproveDevice("NOPE-NOPE"); err != oauthtest.ErrNoDevice {
 			t.Errorf("unknown user code: %v", err)
 		}
 
@@ -154,7 +154,7 @@ func TestDeviceFlowDeniedExpiredAndPage(t *testing.T) {
 		if r, _ := do(t, srv, nil, req); r.status != 200 {
 			t.Fatalf("page: %d", r.status)
 		}
-		r, _ := postForm(t, srv, nil, fakeas.PathDeviceVerification, auth{}, url.Values{"user_code": {viaPage.UserCode}, "action": {"approve"}})
+		r, _ := postForm(t, srv, nil, oauthtest.PathDeviceVerification, auth{}, url.Values{"user_code": {viaPage.UserCode}, "action": {"approve"}})
 		if r.status != 200 {
 			t.Fatalf("approve via page: %d", r.status)
 		}
@@ -163,7 +163,7 @@ func TestDeviceFlowDeniedExpiredAndPage(t *testing.T) {
 		}
 
 		// Another client cannot poll someone else's device code.
-		srv.Update(func(c *fakeas.Config) { c.Clients = append(c.Clients, public("other")) })
+		srv.Update(func(c *oauthtest.Config) { c.Clients = append(c.Clients, public("other")) })
 		d := startDevice(t, srv, cli)
 		if o := poll(t, srv, "other", d); o != "invalid_grant" {
 			t.Errorf("foreign device code: %s", o)
@@ -174,15 +174,15 @@ func TestDeviceFlowDeniedExpiredAndPage(t *testing.T) {
 func TestDeviceIntervalZero(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		srv := fakeas.Start(t, fakeas.Config{InMemory: true, DeviceIntervalZero: true, DevicePendingPolls: 1})
-		r, _ := postForm(t, srv, nil, fakeas.PathDeviceAuthorization, auth{id: fakeas.DefaultClientID}, nil)
+		srv := oauthtest.Start(t, oauthtest.Config{InMemory: true, DeviceIntervalZero: true, DevicePendingPolls: 1})
+		r, _ := postForm(t, srv, nil, oauthtest.PathDeviceAuthorization, auth{id: oauthtest.DefaultClientID}, nil)
 		d, err := oauthwire.ParseDeviceAuthResponse(r.status, r.header, r.body, time.Now())
 		if err != nil || d.Interval != 5*time.Second {
 			t.Fatalf("interval 0 parsed as %v (%v)", d.Interval, err)
 		}
-		poll(t, srv, fakeas.DefaultClientID, d)
+		poll(t, srv, oauthtest.DefaultClientID, d)
 		time.Sleep(time.Second) // the server enforces 5 s although it sent 0
-		if o := poll(t, srv, fakeas.DefaultClientID, d); o != "slow_down" {
+		if o := poll(t, srv, oauthtest.DefaultClientID, d); o != "slow_down" {
 			t.Errorf("fast poll: %s", o)
 		}
 	})

@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"context"
@@ -239,7 +239,7 @@ func (s *Server) wait(ctx context.Context, waits []Fault, hang <-chan struct{}) 
 
 const badGatewayPage = `<!DOCTYPE html>
 <html><head><title>502 Bad Gateway</title></head>
-<body><center><h1>502 Bad Gateway</h1></center><hr><center>fakeas-proxy</center></body></html>
+<body><center><h1>502 Bad Gateway</h1></center><hr><center>oauthtest-proxy</center></body></html>
 `
 
 const signInPage = `<!DOCTYPE html>
@@ -274,7 +274,7 @@ func (s *Server) faultReply(f *Fault, r *http.Request, real *reply) *reply {
 		}
 		rep = oauthError(status, code, f.Description)
 	case FaultMalformedJSON:
-		body := `{"access_token":"fakeas-truncated-`
+		body := `{"access_token":"oauthtest-truncated-`
 		if real != nil && len(real.body) > 1 {
 			body = string(real.body[:len(real.body)/2])
 		}

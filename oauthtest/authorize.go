@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"context"
@@ -158,20 +158,20 @@ func redirectAllowed(got string, registered []string) bool {
 func (s *Server) Authorize(ctx context.Context, authURL string) (*url.URL, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("fakeas: authorize: bad URL: %w", err)
+		return nil, fmt.Errorf("oauthtest: authorize: bad URL: %w", err)
 	}
 	resp, err := s.Transport().RoundTrip(req)
 	if err != nil {
-		return nil, fmt.Errorf("fakeas: authorize: %w", err)
+		return nil, fmt.Errorf("oauthtest: authorize: %w", err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode != http.StatusFound {
-		return nil, fmt.Errorf("fakeas: authorize: HTTP %d (invalid client or redirect URI)", resp.StatusCode)
+		return nil, fmt.Errorf("oauthtest: authorize: HTTP %d (invalid client or redirect URI)", resp.StatusCode)
 	}
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if err != nil {
-		return nil, errors.New("fakeas: authorize: bad Location")
+		return nil, errors.New("oauthtest: authorize: bad Location")
 	}
 	return loc, nil
 }
@@ -193,14 +193,14 @@ func (s *Server) Browse(ctx context.Context, authURL string) error {
 func Deliver(ctx context.Context, callback string) error {
 	u, err := url.Parse(callback)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return errors.New("fakeas: callback is not an http(s) URL")
+		return errors.New("oauthtest: callback is not an http(s) URL")
 	}
 	if h := u.Hostname(); h != "localhost" && !isLoopbackRedirect("http://"+u.Host) {
-		return errors.New("fakeas: callback host is not loopback")
+		return errors.New("oauthtest: callback host is not loopback")
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, callback, nil)
 	if err != nil {
-		return fmt.Errorf("fakeas: callback: %w", err)
+		return fmt.Errorf("oauthtest: callback: %w", err)
 	}
 	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
@@ -208,12 +208,12 @@ func Deliver(ctx context.Context, callback string) error {
 		return http.ErrUseLastResponse
 	}}).Do(req)
 	if err != nil {
-		return fmt.Errorf("fakeas: callback: %w", stripURL(err))
+		return fmt.Errorf("oauthtest: callback: %w", stripURL(err))
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("fakeas: callback answered HTTP %d", resp.StatusCode)
+		return fmt.Errorf("oauthtest: callback answered HTTP %d", resp.StatusCode)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"encoding/json"
@@ -92,7 +92,7 @@ func (s *Server) NewAPI(resource string) (*API, error) {
 	}
 	if !validResource(resource) {
 		ln.close()
-		return nil, errors.New("fakeas: API resource is not an absolute URI without fragment")
+		return nil, errors.New("oauthtest: API resource is not an absolute URI without fragment")
 	}
 	a.resource = resource
 	s.mu.Lock()
@@ -105,7 +105,7 @@ func (s *Server) NewAPI(resource string) (*API, error) {
 	select {
 	case <-s.closed:
 		ln.close()
-		return nil, errors.New("fakeas: server closed")
+		return nil, errors.New("oauthtest: server closed")
 	default:
 	}
 	ln.serve()
@@ -232,10 +232,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		io.WriteString(w, `{"error":"invalid_token"}`)
 	}
-	const invalid = `Bearer realm="fakeas", error="invalid_token"`
+	const invalid = `Bearer realm="oauthtest", error="invalid_token"`
 	switch {
 	case !has:
-		fail(http.StatusUnauthorized, OutcomeMissing, `Bearer realm="fakeas"`)
+		fail(http.StatusUnauthorized, OutcomeMissing, `Bearer realm="oauthtest"`)
 		return
 	case !issued:
 		a.unknown.Add(1)
@@ -264,7 +264,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if need != "" && !slices.Contains(strings.Fields(scope), need) {
-		fail(http.StatusForbidden, OutcomeInsufficientScope, `Bearer realm="fakeas", error="insufficient_scope", scope="`+need+`"`)
+		fail(http.StatusForbidden, OutcomeInsufficientScope, `Bearer realm="oauthtest", error="insufficient_scope", scope="`+need+`"`)
 		return
 	}
 	a.ok.Add(1)
@@ -344,5 +344,5 @@ func (t *Trap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, "fakeas trap\n")
+	io.WriteString(w, "oauthtest trap\n")
 }

@@ -1,4 +1,4 @@
-package fakeas_test
+package oauthtest_test
 
 import (
 	"context"
@@ -18,14 +18,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tokenward/tokenward/internal/fakeas"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/tokenx"
 )
 
 func TestDiscovery(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{public("cli"), confidential("job")}})
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{public("cli"), confidential("job")}})
 	hc := srv.HTTPClient()
 	for _, path := range []string{oauthwire.WellKnownOAuth, oauthwire.WellKnownOpenID} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL(path), nil)
@@ -43,10 +43,10 @@ func TestDiscovery(t *testing.T) {
 			TokenEndpoint:                              srv.TokenURL(),
 			DeviceAuthorizationEndpoint:                srv.DeviceAuthorizationURL(),
 			RevocationEndpoint:                         srv.RevocationURL(),
-			UserinfoEndpoint:                           srv.URL(fakeas.PathUserinfo),
+			UserinfoEndpoint:                           srv.URL(oauthtest.PathUserinfo),
 			TokenEndpointAuthMethodsSupported:          []string{"none", "client_secret_basic"},
 			CodeChallengeMethodsSupported:              []string{"S256"},
-			GrantTypesSupported:                        []string{"authorization_code", "refresh_token", "client_credentials", fakeas.GrantDeviceCode},
+			GrantTypesSupported:                        []string{"authorization_code", "refresh_token", "client_credentials", oauthtest.GrantDeviceCode},
 			ResponseTypesSupported:                     []string{"code"},
 			AuthorizationResponseIssParameterSupported: true,
 		}
@@ -54,14 +54,14 @@ func TestDiscovery(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", path, diff)
 		}
 	}
-	if got := srv.Stats().Requests[fakeas.EndpointDiscovery]; got != 2 {
+	if got := srv.Stats().Requests[oauthtest.EndpointDiscovery]; got != 2 {
 		t.Errorf("discovery requests = %d", got)
 	}
 
 	// Mismatched issuer, disabled endpoints, omitted iss support.
-	srv.Update(func(c *fakeas.Config) {
+	srv.Update(func(c *oauthtest.Config) {
 		c.DiscoveryIssuer = srv.Issuer() + "/"
-		c.DisabledEndpoints = []string{fakeas.EndpointRevocation}
+		c.DisabledEndpoints = []string{oauthtest.EndpointRevocation}
 		c.OmitCallbackIss = true
 	})
 	req, _ := http.NewRequest(http.MethodGet, srv.URL(oauthwire.WellKnownOpenID), nil)
@@ -73,7 +73,7 @@ func TestDiscovery(t *testing.T) {
 	if err != nil || d.RevocationEndpoint != "" || d.AuthorizationResponseIssParameterSupported {
 		t.Errorf("disabled revocation still advertised: %+v %v", d, err)
 	}
-	r, _ = postForm(t, srv, hc, fakeas.PathRevocation, auth{id: "cli"}, url.Values{"token": {"x"}})
+	r, _ = postForm(t, srv, hc, oauthtest.PathRevocation, auth{id: "cli"}, url.Values{"token": {"x"}})
 	if r.status != http.StatusNotFound {
 		t.Errorf("disabled endpoint answered %d", r.status)
 	}
@@ -83,7 +83,7 @@ func TestDiscovery(t *testing.T) {
 // the document; Stats.Discovery counts each path, 404s included.
 func TestOIDCDiscoveryOnly(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{OIDCDiscoveryOnly: true})
+	srv := oauthtest.Start(t, oauthtest.Config{OIDCDiscoveryOnly: true})
 	get := func(path string) *rawResp {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, srv.URL(path), nil)
@@ -106,7 +106,7 @@ func TestOIDCDiscoveryOnly(t *testing.T) {
 		t.Errorf("Stats.Discovery (-want +got):\n%s", diff)
 	}
 	srv.ResetStats()
-	if err := srv.Update(func(c *fakeas.Config) { c.OIDCDiscoveryOnly = false }); err != nil {
+	if err := srv.Update(func(c *oauthtest.Config) { c.OIDCDiscoveryOnly = false }); err != nil {
 		t.Fatal(err)
 	}
 	if r := get(oauthwire.WellKnownOAuth); r.status != http.StatusOK {
@@ -120,9 +120,9 @@ func TestOIDCDiscoveryOnly(t *testing.T) {
 func TestClientAuthentication(t *testing.T) {
 	t.Parallel()
 	basic, post := confidential("basic"), confidential("post")
-	post.AuthMethod = fakeas.AuthClientSecretPost
-	special := fakeas.Client{ID: "a b:c", Secret: "p@ss:w%rd+/=", AuthMethod: fakeas.AuthClientSecretBasic}
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{basic, post, special, public("pub")}})
+	post.AuthMethod = oauthtest.AuthClientSecretPost
+	special := oauthtest.Client{ID: "a b:c", Secret: "p@ss:w%rd+/=", AuthMethod: oauthtest.AuthClientSecretBasic}
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{basic, post, special, public("pub")}})
 	cc := url.Values{"grant_type": {"client_credentials"}}
 	cases := []struct {
 		name string
@@ -157,7 +157,7 @@ func TestClientAuthentication(t *testing.T) {
 		t.Errorf("two methods: %v", err)
 	}
 	// A 401 for a basic attempt carries WWW-Authenticate: Basic.
-	r, _ := postForm(t, srv, nil, fakeas.PathToken, auth{id: "basic", secret: "nope"}, cc)
+	r, _ := postForm(t, srv, nil, oauthtest.PathToken, auth{id: "basic", secret: "nope"}, cc)
 	if r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
 		t.Errorf("401 headers: %d %v", r.status, r.header)
 	}
@@ -172,7 +172,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	clk := newClock()
-	srv := fakeas.Start(t, fakeas.Config{Now: clk.Now, Clients: []fakeas.Client{
+	srv := oauthtest.Start(t, oauthtest.Config{Now: clk.Now, Clients: []oauthtest.Client{
 		{ID: "rsa", PublicKey: &rsaKey.PublicKey},
 		{ID: "ec", PublicKey: &ecKey.PublicKey},
 	}})
@@ -243,8 +243,8 @@ func newLoopback(t *testing.T) *loopback {
 
 func TestAuthorizationCodePKCE(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{public("cli")}, IDToken: true})
-	api := fakeas.StartAPI(t, srv, "")
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{public("cli")}, IDToken: true})
+	api := oauthtest.StartAPI(t, srv, "")
 	lb := newLoopback(t)
 	ctx := context.Background()
 	verifier, challenge := pkce()
@@ -289,7 +289,7 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tokenx.String(tok, tokenx.KeySubject) != fakeas.DefaultSubject || tok.RefreshToken == "" || tokenx.Scope(tok) != "openid read" {
+	if tokenx.String(tok, tokenx.KeySubject) != oauthtest.DefaultSubject || tok.RefreshToken == "" || tokenx.Scope(tok) != "openid read" {
 		t.Errorf("token extras %v", tokenx.Extras(tok))
 	}
 	if r := callAPI(t, srv, api, tok.AccessToken); r.status != 200 {
@@ -313,7 +313,7 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 
 func TestAuthorizeErrors(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{
 		public("cli"),
 		{ID: "v6", RedirectURIs: []string{"http://[::1]/cb"}},
 		{ID: "web", RedirectURIs: []string{"https://app.example/cb"}},
@@ -360,12 +360,12 @@ func TestAuthorizeErrors(t *testing.T) {
 		}
 	}
 	// iss switched off or replaced; injected error.
-	srv.Update(func(c *fakeas.Config) { c.OmitCallbackIss = true })
+	srv.Update(func(c *oauthtest.Config) { c.OmitCallbackIss = true })
 	loc, _ := srv.Authorize(ctx, authURL(srv, "cli", cb, "s", ch, nil))
 	if loc.Query().Has("iss") {
 		t.Error("iss sent although omitted")
 	}
-	srv.Update(func(c *fakeas.Config) { c.CallbackIss = "https://evil.example"; c.AuthorizeError = "access_denied" })
+	srv.Update(func(c *oauthtest.Config) { c.CallbackIss = "https://evil.example"; c.AuthorizeError = "access_denied" })
 	loc, _ = srv.Authorize(ctx, authURL(srv, "cli", cb, "s", ch, nil))
 	if loc.Query().Get("iss") != "https://evil.example" || loc.Query().Get("error") != "access_denied" {
 		t.Errorf("override: %v", loc.Query())
@@ -375,7 +375,7 @@ func TestAuthorizeErrors(t *testing.T) {
 func TestAuthorizationCodeExpiry(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	srv := fakeas.Start(t, fakeas.Config{Now: clk.Now, Clients: []fakeas.Client{public("cli")}})
+	srv := oauthtest.Start(t, oauthtest.Config{Now: clk.Now, Clients: []oauthtest.Client{public("cli")}})
 	v, ch := pkce()
 	loc, err := srv.Authorize(context.Background(), authURL(srv, "cli", "http://127.0.0.1:1/callback", "s", ch, nil))
 	if err != nil {
@@ -391,9 +391,9 @@ func TestAuthorizationCodeExpiry(t *testing.T) {
 
 func TestRefreshRotationAndReuseDetection(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{public("cli")}})
-	api := fakeas.StartAPI(t, srv, "")
-	tok, err := srv.Mint(fakeas.Grant{ClientID: "cli", Scope: "read"})
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{public("cli")}})
+	api := oauthtest.StartAPI(t, srv, "")
+	tok, err := srv.Mint(oauthtest.Grant{ClientID: "cli", Scope: "read"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +439,7 @@ func TestRefreshRotationAndReuseDetection(t *testing.T) {
 	}
 
 	// Other client's RT, unknown RT.
-	if _, err := tokenReq(t, srv, nil, auth{id: fakeas.DefaultClientID}, refresh("nope")); oauthCode(err) != "invalid_client" {
+	if _, err := tokenReq(t, srv, nil, auth{id: oauthtest.DefaultClientID}, refresh("nope")); oauthCode(err) != "invalid_client" {
 		t.Errorf("unregistered default client: %v", err)
 	}
 	if _, err := tokenReq(t, srv, nil, cli, refresh("nope")); oauthCode(err) != "invalid_grant" {
@@ -450,9 +450,9 @@ func TestRefreshRotationAndReuseDetection(t *testing.T) {
 func TestReuseGraceAndDetectionSwitches(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	srv := fakeas.Start(t, fakeas.Config{Now: clk.Now, ReuseGrace: 10 * time.Second})
-	cli := auth{id: fakeas.DefaultClientID}
-	tok, _ := srv.Mint(fakeas.Grant{})
+	srv := oauthtest.Start(t, oauthtest.Config{Now: clk.Now, ReuseGrace: 10 * time.Second})
+	cli := auth{id: oauthtest.DefaultClientID}
+	tok, _ := srv.Mint(oauthtest.Grant{})
 	t1 := mustToken(t, srv, nil, cli, refresh(tok.RefreshToken))
 	clk.Advance(10 * time.Second)
 	t2 := mustToken(t, srv, nil, cli, refresh(tok.RefreshToken)) // lost response, retried in grace
@@ -469,8 +469,8 @@ func TestReuseGraceAndDetectionSwitches(t *testing.T) {
 	}
 
 	// Reuse detection off: the reused RT fails, the family lives.
-	srv2 := fakeas.Start(t, fakeas.Config{DisableReuseDetection: true})
-	tok, _ = srv2.Mint(fakeas.Grant{})
+	srv2 := oauthtest.Start(t, oauthtest.Config{DisableReuseDetection: true})
+	tok, _ = srv2.Mint(oauthtest.Grant{})
 	t1 = mustToken(t, srv2, nil, cli, refresh(tok.RefreshToken))
 	if _, err := tokenReq(t, srv2, nil, cli, refresh(tok.RefreshToken)); oauthCode(err) != "invalid_grant" {
 		t.Errorf("reuse: %v", err)
@@ -483,16 +483,16 @@ func TestReuseGraceAndDetectionSwitches(t *testing.T) {
 
 func TestNonRotatingMode(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{DisableRotation: true})
-	cli := auth{id: fakeas.DefaultClientID}
-	tok, _ := srv.Mint(fakeas.Grant{})
+	srv := oauthtest.Start(t, oauthtest.Config{DisableRotation: true})
+	cli := auth{id: oauthtest.DefaultClientID}
+	tok, _ := srv.Mint(oauthtest.Grant{})
 	for range 3 {
 		t1 := mustToken(t, srv, nil, cli, refresh(tok.RefreshToken))
 		if t1.RefreshToken != "" {
 			t.Fatal("non-rotating server sent a refresh token")
 		}
 	}
-	srv.Update(func(c *fakeas.Config) { c.EchoRefreshToken = true })
+	srv.Update(func(c *oauthtest.Config) { c.EchoRefreshToken = true })
 	if t1 := mustToken(t, srv, nil, cli, refresh(tok.RefreshToken)); t1.RefreshToken != tok.RefreshToken {
 		t.Error("EchoRefreshToken did not echo")
 	}
@@ -504,11 +504,11 @@ func TestNonRotatingMode(t *testing.T) {
 func TestExpiryByServerClock(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	srv := fakeas.Start(t, fakeas.Config{Now: clk.Now, AccessTokenLifetime: time.Minute,
+	srv := oauthtest.Start(t, oauthtest.Config{Now: clk.Now, AccessTokenLifetime: time.Minute,
 		RefreshTokenLifetime: time.Hour, SendRefreshTokenExpiresIn: true})
-	api := fakeas.StartAPI(t, srv, "")
-	cli := auth{id: fakeas.DefaultClientID}
-	tok, _ := srv.Mint(fakeas.Grant{})
+	api := oauthtest.StartAPI(t, srv, "")
+	cli := auth{id: oauthtest.DefaultClientID}
+	tok, _ := srv.Mint(oauthtest.Grant{})
 	if !tok.Expiry.Equal(clk.Now().Add(time.Minute)) {
 		t.Errorf("Mint expiry %v", tok.Expiry)
 	}
@@ -531,18 +531,18 @@ func TestExpiryByServerClock(t *testing.T) {
 	if _, err := tokenReq(t, srv, nil, cli, refresh(t1.RefreshToken)); oauthCode(err) != "invalid_grant" {
 		t.Errorf("expired RT: %v", err)
 	}
-	if got := api.Requests()[1].Outcome; got != fakeas.OutcomeExpired {
+	if got := api.Requests()[1].Outcome; got != oauthtest.OutcomeExpired {
 		t.Errorf("outcome %q", got)
 	}
 }
 
 func TestResourceIndicators(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	orders := fakeas.StartAPI(t, srv, "https://orders.example")
-	billing := fakeas.StartAPI(t, srv, "https://billing.example")
-	cli := auth{id: fakeas.DefaultClientID}
-	tok, _ := srv.Mint(fakeas.Grant{Resources: []string{orders.Resource(), billing.Resource()}})
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	orders := oauthtest.StartAPI(t, srv, "https://orders.example")
+	billing := oauthtest.StartAPI(t, srv, "https://billing.example")
+	cli := auth{id: oauthtest.DefaultClientID}
+	tok, _ := srv.Mint(oauthtest.Grant{Resources: []string{orders.Resource(), billing.Resource()}})
 
 	// One RT, rotated, mints a token for each resource.
 	form := refresh(tok.RefreshToken)
@@ -581,14 +581,14 @@ func TestResourceIndicators(t *testing.T) {
 	mustToken(t, srv, nil, cli, refresh(tBilling.RefreshToken))
 
 	// Without a resource: the first API is the default audience.
-	cc := fakeas.Client{ID: "job", Secret: "s3cret-job"}
-	srv.Update(func(c *fakeas.Config) { c.Clients = append(c.Clients, cc) })
+	cc := oauthtest.Client{ID: "job", Secret: "s3cret-job"}
+	srv.Update(func(c *oauthtest.Config) { c.Clients = append(c.Clients, cc) })
 	tJob := mustToken(t, srv, nil, auth{id: "job", secret: "s3cret-job"}, url.Values{"grant_type": {"client_credentials"}})
 	if info, _ := srv.Introspect(tJob.AccessToken); info.Audience != orders.Resource() {
 		t.Errorf("default audience %q", info.Audience)
 	}
 	// Restricted resources.
-	srv.Update(func(c *fakeas.Config) { c.Resources = []string{"https://only.example"} })
+	srv.Update(func(c *oauthtest.Config) { c.Resources = []string{"https://only.example"} })
 	form = url.Values{"grant_type": {"client_credentials"}, "resource": {"https://elsewhere.example"}}
 	if _, err := tokenReq(t, srv, nil, auth{id: "job", secret: "s3cret-job"}, form); oauthCode(err) != "invalid_target" {
 		t.Errorf("unlisted resource: %v", err)
@@ -599,8 +599,8 @@ func TestResourceIndicators(t *testing.T) {
 
 func TestScopes(t *testing.T) {
 	t.Parallel()
-	job := fakeas.Client{ID: "job", Secret: "x", Scopes: []string{"read", "write"}}
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{job, public("cli")}})
+	job := oauthtest.Client{ID: "job", Secret: "x", Scopes: []string{"read", "write"}}
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{job, public("cli")}})
 	a := auth{id: "job", secret: "x"}
 	tok := mustToken(t, srv, nil, a, url.Values{"grant_type": {"client_credentials"}})
 	if tokenx.Scope(tok) != "read write" {
@@ -609,13 +609,13 @@ func TestScopes(t *testing.T) {
 	if _, err := tokenReq(t, srv, nil, a, url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}); oauthCode(err) != "invalid_scope" {
 		t.Errorf("admin scope: %v", err)
 	}
-	m, _ := srv.Mint(fakeas.Grant{ClientID: "cli", Scope: "a b"})
+	m, _ := srv.Mint(oauthtest.Grant{ClientID: "cli", Scope: "a b"})
 	form := refresh(m.RefreshToken)
 	form.Set("scope", "a")
 	if got := mustToken(t, srv, nil, auth{id: "cli"}, form); tokenx.Scope(got) != "a" {
 		t.Errorf("narrowed scope %q", tokenx.Scope(got))
 	}
-	m, _ = srv.Mint(fakeas.Grant{ClientID: "cli", Scope: "a b"})
+	m, _ = srv.Mint(oauthtest.Grant{ClientID: "cli", Scope: "a b"})
 	form = refresh(m.RefreshToken)
 	form.Set("scope", "a c")
 	if _, err := tokenReq(t, srv, nil, auth{id: "cli"}, form); oauthCode(err) != "invalid_scope" {
@@ -625,21 +625,21 @@ func TestScopes(t *testing.T) {
 
 func TestRevocation(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{Clients: []fakeas.Client{public("cli"), public("other")}})
-	api := fakeas.StartAPI(t, srv, "")
+	srv := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{public("cli"), public("other")}})
+	api := oauthtest.StartAPI(t, srv, "")
 	cli := auth{id: "cli"}
 	revoke := func(a auth, tok, hint string) int {
 		form := url.Values{"token": {tok}}
 		if hint != "" {
 			form.Set("token_type_hint", hint)
 		}
-		r, err := postForm(t, srv, nil, fakeas.PathRevocation, a, form)
+		r, err := postForm(t, srv, nil, oauthtest.PathRevocation, a, form)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r.status
 	}
-	t1, _ := srv.Mint(fakeas.Grant{ClientID: "cli"})
+	t1, _ := srv.Mint(oauthtest.Grant{ClientID: "cli"})
 	t2 := mustToken(t, srv, nil, cli, refresh(t1.RefreshToken))
 
 	// Another client cannot revoke it (200 all the same, RFC 7009).
@@ -667,7 +667,7 @@ func TestRevocation(t *testing.T) {
 	if revoke(cli, "unknown-token", "") != 200 {
 		t.Error("unknown token not answered 200")
 	}
-	r, _ := postForm(t, srv, nil, fakeas.PathRevocation, cli, url.Values{})
+	r, _ := postForm(t, srv, nil, oauthtest.PathRevocation, cli, url.Values{})
 	if r.status != 400 {
 		t.Errorf("missing token: %d", r.status)
 	}
@@ -681,9 +681,9 @@ func TestRevocation(t *testing.T) {
 
 func TestUserinfo(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{Subject: "alice"})
-	tok, _ := srv.Mint(fakeas.Grant{})
-	req, _ := http.NewRequest(http.MethodGet, srv.URL(fakeas.PathUserinfo), nil)
+	srv := oauthtest.Start(t, oauthtest.Config{Subject: "alice"})
+	tok, _ := srv.Mint(oauthtest.Grant{})
+	req, _ := http.NewRequest(http.MethodGet, srv.URL(oauthtest.PathUserinfo), nil)
 	req.Header.Set("Authorization", "bearer "+tok.AccessToken)
 	r, _ := do(t, srv, nil, req)
 	if r.status != 200 || string(r.body) != `{"sub":"alice"}` {
@@ -700,16 +700,16 @@ func TestUserinfo(t *testing.T) {
 // and the counters add up (and -race sees the server's locking).
 func TestConcurrentRefreshRace(t *testing.T) {
 	t.Parallel()
-	srv := fakeas.Start(t, fakeas.Config{})
-	api := fakeas.StartAPI(t, srv, "")
+	srv := oauthtest.Start(t, oauthtest.Config{})
+	api := oauthtest.StartAPI(t, srv, "")
 	hc := srv.HTTPClient()
-	tok, _ := srv.Mint(fakeas.Grant{})
+	tok, _ := srv.Mint(oauthtest.Grant{})
 	const n = 32
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for range n {
 		wg.Go(func() {
-			_, err := tokenReq(t, srv, hc, auth{id: fakeas.DefaultClientID}, refresh(tok.RefreshToken))
+			_, err := tokenReq(t, srv, hc, auth{id: oauthtest.DefaultClientID}, refresh(tok.RefreshToken))
 			errs <- err
 			callAPI(t, srv, api, tok.AccessToken)
 		})

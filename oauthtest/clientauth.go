@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"crypto"
@@ -50,7 +50,7 @@ func (s *Server) authenticate(r *http.Request) (*Client, *reply) {
 		s.stats.ClientAuthFailures++
 		rep := oauthError(http.StatusUnauthorized, "invalid_client", desc)
 		if hasBasic {
-			rep.header.Set("WWW-Authenticate", `Basic realm="fakeas"`)
+			rep.header.Set("WWW-Authenticate", `Basic realm="oauthtest"`)
 		}
 		return nil, rep
 	}

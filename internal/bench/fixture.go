@@ -12,8 +12,8 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/internal/fakeas"
 	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 // The clients compared, as they appear in the output.
@@ -32,13 +32,13 @@ const (
 )
 
 // jobClientID is the confidential client registered for client credentials;
-// logins use fakeas.DefaultClientID, a public client.
+// logins use oauthtest.DefaultClientID, a public client.
 const jobClientID = "bench-job"
 
 // fixture is one fake authorization server with one protected API.
 type fixture struct {
-	as       *fakeas.Server
-	api      *fakeas.API
+	as       *oauthtest.Server
+	api      *oauthtest.API
 	secret   string // the job client's secret (a canary)
 	inMemory bool
 	conns    int // idle connections kept per host by newBase
@@ -48,12 +48,12 @@ type fixture struct {
 // issues access tokens living lifetime.
 func newFixture(lifetime, latency time.Duration, inMemory bool, conns int) (*fixture, error) {
 	secret := canary.New("secret")
-	as, err := fakeas.New(fakeas.Config{
+	as, err := oauthtest.New(oauthtest.Config{
 		InMemory:            inMemory,
 		AccessTokenLifetime: lifetime,
-		Clients: []fakeas.Client{
-			{ID: jobClientID, Secret: secret, AuthMethod: fakeas.AuthClientSecretBasic},
-			{ID: fakeas.DefaultClientID, RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}},
+		Clients: []oauthtest.Client{
+			{ID: jobClientID, Secret: secret, AuthMethod: oauthtest.AuthClientSecretBasic},
+			{ID: oauthtest.DefaultClientID, RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}},
 		},
 	})
 	if err != nil {
@@ -65,7 +65,7 @@ func newFixture(lifetime, latency time.Duration, inMemory bool, conns int) (*fix
 		return nil, fmt.Errorf("bench: starting the protected API: %w", err)
 	}
 	if latency > 0 {
-		as.InjectFault(fakeas.Fault{Kind: fakeas.FaultDelay, Endpoint: fakeas.EndpointToken, Delay: latency})
+		as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultDelay, Endpoint: oauthtest.EndpointToken, Delay: latency})
 	}
 	return &fixture{as: as, api: api, secret: secret, inMemory: inMemory, conns: conns}, nil
 }
@@ -109,7 +109,7 @@ func (f *fixture) jobConfig(base http.RoundTripper) client.Config {
 func (f *fixture) loginConfig(base http.RoundTripper) client.Config {
 	return client.Config{
 		Issuer:                f.as.Issuer(),
-		ClientID:              fakeas.DefaultClientID,
+		ClientID:              oauthtest.DefaultClientID,
 		APIOrigins:            []string{f.api.URL()},
 		AllowInsecureLoopback: true,
 		Prompt:                io.Discard,

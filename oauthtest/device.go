@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"crypto/rand"
@@ -182,7 +182,7 @@ func (s *Server) SlowDownNext(n int) {
 }
 
 // ErrNoDevice: no pending device authorization matches.
-var ErrNoDevice = errors.New("fakeas: no pending device authorization with that user code")
+var ErrNoDevice = errors.New("oauthtest: no pending device authorization with that user code")
 
 // setDevice moves pending device grants (the one with userCode, or all
 // when userCode is "") to state.

@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"maps"

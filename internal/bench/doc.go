@@ -1,6 +1,6 @@
 // Package bench measures tokenward side by side with golang.org/x/oauth2, in
 // the same process, against the same kind of fake authorization server
-// (internal/fakeas), so that every figure is a ratio taken in one run on one
+// (oauthtest), so that every figure is a ratio taken in one run on one
 // machine rather than an absolute time. BENCHMARKS.md at the repository root
 // lists the figures, the commands that produced them and the machine.
 //

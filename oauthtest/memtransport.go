@@ -1,4 +1,4 @@
-package fakeas
+package oauthtest
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func (t memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if req.URL == nil {
 		closeBody()
-		return nil, errors.New("fakeas: request without URL")
+		return nil, errors.New("oauthtest: request without URL")
 	}
 	t.s.mu.RLock()
 	h := t.s.hosts[req.URL.Host]
@@ -162,7 +162,7 @@ func (w *memWriter) Header() http.Header { return w.header }
 // WriteHeader implements http.ResponseWriter; 1xx codes are dropped.
 func (w *memWriter) WriteHeader(code int) {
 	if code < 100 || code > 999 {
-		panic(fmt.Sprintf("fakeas: invalid status %d", code))
+		panic(fmt.Sprintf("oauthtest: invalid status %d", code))
 	}
 	if code < 200 {
 		return // informational responses are not delivered
