@@ -53,13 +53,13 @@ func (a clientAuth) apply(form url.Values, header http.Header) error {
 	case AuthPrivateKeyJWT:
 		jwt, err := oauthwire.ClientAssertion(a.key, a.keyID, a.id, a.audience, a.now(), time.Minute)
 		if err != nil {
-			return fmt.Errorf("%w: private_key_jwt: %w", ErrInvalidConfig, err)
+			return fmt.Errorf("client: %w: private_key_jwt: %w", ErrInvalidConfig, err)
 		}
 		form.Set("client_id", a.id)
 		form.Set("client_assertion_type", oauthwire.ClientAssertionType)
 		form.Set("client_assertion", jwt)
 	default:
-		return fmt.Errorf("%w: unknown client authentication method %q", ErrInvalidConfig, a.method)
+		return fmt.Errorf("client: %w: unknown client authentication method %q", ErrInvalidConfig, a.method)
 	}
 	return nil
 }

@@ -175,7 +175,7 @@ func (c *Client) init(ctx context.Context) error {
 func (g *grant) validate() error {
 	cfg := &g.cfg
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, a...)...)
+		return fmt.Errorf("client: %w: "+format, append([]any{ErrInvalidConfig}, a...)...)
 	}
 	if cfg.AccessToken != "" {
 		if strings.ContainsAny(cfg.AccessToken, " \t\r\n") {
@@ -264,7 +264,7 @@ func (g *grant) initHTTP() error {
 	wmin := defDur(h.RetryWaitMin, 200*time.Millisecond)
 	wmax := defDur(h.RetryWaitMax, 5*time.Second)
 	if wmax < wmin {
-		return fmt.Errorf("%w: HTTP.RetryWaitMax is shorter than HTTP.RetryWaitMin", ErrInvalidConfig)
+		return fmt.Errorf("client: %w: HTTP.RetryWaitMax is shorter than HTTP.RetryWaitMin", ErrInvalidConfig)
 	}
 	retries := h.RetryMax
 	switch {
@@ -299,7 +299,7 @@ func (g *grant) apiOrigins(origins, resources []string) ([]string, error) {
 	for _, o := range origins {
 		u, err := url.Parse(o)
 		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("%w: API origin %q must be scheme://host[:port]", ErrInvalidConfig, redact.URLString(o))
+			return nil, fmt.Errorf("client: %w: API origin %q must be scheme://host[:port]", ErrInvalidConfig, redact.URLString(o))
 		}
 		if err := oauthwire.CheckSecureURL(o, g.cfg.AllowInsecureLoopback); err != nil {
 			return nil, fmt.Errorf("client: API origin: %w", err)
@@ -396,15 +396,15 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 	}
 	if r, ok := c.resources[id]; ok {
 		if len(origins) > 0 && !slices.Equal(origins, r.origins) {
-			return nil, fmt.Errorf("%w: resource already registered with other origins", ErrInvalidConfig)
+			return nil, fmt.Errorf("client: %w: resource already registered with other origins", ErrInvalidConfig)
 		}
 		return r, nil
 	}
 	r := &Resource{c: c, resources: slices.Clone(resources), origins: origins}
-	var src transport.TokenSource
+	var src transport.Source
 	if c.static != nil {
 		tok := c.static
-		src = transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
+		src = transport.SourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
 	} else {
 		var cache *refresh.Cache
 		var err error
@@ -424,7 +424,7 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 		src = cache
 	}
 	if len(origins) > 0 {
-		tr, err := transport.New(src, func(t *transport.Transport) {
+		tr, err := transport.New(src, func(t *transport.Options) {
 			t.Base = g.base
 			t.Origins = origins
 			t.AllowInsecureLoopback = g.cfg.AllowInsecureLoopback
@@ -451,18 +451,18 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 // it.
 func (c *Client) ForResource(resource string, origins ...string) (*Resource, error) {
 	if c.static != nil {
-		return nil, fmt.Errorf("%w: a fixed access token serves only the configured API origins", ErrInvalidConfig)
+		return nil, fmt.Errorf("client: %w: a fixed access token serves only the configured API origins", ErrInvalidConfig)
 	}
 	u, err := url.Parse(resource)
 	if err != nil || !u.IsAbs() || u.Fragment != "" {
-		return nil, fmt.Errorf("%w: resource %q is not an absolute URI without fragment (RFC 8707)", ErrInvalidConfig, redact.URLString(resource))
+		return nil, fmt.Errorf("client: %w: resource %q is not an absolute URI without fragment (RFC 8707)", ErrInvalidConfig, redact.URLString(resource))
 	}
 	o, err := c.grant.apiOrigins(origins, []string{resource})
 	if err != nil {
 		return nil, err
 	}
 	if len(o) == 0 {
-		return nil, fmt.Errorf("%w: no origin for resource %q", ErrInvalidConfig, redact.URLString(resource))
+		return nil, fmt.Errorf("client: %w: no origin for resource %q", ErrInvalidConfig, redact.URLString(resource))
 	}
 	return c.resource([]string{resource}, o, false)
 }
@@ -522,7 +522,7 @@ func (s errSource) Token() (*oauth2.Token, error) { return nil, s.err }
 // origins only. See [Client.HTTPClient].
 func (r *Resource) HTTPClient(ctx context.Context) (*http.Client, error) {
 	if r.tr == nil {
-		return nil, fmt.Errorf("%w: no API origin configured for this token (set Config.APIOrigins or a resource URL)", ErrInvalidConfig)
+		return nil, fmt.Errorf("client: %w: no API origin configured for this token (set Config.APIOrigins or a resource URL)", ErrInvalidConfig)
 	}
 	return &http.Client{Transport: r.tr}, nil
 }

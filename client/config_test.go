@@ -12,9 +12,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
+	"github.com/tokenward/tokenward/oauthtest"
+	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
+	"github.com/tokenward/tokenward/transport"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -99,7 +101,7 @@ func TestAuthMethodFromDiscovery(t *testing.T) {
 	if c.method == AuthSecretBasic {
 		// The fake advertises both; basic is RFC 8414's default choice, and
 		// a server that insists on post rejects it once, with no retry.
-		if !errors.Is(err, ErrClientConfig) {
+		if !errors.Is(err, ErrClientRejected) {
 			t.Fatalf("Token = %v", err)
 		}
 		if n := e.as.Stats().TokenPosts; n != 1 {
@@ -254,5 +256,21 @@ func TestTLSConfigForServerAndAPI(t *testing.T) {
 	}
 	if !errors.Is(err, ErrNetwork) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("without the CA: %v, want a network (certificate) error", err)
+	}
+}
+
+// One concept, one name: every package's invalid-configuration error
+// matches ErrInvalidConfig, whichever package's name the caller uses.
+func TestInvalidConfigOneName(t *testing.T) {
+	t.Parallel()
+	_, storeErr := store.Open(t.Context(), func(o *store.Options) { o.Mode = "no-such-mode" })
+	_, transportErr := transport.New(nil)
+	_, refreshErr := refresh.New("", nil)
+	for name, err := range map[string]error{"store.Open": storeErr, "transport.New": transportErr, "refresh.New": refreshErr} {
+		for _, target := range []error{ErrInvalidConfig, store.ErrInvalidConfig, transport.ErrInvalidConfig, refresh.ErrInvalidConfig} {
+			if !errors.Is(err, target) {
+				t.Errorf("%s: %v does not match %v", name, err, target)
+			}
+		}
 	}
 }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -137,7 +137,7 @@ func TestDiscoveryErrors(t *testing.T) {
 			if tc.also != nil && !errors.Is(err, tc.also) {
 				t.Fatalf("New = %v, want it to match %v too", err, tc.also)
 			}
-			if errors.Is(err, ErrClientConfig) {
+			if errors.Is(err, ErrClientRejected) {
 				t.Fatalf("New = %v: a discovery URL's error body was read as a token-endpoint error", err)
 			}
 			msg := err.Error()

@@ -159,7 +159,7 @@ func (c *endpointClient) post(ctx context.Context, endpoint string, form url.Val
 	a.bodyLen.Store(int64(len(first)))
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, endpoint, body)
 	if err != nil {
-		return nil, &EndpointError{Endpoint: ep, Err: fmt.Errorf("%w: bad endpoint URL", ErrInvalidConfig)}
+		return nil, &EndpointError{Endpoint: ep, Err: fmt.Errorf("client: %w: bad endpoint URL", ErrInvalidConfig)}
 	}
 	// NewRequest consumed one body to learn its length; the next attempt
 	// (the first one sent) must still get the first body.

@@ -15,9 +15,11 @@ import (
 // store packages keep their own sentinels (re-exported here where a client
 // user needs them), so one errors.Is works whichever name is used.
 var (
-	// ErrInvalidConfig: the Config is incomplete or contradictory; the
-	// message says which field.
-	ErrInvalidConfig = errors.New("client: invalid configuration")
+	// ErrInvalidConfig: the configuration is incomplete or contradictory;
+	// the message says which field. It is the same value as
+	// transport.ErrInvalidConfig and matches store's and refresh's
+	// invalid-configuration errors too.
+	ErrInvalidConfig = twerr.ErrInvalidConfig
 
 	// ErrInsecureURL: an endpoint or API origin is not https (http is
 	// accepted only for loopback hosts with Config.AllowInsecureLoopback).
@@ -30,9 +32,9 @@ var (
 	// logged out, refresh token expired or revoked); call Login.
 	ErrReauthRequired = refresh.ErrReauthRequired
 
-	// ErrClientConfig: the server rejected the client itself
+	// ErrClientRejected: the server rejected the client itself
 	// (invalid_client, unauthorized_client): fix the registration or config.
-	ErrClientConfig = refresh.ErrClientConfig
+	ErrClientRejected = refresh.ErrClientRejected
 
 	// ErrTemporarilyUnavailable: the server answered 5xx, 429 or
 	// temporarily_unavailable; retry later.

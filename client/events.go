@@ -12,23 +12,25 @@ import (
 	"github.com/tokenward/tokenward/store"
 )
 
-// EventKind says what an Event reports.
-type EventKind string
+// EventKind says what an Event reports. It is refresh.EventKind: the token
+// cache's kinds reach the client's Events hook as they are, with the
+// client's own kinds (login, logout, clock skew) beside them.
+type EventKind = refresh.EventKind
 
-// Event kinds. The refresh kinds mirror refresh.EventKind.
+// Event kinds: the token cache's, and the client's own.
 const (
-	EventRefreshed      EventKind = "refreshed"
-	EventRefreshFailed  EventKind = "refresh_failed"
-	EventReauthRequired EventKind = "reauth_required"
-	EventPersistFailed  EventKind = "persist_failed"
+	EventRefreshed      = refresh.EventRefreshed
+	EventRefreshFailed  = refresh.EventRefreshFailed
+	EventReauthRequired = refresh.EventReauthRequired
+	EventPersistFailed  = refresh.EventPersistFailed
 	// EventPersisted: a token whose save had failed is stored now.
-	EventPersisted            EventKind = "persisted"
-	EventAdopted              EventKind = "adopted"
-	EventRefreshTokenExpiring EventKind = "refresh_token_expiring"
+	EventPersisted            = refresh.EventPersisted
+	EventAdopted              = refresh.EventAdopted
+	EventRefreshTokenExpiring = refresh.EventRefreshTokenExpiring
 	// EventTokenRejected: an API rejected a token issued moments before,
 	// after an earlier rejection; Err matches ErrTokenRejected and names
 	// the likely cause (an audience or resource mismatch).
-	EventTokenRejected EventKind = "token_rejected"
+	EventTokenRejected = refresh.EventTokenRejected
 	// EventClockSkew: the server's Date header differs from the local clock
 	// by more than 30 s; Skew says by how much (positive: server ahead).
 	EventClockSkew EventKind = "clock_skew"
@@ -115,7 +117,7 @@ func (h *eventHub) join(key string, c *Client) error {
 		return nil
 	}
 	if !sameStore(e.store, c.grant.store) {
-		return fmt.Errorf("%w: another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store; share one store, or use another Profile", ErrInvalidConfig)
+		return fmt.Errorf("client: %w: another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store; share one store, or use another Profile", ErrInvalidConfig)
 	}
 	e.clients = append(e.clients, c)
 	return nil
@@ -169,28 +171,7 @@ func (g *grant) emit(e Event) {
 // refreshEvent converts the token cache's events for the token of resources.
 func (g *grant) refreshEvent(resources []string) func(refresh.Event) {
 	return func(re refresh.Event) {
-		var k EventKind
-		switch re.Kind {
-		case refresh.EventRefreshed:
-			k = EventRefreshed
-		case refresh.EventRefreshFailed:
-			k = EventRefreshFailed
-		case refresh.EventReauthRequired:
-			k = EventReauthRequired
-		case refresh.EventPersistFailed:
-			k = EventPersistFailed
-		case refresh.EventPersisted:
-			k = EventPersisted
-		case refresh.EventAdopted:
-			k = EventAdopted
-		case refresh.EventRefreshTokenExpiring:
-			k = EventRefreshTokenExpiring
-		case refresh.EventTokenRejected:
-			k = EventTokenRejected
-		default:
-			k = EventKind(re.Kind.String())
-		}
-		g.emit(Event{Kind: k, Resource: resources, Time: re.Time, Duration: re.Duration, Expiry: re.Expiry,
+		g.emit(Event{Kind: re.Kind, Resource: resources, Time: re.Time, Duration: re.Duration, Expiry: re.Expiry,
 			RefreshTokenExpiry: re.RefreshTokenExpiry, Background: re.Background, Waiters: re.Waiters, Err: re.Err})
 	}
 }

@@ -126,7 +126,7 @@ func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error
 	defer cancel()
 	oauthURL, openidURL, err := oauthwire.WellKnownURLs(g.cfg.Issuer)
 	if err != nil {
-		return nil, fmt.Errorf("%w: Issuer: %w", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("client: %w: Issuer: %w", ErrInvalidConfig, err)
 	}
 	var errs []error
 	for _, u := range []string{oauthURL, openidURL} {
@@ -158,7 +158,7 @@ func (serverBusy) Is(target error) bool { return target == ErrTemporarilyUnavail
 func (g *grant) getDiscovery(ctx context.Context, u string) (*oauthwire.Discovery, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: discovery URL", ErrInvalidConfig)
+		return nil, fmt.Errorf("client: %w: discovery URL", ErrInvalidConfig)
 	}
 	req.Header.Set("Accept", "application/json")
 	hc := g.ep.rc.HTTPClient // no redirects, no total timeout (ctx has it)
@@ -215,10 +215,10 @@ func (g *grant) chooseAuthMethod() error {
 		}
 	}
 	if g.disco != nil && len(g.disco.TokenEndpointAuthMethodsSupported) > 0 && !supported(m) {
-		return fmt.Errorf("%w: the server does not support client authentication %q (it supports %s)", ErrInvalidConfig, m, strings.Join(g.disco.TokenEndpointAuthMethodsSupported, ", "))
+		return fmt.Errorf("client: %w: the server does not support client authentication %q (it supports %s)", ErrInvalidConfig, m, strings.Join(g.disco.TokenEndpointAuthMethodsSupported, ", "))
 	}
 	if m == AuthNone && g.cfg.Grant == GrantClientCredentials {
-		return fmt.Errorf("%w: client credentials need client authentication", ErrInvalidConfig)
+		return fmt.Errorf("client: %w: client credentials need client authentication", ErrInvalidConfig)
 	}
 	g.method = m
 	return nil

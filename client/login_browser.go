@@ -51,7 +51,7 @@ func listenLoopback(ctx context.Context, host string) (net.Listener, error) {
 	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	ip := net.ParseIP(h)
 	if ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("%w: RedirectHost %q is not a loopback IP address (use 127.0.0.1 or ::1)", ErrInvalidConfig, host)
+		return nil, fmt.Errorf("client: %w: RedirectHost %q is not a loopback IP address (use 127.0.0.1 or ::1)", ErrInvalidConfig, host)
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(ip.String(), "0"))
@@ -89,7 +89,7 @@ const (
 // listener is closed on every exit path.
 func (c *Client) browserLogin(ctx context.Context, o *loginOptions) (*oauth2.Token, error) {
 	if c.endpoints.AuthURL == "" {
-		return nil, fmt.Errorf("%w: the server has no authorization endpoint; use device login (WithDevice)", ErrInvalidConfig)
+		return nil, fmt.Errorf("client: %w: the server has no authorization endpoint; use device login (WithDevice)", ErrInvalidConfig)
 	}
 	ln, err := listenLoopback(ctx, c.cfg.RedirectHost)
 	if err != nil {

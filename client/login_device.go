@@ -45,7 +45,7 @@ type DeviceCode struct {
 // anything is shown, the response is checked (see checkDeviceAuth).
 func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 	if c.endpoints.DeviceAuthURL == "" {
-		return nil, fmt.Errorf("%w: the server has no device authorization endpoint; use browser login", ErrInvalidConfig)
+		return nil, fmt.Errorf("client: %w: the server has no device authorization endpoint; use browser login", ErrInvalidConfig)
 	}
 	form := url.Values{}
 	if len(c.cfg.Scopes) > 0 {

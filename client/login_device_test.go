@@ -11,8 +11,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 

@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 

@@ -102,10 +102,10 @@ func (c *Client) derivedResources() []*Resource {
 // login whose tokens could not be kept.
 func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 	if c.static != nil {
-		return fmt.Errorf("%w: a fixed access token is configured (Config.AccessToken); there is nothing to log in to", ErrInvalidConfig)
+		return fmt.Errorf("client: %w: a fixed access token is configured (Config.AccessToken); there is nothing to log in to", ErrInvalidConfig)
 	}
 	if c.grant.cfg.Grant != GrantLogin {
-		return fmt.Errorf("%w: Login is for GrantLogin; client credentials need no login", ErrInvalidConfig)
+		return fmt.Errorf("client: %w: Login is for GrantLogin; client credentials need no login", ErrInvalidConfig)
 	}
 	def, err := c.defaultResource()
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -153,7 +153,7 @@ func TestCanaryScan(t *testing.T) {
 	secrets = append(secrets, bad.ClientSecret)
 	b := w.newClient(bad)
 	_, err = b.Token(t.Context())
-	if !errors.Is(rec(err), client.ErrClientConfig) {
+	if !errors.Is(rec(err), client.ErrClientRejected) {
 		t.Fatalf("a rejected client secret: %v", err)
 	}
 	st3, _ := j.Status(t.Context())

@@ -16,8 +16,8 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/leakscan"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )

@@ -52,9 +52,9 @@ const (
 type endpointRow struct {
 	name   string
 	server oauthtest.Config // the fake server's configuration
-	world  func(*world)  // client-side settings (grace, transport, ...)
-	inject func(*world)  // the failure, injected after the token was seeded
-	want   []error       // sentinels the error must match; nil: the call succeeds
+	world  func(*world)     // client-side settings (grace, transport, ...)
+	inject func(*world)     // the failure, injected after the token was seeded
+	want   []error          // sentinels the error must match; nil: the call succeeds
 	check  func(*testing.T, *world, error)
 	limit  time.Duration // deadline of the failing call
 	posts  int           // refresh requests the server received during it

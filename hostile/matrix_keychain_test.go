@@ -14,8 +14,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )
@@ -66,12 +66,19 @@ func failNext(fk *fakekeychain.Fake, op fakekeychain.Op, n int, err error) {
 
 // forceRefresh makes the API reject the current access token once, so that
 // the transport invalidates it and the client refreshes (the public way a
-// token dies early), and returns the API's status for the resent request.
+// token dies early, a revocation), and returns the API's status for the
+// resent request. The token is used once first, as a real client would:
+// a token issued in answer to a rejection that is rejected again before it
+// ever worked is not replaced at once (the rate limit of an API that
+// rejects every token), and this helper is about revocations.
 func (w *world) forceRefresh(c *client.Client) (int, error) {
 	w.t.Helper()
 	hc, err := c.HTTPClient(w.t.Context())
 	if err != nil {
 		w.t.Fatal(err)
+	}
+	if resp, err := hc.Get(w.api.URL() + "/before-revocation"); err == nil {
+		resp.Body.Close()
 	}
 	w.api.RejectNext(1)
 	resp, err := hc.Get(w.api.URL() + "/force-refresh")
@@ -80,27 +87,6 @@ func (w *world) forceRefresh(c *client.Client) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// use makes one API call with c's token that the API accepts, failing the
-// test otherwise. A token that has worked is replaced at once when it is
-// rejected later; one issued after a rejection that is rejected before it
-// ever worked is not (the rate limit of an API that rejects every token),
-// so a test that forces one refresh after another uses each token first.
-func (w *world) use(c *client.Client) {
-	w.t.Helper()
-	hc, err := c.HTTPClient(w.t.Context())
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	resp, err := hc.Get(w.api.URL() + "/use")
-	if err != nil {
-		w.t.Fatalf("API call: %v", w.rec.err(err))
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		w.t.Fatalf("API call: %s", resp.Status)
-	}
 }
 
 // persistFailed returns the single EventPersistFailed recorded, failing the
@@ -272,7 +258,6 @@ func TestFaultyKeychain(t *testing.T) {
 		if err := tokenEventually(t, c, 5*time.Second); err != nil {
 			t.Fatalf("no recovery once the keychain is unlocked: %v", err)
 		}
-		w.use(c)
 		if status, err := w.forceRefresh(c); err != nil || status != http.StatusOK {
 			t.Fatalf("API call with a refresh after unlock: %d, %v", status, err)
 		}
@@ -425,7 +410,6 @@ func TestStoreReadFailsAfterAnotherProcessRotated(t *testing.T) {
 	if got := w.assertStoredActive(); got.RefreshToken != next.RefreshToken {
 		t.Fatal("the store no longer holds the other process's refresh token, and no refresh was sent")
 	}
-	w.use(c)
 	if status, err := w.forceRefresh(c); err != nil || status != http.StatusOK {
 		t.Fatalf("API call after recovery: %d, %v", status, err)
 	}

@@ -7,8 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 // startDevice asks for a device authorization.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 // A client-credentials token for one API, then a call to the API with it.

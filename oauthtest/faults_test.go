@@ -13,8 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 // TestFaultMatrix injects each response-replacing fault into a refresh and

@@ -18,9 +18,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/tokenx"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 func TestDiscovery(t *testing.T) {

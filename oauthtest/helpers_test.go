@@ -16,8 +16,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 // clock is a manual clock for Config.Now.

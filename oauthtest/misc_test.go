@@ -15,9 +15,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/tokenx"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 func TestAPIValidation(t *testing.T) {

@@ -53,10 +53,10 @@ func TestClassify(t *testing.T) {
 	}{
 		{"invalid_grant", retrieveErr(400, "invalid_grant", ""), ErrReauthRequired, "invalid_grant", 400, false, true},
 		{"invalid_token (refresh token)", retrieveErr(401, "invalid_token", ""), ErrReauthRequired, "invalid_token", 401, false, true},
-		{"invalid_client", retrieveErr(401, "invalid_client", ""), ErrClientConfig, "invalid_client", 401, false, true},
-		{"unauthorized_client", retrieveErr(400, "unauthorized_client", ""), ErrClientConfig, "unauthorized_client", 400, false, true},
-		{"unsupported_grant_type", retrieveErr(400, "unsupported_grant_type", ""), ErrClientConfig, "unsupported_grant_type", 400, false, true},
-		{"401 without a code", retrieveErr(401, "", "nope"), ErrClientConfig, "", 401, false, true},
+		{"invalid_client", retrieveErr(401, "invalid_client", ""), ErrClientRejected, "invalid_client", 401, false, true},
+		{"unauthorized_client", retrieveErr(400, "unauthorized_client", ""), ErrClientRejected, "unauthorized_client", 400, false, true},
+		{"unsupported_grant_type", retrieveErr(400, "unsupported_grant_type", ""), ErrClientRejected, "unsupported_grant_type", 400, false, true},
+		{"401 without a code", retrieveErr(401, "", "nope"), ErrClientRejected, "", 401, false, true},
 		{"temporarily_unavailable", retrieveErr(400, "temporarily_unavailable", ""), ErrTemporarilyUnavailable, "temporarily_unavailable", 400, true, true},
 		{"503 html page", retrieveErr(503, "", "<html>"+strings.Repeat("x", 1<<20)+"</html>"), ErrTemporarilyUnavailable, "", 503, true, true},
 		{"429", retrieveErr(429, "", ""), ErrTemporarilyUnavailable, "", 429, true, true},
@@ -289,8 +289,8 @@ func TestAdapters(t *testing.T) {
 		up := FromTokenSource(tsFunc(func() (*oauth2.Token, error) { return nil, retrieveErr(401, "invalid_client", "") }))
 		_, err := up.Token(t.Context(), nil)
 		var re *oauth2.RetrieveError
-		if !errors.Is(err, ErrClientConfig) || !errors.As(err, &re) {
-			t.Fatalf("err = %v; want ErrClientConfig wrapping the RetrieveError", err)
+		if !errors.Is(err, ErrClientRejected) || !errors.As(err, &re) {
+			t.Fatalf("err = %v; want ErrClientRejected wrapping the RetrieveError", err)
 		}
 	})
 	t.Run("FromTokenSource honours ctx", func(t *testing.T) {

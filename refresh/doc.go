@@ -211,7 +211,7 @@
 // timeouts become [ErrNetwork]. Codes: invalid_grant, invalid_token ->
 // [ErrReauthRequired]; invalid_client, unauthorized_client,
 // unsupported_grant_type, invalid_scope, invalid_request (and 401/403
-// without a code) -> [ErrClientConfig]; temporarily_unavailable,
+// without a code) -> [ErrClientRejected]; temporarily_unavailable,
 // server_error, slow_down, 5xx, 408, 429 -> [ErrTemporarilyUnavailable].
 // A token_type other than Bearer (any case) or empty yields
 // [ErrUnsupportedTokenType] (O-11). The [*Error] carries StatusCode, Code and

@@ -28,11 +28,11 @@ var (
 	// removed from the Persister; log in again.
 	ErrReauthRequired = errors.New("refresh: re-authentication required")
 
-	// ErrClientConfig: the authorization server rejected the client itself
+	// ErrClientRejected: the authorization server rejected the client itself
 	// (invalid_client, unauthorized_client, unsupported_grant_type,
 	// invalid_scope, invalid_request, or HTTP 401/403 without an error code).
 	// Retrying will not help; fix the configuration.
-	ErrClientConfig = errors.New("refresh: client misconfigured")
+	ErrClientRejected = errors.New("refresh: the authorization server rejected the client")
 
 	// ErrTemporarilyUnavailable: the authorization server answered with
 	// temporarily_unavailable, server_error, slow_down, HTTP 5xx, 408 or 429.
@@ -72,6 +72,11 @@ var (
 	// rate-limited ([Cache.Invalidate]).
 	ErrTokenRejected = errors.New("refresh: access token rejected by the resource server")
 
+	// ErrInvalidConfig: New was called with an unusable argument (an empty
+	// key, a nil Upstream). It is the same value as client.ErrInvalidConfig
+	// and transport.ErrInvalidConfig.
+	ErrInvalidConfig = twerr.ErrInvalidConfig
+
 	// ErrClosed is returned by a [Cache] after [Cache.Close].
 	ErrClosed = errors.New("refresh: cache closed")
 )
@@ -80,7 +85,7 @@ var (
 const maxErrorLen = 512
 
 // kinds lists the sentinels that classify an error, in matching order.
-var kinds = []error{ErrReauthRequired, ErrClientConfig, ErrTemporarilyUnavailable, ErrNetwork, ErrUnsupportedTokenType, ErrPersistFailed}
+var kinds = []error{ErrReauthRequired, ErrClientRejected, ErrTemporarilyUnavailable, ErrNetwork, ErrUnsupportedTokenType, ErrPersistFailed}
 
 // Error describes a failed token refresh. Its fields are safe to log: the
 // description has been redacted and truncated. Err is the underlying cause
@@ -128,7 +133,7 @@ func (e *Error) Is(target error) bool {
 }
 
 // Kind returns the sentinel this error is classified as ([ErrReauthRequired],
-// [ErrClientConfig], ...), or nil when the failure fits none of them.
+// [ErrClientRejected], ...), or nil when the failure fits none of them.
 func (e *Error) Kind() error {
 	if e.kind != nil {
 		return e.kind
@@ -192,8 +197,8 @@ func kindText(k error) string {
 	switch k {
 	case ErrReauthRequired:
 		return "re-authentication required"
-	case ErrClientConfig:
-		return "client misconfigured"
+	case ErrClientRejected:
+		return "the authorization server rejected the client"
 	case ErrTemporarilyUnavailable:
 		return "authorization server temporarily unavailable"
 	case ErrNetwork:
@@ -213,7 +218,7 @@ func kindOf(status int, code string) error {
 	case "invalid_grant", "invalid_token":
 		return ErrReauthRequired
 	case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope", "invalid_request", "unauthorized":
-		return ErrClientConfig
+		return ErrClientRejected
 	case "temporarily_unavailable", "server_error", "slow_down":
 		return ErrTemporarilyUnavailable
 	}
@@ -221,7 +226,7 @@ func kindOf(status int, code string) error {
 	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout, status >= 500:
 		return ErrTemporarilyUnavailable
 	case status == http.StatusUnauthorized, status == http.StatusForbidden:
-		return ErrClientConfig
+		return ErrClientRejected
 	}
 	return nil
 }

@@ -3,62 +3,46 @@ package refresh
 import (
 	"context"
 	"log/slog"
-	"strconv"
 	"time"
 )
 
-// EventKind says what an [Event] reports.
-type EventKind int
+// EventKind says what an [Event] reports. The client package reports the
+// same kinds (client.EventKind is this type) and adds its own.
+type EventKind string
 
 // Event kinds.
 const (
 	// EventRefreshed: the Upstream issued a new token and it was published
 	// (and saved, unless an EventPersistFailed follows).
-	EventRefreshed EventKind = iota + 1
+	EventRefreshed EventKind = "refreshed"
 	// EventRefreshFailed: a refresh failed; Err says why. The old token is
 	// still served while it is valid, and the refresh is retried with backoff.
-	EventRefreshFailed
+	EventRefreshFailed EventKind = "refresh_failed"
 	// EventReauthRequired: the grant is dead (invalid_grant, ...); the stored
 	// token was deleted and the user must log in again.
-	EventReauthRequired
+	EventReauthRequired EventKind = "reauth_required"
 	// EventPersistFailed: a new token could not be saved (a reduced set
 	// holding its refresh token may have been saved instead). Reported once
 	// per token; the save is retried on the next access, in the background.
-	EventPersistFailed
+	EventPersistFailed EventKind = "persist_failed"
 	// EventAdopted: another process had already refreshed; its stored token
 	// was adopted without calling the Upstream.
-	EventAdopted
+	EventAdopted EventKind = "adopted"
 	// EventRefreshTokenExpiring: the refresh token expires within
 	// [Options.RefreshTokenLead] (RefreshTokenExpiry says when).
-	EventRefreshTokenExpiring
+	EventRefreshTokenExpiring EventKind = "refresh_token_expiring"
 	// EventPersisted: a token whose save had failed (EventPersistFailed)
 	// was saved, in full, by a retry (or by Close's final attempt).
-	EventPersisted
+	EventPersisted EventKind = "persisted"
 	// EventTokenRejected: a resource server rejected an access token that
 	// was issued moments before, in answer to an earlier rejection; Err
 	// matches [ErrTokenRejected] and names the likely cause. Refreshes
 	// forced by rejections are rate-limited from then on ([Cache.Invalidate]).
-	EventTokenRejected
+	EventTokenRejected EventKind = "token_rejected"
 )
 
-var eventNames = [...]string{
-	EventRefreshed:            "refreshed",
-	EventRefreshFailed:        "refresh_failed",
-	EventReauthRequired:       "reauth_required",
-	EventPersistFailed:        "persist_failed",
-	EventAdopted:              "adopted",
-	EventRefreshTokenExpiring: "refresh_token_expiring",
-	EventPersisted:            "persisted",
-	EventTokenRejected:        "token_rejected",
-}
-
 // String returns the kind's name, such as "refreshed".
-func (k EventKind) String() string {
-	if k > 0 && int(k) < len(eventNames) {
-		return eventNames[k]
-	}
-	return "EventKind(" + strconv.Itoa(int(k)) + ")"
-}
+func (k EventKind) String() string { return string(k) }
 
 // Event reports something the cache did. It carries no secret: no token,
 // and Err's message is redacted.

@@ -3,6 +3,7 @@ package refresh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -264,10 +265,10 @@ var registry = struct {
 // Most users will use client.New instead.
 func New(key string, up Upstream, optFns ...func(*Options)) (*Cache, error) {
 	if key == "" {
-		return nil, errors.New("refresh: empty key")
+		return nil, fmt.Errorf("refresh: %w: empty key", ErrInvalidConfig)
 	}
 	if up == nil {
-		return nil, errors.New("refresh: nil Upstream")
+		return nil, fmt.Errorf("refresh: %w: nil Upstream", ErrInvalidConfig)
 	}
 	var o Options
 	for _, fn := range optFns {

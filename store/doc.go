@@ -221,7 +221,7 @@
 // [ErrTimeout] (also context.DeadlineExceeded), [ErrInvalidKey],
 // [ErrCorrupt] (and [ErrUnsupportedVersion], which matches it),
 // [ErrInsecurePermissions], [ErrWriteVerify], [ErrInvalidEntry],
-// [ErrInvalidOption], or context.Canceled. Messages start with "store: ",
+// [ErrInvalidConfig], or context.Canceled. Messages start with "store: ",
 // name the operation, carry a remediation hint and never a secret. Errors
 // of go-keyring, godbus, /usr/bin/security exit statuses and Windows error
 // codes are mapped to these sentinels; the original stays reachable with

@@ -15,6 +15,7 @@ import (
 	"github.com/zalando/go-keyring"
 
 	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/internal/twerr"
 )
 
 // sentinel is the type of the package's sentinel errors. Its message is a
@@ -94,10 +95,15 @@ var (
 	// string that is not valid UTF-8 or a time outside the years 1-9999.
 	ErrInvalidEntry error = &sentinel{msg: "entry cannot be stored faithfully (a string is not valid UTF-8 or a time is outside years 1-9999)"}
 
-	// ErrInvalidOption reports an unusable Options value or environment
-	// variable (unknown mode, missing passphrase, bad service name).
-	ErrInvalidOption error = &sentinel{msg: "invalid store configuration; check Options (Mode, Service, Passphrase, timeouts) and the TOKENWARD_STORE / TOKENWARD_PASSPHRASE variables"}
+	// ErrInvalidConfig reports an unusable Options value or environment
+	// variable (unknown mode, missing passphrase, bad service name). It is
+	// the same value as client.ErrInvalidConfig, transport.ErrInvalidConfig
+	// and refresh.ErrInvalidConfig.
+	ErrInvalidConfig = twerr.ErrInvalidConfig
 )
+
+// invalidConfigText is the message of an ErrInvalidConfig error.
+const invalidConfigText = "invalid store configuration; check Options (Mode, Service, Passphrase, timeouts) and the TOKENWARD_STORE / TOKENWARD_PASSPHRASE variables"
 
 // opError is the error the package returns: the sentinel kind, the
 // operation, a safe detail and the underlying cause (for errors.As) whose
@@ -128,6 +134,8 @@ func (e *opError) Error() string {
 		b.WriteString(e.summary)
 	} else if s, ok := e.kind.(*sentinel); ok {
 		b.WriteString(s.msg)
+	} else if e.kind == ErrInvalidConfig {
+		b.WriteString(invalidConfigText)
 	} else {
 		b.WriteString(e.kind.Error())
 	}
@@ -301,7 +309,7 @@ func isNoSuchObject(err error) bool {
 
 // kinds lists the sentinels in the order classify tries them.
 var kinds = []error{ErrNotFound, ErrUnsupportedVersion, ErrCorrupt, ErrUnavailable, ErrLocked, ErrTooLarge,
-	ErrTimeout, ErrInvalidKey, ErrInsecurePermissions, ErrWriteVerify, ErrInvalidEntry, ErrInvalidOption}
+	ErrTimeout, ErrInvalidKey, ErrInsecurePermissions, ErrWriteVerify, ErrInvalidEntry, ErrInvalidConfig}
 
 // classify maps an error from a backend (go-keyring on every OS, godbus,
 // /usr/bin/security exit statuses, Windows errnos) or from the file system

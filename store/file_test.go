@@ -165,8 +165,8 @@ func TestEncryptedFileNeedsPassphrase(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	_, err := Open(context.Background(), testOptions(ModeEncryptedFile, root+"/d", root+"/l", nil), func(o *Options) { o.Passphrase = "" })
-	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), EnvPassphrase) {
-		t.Fatalf("Open = %v, want ErrInvalidOption naming %s", err, EnvPassphrase)
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), EnvPassphrase) {
+		t.Fatalf("Open = %v, want ErrInvalidConfig naming %s", err, EnvPassphrase)
 	}
 	if files := treeFiles(t, root); len(files) != 0 {
 		t.Fatalf("files written: %q", files)

@@ -27,9 +27,9 @@ func TestModePrecedence(t *testing.T) {
 		{"", "plaintext-file", ModePlaintextFile, nil},
 		{"memory", "plaintext-file", ModeMemory, nil},
 		{"keychain", "memory", ModeKeychain, nil},
-		{"", "bogus", "", ErrInvalidOption},
-		{"bogus", "", "", ErrInvalidOption},
-		{"", "Keychain", "", ErrInvalidOption},
+		{"", "bogus", "", ErrInvalidConfig},
+		{"bogus", "", "", ErrInvalidConfig},
+		{"", "Keychain", "", ErrInvalidConfig},
 	}
 	for _, tt := range tests {
 		root := t.TempDir()
@@ -45,7 +45,7 @@ func TestModePrecedence(t *testing.T) {
 			t.Errorf("opt %q env %q: %v, %v; want %s", tt.opt, tt.env, s, err, tt.want)
 		}
 	}
-	if _, err := Open(context.Background(), func(o *Options) { o.Mode = ModeMemory; o.Service = "bad:name" }); !errors.Is(err, ErrInvalidOption) {
+	if _, err := Open(context.Background(), func(o *Options) { o.Mode = ModeMemory; o.Service = "bad:name" }); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("bad service: %v", err)
 	}
 }

@@ -40,13 +40,13 @@ const (
 	EnvPassphrase = "TOKENWARD_PASSPHRASE"
 )
 
-// ParseMode returns the mode named s, or an error matching ErrInvalidOption.
+// ParseMode returns the mode named s, or an error matching ErrInvalidConfig.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
 	case ModeKeychain, ModeEncryptedFile, ModeMemory, ModePlaintextFile:
 		return m, nil
 	}
-	return "", fail(ErrInvalidOption, fmt.Sprintf("unknown mode %q; valid modes: keychain, encrypted-file, memory, plaintext-file", s), nil)
+	return "", fail(ErrInvalidConfig, fmt.Sprintf("unknown mode %q; valid modes: keychain, encrypted-file, memory, plaintext-file", s), nil)
 }
 
 // Options configures Open. The zero value opens the OS keychain, unless the
@@ -129,7 +129,7 @@ func (o *Options) resolve() error {
 		if env := o.getenv(EnvMode); env != "" {
 			m, err := ParseMode(env)
 			if err != nil {
-				return fail(ErrInvalidOption, fmt.Sprintf("%s=%q is not a mode; valid modes: keychain, encrypted-file, memory, plaintext-file", EnvMode, env), nil)
+				return fail(ErrInvalidConfig, fmt.Sprintf("%s=%q is not a mode; valid modes: keychain, encrypted-file, memory, plaintext-file", EnvMode, env), nil)
 			}
 			o.Mode = m
 		} else {
@@ -142,10 +142,10 @@ func (o *Options) resolve() error {
 		o.Service = defaultService
 	}
 	if !serviceRE.MatchString(o.Service) {
-		return fail(ErrInvalidOption, "Service must be 1-64 characters of [A-Za-z0-9._-]", nil)
+		return fail(ErrInvalidConfig, "Service must be 1-64 characters of [A-Za-z0-9._-]", nil)
 	}
 	if o.Timeout < 0 || o.LockTimeout < 0 {
-		return fail(ErrInvalidOption, "negative timeout", nil)
+		return fail(ErrInvalidConfig, "negative timeout", nil)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = defaultTimeout
@@ -171,7 +171,7 @@ func (o *Options) resolve() error {
 	if o.Mode == ModeEncryptedFile && o.Passphrase == "" {
 		o.Passphrase = o.getenv(EnvPassphrase)
 		if o.Passphrase == "" {
-			return fail(ErrInvalidOption, "encrypted-file mode needs a passphrase: set "+EnvPassphrase+" or Options.Passphrase", nil)
+			return fail(ErrInvalidConfig, "encrypted-file mode needs a passphrase: set "+EnvPassphrase+" or Options.Passphrase", nil)
 		}
 	}
 	return nil

@@ -63,7 +63,7 @@ func BenchmarkTransport(b *testing.B) {
 
 	src := &atomicSource{}
 	src.p.Store(tok)
-	tw, err := transport.New(src, func(t *transport.Transport) {
+	tw, err := transport.New(src, func(t *transport.Options) {
 		t.Base = base
 		t.Origins = []string{"https://api.example.com"}
 	})

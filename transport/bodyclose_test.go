@@ -33,9 +33,9 @@ func TestBodyClosedExactlyOnce(t *testing.T) {
 		url        string
 		replayable bool
 		answer     func(int, *http.Request) (*http.Response, error)
-		opt        func(*transport.Transport)
+		opt        func(*transport.Options)
 		src        func(*fakeSource)
-		literal    *transport.Transport // use this (Base filled in) instead of New
+		notNew     bool // a zero Transport, not made by New: every request fails
 		wantErr    bool
 		wantSent   int // requests the base received
 		wantCopies int // GetBody copies made, each must be closed once
@@ -44,17 +44,17 @@ func TestBodyClosedExactlyOnce(t *testing.T) {
 		{name: "base error", url: "https://api.example.com/", answer: func(int, *http.Request) (*http.Response, error) { return nil, netErr }, wantErr: true, wantSent: 1},
 		{name: "other origin, sent without token", url: "https://other.example.com/", answer: ok, wantSent: 1},
 		{name: "other origin, refused", url: "https://other.example.com/", answer: ok,
-			opt: func(tr *transport.Transport) { tr.RejectOtherOrigins = true }, wantErr: true},
+			opt: func(tr *transport.Options) { tr.RejectOtherOrigins = true }, wantErr: true},
 		{name: "token source error", url: "https://api.example.com/", answer: ok,
 			src: func(s *fakeSource) { s.err = errors.New("refresh failed") }, wantErr: true},
 		{name: "unsupported token type", url: "https://api.example.com/", answer: ok,
 			src: func(s *fakeSource) { s.tokenType = "DPoP" }, wantErr: true},
 		{name: "prepare error", url: "https://api.example.com/", answer: ok,
-			opt: func(tr *transport.Transport) {
+			opt: func(tr *transport.Options) {
 				tr.Prepare = func(*http.Request, *oauth2.Token) error { return errors.New("no key") }
 			}, wantErr: true},
-		{name: "invalid configuration", url: "https://api.example.com/", answer: ok,
-			literal: &transport.Transport{Source: newFakeSource()}, wantErr: true},
+		{name: "not created with New", url: "https://api.example.com/", answer: ok,
+			notNew: true, wantErr: true},
 		{name: "401 resend", url: "https://api.example.com/", replayable: true, answer: first401, wantSent: 2, wantCopies: 1},
 		{name: "401 twice", url: "https://api.example.com/", replayable: true, answer: reject401, wantSent: 2, wantCopies: 1},
 		{name: "401 not replayable", url: "https://api.example.com/", answer: reject401, wantSent: 1},
@@ -66,7 +66,7 @@ func TestBodyClosedExactlyOnce(t *testing.T) {
 				return nil, netErr
 			}},
 		{name: "401, resend prepare fails", url: "https://api.example.com/", replayable: true, answer: reject401, wantSent: 1, wantCopies: 1,
-			opt: func(tr *transport.Transport) {
+			opt: func(tr *transport.Options) {
 				calls := 0
 				tr.Prepare = func(*http.Request, *oauth2.Token) error {
 					if calls++; calls > 1 {
@@ -84,11 +84,9 @@ func TestBodyClosedExactlyOnce(t *testing.T) {
 				tt.src(src)
 			}
 			base := &memBase{answer: tt.answer}
-			tr := tt.literal
-			if tr != nil {
-				tr.Base = base
-			} else {
-				tr = mustNew(t, src, func(tr *transport.Transport) {
+			tr := &transport.Transport{}
+			if !tt.notNew {
+				tr = mustNew(t, src, func(tr *transport.Options) {
 					tr.Base = base
 					tr.Origins = []string{"https://api.example.com"}
 					if tt.opt != nil {
@@ -157,11 +155,11 @@ func TestRetryClientBodyClosedExactlyOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			base := &memBase{answer: tt.answer}
-			tr := mustNew(t, newFakeSource(), func(tr *transport.Transport) {
+			tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
 				tr.Base = base
 				tr.Origins = []string{"https://api.example.com"}
 			})
-			client := transport.NewRetryClient(tr, transport.RetryOptions{MaxRetries: 2, WaitMin: 1, WaitMax: 1})
+			client := transport.NewRetryClient(tr, retryOpts(transport.RetryOptions{MaxRetries: 2, WaitMin: 1, WaitMax: 1}))
 			var copies []*readCloseCounter
 			req, body := bodyRequest(t, "POST", "https://api.example.com/", "payload", tt.replayable, &copies)
 			if tt.idempotent {

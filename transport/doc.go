@@ -12,7 +12,7 @@
 //     "Origin scoping" below); a request to any other origin is sent
 //     unchanged, without a token (or refused with [ErrOriginNotAllowed]
 //     when RejectOtherOrigins is set);
-//  2. asks the [TokenSource] for the current token with the request's
+//  2. asks the [Source] for the current token with the request's
 //     context (refresh.Cache answers from memory while the token is fresh);
 //  3. sends a shallow copy of the request with its own header map and the
 //     Authorization value, which is computed once per token (the source

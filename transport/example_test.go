@@ -34,10 +34,10 @@ func ExampleTransport() {
 	defer elsewhere.Close()
 
 	tok := &oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}
-	src := transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
-	tr, err := transport.New(src, func(t *transport.Transport) {
-		t.Origins = []string{api.URL}   // https://127.0.0.1:port
-		t.Base = api.Client().Transport // trusts the test certificate
+	src := transport.SourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
+	tr, err := transport.New(src, func(o *transport.Options) {
+		o.Origins = []string{api.URL}   // https://127.0.0.1:port
+		o.Base = api.Client().Transport // trusts the test certificate
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -62,7 +62,7 @@ func ExampleTransport() {
 
 // ExampleNew shows the configurations New refuses.
 func ExampleNew() {
-	src := transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) {
+	src := transport.SourceFunc(func(context.Context) (*oauth2.Token, error) {
 		return &oauth2.Token{AccessToken: "t"}, nil
 	})
 	for _, origin := range []string{
@@ -70,12 +70,12 @@ func ExampleNew() {
 		"http://api.example.com", // plain http: refused
 		"http://127.0.0.1:8080",  // loopback: only with AllowInsecureLoopback
 	} {
-		_, err := transport.New(src, func(t *transport.Transport) { t.Origins = []string{origin} })
+		_, err := transport.New(src, func(o *transport.Options) { o.Origins = []string{origin} })
 		fmt.Printf("%s: insecure=%v\n", origin, errors.Is(err, transport.ErrInsecureURL))
 	}
-	_, err := transport.New(src, func(t *transport.Transport) {
-		t.Origins = []string{"http://127.0.0.1:8080"}
-		t.AllowInsecureLoopback = true
+	_, err := transport.New(src, func(o *transport.Options) {
+		o.Origins = []string{"http://127.0.0.1:8080"}
+		o.AllowInsecureLoopback = true
 	})
 	fmt.Println("loopback with opt-in:", err == nil)
 	// Output:
@@ -101,23 +101,22 @@ func ExampleNewRetryClient() {
 	defer api.Close()
 
 	var tokenCalls atomic.Int32
-	src := transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) {
+	src := transport.SourceFunc(func(context.Context) (*oauth2.Token, error) {
 		tokenCalls.Add(1)
 		return &oauth2.Token{AccessToken: "example-access-token"}, nil
 	})
-	tr, err := transport.New(src, func(t *transport.Transport) {
-		t.Origins = []string{api.URL}
-		t.Base = api.Client().Transport
+	tr, err := transport.New(src, func(o *transport.Options) {
+		o.Origins = []string{api.URL}
+		o.Base = api.Client().Transport
 	})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	client := transport.NewRetryClient(tr, transport.RetryOptions{
-		MaxRetries:     3,
-		WaitMin:        10 * time.Millisecond,
-		WaitMax:        time.Second,
-		AttemptTimeout: 10 * time.Second,
+	client := transport.NewRetryClient(tr, func(o *transport.RetryOptions) {
+		o.MaxRetries = 3
+		o.WaitMin, o.WaitMax = 10*time.Millisecond, time.Second
+		o.AttemptTimeout = 10 * time.Second
 	})
 
 	resp, err := client.Get(api.URL + "/items")

@@ -33,7 +33,7 @@ func TestRetryClientNeverRetriesTransportErrors(t *testing.T) {
 		url     string
 		host    string // req.Host, if set
 		src     func(*fakeSource)
-		opt     func(*transport.Transport)
+		opt     func(*transport.Options)
 		wantErr error
 	}{
 		{name: "token source wraps a net error", url: "https://api.example.com/",
@@ -46,7 +46,7 @@ func TestRetryClientNeverRetriesTransportErrors(t *testing.T) {
 			src:     func(s *fakeSource) { s.err = fmt.Errorf("refresh: %w", io.ErrUnexpectedEOF) },
 			wantErr: io.ErrUnexpectedEOF},
 		{name: "prepare hook wraps a net error", url: "https://api.example.com/",
-			opt: func(tr *transport.Transport) {
+			opt: func(tr *transport.Options) {
 				tr.Prepare = func(*http.Request, *oauth2.Token) error { return fmt.Errorf("dpop signer: %w", netErr) }
 			},
 			wantErr: syscall.ECONNRESET},
@@ -68,7 +68,7 @@ func TestRetryClientNeverRetriesTransportErrors(t *testing.T) {
 				}
 				base := &memBase{}
 				var prepares atomic.Int32
-				tr := mustNew(t, src, func(tr *transport.Transport) {
+				tr := mustNew(t, src, func(tr *transport.Options) {
 					tr.Base = base
 					tr.Origins = []string{"https://api.example.com"}
 					tr.RejectOtherOrigins = true
@@ -79,7 +79,7 @@ func TestRetryClientNeverRetriesTransportErrors(t *testing.T) {
 						tr.Prepare = func(r *http.Request, tok *oauth2.Token) error { prepares.Add(1); return p(r, tok) }
 					}
 				})
-				client := transport.NewRetryClient(tr, transport.RetryOptions{MaxRetries: 3})
+				client := transport.NewRetryClient(tr, retryOpts(transport.RetryOptions{MaxRetries: 3}))
 				req, _ := http.NewRequest("GET", tt.url, nil)
 				if tt.host != "" {
 					req.Host = tt.host
@@ -148,7 +148,7 @@ func TestNonCanonicalAuthorizationReplaced(t *testing.T) {
 	}))
 	defer srv.Close()
 	src := newFakeSource()
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Origins = []string{srv.URL}
 		tr.Base = srv.Client().Transport
 	})
@@ -185,7 +185,7 @@ func TestNonCanonicalAuthorizationReplacedForPrepareTypes(t *testing.T) {
 	src := newFakeSource()
 	src.tokenType = "DPoP"
 	var sent http.Header
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Origins = []string{"https://api.example.com"}
 		tr.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			sent = r.Header
@@ -244,7 +244,7 @@ func TestHostHeaderIsPartOfTheOrigin(t *testing.T) {
 			for _, reject := range []bool{false, true} {
 				src := newFakeSource()
 				base := &memBase{}
-				tr := mustNew(t, src, func(tr *transport.Transport) {
+				tr := mustNew(t, src, func(tr *transport.Options) {
 					tr.Base = base
 					tr.Origins = []string{"https://api.example.com"}
 					tr.RejectOtherOrigins = reject
@@ -289,7 +289,7 @@ func TestHostHeaderOverrideOverTheWire(t *testing.T) {
 		gotHost, gotAuth = r.Host, r.Header.Get("Authorization")
 	}))
 	defer srv.Close()
-	tr := mustNew(t, newFakeSource(), func(tr *transport.Transport) {
+	tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
 		tr.Origins = []string{srv.URL}
 		tr.Base = srv.Client().Transport
 	})
@@ -312,7 +312,7 @@ func TestBaseRewritingHeaderValuesInPlace(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()
 	var sent []string
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Origins = []string{"https://api.example.com"}
 		tr.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			sent = append(sent, r.Header.Get("Authorization"))
@@ -356,7 +356,7 @@ func TestBaseBreakingTheContract(t *testing.T) {
 			t.Parallel()
 			var respBody *trackedBody
 			boom := errors.New("base failed")
-			tr := mustNew(t, newFakeSource(), func(tr *transport.Transport) {
+			tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
 				tr.Origins = []string{"https://api.example.com"}
 				tr.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
 					if !tt.both {

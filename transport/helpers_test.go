@@ -221,7 +221,7 @@ func invalidTokenHeader() http.Header {
 	return h
 }
 
-func mustNew(t testing.TB, src transport.TokenSource, optFns ...func(*transport.Transport)) *transport.Transport {
+func mustNew(t testing.TB, src transport.Source, optFns ...func(*transport.Options)) *transport.Transport {
 	t.Helper()
 	tr, err := transport.New(src, optFns...)
 	if err != nil {
@@ -237,4 +237,9 @@ func errorsIsAny(err error, targets ...error) bool { // nil targets are skipped
 		}
 	}
 	return false
+}
+
+// retryOpts sets every RetryOptions field at once, for tables of options.
+func retryOpts(o transport.RetryOptions) func(*transport.RetryOptions) {
+	return func(p *transport.RetryOptions) { *p = o }
 }

@@ -67,8 +67,8 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	opts := &slog.HandlerOptions{Level: slog.LevelDebug - 8} // everything, below debug too
 	logger := slog.New(multiHandler{slog.NewTextHandler(&text, opts), slog.NewJSONHandler(&js, opts)})
 
-	newTr := func(src transport.TokenSource, opt func(*transport.Transport)) *transport.Transport {
-		return mustNew(t, src, func(tr *transport.Transport) {
+	newTr := func(src transport.Source, opt func(*transport.Options)) *transport.Transport {
+		return mustNew(t, src, func(tr *transport.Options) {
 			tr.Base = base
 			tr.Origins = []string{"https://api.example.com"}
 			tr.Logger = logger
@@ -78,16 +78,16 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		})
 	}
 	tr := newTr(src, nil)
-	strict := newTr(src, func(tr *transport.Transport) { tr.RejectOtherOrigins = true })
-	failing := newTr(transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) {
+	strict := newTr(src, func(tr *transport.Options) { tr.RejectOtherOrigins = true })
+	failing := newTr(transport.SourceFunc(func(context.Context) (*oauth2.Token, error) {
 		return nil, errors.New("refresh: token endpoint said: Bearer " + srcErrJWT)
 	}), nil)
-	dpopTok := newTr(transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) {
+	dpopTok := newTr(transport.SourceFunc(func(context.Context) (*oauth2.Token, error) {
 		return &oauth2.Token{AccessToken: opaque.AccessToken, TokenType: "DPoP"}, nil
 	}), nil)
-	opaqueTr := newTr(transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) { return opaque, nil }),
-		func(tr *transport.Transport) { tr.InvalidateOnAny401 = true })
-	retry := transport.NewRetryClient(tr, transport.RetryOptions{MaxRetries: 1, WaitMin: 1, WaitMax: 1, Logger: logger})
+	opaqueTr := newTr(transport.SourceFunc(func(context.Context) (*oauth2.Token, error) { return opaque, nil }),
+		func(tr *transport.Options) { tr.InvalidateOnAny401 = true })
+	retry := transport.NewRetryClient(tr, retryOpts(transport.RetryOptions{MaxRetries: 1, WaitMin: 1, WaitMax: 1, Logger: logger}))
 
 	secretURL := func(host, path string) string {
 		return "https://" + url.UserPassword("me", userinfo).String() + "@" + host + path +

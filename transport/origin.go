@@ -26,19 +26,19 @@ type origin struct {
 func parseOrigin(s string, allowLoopback bool) (origin, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Opaque != "" || u.Host == "" {
-		return origin{}, fmt.Errorf("%w: origin %q is not scheme://host[:port]", ErrConfig, redact.URLString(s))
+		return origin{}, fmt.Errorf("transport: %w: origin %q is not scheme://host[:port]", ErrInvalidConfig, redact.URLString(s))
 	}
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return origin{}, fmt.Errorf("%w: origin %q must not have user info, a path, a query or a fragment", ErrConfig, redact.URL(u))
+		return origin{}, fmt.Errorf("transport: %w: origin %q must not have user info, a path, a query or a fragment", ErrInvalidConfig, redact.URL(u))
 	}
 	o := origin{scheme: strings.ToLower(u.Scheme), host: strings.ToLower(u.Hostname()), port: u.Port()}
 	if o.host == "" {
-		return origin{}, fmt.Errorf("%w: origin %q has no host", ErrConfig, redact.URL(u))
+		return origin{}, fmt.Errorf("transport: %w: origin %q has no host", ErrInvalidConfig, redact.URL(u))
 	}
 	if o.port == "" {
 		o.port = defaultPort(o.scheme)
 	} else if n, err := strconv.Atoi(o.port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != o.port {
-		return origin{}, fmt.Errorf("%w: origin %q has an invalid port", ErrConfig, redact.URL(u))
+		return origin{}, fmt.Errorf("transport: %w: origin %q has an invalid port", ErrInvalidConfig, redact.URL(u))
 	}
 	h := o.host
 	if strings.Contains(h, ":") {

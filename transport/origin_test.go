@@ -108,7 +108,7 @@ func TestRequestTargetIsPartOfTheOrigin(t *testing.T) {
 			for _, reject := range []bool{false, true} {
 				src := newFakeSource()
 				base := &memBase{}
-				tr := mustNew(t, src, func(tr *transport.Transport) {
+				tr := mustNew(t, src, func(tr *transport.Options) {
 					tr.Base = base
 					tr.Origins = []string{"https://api.example.com"}
 					tr.RejectOtherOrigins = reject
@@ -169,7 +169,7 @@ func TestRequestTargetOverTheWire(t *testing.T) {
 	}))
 	defer srv.Close()
 	src := newFakeSource()
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Origins = []string{srv.URL}
 		tr.Base = srv.Client().Transport
 	})
@@ -216,7 +216,7 @@ func TestRequestTargetThroughProxy(t *testing.T) {
 	src := newFakeSource()
 	base := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
 	defer base.CloseIdleConnections()
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		// Port 9 (discard) is never dialled: every request goes to the proxy.
 		tr.Origins = []string{"http://localhost:9"}
 		tr.AllowInsecureLoopback = true
@@ -252,11 +252,12 @@ func TestRequestTargetThroughProxy(t *testing.T) {
 func TestOriginCheckDoesNotAllocate(t *testing.T) {
 	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
 	base := roundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
-	tr := mustNew(t, &atomicSource{}, func(tr *transport.Transport) {
+	src := &atomicSource{}
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
-	tr.Source.(*atomicSource).p.Store(&oauth2.Token{AccessToken: canary.JWT("at", 0), TokenType: "Bearer"})
+	src.p.Store(&oauth2.Token{AccessToken: canary.JWT("at", 0), TokenType: "Bearer"})
 	allocs := func(edit func(*http.Request)) (n float64, hostKey bool) {
 		req, _ := http.NewRequest("GET", "https://api.example.com/v1?page=2", nil)
 		req.Header.Set("Accept", "application/json")
@@ -336,7 +337,7 @@ func FuzzOriginCheck(f *testing.F) {
 	}
 	secret := canary.JWT("at", 0)
 	tok := &oauth2.Token{AccessToken: secret, TokenType: "Bearer"}
-	src := transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
+	src := transport.SourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
 	var origins []string
 	for _, o := range fuzzOrigins {
 		origins = append(origins, o.url)
@@ -350,7 +351,7 @@ func FuzzOriginCheck(f *testing.F) {
 	})
 	var trs [2]*transport.Transport
 	for i, reject := range []bool{false, true} {
-		trs[i] = mustNew(f, src, func(tr *transport.Transport) {
+		trs[i] = mustNew(f, src, func(tr *transport.Options) {
 			tr.Base = base
 			tr.Origins = origins
 			tr.AllowInsecureLoopback = true

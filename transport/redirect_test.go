@@ -192,22 +192,22 @@ func TestRedirectMatrix(t *testing.T) {
 		make  func(w *world, tok string) *http.Client
 	}{
 		{"tokenward", false, func(w *world, tok string) *http.Client {
-			src := transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) {
+			src := transport.SourceFunc(func(context.Context) (*oauth2.Token, error) {
 				return &oauth2.Token{AccessToken: tok, TokenType: "Bearer"}, nil
 			})
-			return &http.Client{Transport: mustNew(t, src, func(tr *transport.Transport) {
+			return &http.Client{Transport: mustNew(t, src, func(tr *transport.Options) {
 				tr.Base = w.base
 				tr.Origins = []string{"https://api.example.com"}
 			})}
 		}},
 		{"tokenward retry client", false, func(w *world, tok string) *http.Client {
-			src := transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) {
+			src := transport.SourceFunc(func(context.Context) (*oauth2.Token, error) {
 				return &oauth2.Token{AccessToken: tok, TokenType: "Bearer"}, nil
 			})
-			return transport.NewRetryClient(mustNew(t, src, func(tr *transport.Transport) {
+			return transport.NewRetryClient(mustNew(t, src, func(tr *transport.Options) {
 				tr.Base = w.base
 				tr.Origins = []string{"https://api.example.com"}
-			}), transport.RetryOptions{})
+			}))
 		}},
 		{"x-oauth2", true, func(w *world, tok string) *http.Client {
 			ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: w.base})
@@ -253,7 +253,7 @@ func TestRedirectRejectOtherOrigins(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	src := newFakeSource()
-	client := &http.Client{Transport: mustNew(t, src, func(tr *transport.Transport) {
+	client := &http.Client{Transport: mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = w.base
 		tr.Origins = []string{"https://api.example.com"}
 		tr.RejectOtherOrigins = true
@@ -275,7 +275,7 @@ func TestInsecureOrigins(t *testing.T) {
 		t.Parallel()
 		w := newWorld(t)
 		src := newFakeSource()
-		client := &http.Client{Transport: mustNew(t, src, func(tr *transport.Transport) {
+		client := &http.Client{Transport: mustNew(t, src, func(tr *transport.Options) {
 			tr.Base = w.base
 			tr.Origins = []string{"https://api.example.com"}
 		})}
@@ -291,7 +291,7 @@ func TestInsecureOrigins(t *testing.T) {
 	})
 	t.Run("http loopback origin without opt-in is refused", func(t *testing.T) {
 		t.Parallel()
-		_, err := transport.New(newFakeSource(), func(tr *transport.Transport) {
+		_, err := transport.New(newFakeSource(), func(tr *transport.Options) {
 			tr.Origins = []string{"http://127.0.0.1:8080"}
 		})
 		if !errors.Is(err, transport.ErrInsecureURL) {
@@ -314,7 +314,7 @@ func TestInsecureOrigins(t *testing.T) {
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			origin := "http://" + host + ":" + port
 			src := newFakeSource()
-			client := &http.Client{Transport: mustNew(t, src, func(tr *transport.Transport) {
+			client := &http.Client{Transport: mustNew(t, src, func(tr *transport.Options) {
 				tr.Origins = []string{origin}
 				tr.AllowInsecureLoopback = true
 				tr.Base = s.srv.Client().Transport
@@ -337,7 +337,7 @@ func TestRetryClientRedirectPolicy(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	src := newFakeSource()
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = w.base
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -357,7 +357,7 @@ func TestRetryClientRedirectPolicy(t *testing.T) {
 		}, 0, stop},
 	}
 	for _, p := range policies {
-		client := transport.NewRetryClient(tr, transport.RetryOptions{CheckRedirect: p.policy})
+		client := transport.NewRetryClient(tr, retryOpts(transport.RetryOptions{CheckRedirect: p.policy}))
 		resp, err := client.Get("https://api.example.com/redirect?code=307&to=" + url.QueryEscape("https://other.example.com/landing"))
 		if p.wantErr != nil {
 			if !errors.Is(err, p.wantErr) || resp != nil {

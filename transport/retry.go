@@ -29,8 +29,8 @@ const (
 	DefaultMaxReplayBody = 1 << 20
 )
 
-// RetryOptions configures [NewRetryClient]. The zero value is usable: every
-// zero field means its default.
+// RetryOptions configures [NewRetryClient]. Every zero field means its
+// default.
 type RetryOptions struct {
 	// MaxRetries is the number of retries after the first attempt.
 	// Optional; 0 means [DefaultMaxRetries], a negative value means none.
@@ -116,7 +116,13 @@ func WithIdempotent(ctx context.Context) context.Context {
 // replaced by an error. The caller's request is never modified and its body
 // is closed exactly once. A nil rt means the default base transport (no
 // token).
-func NewRetryClient(rt http.RoundTripper, opts RetryOptions) *http.Client {
+func NewRetryClient(rt http.RoundTripper, optFns ...func(*RetryOptions)) *http.Client {
+	var opts RetryOptions
+	for _, fn := range optFns {
+		if fn != nil {
+			fn(&opts)
+		}
+	}
 	if rt == nil {
 		rt = defaultBase()
 	}
@@ -312,7 +318,7 @@ func (s *retryState) checkRetry(ctx context.Context, resp *http.Response, err er
 // transientError reports whether err, returned by the inner client, is a
 // network failure worth another attempt: a net.Error (timeouts, refused or
 // reset connections, DNS) or a connection closed mid-response. Errors of
-// the transport itself (ErrOriginNotAllowed, ErrConfig, ErrUnsupportedTokenType,
+// the transport itself (ErrOriginNotAllowed, ErrInvalidConfig, ErrUnsupportedTokenType,
 // token source and Prepare failures; see localError) are not, even when
 // they wrap a network error: a token source that could not reach its token
 // endpoint has its own retry policy. Errors of the redirect policy are not

@@ -22,11 +22,11 @@ import (
 // in-memory base, for synctest bubbles.
 func retryStack(t *testing.T, src *fakeSource, base http.RoundTripper, opts transport.RetryOptions) *http.Client {
 	t.Helper()
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
-	return transport.NewRetryClient(tr, opts)
+	return transport.NewRetryClient(tr, retryOpts(opts))
 }
 
 // the token expires during the backoff between attempt 1 and attempt
@@ -153,12 +153,12 @@ func TestRetryStreamingBodySentOnceNotBuffered(t *testing.T) {
 	}))
 	defer srv.Close()
 	src := newFakeSource()
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Origins = []string{srv.URL}
 		tr.AllowInsecureLoopback = true
 		tr.Base = srv.Client().Transport
 	})
-	client := transport.NewRetryClient(tr, transport.RetryOptions{WaitMin: time.Millisecond, WaitMax: time.Millisecond})
+	client := transport.NewRetryClient(tr, retryOpts(transport.RetryOptions{WaitMin: time.Millisecond, WaitMax: time.Millisecond}))
 	for _, withGetBody := range []bool{false, true} {
 		received.Store(0)
 		hits.Store(0)
@@ -392,12 +392,12 @@ func TestRetryErrors(t *testing.T) {
 				src := newFakeSource()
 				src.err = tt.srcErr
 				base := &memBase{answer: func(int, *http.Request) (*http.Response, error) { return nil, tt.baseErr }}
-				tr := mustNew(t, src, func(tr *transport.Transport) {
+				tr := mustNew(t, src, func(tr *transport.Options) {
 					tr.Base = base
 					tr.Origins = []string{"https://api.example.com"}
 					tr.RejectOtherOrigins = true
 				})
-				client := transport.NewRetryClient(tr, transport.RetryOptions{})
+				client := transport.NewRetryClient(tr, retryOpts(transport.RetryOptions{}))
 				resp, err := client.Get(tt.url)
 				if err == nil || resp != nil {
 					t.Fatalf("Get = %v, %v; want an error", resp, err)

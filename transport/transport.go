@@ -37,22 +37,23 @@ var (
 	// such requests are sent without a token.
 	ErrOriginNotAllowed = errors.New("transport: origin not allowed")
 
-	// ErrConfig is returned (wrapped) for an unusable configuration: no
-	// Source, no Origins, or an origin that does not parse as
-	// scheme://host[:port].
-	ErrConfig = errors.New("transport: invalid configuration")
+	// ErrInvalidConfig is returned (wrapped) for an unusable configuration:
+	// no Source, no Origins, or an origin that does not parse as
+	// scheme://host[:port]. It is the same value as client.ErrInvalidConfig
+	// and matches store's and refresh's invalid-configuration errors.
+	ErrInvalidConfig = twerr.ErrInvalidConfig
 )
 
-// TokenSource supplies access tokens. refresh.Cache implements it.
+// Source supplies access tokens. refresh.Cache implements it.
 //
 // Token must be safe for concurrent use. While the token is unchanged it
 // should return the same pointer, which the transport uses to reuse the
 // precomputed Authorization value; the returned token must not be modified.
-type TokenSource interface {
+type Source interface {
 	Token(ctx context.Context) (*oauth2.Token, error)
 }
 
-// Invalidator is optionally implemented by a [TokenSource]. Invalidate
+// Invalidator is optionally implemented by a [Source]. Invalidate
 // discards tok if, and only if, it is still the current token (a
 // compare-and-swap on the cache), so that the next Token call fetches a new
 // one; it reports whether it did. The transport calls it with exactly the
@@ -61,7 +62,7 @@ type Invalidator interface {
 	Invalidate(tok *oauth2.Token) bool
 }
 
-// Acceptor is optionally implemented by a [TokenSource]. The transport
+// Acceptor is optionally implemented by a [Source]. The transport
 // calls Accepted with the token of a request that the resource server
 // answered with anything but 401 or a 5xx: the token works. A source that
 // limits how often rejected tokens are replaced (refresh.Cache does) can
@@ -72,28 +73,24 @@ type Acceptor interface {
 	Accepted(tok *oauth2.Token)
 }
 
-// TokenSourceFunc adapts a function to [TokenSource].
-type TokenSourceFunc func(ctx context.Context) (*oauth2.Token, error)
+// SourceFunc adapts a function to [Source].
+type SourceFunc func(ctx context.Context) (*oauth2.Token, error)
 
 // Token calls f(ctx).
-func (f TokenSourceFunc) Token(ctx context.Context) (*oauth2.Token, error) { return f(ctx) }
+func (f SourceFunc) Token(ctx context.Context) (*oauth2.Token, error) { return f(ctx) }
 
 // Transport is an [http.RoundTripper] that attaches an access token from
-// Source to requests for the allowed Origins, and to nothing else.
+// its [Source] to requests for the allowed origins, and to nothing else.
+// Create it with [New], which validates the configuration up front.
 //
-// Configure it either with a struct literal or with [New], which validates
-// the configuration up front. A literal Transport validates itself on first
-// use and, if the configuration is unusable, fails every request with the
-// same error. Fields must not be changed after the first request.
-//
-// A Transport is safe for concurrent use by multiple goroutines. It must not
-// be copied after first use. Most users will get one from client.New instead.
+// A Transport is safe for concurrent use by multiple goroutines. Most users
+// will get one from client.New instead.
 type Transport struct {
-	// Source supplies the token. Required. If it also implements
-	// [Invalidator], a token rejected with a 401 is invalidated before the
-	// single resend (see [Transport.RoundTrip]).
-	Source TokenSource
+	c *config // immutable after New
+}
 
+// Options configures a [Transport]. Every field is fixed at [New].
+type Options struct {
 	// Base sends the requests. Optional; nil means a clone of
 	// http.DefaultTransport, made once per process and shared by every
 	// Transport without a Base. Like any RoundTripper it must not modify
@@ -147,37 +144,39 @@ type Transport struct {
 	// receives headers, bodies, query strings or tokens. Optional; nil means
 	// discard.
 	Logger *slog.Logger
-
-	once sync.Once
-	c    *config // set once by once; immutable afterwards
 }
 
-// New returns a [Transport] with Source src, after applying optFns to it,
-// and validates the configuration: it fails with [ErrInsecureURL] for an
-// origin that would send the token in clear text and with [ErrConfig] for
-// other mistakes (no origins, an origin with a path). The optFns set the
-// other exported fields, for example:
+// New returns a [Transport] that takes its tokens from src, configured by
+// optFns, and validates the configuration: it fails with [ErrInsecureURL]
+// for an origin that would send the token in clear text and with
+// [ErrInvalidConfig] for other mistakes (no source, no origins, an origin
+// with a path). For example:
 //
-//	t, err := transport.New(src, func(t *transport.Transport) {
-//		t.Origins = []string{"https://api.example.com"}
+//	t, err := transport.New(src, func(o *transport.Options) {
+//		o.Origins = []string{"https://api.example.com"}
 //	})
-func New(src TokenSource, optFns ...func(*Transport)) (*Transport, error) {
-	t := &Transport{Source: src}
+//
+// If src also implements [Invalidator], a token rejected with a 401 is
+// invalidated before the single resend (see [Transport.RoundTrip]); if it
+// implements [Acceptor], it hears which tokens work.
+func New(src Source, optFns ...func(*Options)) (*Transport, error) {
+	var o Options
 	for _, fn := range optFns {
-		fn(t)
+		if fn != nil {
+			fn(&o)
+		}
 	}
-	c := t.compile()
+	c := compile(src, &o)
 	if c.err != nil {
 		return nil, c.err
 	}
-	t.once.Do(func() { t.c = c })
-	return t, nil
+	return &Transport{c: c}, nil
 }
 
 // config is the validated, immutable form of a Transport's fields.
 type config struct {
 	err          error
-	src          TokenSource
+	src          Source
 	inv          Invalidator // nil if src does not implement it
 	acc          Acceptor    // nil if src does not implement it
 	base         http.RoundTripper
@@ -229,16 +228,25 @@ func (e *localError) Unwrap() error { return e.err }
 // local marks err as produced by the transport (see localError).
 func local(err error) error { return &localError{err} }
 
+// errNotNew is the error of a Transport that New did not create.
+var errNotNew = fmt.Errorf("transport: %w: the Transport was not created with transport.New", ErrInvalidConfig)
+
+// zeroConfig serves a Transport that New did not create: every request
+// fails with errNotNew.
+var zeroConfig = &config{err: errNotNew, log: discardLogger}
+
 func (t *Transport) cfg() *config {
-	t.once.Do(func() { t.c = t.compile() })
+	if t == nil || t.c == nil {
+		return zeroConfig
+	}
 	return t.c
 }
 
-// compile validates the exported fields and returns their immutable form.
-// On error c.err is set; c.base and c.log are always usable.
-func (t *Transport) compile() *config {
+// compile validates the options and returns their immutable form. On error
+// c.err is set; c.base and c.log are always usable.
+func compile(src Source, t *Options) *config {
 	c := &config{
-		src:    t.Source,
+		src:    src,
 		base:   t.Base,
 		reject: t.RejectOtherOrigins,
 		any401: t.InvalidateOnAny401,
@@ -255,13 +263,13 @@ func (t *Transport) compile() *config {
 		c.prepareTypes = append([]string(nil), t.PrepareTokenTypes...)
 	}
 	if c.src == nil {
-		c.err = fmt.Errorf("%w: Source is nil", ErrConfig)
+		c.err = fmt.Errorf("transport: %w: no Source", ErrInvalidConfig)
 		return c
 	}
 	c.inv, _ = c.src.(Invalidator)
 	c.acc, _ = c.src.(Acceptor)
 	if len(t.Origins) == 0 {
-		c.err = fmt.Errorf("%w: no origins allowed; the token would never be sent", ErrConfig)
+		c.err = fmt.Errorf("transport: %w: no Origins; the token would never be sent", ErrInvalidConfig)
 		return c
 	}
 	for _, s := range t.Origins {

@@ -41,19 +41,19 @@ func TestNewValidatesOrigins(t *testing.T) {
 		{"http localhost.example.com with opt-in", []string{"http://localhost.example.com"}, true, transport.ErrInsecureURL},
 		{"ftp", []string{"ftp://api.example.com"}, false, transport.ErrInsecureURL},
 		{"one bad among good", []string{"https://a.example.com", "http://b.example.com"}, false, transport.ErrInsecureURL},
-		{"no origins", nil, false, transport.ErrConfig},
-		{"path", []string{"https://api.example.com/v1"}, false, transport.ErrConfig},
-		{"query", []string{"https://api.example.com?x=1"}, false, transport.ErrConfig},
-		{"user info", []string{"https://user:pw@api.example.com"}, false, transport.ErrConfig},
-		{"no host", []string{"https://"}, false, transport.ErrConfig},
-		{"not a URL", []string{"api.example.com"}, false, transport.ErrConfig},
-		{"bad port", []string{"https://api.example.com:99999"}, false, transport.ErrConfig},
-		{"port with leading zero", []string{"https://api.example.com:0443"}, false, transport.ErrConfig},
+		{"no origins", nil, false, transport.ErrInvalidConfig},
+		{"path", []string{"https://api.example.com/v1"}, false, transport.ErrInvalidConfig},
+		{"query", []string{"https://api.example.com?x=1"}, false, transport.ErrInvalidConfig},
+		{"user info", []string{"https://user:pw@api.example.com"}, false, transport.ErrInvalidConfig},
+		{"no host", []string{"https://"}, false, transport.ErrInvalidConfig},
+		{"not a URL", []string{"api.example.com"}, false, transport.ErrInvalidConfig},
+		{"bad port", []string{"https://api.example.com:99999"}, false, transport.ErrInvalidConfig},
+		{"port with leading zero", []string{"https://api.example.com:0443"}, false, transport.ErrInvalidConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := transport.New(src, func(tr *transport.Transport) {
+			_, err := transport.New(src, func(tr *transport.Options) {
 				tr.Origins = tt.origins
 				tr.AllowInsecureLoopback = tt.loopback
 			})
@@ -74,26 +74,22 @@ func TestNewValidatesOrigins(t *testing.T) {
 			}
 		})
 	}
-	if _, err := transport.New(nil, func(tr *transport.Transport) { tr.Origins = []string{"https://a.example.com"} }); !errors.Is(err, transport.ErrConfig) {
-		t.Errorf("New(nil source): err = %v, want ErrConfig", err)
+	if _, err := transport.New(nil, func(tr *transport.Options) { tr.Origins = []string{"https://a.example.com"} }); !errors.Is(err, transport.ErrInvalidConfig) {
+		t.Errorf("New(nil source): err = %v, want ErrInvalidConfig", err)
 	}
 }
 
-// A struct-literal Transport with an insecure origin fails every request with
-// the same typed error instead of sending anything.
-func TestLiteralTransportInsecureOrigin(t *testing.T) {
+// A Transport that New did not create (its zero value) fails every
+// request with a typed error instead of sending anything.
+func TestZeroTransportRefuses(t *testing.T) {
 	t.Parallel()
-	base := &memBase{}
-	tr := &transport.Transport{Source: newFakeSource(), Base: base, Origins: []string{"http://api.example.com"}}
+	var tr transport.Transport
 	for range 2 {
-		req, _ := http.NewRequest("GET", "http://api.example.com/x", nil)
+		req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
 		resp, err := tr.RoundTrip(req)
-		if !errors.Is(err, transport.ErrInsecureURL) || resp != nil {
-			t.Fatalf("RoundTrip = %v, %v; want nil, ErrInsecureURL", resp, err)
+		if !errors.Is(err, transport.ErrInvalidConfig) || resp != nil {
+			t.Fatalf("RoundTrip = %v, %v; want nil, ErrInvalidConfig", resp, err)
 		}
-	}
-	if n := len(base.requests()); n != 0 {
-		t.Fatalf("base got %d requests, want 0", n)
 	}
 }
 
@@ -101,7 +97,7 @@ func TestOriginMatching(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()
 	base := &memBase{}
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com", "https://files.example.com:8443", "https://[2001:db8::1]"}
 	})
@@ -177,7 +173,7 @@ func TestTokenTypes(t *testing.T) {
 			src := &fakeSource{tokenType: tt.typ}
 			src.cur = &oauth2.Token{AccessToken: "tok-" + strings.ReplaceAll(tt.name, " ", "_"), TokenType: tt.typ}
 			base := &memBase{}
-			tr := mustNew(t, src, func(tr *transport.Transport) {
+			tr := mustNew(t, src, func(tr *transport.Options) {
 				tr.Base = base
 				tr.Origins = []string{"https://api.example.com"}
 				if tt.prepare {
@@ -227,7 +223,7 @@ func TestAuthorizationPrecomputedPerToken(t *testing.T) {
 		mu.Unlock()
 		return respond(r, 200, nil, ""), nil
 	})
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -272,7 +268,7 @@ func TestRoundTripDoesNotMutateRequest(t *testing.T) {
 		}
 		return respond(r, 200, nil, ""), nil
 	}}
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 		tr.Prepare = func(r *http.Request, _ *oauth2.Token) error {
@@ -329,7 +325,7 @@ func TestPrepareError(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("signing key unavailable")
 	base := &memBase{}
-	tr := mustNew(t, newFakeSource(), func(tr *transport.Transport) {
+	tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 		tr.Prepare = func(*http.Request, *oauth2.Token) error { return boom }
@@ -381,7 +377,7 @@ func TestPrepareOnlyForAllowedOrigins(t *testing.T) {
 				}
 				return respond(r, http.StatusOK, nil, "landed"), nil
 			}}
-			tr := mustNew(t, src, func(tr *transport.Transport) {
+			tr := mustNew(t, src, func(tr *transport.Options) {
 				tr.Base = base
 				tr.Origins = []string{"https://api.example.com"}
 				tr.PrepareTokenTypes = []string{"DPoP"}
@@ -509,13 +505,13 @@ func TestPrepareOnlyForAllowedOrigins(t *testing.T) {
 	}
 }
 
-func TestTokenSourceError(t *testing.T) {
+func TestSourceError(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("refresh: re-authentication required")
 	src := newFakeSource()
 	src.err = boom
 	base := &memBase{}
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -531,11 +527,11 @@ func TestTokenSourceError(t *testing.T) {
 
 // The request's context reaches the token source: a source blocked on a
 // refresh returns when the request's context ends.
-func TestTokenSourceGetsRequestContext(t *testing.T) {
+func TestSourceGetsRequestContext(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()
 	src.block = make(chan struct{}) // never closed
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = &memBase{}
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -555,7 +551,7 @@ func TestTokenSourceGetsRequestContext(t *testing.T) {
 func TestRejectOtherOrigins(t *testing.T) {
 	t.Parallel()
 	base := &memBase{}
-	tr := mustNew(t, newFakeSource(), func(tr *transport.Transport) {
+	tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 		tr.RejectOtherOrigins = true
@@ -579,7 +575,7 @@ func TestConcurrentRoundTrips(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()
 	base := &memBase{}
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})

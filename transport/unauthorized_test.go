@@ -59,9 +59,9 @@ func (a *api) got() []hit {
 	return append([]hit(nil), a.hits...)
 }
 
-func (a *api) client(t *testing.T, src transport.TokenSource, optFns ...func(*transport.Transport)) *http.Client {
+func (a *api) client(t *testing.T, src transport.Source, optFns ...func(*transport.Options)) *http.Client {
 	t.Helper()
-	tr := mustNew(t, src, append([]func(*transport.Transport){func(tr *transport.Transport) {
+	tr := mustNew(t, src, append([]func(*transport.Options){func(tr *transport.Options) {
 		tr.Origins = []string{a.srv.URL}
 		tr.AllowInsecureLoopback = true
 		tr.Base = a.srv.Client().Transport
@@ -226,7 +226,7 @@ func TestUnauthorizedChallenges(t *testing.T) {
 				}
 				return respond(r, tt.status, h, ""), nil
 			}}
-			tr := mustNew(t, src, func(tr *transport.Transport) {
+			tr := mustNew(t, src, func(tr *transport.Options) {
 				tr.Base = base
 				tr.Origins = []string{"https://api.example.com"}
 				tr.InvalidateOnAny401 = tt.any401
@@ -274,7 +274,7 @@ func TestUnauthorizedConcurrent(t *testing.T) {
 		<-allSent
 		return respond(r, 401, invalidTokenHeader(), ""), nil
 	}}
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -316,11 +316,11 @@ func TestUnauthorizedConcurrent(t *testing.T) {
 func TestUnauthorizedSourceWithoutInvalidator(t *testing.T) {
 	t.Parallel()
 	tok := &oauth2.Token{AccessToken: "static-token"}
-	src := transport.TokenSourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
+	src := transport.SourceFunc(func(context.Context) (*oauth2.Token, error) { return tok, nil })
 	base := &memBase{answer: func(_ int, r *http.Request) (*http.Response, error) {
 		return respond(r, 401, invalidTokenHeader(), ""), nil
 	}}
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -342,7 +342,7 @@ func TestUnauthorizedOtherOrigin(t *testing.T) {
 	base := &memBase{answer: func(_ int, r *http.Request) (*http.Response, error) {
 		return respond(r, 401, invalidTokenHeader(), ""), nil
 	}}
-	tr := mustNew(t, src, func(tr *transport.Transport) {
+	tr := mustNew(t, src, func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -381,7 +381,7 @@ func TestUnauthorizedClosesFirstResponseBeforeResend(t *testing.T) {
 		closedBeforeResend.Store(first.closed.Load())
 		return respond(r, 200, nil, "ok"), nil
 	}}
-	tr := mustNew(t, newFakeSource(), func(tr *transport.Transport) {
+	tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
 		tr.Base = base
 		tr.Origins = []string{"https://api.example.com"}
 	})
@@ -429,7 +429,7 @@ func TestAcceptor(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer srv.Close()
-	hc := &http.Client{Transport: mustNew(t, src, func(tr *transport.Transport) {
+	hc := &http.Client{Transport: mustNew(t, src, func(tr *transport.Options) {
 		tr.Origins, tr.AllowInsecureLoopback, tr.Base = []string{srv.URL}, true, srv.Client().Transport
 	})}
 	get := func(path string, code int) {

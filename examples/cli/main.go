@@ -316,7 +316,7 @@ func hint(err error) string {
 		return "the login did not complete (see above); if the server refused the request, check --scopes, --resource and the client's registration, then run cli login again"
 	case errors.Is(err, client.ErrReauthRequired):
 		return "run: cli login"
-	case errors.Is(err, client.ErrClientConfig):
+	case errors.Is(err, client.ErrClientRejected):
 		return "the server rejected the client: check --client-id, TOKENWARD_CLIENT_SECRET and the client's registration"
 	case errors.Is(err, client.ErrNetwork), errors.Is(err, client.ErrTokenEndpointTimeout):
 		return "could not reach the authorization server: check --issuer and your network"

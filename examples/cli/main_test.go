@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/fakekeychain"
 	"github.com/tokenward/tokenward/internal/leakscan"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
 )
 

@@ -8,8 +8,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/leakscan"
+	"github.com/tokenward/tokenward/oauthtest"
 )
 
 // assertTerminalSafe fails when out holds anything a terminal could act on:

@@ -10,8 +10,8 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
-	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/internal/leakscan"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 )
 

@@ -7,6 +7,11 @@ package twerr
 import "errors"
 
 var (
+	// ErrInvalidConfig: a configuration (client.Options, store.Options,
+	// transport.Options, refresh.Options) is incomplete, contradictory or
+	// unusable; the message says which field.
+	ErrInvalidConfig = errors.New("invalid configuration")
+
 	// ErrInsecureURL: a URL that would carry a credential is not https (plain
 	// http is allowed only for loopback hosts, and only by explicit opt-in).
 	ErrInsecureURL = errors.New("tokenward: insecure URL: https is required (http only for loopback hosts with AllowInsecureLoopback)")
