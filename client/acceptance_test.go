@@ -298,12 +298,12 @@ func deviceEnv(t *testing.T, cfg oauthtest.Config) (*oauthtest.Server, *Client, 
 	t.Cleanup(as.Close)
 	st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 	rec := &wireRecorder{base: as.Transport()}
-	c, err := New(t.Context(), Config{
+	c, err := New(t.Context(), with(Options{
 		Issuer: as.Issuer(), ClientID: oauthtest.DefaultClientID, AllowInsecureLoopback: true,
 		Store: st, Prompt: discardWriter{},
 		DevicePrompt: func(ctx context.Context, d DeviceCode) { <-ctx.Done() },
 		HTTP:         HTTPSettings{Transport: rec},
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +539,7 @@ func TestLoginCallbackRejections(t *testing.T) {
 			e := newEnv(t, oauthtest.Config{})
 			cfg := e.config()
 			cfg.RedirectHost = h
-			if _, err := New(t.Context(), cfg); !errors.Is(err, ErrInvalidConfig) {
+			if _, err := New(t.Context(), with(cfg)); !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("RedirectHost %q: New = %v, want ErrInvalidConfig", h, err)
 			}
 			if _, err := listenLoopback(t.Context(), h); !errors.Is(err, ErrInvalidConfig) {
@@ -877,7 +877,7 @@ func TestFixedTokenBypassesStore(t *testing.T) {
 	}
 	t.Setenv("TOKENWARD_TEST_ACCESS_TOKEN", tok.AccessToken)
 	cs := &countingStore{}
-	c, err := New(t.Context(), Config{AccessTokenEnv: "TOKENWARD_TEST_ACCESS_TOKEN", Store: cs, APIOrigins: []string{e.api.URL()}, AllowInsecureLoopback: true})
+	c, err := New(t.Context(), with(Options{AccessTokenEnv: "TOKENWARD_TEST_ACCESS_TOKEN", Store: cs, APIOrigins: []string{e.api.URL()}, AllowInsecureLoopback: true}))
 	if err != nil {
 		t.Fatal(err)
 	}

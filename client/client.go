@@ -39,7 +39,7 @@ var ErrClosed = refresh.ErrClosed
 type Client struct {
 	*grant // the token machinery, shared with the token caches' upstreams
 
-	cfg     Config    // this Client's own settings (login UI among them)
+	cfg     Options   // this Client's own settings (login UI among them)
 	prompt  io.Writer // human-facing login messages
 	origins []string  // API origins of the default token
 	static  *oauth2.Token
@@ -54,7 +54,7 @@ type Client struct {
 // every Client of its key in the process and may outlive the Client that
 // created it.
 type grant struct {
-	cfg         Config
+	cfg         Options
 	issuer      string // the issuer identifier ("" without one)
 	keyIssuer   string // the issuer, or the token URL without one: the store key's issuer
 	endpoints   Endpoints
@@ -83,12 +83,27 @@ type Resource struct {
 	tr        *transport.Transport
 }
 
-// New validates cfg, runs discovery when cfg.Issuer is set (Clients of one
-// issuer that are open at the same time share one fetch, for at most an
-// hour), opens the store and prepares the default token cache. It makes
-// no token request: the first one happens on the first API call (client
+// New returns a Client configured by optFns, which set the fields of
+// [Options]:
+//
+//	c, err := client.New(ctx, func(o *client.Options) {
+//		o.Issuer = "https://login.example.com"
+//		o.ClientID = "my-cli"
+//		o.Resources = []string{"https://api.example.com"}
+//	})
+//
+// It validates the options, runs discovery when Issuer is set (Clients of
+// one issuer that are open at the same time share one fetch, for at most an
+// hour), opens the store and prepares the default token cache. It makes no
+// token request: the first one happens on the first API call (client
 // credentials) or at Login.
-func New(ctx context.Context, cfg Config) (*Client, error) {
+func New(ctx context.Context, optFns ...func(*Options)) (*Client, error) {
+	var cfg Options
+	for _, fn := range optFns {
+		if fn != nil {
+			fn(&cfg)
+		}
+	}
 	g := &grant{cfg: cfg, now: time.Now}
 	c := &Client{grant: g, cfg: cfg, resources: map[string]*Resource{}}
 	if err := c.init(ctx); err != nil {
@@ -447,7 +462,7 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 // token may be sent to (default: the resource's own origin). Each resource
 // has its own access token, cached and refreshed on its own, and the login's
 // one refresh token mints them all (rotations are saved before use). For a
-// login, list every resource in Config.Resources so the authorization covers
+// login, list every resource in Options.Resources so the authorization covers
 // it.
 func (c *Client) ForResource(resource string, origins ...string) (*Resource, error) {
 	if c.static != nil {
@@ -478,7 +493,7 @@ func (c *Client) defaultResource() (*Resource, error) {
 	return r, nil
 }
 
-// HTTPClient returns an *http.Client whose requests to Config.APIOrigins
+// HTTPClient returns an *http.Client whose requests to Options.APIOrigins
 // carry the default access token, refreshed in the background; requests to
 // other origins (including redirects to them) carry none. ctx is not
 // retained; it exists for symmetry with the other calls. It fails with
@@ -522,7 +537,7 @@ func (s errSource) Token() (*oauth2.Token, error) { return nil, s.err }
 // origins only. See [Client.HTTPClient].
 func (r *Resource) HTTPClient(ctx context.Context) (*http.Client, error) {
 	if r.tr == nil {
-		return nil, fmt.Errorf("client: %w: no API origin configured for this token (set Config.APIOrigins or a resource URL)", ErrInvalidConfig)
+		return nil, fmt.Errorf("client: %w: no API origin configured for this token (set Options.APIOrigins or a resource URL)", ErrInvalidConfig)
 	}
 	return &http.Client{Transport: r.tr}, nil
 }

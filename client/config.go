@@ -28,7 +28,7 @@ const (
 )
 
 // Endpoints are the authorization server's URLs. Fields left empty are
-// filled from discovery when Config.Issuer is set.
+// filled from discovery when Options.Issuer is set.
 type Endpoints struct {
 	AuthURL       string // authorization endpoint (browser login)
 	TokenURL      string // token endpoint. Required unless discovered.
@@ -64,9 +64,10 @@ type HTTPSettings struct {
 	Transport http.RoundTripper
 }
 
-// Config describes one client of one authorization server. Pass it to
-// [New]; it is copied and never modified afterwards.
-type Config struct {
+// Options describes one client of one authorization server. [New] hands a
+// zero Options to its option functions, which set the fields they need;
+// the result is copied and never modified afterwards.
+type Options struct {
 	// Issuer is the authorization server's issuer URL, used for discovery
 	// (RFC 8414, then OpenID Connect) and checked against the document.
 	// Either Issuer or Endpoints.TokenURL is required.

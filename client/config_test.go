@@ -25,32 +25,32 @@ func TestConfigValidation(t *testing.T) {
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
 	cases := []struct {
 		name string
-		mod  func(*Config)
+		mod  func(*Options)
 		want error
 	}{
-		{"no client id", func(c *Config) { c.ClientID = "" }, ErrInvalidConfig},
-		{"no issuer or token url", func(c *Config) { c.Issuer = "" }, ErrInvalidConfig},
-		{"http issuer without opt-in", func(c *Config) { c.AllowInsecureLoopback = false }, ErrInsecureURL},
-		{"http non-loopback token url", func(c *Config) { c.Issuer = ""; c.Endpoints.TokenURL = "http://as.example/token" }, ErrInsecureURL},
-		{"http api origin", func(c *Config) { c.APIOrigins = []string{"http://api.example"} }, ErrInsecureURL},
-		{"api origin with path", func(c *Config) { c.APIOrigins = []string{"https://api.example/v1"} }, ErrInvalidConfig},
-		{"basic without secret", func(c *Config) { c.AuthMethod = AuthSecretBasic }, ErrInvalidConfig},
-		{"jwt without key", func(c *Config) { c.AuthMethod = AuthPrivateKeyJWT }, ErrInvalidConfig},
-		{"small rsa key", func(c *Config) { c.PrivateKey = small }, ErrInvalidConfig},
-		{"unknown method", func(c *Config) { c.AuthMethod = "guess" }, ErrInvalidConfig},
-		{"unknown grant", func(c *Config) { c.Grant = "implicit" }, ErrInvalidConfig},
-		{"client credentials without secret", func(c *Config) { c.Grant = GrantClientCredentials }, ErrInvalidConfig},
-		{"bad scope", func(c *Config) { c.Scopes = []string{"a b"} }, ErrInvalidConfig},
-		{"relative resource", func(c *Config) { c.Resources = []string{"/api"} }, ErrInvalidConfig},
-		{"non-loopback redirect host", func(c *Config) { c.RedirectHost = "0.0.0.0" }, ErrInvalidConfig},
-		{"token with white space", func(c *Config) { c.AccessToken = "a b" }, ErrInvalidConfig},
+		{"no client id", func(c *Options) { c.ClientID = "" }, ErrInvalidConfig},
+		{"no issuer or token url", func(c *Options) { c.Issuer = "" }, ErrInvalidConfig},
+		{"http issuer without opt-in", func(c *Options) { c.AllowInsecureLoopback = false }, ErrInsecureURL},
+		{"http non-loopback token url", func(c *Options) { c.Issuer = ""; c.Endpoints.TokenURL = "http://as.example/token" }, ErrInsecureURL},
+		{"http api origin", func(c *Options) { c.APIOrigins = []string{"http://api.example"} }, ErrInsecureURL},
+		{"api origin with path", func(c *Options) { c.APIOrigins = []string{"https://api.example/v1"} }, ErrInvalidConfig},
+		{"basic without secret", func(c *Options) { c.AuthMethod = AuthSecretBasic }, ErrInvalidConfig},
+		{"jwt without key", func(c *Options) { c.AuthMethod = AuthPrivateKeyJWT }, ErrInvalidConfig},
+		{"small rsa key", func(c *Options) { c.PrivateKey = small }, ErrInvalidConfig},
+		{"unknown method", func(c *Options) { c.AuthMethod = "guess" }, ErrInvalidConfig},
+		{"unknown grant", func(c *Options) { c.Grant = "implicit" }, ErrInvalidConfig},
+		{"client credentials without secret", func(c *Options) { c.Grant = GrantClientCredentials }, ErrInvalidConfig},
+		{"bad scope", func(c *Options) { c.Scopes = []string{"a b"} }, ErrInvalidConfig},
+		{"relative resource", func(c *Options) { c.Resources = []string{"/api"} }, ErrInvalidConfig},
+		{"non-loopback redirect host", func(c *Options) { c.RedirectHost = "0.0.0.0" }, ErrInvalidConfig},
+		{"token with white space", func(c *Options) { c.AccessToken = "a b" }, ErrInvalidConfig},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := e.config()
 			tc.mod(&cfg)
-			c, err := New(t.Context(), cfg)
+			c, err := New(t.Context(), with(cfg))
 			if !errors.Is(err, tc.want) {
 				if c != nil {
 					c.Close()
@@ -64,7 +64,7 @@ func TestConfigValidation(t *testing.T) {
 func TestDiscoveryIssuerMismatch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, oauthtest.Config{DiscoveryIssuer: "https://evil.example"})
-	_, err := New(t.Context(), e.config())
+	_, err := New(t.Context(), with(e.config()))
 	if !errors.Is(err, ErrIssuerMismatch) {
 		t.Fatalf("New = %v, want ErrIssuerMismatch", err)
 	}
@@ -206,7 +206,7 @@ func TestStoreUnavailable(t *testing.T) {
 				o.Backend = fk
 				o.Dir, o.LockDir = dir, dir
 			}}
-			c, err := New(t.Context(), cfg)
+			c, err := New(t.Context(), with(cfg))
 			if err == nil {
 				// A locked keychain may only show on first use.
 				defer c.Close()
@@ -238,7 +238,7 @@ func TestTLSConfigForServerAndAPI(t *testing.T) {
 	as := oauthtest.Start(t, oauthtest.Config{TLS: true, Clients: []oauthtest.Client{{ID: "job", Secret: "tls-secret"}}})
 	api := oauthtest.StartAPI(t, as, "")
 	st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
-	cfg := Config{Issuer: as.Issuer(), ClientID: "job", ClientSecret: "tls-secret", Grant: GrantClientCredentials,
+	cfg := Options{Issuer: as.Issuer(), ClientID: "job", ClientSecret: "tls-secret", Grant: GrantClientCredentials,
 		Resources: []string{api.Resource()}, Store: st, HTTP: HTTPSettings{TLSConfig: &tls.Config{RootCAs: as.CertPool()}}}
 	c := mustNew(t, cfg)
 	hc, _ := c.HTTPClient(t.Context())
@@ -249,7 +249,7 @@ func TestTLSConfigForServerAndAPI(t *testing.T) {
 	// process, so this shows on the token request).
 	cfg.HTTP.TLSConfig = nil
 	cfg.Profile = "no-ca"
-	c2, err := New(t.Context(), cfg)
+	c2, err := New(t.Context(), with(cfg))
 	if err == nil {
 		defer c2.Close()
 		_, err = c2.Token(t.Context())

@@ -69,7 +69,7 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 			// profile) and more operations: no discovery request.
 			c2 := mustNew(t, e.config())
 			login(t, c2)
-			c3 := mustNew(t, func() Config { c := e.config(); c.Profile = "second"; return c }())
+			c3 := mustNew(t, func() Options { c := e.config(); c.Profile = "second"; return c }())
 			login(t, c3)
 			forceRefresh(t, c1)
 			if _, err := c1.Token(t.Context()); err != nil {
@@ -128,9 +128,10 @@ func TestDiscoveryErrors(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
-			_, err := New(t.Context(), Config{Issuer: srv.URL, ClientID: "job", ClientSecret: "s",
+			_, err := New(t.Context(), with(Options{Issuer: srv.URL, ClientID: "job", ClientSecret: "s",
 				Grant: GrantClientCredentials, Resources: []string{"https://api.example/"},
-				AllowInsecureLoopback: true, Store: st})
+				AllowInsecureLoopback: true, Store: st}))
+
 			if !errors.Is(err, ErrDiscovery) {
 				t.Fatalf("New = %v, want ErrDiscovery", err)
 			}

@@ -22,7 +22,7 @@ var (
 	ErrInvalidConfig = twerr.ErrInvalidConfig
 
 	// ErrInsecureURL: an endpoint or API origin is not https (http is
-	// accepted only for loopback hosts with Config.AllowInsecureLoopback).
+	// accepted only for loopback hosts with Options.AllowInsecureLoopback).
 	ErrInsecureURL = twerr.ErrInsecureURL
 
 	// ErrUnsupportedTokenType: the server issued a token type other than Bearer.
@@ -45,7 +45,7 @@ var (
 
 	// ErrTokenRejected: an API rejected an access token issued moments
 	// before, after an earlier rejection: the token is probably requested
-	// for another audience or resource (Config.Resources, Scopes) than the
+	// for another audience or resource (Options.Resources, Scopes) than the
 	// API expects. Reported with EventTokenRejected; refreshes forced by
 	// rejections are then rate-limited, so such an API cannot drive the
 	// token endpoint.
@@ -56,7 +56,7 @@ var (
 	ErrStoreUnavailable = store.ErrUnavailable
 
 	// ErrTokenEndpointTimeout: an authorization-server endpoint did not
-	// answer within Config.HTTP.Timeout. It also matches ErrNetwork.
+	// answer within Options.HTTP.Timeout. It also matches ErrNetwork.
 	ErrTokenEndpointTimeout = errors.New("client: authorization server did not answer in time")
 
 	// ErrRateLimited: the server asked to slow down for longer than the retry
@@ -69,7 +69,7 @@ var (
 	ErrBadResponse = errors.New("client: invalid response from the authorization server")
 
 	// ErrDiscovery: the issuer's discovery document (RFC 8414 or OpenID
-	// Connect) could not be fetched or used; check Config.Issuer. The
+	// Connect) could not be fetched or used; check Options.Issuer. The
 	// cause is wrapped too: a network failure also matches ErrNetwork, a
 	// 5xx or 429 ErrTemporarilyUnavailable, a mismatched issuer
 	// ErrIssuerMismatch, an unusable document ErrBadResponse.

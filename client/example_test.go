@@ -21,14 +21,13 @@ func Example_clientCredentials() {
 	api, _ := as.NewAPI("")
 
 	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
-	c, err := client.New(ctx, client.Config{
-		Issuer:                as.Issuer(), // endpoints come from discovery
-		ClientID:              "reports-job",
-		ClientSecret:          "example-secret",
-		Grant:                 client.GrantClientCredentials,
-		Resources:             []string{api.Resource()}, // the token's audience, and its only origin
-		AllowInsecureLoopback: true,                     // the example server is http://127.0.0.1
-		Store:                 mem,
+	c, err := client.New(ctx, func(o *client.Options) {
+		o.Issuer = as.Issuer() // endpoints come from discovery
+		o.ClientID, o.ClientSecret = "reports-job", "example-secret"
+		o.Grant = client.GrantClientCredentials
+		o.Resources = []string{api.Resource()} // the token's audience, and its only origin
+		o.AllowInsecureLoopback = true         // the example server is http://127.0.0.1
+		o.Store = mem
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -61,17 +60,17 @@ func ExampleClient_Login() {
 	api, _ := as.NewAPI("")
 
 	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
-	c, err := client.New(ctx, client.Config{
-		Issuer:                as.Issuer(),
-		ClientID:              oauthtest.DefaultClientID, // a public client: no secret
-		Scopes:                []string{"read"},
-		Resources:             []string{api.Resource()},
-		AllowInsecureLoopback: true,
-		Store:                 mem, // a real CLI keeps the default: the OS keychain
-		Prompt:                io.Discard,
-		DevicePrompt: func(ctx context.Context, d client.DeviceCode) {
+	c, err := client.New(ctx, func(o *client.Options) {
+		o.Issuer = as.Issuer()
+		o.ClientID = oauthtest.DefaultClientID // a public client: no secret
+		o.Scopes = []string{"read"}
+		o.Resources = []string{api.Resource()}
+		o.AllowInsecureLoopback = true
+		o.Store = mem // a real CLI keeps the default: the OS keychain
+		o.Prompt = io.Discard
+		o.DevicePrompt = func(ctx context.Context, d client.DeviceCode) {
 			fmt.Println("the user is asked to visit", d.VerificationURI[len(as.Issuer()):])
-		},
+		}
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -94,11 +94,11 @@ func TestShortTokensEndToEnd(t *testing.T) {
 					}
 					as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultDelay, Endpoint: oauthtest.EndpointToken, Delay: 300 * time.Millisecond})
 					st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
-					c, err := New(t.Context(), Config{
+					c, err := New(t.Context(), with(Options{
 						Issuer: as.Issuer(), ClientID: "job", ClientSecret: "job-secret", Grant: GrantClientCredentials,
 						Resources: []string{api.Resource()}, AllowInsecureLoopback: true, Store: st,
 						HTTP: HTTPSettings{Transport: as.Transport()},
-					})
+					}))
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -69,7 +69,7 @@ func (g *grant) releaseDiscovery() {
 	g.discoKey = ""
 }
 
-// discover fills g.endpoints from Config.Endpoints and, with an issuer, the
+// discover fills g.endpoints from Options.Endpoints and, with an issuer, the
 // discovery document (RFC 8414 first, then OpenID Connect), whose issuer
 // must equal the configured one exactly.
 func (g *grant) discover(ctx context.Context) error {

@@ -38,8 +38,8 @@ func newEnv(t *testing.T, cfg oauthtest.Config) *env {
 }
 
 // config returns a login config for the default public client.
-func (e *env) config() Config {
-	return Config{
+func (e *env) config() Options {
+	return Options{
 		Issuer:                e.as.Issuer(),
 		ClientID:              oauthtest.DefaultClientID,
 		Scopes:                []string{"read"},
@@ -57,7 +57,7 @@ func (e *env) config() Config {
 }
 
 // confidential registers a client_secret client and returns its config.
-func (e *env) confidential(t *testing.T, id, secret, method string) Config {
+func (e *env) confidential(t *testing.T, id, secret, method string) Options {
 	t.Helper()
 	if err := e.as.Update(func(c *oauthtest.Config) {
 		c.Clients = append(c.Clients, oauthtest.Client{ID: id, Secret: secret, AuthMethod: method})
@@ -73,9 +73,9 @@ func (e *env) confidential(t *testing.T, id, secret, method string) Config {
 	return cfg
 }
 
-func mustNew(t *testing.T, cfg Config) *Client {
+func mustNew(t *testing.T, cfg Options) *Client {
 	t.Helper()
-	c, err := New(t.Context(), cfg)
+	c, err := New(t.Context(), with(cfg))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -111,3 +111,7 @@ func mustDefault(t *testing.T, c *Client) *Resource {
 	}
 	return r
 }
+
+// with sets every field of the Options at once, for tests that build
+// Options as values.
+func with(cfg Options) func(*Options) { return func(o *Options) { *o = cfg } }

@@ -87,7 +87,7 @@ const (
 // cannot end the login by guessing the port. The right callback is checked
 // for iss (RFC 9207) and error, and its code is exchanged once. The
 // listener is closed on every exit path.
-func (c *Client) browserLogin(ctx context.Context, o *loginOptions) (*oauth2.Token, error) {
+func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Token, error) {
 	if c.endpoints.AuthURL == "" {
 		return nil, fmt.Errorf("client: %w: the server has no authorization endpoint; use device login (WithDevice)", ErrInvalidConfig)
 	}

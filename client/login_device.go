@@ -35,7 +35,7 @@ type DeviceCode struct {
 }
 
 // deviceLogin runs the device authorization grant (RFC 8628): one request
-// for a device code, the code shown through Config.DevicePrompt, then one
+// for a device code, the code shown through Options.DevicePrompt, then one
 // POST per poll at the server's interval: authorization_pending keeps
 // polling, slow_down adds 5 s to the interval for good, a transient 5xx, 429
 // or connection reset keeps polling, access_denied and expired_token end the
@@ -131,8 +131,8 @@ func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 	}
 }
 
-// devicePrompt shows the code through Config.DevicePrompt, or as text with a
-// QR code and a countdown on Config.Prompt. ctx carries the hosts a sign-in
+// devicePrompt shows the code through Options.DevicePrompt, or as text with a
+// QR code and a countdown on Options.Prompt. ctx carries the hosts a sign-in
 // page is expected on, for TextDevicePrompt's warning.
 func (c *Client) devicePrompt(ctx context.Context, d DeviceCode) {
 	ctx = context.WithValue(ctx, signInHostsKey{}, c.signInHosts())
@@ -227,7 +227,7 @@ const maxUserCode = 64
 // the user something unsafe: a user code that is too long or holds
 // characters nobody can type (controls, bidi overrides, zero-width
 // characters), or a verification address that holds such characters or is
-// not https (loopback http aside, with Config.AllowInsecureLoopback). The
+// not https (loopback http aside, with Options.AllowInsecureLoopback). The
 // user signs in on that page, password included: over plain http anyone
 // on the network could read or change it, so such an address is refused
 // rather than shown with a warning. The errors name the field, never its

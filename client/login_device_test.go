@@ -62,11 +62,11 @@ func deviceLoginShowing(t *testing.T, set map[string]any) (*oauthtest.Server, st
 		t.Fatal(err)
 	}
 	var prompt syncBuffer
-	c, err := New(t.Context(), Config{
+	c, err := New(t.Context(), with(Options{
 		Issuer: as.Issuer(), ClientID: oauthtest.DefaultClientID, AllowInsecureLoopback: true,
 		Store: st, Prompt: &prompt,
 		HTTP: HTTPSettings{Transport: deviceRewrite{base: as.Transport(), set: set}},
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestLoginChecksStoreFirst(t *testing.T) {
 			}
 			c := mustNew(t, cfg)
 			kc.SetLocked(true)
-			var opts []LoginOption
+			var opts []func(*LoginOptions)
 			if device {
 				opts = append(opts, WithDevice())
 			}

@@ -14,7 +14,7 @@ import (
 // whose JSON handler would otherwise marshal every exported field). See
 // internal/redact.Fields.
 
-func (c Config) redacted() *redact.Fields {
+func (c Options) redacted() *redact.Fields {
 	return redact.Of("client.Config").
 		Show("Issuer", c.Issuer).Show("Endpoints", c.Endpoints).Show("ClientID", c.ClientID).
 		Secret("ClientSecret", c.ClientSecret != "").Secret("PrivateKey", c.PrivateKey != nil).Show("KeyID", c.KeyID).
@@ -26,16 +26,16 @@ func (c Config) redacted() *redact.Fields {
 
 // String describes c without its secrets: ClientSecret, PrivateKey and
 // AccessToken show as [REDACTED] when set.
-func (c Config) String() string { return c.redacted().String() }
+func (c Options) String() string { return c.redacted().String() }
 
 // GoString is String, so that %#v prints no secret either.
-func (c Config) GoString() string { return c.String() }
+func (c Options) GoString() string { return c.String() }
 
 // Format implements [fmt.Formatter]: every verb prints String.
-func (c Config) Format(st fmt.State, verb rune) { redact.Format(st, verb, c.String()) }
+func (c Options) Format(st fmt.State, verb rune) { redact.Format(st, verb, c.String()) }
 
 // LogValue implements [slog.LogValuer]: the fields String shows.
-func (c Config) LogValue() slog.Value { return c.redacted().LogValue() }
+func (c Options) LogValue() slog.Value { return c.redacted().LogValue() }
 
 func (h HTTPSettings) redacted() *redact.Fields {
 	return redact.Of("client.HTTPSettings").

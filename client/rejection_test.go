@@ -56,7 +56,7 @@ func TestRejectingAPIDoesNotDriveTokenEndpoint(t *testing.T) {
 				st := &countingSaves{Store: mem}
 				var mu sync.Mutex
 				var rejected []Event
-				c, err := New(t.Context(), Config{
+				c, err := New(t.Context(), with(Options{
 					Issuer: as.Issuer(), ClientID: "job", ClientSecret: "job-secret", Grant: GrantClientCredentials,
 					Resources:  []string{other.Resource()}, // the wrong audience for api
 					APIOrigins: []string{api.URL()}, AllowInsecureLoopback: true, Store: st,
@@ -68,7 +68,7 @@ func TestRejectingAPIDoesNotDriveTokenEndpoint(t *testing.T) {
 							mu.Unlock()
 						}
 					},
-				})
+				}))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -139,7 +139,7 @@ func TestIssuerChecks(t *testing.T) {
 	bad := newEnv(t, oauthtest.Config{DiscoveryIssuer: "https://evil.example"})
 	cfg = bad.config()
 	cfg.Endpoints = Endpoints{TokenURL: bad.as.TokenURL()}
-	if _, err := New(t.Context(), cfg); !errors.Is(err, ErrIssuerMismatch) {
+	if _, err := New(t.Context(), with(cfg)); !errors.Is(err, ErrIssuerMismatch) {
 		t.Fatalf("New with a mismatched discovery issuer and explicit endpoints = %v", err)
 	}
 }
@@ -160,7 +160,7 @@ func TestSecondClientSameCredential(t *testing.T) {
 	other, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
 	cfg2 := e.config()
 	cfg2.Store = other
-	if _, err := New(t.Context(), cfg2); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(t.Context(), with(cfg2)); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("a second Client with another store = %v, want ErrInvalidConfig", err)
 	}
 	cfg3 := e.config()
@@ -339,7 +339,7 @@ func TestDevicePollTimeoutNotReplayed(t *testing.T) {
 					}
 				})
 				st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
-				c := mustNew(t, Config{
+				c := mustNew(t, Options{
 					Issuer: as.Issuer(), ClientID: oauthtest.DefaultClientID, AllowInsecureLoopback: true, Store: st,
 					HTTP:         HTTPSettings{Timeout: tc.total, Transport: rec, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond},
 					DevicePrompt: func(ctx context.Context, d DeviceCode) { <-ctx.Done() },

@@ -18,22 +18,22 @@ import (
 	"github.com/tokenward/tokenward/store"
 )
 
-// LoginOption changes how [Client.Login] signs the user in.
-type LoginOption func(*loginOptions)
-
-type loginOptions struct {
-	device bool
+// LoginOptions changes how [Client.Login] signs the user in. Login hands a
+// zero LoginOptions (a browser login) to its option functions.
+type LoginOptions struct {
+	// Device uses the device authorization grant (RFC 8628) instead of the
+	// browser: for headless machines, SSH sessions and devices without a
+	// browser. The user approves on another device.
+	Device bool
 }
 
-// WithDevice makes Login use the device authorization grant (RFC 8628)
-// instead of the browser: for headless machines, SSH sessions and devices
-// without a browser. The user approves on another device.
-func WithDevice() LoginOption { return func(o *loginOptions) { o.device = true } }
+// WithDevice sets [LoginOptions.Device]: c.Login(ctx, client.WithDevice()).
+func WithDevice() func(*LoginOptions) { return func(o *LoginOptions) { o.Device = true } }
 
 // show prints the authorization URL and opens the browser. The opener runs
 // on its own goroutine: some (xdg-open with a text browser over SSH) block
 // until the browser exits, and the login must not wait for them.
-func (o *loginOptions) show(c *Client, authURL string) {
+func (o *LoginOptions) show(c *Client, authURL string) {
 	fmt.Fprintf(c.prompt, "Opening your browser to sign in. If it does not open, visit:\n\n  %s\n\n", authURL)
 	open := c.cfg.OpenBrowser
 	if open == nil {
@@ -66,7 +66,7 @@ func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func discardLog() *log.Logger { return log.New(discardWriter{}, "", 0) }
 
 // derivedResources returns the handles of every resource token derived from
-// the login: those of Config.Resources (with several, each has its own
+// the login: those of Options.Resources (with several, each has its own
 // token; one may be stored by an earlier run) and those used through
 // ForResource.
 func (c *Client) derivedResources() []*Resource {
@@ -100,9 +100,9 @@ func (c *Client) derivedResources() []*Resource {
 // keychain fails at once, with the store's error (store.ErrLocked,
 // ErrStoreUnavailable, ...), instead of after the user has approved a
 // login whose tokens could not be kept.
-func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
+func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error {
 	if c.static != nil {
-		return fmt.Errorf("client: %w: a fixed access token is configured (Config.AccessToken); there is nothing to log in to", ErrInvalidConfig)
+		return fmt.Errorf("client: %w: a fixed access token is configured (Options.AccessToken); there is nothing to log in to", ErrInvalidConfig)
 	}
 	if c.grant.cfg.Grant != GrantLogin {
 		return fmt.Errorf("client: %w: Login is for GrantLogin; client credentials need no login", ErrInvalidConfig)
@@ -111,16 +111,18 @@ func (c *Client) Login(ctx context.Context, opts ...LoginOption) error {
 	if err != nil {
 		return err
 	}
-	var o loginOptions
-	for _, f := range opts {
-		f(&o)
+	var o LoginOptions
+	for _, f := range optFns {
+		if f != nil {
+			f(&o)
+		}
 	}
 	if err := c.grant.store.CheckWrite(ctx); err != nil {
 		return fmt.Errorf("client: login: the token store cannot save the new tokens, so no login was started: %w", err)
 	}
 	start := c.now()
 	var tok *oauth2.Token
-	if o.device {
+	if o.Device {
 		tok, err = c.deviceLogin(ctx)
 	} else {
 		tok, err = c.browserLogin(ctx, &o)
@@ -153,7 +155,7 @@ const logoutDeleteTimeout = 30 * time.Second
 // Logout revokes the login at the server and deletes it locally: first the
 // refresh token, then the access tokens (RFC 7009, when the server has a
 // revocation endpoint), then every local entry of this client and profile:
-// the default token's and those of Config.Resources and of every resource
+// the default token's and those of Options.Resources and of every resource
 // used through ForResource. The tokens revoked are the live ones (a refresh
 // token whose save failed included). Revocation uses ctx; the local delete
 // runs even after ctx has ended, bounded on its own, so a hanging
@@ -294,8 +296,8 @@ type Status struct {
 	HasRefreshToken bool
 	// Storage says where tokens live; its Warning is set for insecure modes.
 	Storage store.Status
-	// FixedToken reports that a token from Config.AccessToken (or
-	// Config.AccessTokenEnv) is in use (nothing is stored or refreshed).
+	// FixedToken reports that a token from Options.AccessToken (or
+	// Options.AccessTokenEnv) is in use (nothing is stored or refreshed).
 	FixedToken bool
 	// Issuer and ClientID identify the client; Profile its account.
 	Issuer, ClientID, Profile string

@@ -64,7 +64,7 @@ func (r *recorder) err(err error) error {
 	return err
 }
 
-// event is a client.Config.Events hook.
+// event is a client.Options.Events hook.
 func (r *recorder) event(ev client.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
@@ -222,12 +222,12 @@ func (w *world) key() string {
 // config returns the client configuration of the world: the default public
 // client, one API, the world's store, a debug logger and an event recorder,
 // short retry waits and backoffs so that recovery is quick.
-func (w *world) config() client.Config {
+func (w *world) config() client.Options {
 	timeout := w.httpTimeout
 	if timeout == 0 {
 		timeout = 2 * time.Second
 	}
-	cfg := client.Config{
+	cfg := client.Options{
 		Issuer:                w.as.Issuer(),
 		ClientID:              oauthtest.DefaultClientID,
 		Scopes:                []string{"read"},
@@ -270,9 +270,9 @@ func (w *world) config() client.Config {
 }
 
 // newClient creates a client with cfg; it is closed when the test ends.
-func (w *world) newClient(cfg client.Config) *client.Client {
+func (w *world) newClient(cfg client.Options) *client.Client {
 	w.t.Helper()
-	c, err := client.New(w.t.Context(), cfg)
+	c, err := client.New(w.t.Context(), func(opts *client.Options) { *opts = cfg })
 	if err != nil {
 		w.t.Fatalf("client.New: %v", w.rec.err(err))
 	}

@@ -498,7 +498,7 @@ func TestLoginFaults(t *testing.T) {
 // redirect never carries the client secret to another origin.
 func TestClientCredentialsFaults(t *testing.T) {
 	t.Parallel()
-	setup := func(t *testing.T, method string) (*world, client.Config, string) {
+	setup := func(t *testing.T, method string) (*world, client.Options, string) {
 		w := newWorld(t, oauthtest.Config{})
 		secret := canarySecret()
 		if err := w.as.Update(func(c *oauthtest.Config) {
@@ -561,7 +561,7 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 		o.Mode, o.Dir, o.LockDir, o.Passphrase = store.ModeEncryptedFile, dir, dir, "hostile"
 	}}
 	start := time.Now()
-	c, err := client.New(t.Context(), cfg)
+	c, err := client.New(t.Context(), func(opts *client.Options) { *opts = cfg })
 	within(t, "New", time.Since(start), 3*time.Second)
 	if err == nil {
 		c.Close()

@@ -477,7 +477,7 @@ func TestExitWithUnsavedToken(t *testing.T) {
 				o.DisableIdleRefresh = false
 				o.RetryBackoffMin, o.RetryBackoffMax = refresh.DefaultRetryBackoffMin, refresh.DefaultRetryBackoffMax
 			})
-			c, err := client.New(t.Context(), cfg)
+			c, err := client.New(t.Context(), func(opts *client.Options) { *opts = cfg })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -81,8 +81,8 @@ func (e childEnv) openStore(ctx context.Context) (store.Store, error) {
 }
 
 // childConfig is the client configuration of a child process.
-func (e childEnv) childConfig(st store.Store) client.Config {
-	cfg := client.Config{
+func (e childEnv) childConfig(st store.Store) client.Options {
+	cfg := client.Options{
 		Issuer: e.Issuer, ClientID: oauthtest.DefaultClientID, Scopes: []string{"read"}, Resources: []string{e.Resource},
 		AllowInsecureLoopback: true, Store: st, Prompt: io.Discard,
 		HTTP: client.HTTPSettings{Timeout: 20 * time.Second},
@@ -106,7 +106,7 @@ func waitForKill() { io.Copy(io.Discard, os.Stdin) }
 
 // killStore wraps the child's store and stops (or announces) at the kill
 // point: the hook between the steps of refresh-and-save. It uses only the
-// public store.Store interface, the way client.Config.Store receives it.
+// public store.Store interface, the way client.Options.Store receives it.
 type killStore struct {
 	store.Store
 	point string
@@ -168,7 +168,7 @@ func killChild() int {
 		fmt.Fprintln(os.Stderr, "store.Open:", err)
 		return 1
 	}
-	c, err := client.New(ctx, e.childConfig(&killStore{Store: st, point: e.Point}))
+	c, err := client.New(ctx, func(opts *client.Options) { *opts = e.childConfig(&killStore{Store: st, point: e.Point}) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client.New:", err)
 		return 1

@@ -235,7 +235,7 @@ func soakChild() int {
 		resMu.Unlock()
 		record(ev.Err)
 	}
-	c, err := client.New(ctx, cfg)
+	c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client.New:", err)
 		return 1

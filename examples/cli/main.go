@@ -63,10 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // runWith is run with a test seam: configure, when non-nil, adjusts the
-// client.Config built from flags and environment before the client is
+// client.Options built from flags and environment before the client is
 // created (tests inject a fake keychain, a fake browser, a short login
 // timeout). main never sets it.
-func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Config)) int {
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Options)) int {
 	fs := flag.NewFlagSet("cli", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	issuer := fs.String("issuer", env("TOKENWARD_ISSUER", ""), "issuer URL")
@@ -92,7 +92,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		fmt.Fprintln(stderr, "cli: --issuer and --client-id are required (or TOKENWARD_ISSUER and TOKENWARD_CLIENT_ID)")
 		return 2
 	}
-	cfg := client.Config{
+	cfg := client.Options{
 		Issuer: *issuer, ClientID: *clientID, ClientSecret: os.Getenv("TOKENWARD_CLIENT_SECRET"),
 		Scopes: strings.Fields(*scopes), Profile: *profile,
 		AllowInsecureLoopback: *insecure, Prompt: stderr,
@@ -110,7 +110,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		configure(&cfg)
 	}
 
-	c, err := client.New(ctx, cfg)
+	c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -124,7 +124,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		if err := lf.Parse(rest); err != nil {
 			return 2
 		}
-		var opts []client.LoginOption
+		var opts []func(*client.LoginOptions)
 		if *device {
 			opts = append(opts, client.WithDevice())
 		}
@@ -213,7 +213,7 @@ func until(t time.Time) string {
 	return d.String()
 }
 
-func callURL(ctx context.Context, c *client.Client, target string, stdout, stderr io.Writer, cfg client.Config) int {
+func callURL(ctx context.Context, c *client.Client, target string, stdout, stderr io.Writer, cfg client.Options) int {
 	hc, err := c.HTTPClient(ctx)
 	if err != nil {
 		return fail(stderr, err)
@@ -253,7 +253,7 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 
 // allowed reports whether origin is one the token may go to: a configured
 // API origin, or the origin of the configured resource.
-func allowed(origin string, cfg client.Config) bool {
+func allowed(origin string, cfg client.Options) bool {
 	list := cfg.APIOrigins
 	if len(list) == 0 {
 		for _, r := range cfg.Resources {
@@ -276,7 +276,7 @@ const optInHint = "  TOKENWARD_STORE=encrypted-file TOKENWARD_PASSPHRASE=... cli
 	"  TOKENWARD_STORE=memory cli ...                                 (nothing kept)"
 
 // redirectHint names the redirect URI to register for a browser login.
-func redirectHint(cfg client.Config) string {
+func redirectHint(cfg client.Options) string {
 	return "no login callback arrived; if the browser showed an error about the redirect URI, register " +
 		"http://127.0.0.1/callback (any port, RFC 8252) for client " + cfg.ClientID + ", or use: cli login --device"
 }

@@ -89,8 +89,8 @@ func TestCLIHints(t *testing.T) {
 
 	// keychain returns a configure func that puts the fake keychain fk in
 	// place of the OS keychain (the mode stays the default, keychain).
-	keychain := func(fk *fakekeychain.Fake) func(*testing.T, *client.Config) {
-		return func(t *testing.T, cfg *client.Config) {
+	keychain := func(fk *fakekeychain.Fake) func(*testing.T, *client.Options) {
+		return func(t *testing.T, cfg *client.Options) {
 			lockDir := t.TempDir()
 			cfg.StoreOptions = append(cfg.StoreOptions, func(o *store.Options) { o.Backend = fk; o.LockDir = lockDir })
 		}
@@ -108,7 +108,7 @@ func TestCLIHints(t *testing.T) {
 		name      string
 		args      []string
 		store     string // TOKENWARD_STORE
-		configure func(*testing.T, *client.Config)
+		configure func(*testing.T, *client.Options)
 		want      []string
 		not       []string // must not be in the hint
 	}{
@@ -127,7 +127,7 @@ func TestCLIHints(t *testing.T) {
 		{name: "keychain locked (macOS)", args: slices.Concat(loopback, []string{"status"}), configure: keychain(locked(fakekeychain.MacOS)),
 			want: slices.Concat([]string{"hint: unlock your keychain"}, optIn)},
 		{name: "unregistered redirect", args: []string{"--allow-insecure-loopback", "--issuer", webAS.Issuer(), "--client-id", webClient, "login"}, store: "memory",
-			configure: func(t *testing.T, cfg *client.Config) {
+			configure: func(t *testing.T, cfg *client.Options) {
 				// The login can only end by its timeout: the server never
 				// redirects back. Keep it short.
 				cfg.LoginTimeout = 300 * time.Millisecond
@@ -139,7 +139,7 @@ func TestCLIHints(t *testing.T) {
 			},
 			want: []string{"hint: no login callback arrived", "register http://127.0.0.1/callback", "for client " + webClient, "cli login --device"}},
 		{name: "login refused after redirect", args: []string{"--allow-insecure-loopback", "--issuer", refusingAS.Issuer(), "--client-id", oauthtest.DefaultClientID, "login"}, store: "memory",
-			configure: func(t *testing.T, cfg *client.Config) {
+			configure: func(t *testing.T, cfg *client.Options) {
 				cfg.OpenBrowser = func(u string) error { return refusingAS.Browse(context.Background(), u) }
 			},
 			// The callback arrived, so the redirect URI is registered:
@@ -150,9 +150,9 @@ func TestCLIHints(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv("TOKENWARD_STORE", c.store)
-			var configure func(*client.Config)
+			var configure func(*client.Options)
 			if c.configure != nil {
-				configure = func(cfg *client.Config) { c.configure(t, cfg) }
+				configure = func(cfg *client.Options) { c.configure(t, cfg) }
 			}
 			var out, errOut bytes.Buffer
 			if code := runWith(t.Context(), c.args, &out, &errOut, configure); code == 0 {

@@ -94,11 +94,13 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	// 1. A server job: client credentials.
 	step("1. Client credentials (a server job)")
-	job, err := client.New(ctx, client.Config{
-		Issuer: as.Issuer(), ClientID: "quickstart-job", ClientSecret: o.jobSecret,
-		Grant: client.GrantClientCredentials, Resources: []string{api.Resource()},
-		AllowInsecureLoopback: true, // the demo runs on plain http on loopback
-		Store:                 st,
+	job, err := client.New(ctx, func(c *client.Options) {
+		c.Issuer = as.Issuer() // endpoints come from discovery
+		c.ClientID, c.ClientSecret = "quickstart-job", o.jobSecret
+		c.Grant = client.GrantClientCredentials
+		c.Resources = []string{api.Resource()} // the token's audience and only origin
+		c.AllowInsecureLoopback = true         // the demo runs on plain http on loopback
+		c.Store = st
 	})
 	if err != nil {
 		return err
@@ -128,27 +130,27 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	step("2. User login (device flow; the demo server approves it for you)")
 	var refreshes, background, waited atomic.Int32
 	var persistFailed atomic.Bool
-	user, err := client.New(ctx, client.Config{
-		Issuer: as.Issuer(), ClientID: "quickstart-cli",
-		Scopes: []string{"openid", "read"}, Resources: []string{api.Resource()},
-		AllowInsecureLoopback: true,
-		Store:                 st,
-		DevicePrompt: func(ctx context.Context, d client.DeviceCode) {
+	user, err := client.New(ctx, func(c *client.Options) {
+		c.Issuer, c.ClientID = as.Issuer(), "quickstart-cli"
+		c.Scopes, c.Resources = []string{"openid", "read"}, []string{api.Resource()}
+		c.AllowInsecureLoopback = true
+		c.Store = st
+		c.DevicePrompt = func(ctx context.Context, d client.DeviceCode) {
 			fmt.Fprintf(out, "   (a real app would show: open %s and enter the code it shows)\n", d.VerificationURI)
 			<-ctx.Done()
-		},
+		}
 		// The demo's tokens live seconds, not minutes. Starting their
 		// refresh at about half their life (instead of the default 80 %)
 		// leaves the slow demo token endpoint several times its latency
 		// before the last tenth of the lifetime, where requests would wait,
 		// even on a busy machine. With real lifetimes the default leaves
 		// minutes.
-		RefreshOptions: []func(*refresh.Options){func(o *refresh.Options) { o.AdvisoryFraction = 0.5 }},
-		Events: func(e client.Event) {
+		c.RefreshOptions = []func(*refresh.Options){func(r *refresh.Options) { r.AdvisoryFraction = 0.5 }}
+		c.Events = func(e client.Event) {
 			switch e.Kind {
 			case client.EventRefreshed, client.EventRefreshFailed:
-				// Waiters: the requests the token cache held up for
-				// this refresh (it counts them; no clock involved).
+				// Waiters: the requests the token cache held up for this
+				// refresh (it counts them; no clock involved).
 				waited.Add(int32(e.Waiters))
 				if e.Kind == client.EventRefreshFailed {
 					break
@@ -160,7 +162,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			case client.EventPersistFailed:
 				persistFailed.Store(true)
 			}
-		},
+		}
 	})
 	if err != nil {
 		return err

@@ -42,9 +42,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // runWith is run with a test seam: configure, when non-nil, adjusts the
-// client.Config before the client is created (tests observe its events).
+// client.Options before the client is created (tests observe its events).
 // main never sets it.
-func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Config)) int {
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Options)) int {
 	fs := flag.NewFlagSet("server-job", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	issuer := fs.String("issuer", os.Getenv("TOKENWARD_ISSUER"), "issuer URL")
@@ -74,7 +74,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 	}
 
 	var fetches, background atomic.Int32
-	cfg := client.Config{
+	cfg := client.Options{
 		Issuer: *issuer, ClientID: *clientID, ClientSecret: os.Getenv("TOKENWARD_CLIENT_SECRET"),
 		Grant: client.GrantClientCredentials, Scopes: strings.Fields(*scopes),
 		APIOrigins:            []string{u.Scheme + "://" + u.Host},
@@ -96,7 +96,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 	if configure != nil {
 		configure(&cfg)
 	}
-	c, err := client.New(ctx, cfg)
+	c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 	if err != nil {
 		fmt.Fprintln(stderr, "server-job:", err)
 		return 1

@@ -55,7 +55,7 @@ func TestServerJob(t *testing.T) {
 
 	var mu sync.Mutex
 	var fetched []client.Event // guarded by mu
-	observe := func(cfg *client.Config) {
+	observe := func(cfg *client.Options) {
 		show := cfg.Events // the job's own progress line
 		cfg.Events = func(e client.Event) {
 			if e.Kind == client.EventRefreshed {

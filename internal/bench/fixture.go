@@ -92,8 +92,8 @@ func (f *fixture) target() string { return f.api.URL() + "/items" }
 // jobConfig is the tokenward configuration of the client-credentials job,
 // as a user would write it: discovery from the issuer, the API's origin,
 // client_secret_basic.
-func (f *fixture) jobConfig(base http.RoundTripper) client.Config {
-	return client.Config{
+func (f *fixture) jobConfig(base http.RoundTripper) client.Options {
+	return client.Options{
 		Issuer:                f.as.Issuer(),
 		ClientID:              jobClientID,
 		ClientSecret:          f.secret,
@@ -106,8 +106,8 @@ func (f *fixture) jobConfig(base http.RoundTripper) client.Config {
 }
 
 // loginConfig is the tokenward configuration of the public login client.
-func (f *fixture) loginConfig(base http.RoundTripper) client.Config {
-	return client.Config{
+func (f *fixture) loginConfig(base http.RoundTripper) client.Options {
+	return client.Options{
 		Issuer:                f.as.Issuer(),
 		ClientID:              oauthtest.DefaultClientID,
 		APIOrigins:            []string{f.api.URL()},

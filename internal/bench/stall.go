@@ -225,7 +225,7 @@ func stallClient(ctx context.Context, fx *fixture, which string, base http.Round
 		}
 		cfg := fx.jobConfig(base)
 		cfg.Store = st
-		c, err := client.New(ctx, cfg)
+		c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 		if err != nil {
 			return nil, nil, fmt.Errorf("bench: tokenward: %w", err)
 		}

@@ -142,7 +142,7 @@ func storeOptions(mode store.Mode, dir, passphrase string) func(*store.Options) 
 }
 
 // tokenwardConfig is the client configuration of grant.
-func (f *fixture) tokenwardConfig(grant string, base http.RoundTripper) client.Config {
+func (f *fixture) tokenwardConfig(grant string, base http.RoundTripper) client.Options {
 	if grant == GrantClientCredentials {
 		return f.jobConfig(base)
 	}
@@ -160,7 +160,7 @@ func (f *fixture) seedTokenward(ctx context.Context, st store.Store, grant strin
 		return nil, fmt.Errorf("bench: seeding the store: %w", err)
 	}
 	remove := func() { st.Delete(context.WithoutCancel(ctx), name) }
-	c, err := client.New(ctx, cfg)
+	c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 	if err != nil {
 		remove()
 		return nil, fmt.Errorf("bench: tokenward: %w", err)
@@ -243,7 +243,7 @@ func RunGoroutineStampede(ctx context.Context, cfg StampedeConfig, which string)
 		defer remove()
 		ccfg := fx.tokenwardConfig(cfg.Grant, base)
 		ccfg.Store = st
-		c, err := client.New(ctx, ccfg)
+		c, err := client.New(ctx, func(opts *client.Options) { *opts = ccfg })
 		if err != nil {
 			return res, fmt.Errorf("bench: tokenward: %w", err)
 		}
@@ -618,15 +618,15 @@ func childClient(ctx context.Context, cc childConfig) (func() error, error) {
 		if err != nil {
 			return nil, err
 		}
-		var cfg client.Config
+		var cfg client.Options
 		if cc.Grant == GrantClientCredentials {
-			cfg = client.Config{ClientID: jobClientID, ClientSecret: cc.Secret, AuthMethod: client.AuthSecretBasic, Grant: client.GrantClientCredentials}
+			cfg = client.Options{ClientID: jobClientID, ClientSecret: cc.Secret, AuthMethod: client.AuthSecretBasic, Grant: client.GrantClientCredentials}
 		} else {
-			cfg = client.Config{ClientID: oauthtest.DefaultClientID, Prompt: io.Discard}
+			cfg = client.Options{ClientID: oauthtest.DefaultClientID, Prompt: io.Discard}
 		}
 		cfg.Issuer, cfg.APIOrigins, cfg.AllowInsecureLoopback = cc.Issuer, []string{cc.APIURL}, true
 		cfg.Store, cfg.HTTP.Transport = st, base
-		c, err := client.New(ctx, cfg)
+		c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 		if err != nil {
 			return nil, err
 		}

@@ -35,10 +35,10 @@ import (
 // (TestExportedTypesListed keeps the list complete, so a new type cannot
 // escape TestExportedTypesRedact).
 var exportedTypes = []reflect.Type{
-	reflect.TypeFor[client.AuthMethod](), reflect.TypeFor[client.Client](), reflect.TypeFor[client.Config](),
+	reflect.TypeFor[client.AuthMethod](), reflect.TypeFor[client.Client](),
 	reflect.TypeFor[client.DeviceCode](), reflect.TypeFor[client.EndpointError](), reflect.TypeFor[client.Endpoints](),
 	reflect.TypeFor[client.Event](), reflect.TypeFor[client.Grant](),
-	reflect.TypeFor[client.HTTPSettings](), reflect.TypeFor[client.LoginOption](), reflect.TypeFor[client.LogoutError](),
+	reflect.TypeFor[client.HTTPSettings](), reflect.TypeFor[client.LoginOptions](), reflect.TypeFor[client.Options](), reflect.TypeFor[client.LogoutError](),
 	reflect.TypeFor[client.RateLimitError](), reflect.TypeFor[client.Resource](), reflect.TypeFor[client.Status](),
 
 	reflect.TypeFor[refresh.Cache](), reflect.TypeFor[refresh.Error](), reflect.TypeFor[refresh.Event](),

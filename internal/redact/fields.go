@@ -24,7 +24,7 @@ type Fields struct {
 	attrs []slog.Attr
 }
 
-// Of starts the description of a value of type typ ("client.Config").
+// Of starts the description of a value of type typ ("client.Options").
 func Of(typ string) *Fields { return &Fields{typ: typ} }
 
 // Show adds a field shown as it is. v must hold no secret: strings, string
