@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/tokenward/tokenward/internal/httpretry"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -194,7 +195,7 @@ func (c *endpointClient) post(ctx context.Context, endpoint string, form url.Val
 		return nil, &EndpointError{Endpoint: ep, Status: resp.StatusCode,
 			Err: fmt.Errorf("%w: endpoint answered %d with a redirect, which tokenward never follows", ErrBadResponse, resp.StatusCode)}
 	}
-	hint, hasHint := oauthwire.ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+	hint, hasHint := httpretry.ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	if resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode == http.StatusServiceUnavailable && (hasHint || a.overflow.Load() > 0)) {
 		// The server said when to come back: a typed error with its hint
 		// whether or not this request could be retried.
@@ -277,7 +278,7 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 			// was reported: then not a byte of the request can have reached
 			// the server. A missing signal is never taken as proof (a custom
 			// base transport may not report connections at all).
-			retry = !a.connected.Load() && beforeConnect(err)
+			retry = !a.connected.Load() && httpretry.NotSent(err)
 		} else {
 			retry = true
 		}
@@ -294,7 +295,7 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	wait := computeWait(a, resp)
 	hint, hasHint := time.Duration(0), false
 	if resp != nil {
-		hint, hasHint = oauthwire.ParseRetryAfter(resp.Header.Get("Retry-After"), a.now())
+		hint, hasHint = httpretry.ParseRetryAfter(resp.Header.Get("Retry-After"), a.now())
 	}
 	elapsed := a.now().Sub(a.start)
 	if hasHint && hint > a.waitMax {
@@ -311,17 +312,6 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	}
 	a.next.Store(int64(wait))
 	return true, nil
-}
-
-// beforeConnect reports errors that happen before any connection to the
-// server exists: DNS failures and dial errors (refused, unreachable).
-func beforeConnect(err error) bool {
-	var dns *net.DNSError
-	if errors.As(err, &dns) {
-		return true
-	}
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // permanent reports transport errors that a retry cannot fix: certificate
@@ -346,7 +336,7 @@ func computeWait(a *attempt, resp *http.Response) time.Duration {
 		// exponential one, which both compute alike.
 		return expWait(a.waitMin, a.waitMax, n)
 	}
-	if ra, ok := oauthwire.ParseRetryAfter(resp.Header.Get("Retry-After"), a.now()); ok {
+	if ra, ok := httpretry.ParseRetryAfter(resp.Header.Get("Retry-After"), a.now()); ok {
 		if ra > a.waitMax {
 			ra = a.waitMax
 		}

@@ -3,6 +3,8 @@ package refresh
 import (
 	"context"
 	"errors"
+	"github.com/tokenward/tokenward/internal/httpretry"
+	"github.com/tokenward/tokenward/internal/redact"
 	"log/slog"
 	"net/url"
 	"reflect"
@@ -517,7 +519,7 @@ func (c *core) lockKey(ctx context.Context) (unlock func(), err error) {
 	}
 	return func() {
 		if uerr := u(); uerr != nil {
-			c.o.Logger.Warn("refresh: releasing the store lock failed", "key", c.key, "error", sanitize(uerr.Error(), maxErrorLen, nil))
+			c.o.Logger.Warn("refresh: releasing the store lock failed", "key", c.key, "error", redact.Scrub(uerr.Error(), maxErrorLen))
 		}
 		cancel()
 	}, nil
@@ -727,7 +729,7 @@ func (c *core) callUpstream(ctx context.Context, f *flight, cur *oauth2.Token, u
 		if cur != nil {
 			rt = cur.RefreshToken
 		}
-		if errors.Is(cerr, ErrNetwork) && rt != "" && !notSent(err) {
+		if errors.Is(cerr, ErrNetwork) && rt != "" && !httpretry.NotSent(err) {
 			// C-03: the server may have rotated the refresh token and the
 			// answer got lost. First reload the store: another process may
 			// have refreshed meanwhile, and its fresh token is adopted.
@@ -789,7 +791,7 @@ func (c *core) validate(tok, cur *oauth2.Token) (*oauth2.Token, error) {
 		return nil, &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: authorization server temporarily unavailable: the upstream returned no access token"}
 	}
 	if tt := tok.TokenType; tt != "" && !strings.EqualFold(tt, "bearer") {
-		e := &Error{kind: ErrUnsupportedTokenType, Description: "token_type " + sanitize(tt, 32, secretsOf(tok, cur))}
+		e := &Error{kind: ErrUnsupportedTokenType, Description: "token_type " + redact.Scrub(tt, 32, secretsOf(tok, cur)...)}
 		e.msg = e.build(secretsOf(tok, cur))
 		return nil, e
 	}
@@ -982,7 +984,7 @@ func (c *core) saveChain(ctx context.Context, tok *oauth2.Token) (stored *oauth2
 			return r, err
 		}
 		c.o.Logger.Debug("refresh: saving a reduced token set failed too", "key", c.key,
-			"error", sanitize("refresh: saving: "+rerr.Error(), maxErrorLen, secretsOf(tok, c.fullNow())))
+			"error", redact.Scrub("refresh: saving: "+rerr.Error(), maxErrorLen, secretsOf(tok, c.fullNow())...))
 	}
 	return nil, err
 }
@@ -1409,7 +1411,7 @@ func (c *core) doExchange(ctx context.Context, f *flight, fn exchangeFunc, evs *
 		cerr := classify(ferr, secrets...)
 		rt := cur.RefreshToken
 		switch {
-		case errors.Is(cerr, ErrNetwork) && !notSent(ferr):
+		case errors.Is(cerr, ErrNetwork) && !httpretry.NotSent(ferr):
 			// C-03: the server may have rotated and the answer got lost.
 			c.mu.Lock()
 			c.suspectRT = rt
@@ -1677,7 +1679,7 @@ func (c *core) wrap(what string, err error) error {
 	if s != nil {
 		secrets = secretsOf(s.full)
 	}
-	e.msg = sanitize("refresh: "+what+": "+err.Error(), maxErrorLen, secrets)
+	e.msg = redact.Scrub("refresh: "+what+": "+err.Error(), maxErrorLen, secrets...)
 	return e
 }
 

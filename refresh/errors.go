@@ -2,8 +2,6 @@ package refresh
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -181,7 +179,7 @@ func (e *Error) build(secrets []string) string {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
 	}
-	return sanitize(b.String(), maxErrorLen, secrets)
+	return redact.Scrub(b.String(), maxErrorLen, secrets...)
 }
 
 func isSentinel(err error) bool {
@@ -266,14 +264,14 @@ func classify(err error, secrets ...string) error {
 				out.StatusCode = re.Response.StatusCode
 			}
 			out.Code = cleanCode(re.ErrorCode)
-			out.Description = sanitize(re.ErrorDescription, 200, secrets)
+			out.Description = redact.Scrub(re.ErrorDescription, 200, secrets...)
 			out.kind = kindOf(out.StatusCode, out.Code)
 			out.fromWire = out.Code != "" || out.StatusCode != 0
 		case errors.As(err, &oe):
 			st, code, desc := oe.OAuthError()
 			out.StatusCode = st
 			out.Code = cleanCode(code)
-			out.Description = sanitize(desc, 200, secrets)
+			out.Description = redact.Scrub(desc, 200, secrets...)
 			out.kind = kindOf(st, out.Code)
 			out.fromWire = out.Code != "" || out.StatusCode != 0
 		case isNetError(err):
@@ -297,7 +295,7 @@ func cleanCode(c string) string {
 			return "invalid_code"
 		}
 	}
-	return sanitize(c, 64, nil)
+	return redact.Scrub(c, 64)
 }
 
 // isNetError reports whether err is a transport-level failure.
@@ -309,36 +307,6 @@ func isNetError(err error) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
-}
-
-// notSent reports whether a transport error certainly happened before the
-// request reached the server (name resolution, dial, certificate checks),
-// so that presenting the same refresh token again cannot be a replay (C-03).
-func notSent(err error) bool {
-	var dns *net.DNSError
-	var op *net.OpError
-	var cv *tls.CertificateVerificationError
-	if errors.As(err, &dns) || errors.As(err, &cv) {
-		return true
-	}
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	var ua x509.UnknownAuthorityError
-	var he x509.HostnameError
-	var ci x509.CertificateInvalidError
-	return errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) || errors.Is(err, syscall.ECONNREFUSED)
-}
-
-// sanitize redacts s (internal/redact plus the exact secrets given), removes
-// control characters and bounds it to max bytes.
-func sanitize(s string, max int, secrets []string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, redact.Placeholder)
-		}
-	}
-	return redact.Truncate(s, max)
 }
 
 // oauth2Error is what [TokenSource] returns for an *Error that does not

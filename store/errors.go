@@ -207,6 +207,9 @@ func unavailable(summary, detail string, cause error) error {
 	return e
 }
 
+// maxErrorText bounds the detail and cause text of an error.
+const maxErrorText = 300
+
 // withOp names the operation on err, removes the given secrets from its
 // text and bounds its length. Errors not yet classified are classified.
 func withOp(op string, err error, secrets ...string) error {
@@ -221,20 +224,9 @@ func withOp(op string, err error, secrets ...string) error {
 	if cp.op == "" {
 		cp.op = op
 	}
-	cp.detail = scrub(cp.detail, secrets...)
-	cp.text = scrub(cp.text, secrets...)
+	cp.detail = redact.Scrub(cp.detail, maxErrorText, secrets...)
+	cp.text = redact.Scrub(cp.text, maxErrorText, secrets...)
 	return &cp
-}
-
-// scrub removes every occurrence of the secrets, then bounds the length
-// (in that order, so that no fragment of a secret survives a cut).
-func scrub(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, redact.Placeholder)
-		}
-	}
-	return redact.Truncate(s, 300)
 }
 
 // longWord matches runs that look like tokens or encoded data.

@@ -11,12 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	retryablehttp "github.com/hashicorp/go-retryablehttp"
 
+	"github.com/tokenward/tokenward/internal/httpretry"
 	"github.com/tokenward/tokenward/internal/redact"
 )
 
@@ -347,7 +346,7 @@ func (s *retryState) backoff(_, _ time.Duration, _ int, _ *http.Response) time.D
 // server asks for more than waitMax.
 func (o *retryConfig) nextWait(n int, resp *http.Response, now time.Time) (time.Duration, bool) {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+		if ra, ok := httpretry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
 			if ra > o.waitMax {
 				return 0, false
 			}
@@ -369,24 +368,6 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return rand.N(d + 1)
-}
-
-// parseRetryAfter parses a Retry-After value: delay-seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseUint(v, 10, 63); err == nil {
-		if n > uint64(1<<62/time.Second) {
-			return 1 << 62, true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 // retryLogger adapts *slog.Logger to go-retryablehttp's LeveledLogger and

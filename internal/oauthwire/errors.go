@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/tokenward/tokenward/internal/httpretry"
 	"html"
 	"net/http"
 	"net/url"
@@ -131,7 +132,7 @@ func parseErrorResponse(status int, h http.Header, body []byte, now time.Time) *
 		h = http.Header{}
 	}
 	e := &Error{StatusCode: status, ContentType: sanitize(mediaType(h), 64)}
-	if d, ok := ParseRetryAfter(h.Get("Retry-After"), now); ok {
+	if d, ok := httpretry.ParseRetryAfter(h.Get("Retry-After"), now); ok {
 		e.RetryAfter = d
 	}
 	if len(body) > MaxBody {

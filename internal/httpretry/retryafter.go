@@ -1,4 +1,4 @@
-package oauthwire
+package httpretry
 
 import (
 	"net/http"

@@ -1,7 +1,8 @@
-package oauthwire
+package httpretry
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,22 +41,24 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestServerTimeAndSkew(t *testing.T) {
-	t.Parallel()
-	local := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	h := http.Header{"Date": {local.Add(10 * time.Minute).Format(http.TimeFormat)}}
-	st, ok := ServerTime(h)
-	if !ok || !st.Equal(local.Add(10*time.Minute)) {
-		t.Fatalf("ServerTime = %v %v", st, ok)
+func FuzzParseRetryAfter(f *testing.F) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, s := range []string{"0", "120", "86400", "Wed, 21 Oct 2015 07:28:00 GMT", "Tue, 01 Jan 2030 00:01:00 GMT", "-1", "1.5", "999999999999999999999", ""} {
+		f.Add(s)
 	}
-	skew, ok := ClockSkew(h, local, local.Add(200*time.Millisecond))
-	if !ok || skew < 10*time.Minute-time.Second || skew > 10*time.Minute+time.Second {
-		t.Fatalf("ClockSkew = %v %v", skew, ok)
-	}
-	if _, ok := ServerTime(http.Header{"Date": {"yesterday"}}); ok {
-		t.Error("bad Date accepted")
-	}
-	if _, ok := ClockSkew(http.Header{}, local, local); ok {
-		t.Error("missing Date accepted")
-	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := ParseRetryAfter(v, now)
+		if d < 0 || d > MaxRetryAfter || (!ok && d != 0) {
+			t.Fatalf("ParseRetryAfter(%q) = %v, %v", v, d, ok)
+		}
+		if s := strings.TrimSpace(v); isDigits(s) && len(s) < 8 {
+			var n int64
+			for _, c := range s {
+				n = n*10 + int64(c-'0')
+			}
+			if !ok || d != time.Duration(n)*time.Second {
+				t.Fatalf("ParseRetryAfter(%q) = %v, %v", v, d, ok)
+			}
+		}
+	})
 }

@@ -1,0 +1,17 @@
+package redact
+
+import "strings"
+
+// Scrub removes every occurrence of the given secrets (those of 4 bytes or
+// more) from s, then everything String removes, then bounds it to max
+// bytes with Truncate. The secrets go first, so that no fragment of one
+// survives the cut. It is how an error message that may quote foreign text
+// (a server's answer, a keychain's error) is made safe to return.
+func Scrub(s string, max int, secrets ...string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, Placeholder)
+		}
+	}
+	return Truncate(s, max)
+}
