@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -125,37 +124,6 @@ func TestCanary(t *testing.T) {
 			if !strings.Contains(logs.String(), "level=DEBUG") {
 				t.Errorf("no debug log captured")
 			}
-		})
-	}
-}
-
-// TestConcurrentUse: every mode is safe for concurrent use (-race).
-func TestConcurrentUse(t *testing.T) {
-	t.Parallel()
-	for _, m := range allModes {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, m)
-			ctx := context.Background()
-			var wg sync.WaitGroup
-			for g := range 8 {
-				wg.Go(func() {
-					for i := range 10 {
-						name := fmt.Sprint("n", (g+i)%3)
-						want := &Entry{AccessToken: fmt.Sprint("at-", g, "-", i), Subject: name}
-						if err := e.Save(ctx, name, want); err != nil {
-							t.Error(err)
-							return
-						}
-						got, err := e.Load(ctx, name)
-						if err != nil || got.Subject != name {
-							t.Errorf("Load(%s) = %v, %v", name, got, err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
 		})
 	}
 }

@@ -6,19 +6,24 @@
 //
 // # Using it
 //
-// [Open] returns a [Store]. Entries are [Entry] values (tokenward's own
-// versioned schema, not a raw oauth2.Token dump: [EntryFromToken] and
-// [Entry.Token] convert) kept under a name, usually [Key.String]:
+// [Open] returns a [Store]; like every tokenward constructor it takes
+// option functions that set the fields of [Options]. Entries are [Entry]
+// values (tokenward's own versioned schema, not a raw oauth2.Token dump:
+// [EntryFromToken] and [Entry.Token] convert) kept under a name, usually
+// [Key.String]:
 //
 //	st, err := store.Open(ctx)                        // the OS keychain
+//	st, err = store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
 //	name := store.Key{Issuer: iss, ClientID: id, Scopes: scopes}.String()
 //	err = st.Save(ctx, name, store.EntryFromToken(tok)) // verified after write
 //	e, err := st.Load(ctx, name)                       // errors.Is(err, store.ErrNotFound)
 //	unlock, err := st.Lock(ctx, name)                  // cross-process
 //	err = st.CheckWrite(ctx)                           // could a Save store tokens now?
 //
-// Every method is safe for concurrent use, takes a context, and returns by
-// the earlier of the context's deadline and Options.Timeout (5 s).
+// Every method is safe for concurrent use. All but [Store.Status] take a
+// context and return by the earlier of its deadline and Options.Timeout
+// (5 s), except that [Store.Lock] waits for a lock held elsewhere until
+// Options.LockTimeout (60 s).
 //
 // [Store.CheckWrite] touches no entry: it writes, reads back and deletes an
 // item of its own (keychain) or a temporary file (file modes), then does
@@ -50,10 +55,13 @@
 //     all. The derivation is slow on purpose (tens of milliseconds, seconds
 //     on a loaded machine), so Open does it, once: for the salts of the
 //     files already in the directory, which new files share, or for a new
-//     random salt. No Load, Save or Delete spends its deadline on it.
+//     random salt. No Load, Save or Delete spends its deadline on it. A
+//     file's header may name only the parameters a writer uses, so a
+//     corrupt or crafted file cannot make a Load derive a key at the cost
+//     it names (it is ErrCorrupt before any derivation).
 //   - memory: process memory only, for tests, CI and containers.
 //   - plaintext-file: unencrypted files, only when named explicitly; it
-//     logs a warning on every Open and [Status] carries a warning.
+//     logs a warning on every Open and [Store.Status] carries a warning.
 //
 // The file modes write 0600 files into a 0700 directory (default
 // os.UserConfigDir()/tokenward, Options.Dir) by writing a temporary file,
@@ -221,7 +229,8 @@
 // [ErrTimeout] (also context.DeadlineExceeded), [ErrInvalidKey],
 // [ErrCorrupt] (and [ErrUnsupportedVersion], which matches it),
 // [ErrInsecurePermissions], [ErrWriteVerify], [ErrInvalidEntry],
-// [ErrInvalidConfig], or context.Canceled. Messages start with "store: ",
+// [ErrInvalidConfig] (the one value every tokenward package returns for a
+// bad configuration), or context.Canceled. Messages start with "store: ",
 // name the operation, carry a remediation hint and never a secret. Errors
 // of go-keyring, godbus, /usr/bin/security exit statuses and Windows error
 // codes are mapped to these sentinels; the original stays reachable with

@@ -18,8 +18,10 @@ import (
 
 // Entry is what the store keeps for one credential: the token set of the
 // last token response plus what is needed to use it later. It is stored in
-// tokenward's own versioned schema, never as a raw oauth2.Token dump, so
-// nothing is lost on a round trip (PITFALLS O-12).
+// tokenward's own versioned schema, never as a raw oauth2.Token dump: a
+// dump keeps only oauth2.Token's exported fields and drops the ID token,
+// the scope and every other extra of the response, and its format would
+// change with the library's. Every field here survives a round trip.
 type Entry struct {
 	// AccessToken, TokenType and RefreshToken are the token response's fields.
 	AccessToken, TokenType, RefreshToken string

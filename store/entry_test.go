@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/internal/tokenx"
@@ -36,15 +35,6 @@ func TestEntryRoundTripKeepsEveryField(t *testing.T) {
 	if err != nil || out.Extra != nil || out.KeyPair != nil || !out.Expiry.IsZero() {
 		t.Errorf("empty entry came back as %+v, %v", out, err)
 	}
-}
-
-func mustEncode(t *testing.T, name string, e *Entry) []byte {
-	t.Helper()
-	b, err := encodeEntry(name, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestEntryTokenRoundTrip(t *testing.T) {
@@ -129,30 +119,5 @@ func TestEncodeRejectsUnfaithful(t *testing.T) {
 		if _, err := encodeEntry("n", e); !errors.Is(err, ErrInvalidEntry) {
 			t.Errorf("%s: err = %v, want ErrInvalidEntry", name, err)
 		}
-	}
-}
-
-func TestErrorMessagesHaveHints(t *testing.T) {
-	t.Parallel()
-	for _, k := range kinds {
-		msg := k.Error()
-		if k == ErrInvalidConfig {
-			// Shared with the other packages: its store errors carry the hint.
-			msg = fail(k, "", nil).Error()
-		}
-		if !strings.HasPrefix(msg, "store: ") || len(msg) < 40 {
-			t.Errorf("%q: want a store: prefix and a hint", msg)
-		}
-	}
-	for _, want := range []string{"encrypted-file", "TOKENWARD_PASSPHRASE", "memory", "plaintext-file", "TOKENWARD_STORE"} {
-		if !strings.Contains(ErrUnavailable.Error(), want) {
-			t.Errorf("ErrUnavailable does not name %s", want)
-		}
-	}
-	if !strings.Contains(ErrLocked.Error(), "unlock") {
-		t.Error("ErrLocked has no unlock hint")
-	}
-	if !errors.Is(ErrNotFound, ErrNotFound) || cmp.Equal(ErrNotFound.Error(), "") {
-		t.Error("sentinel broken")
 	}
 }

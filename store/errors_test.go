@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	dbus "github.com/godbus/dbus/v5"
+	"github.com/google/go-cmp/cmp"
 	"github.com/zalando/go-keyring"
 
 	"github.com/tokenward/tokenward/internal/canary"
@@ -18,7 +19,9 @@ import (
 
 // TestClassify feeds the errors go-keyring returns on each OS (recorded
 // from its source: keyring sentinels, godbus errors, security exit
-// statuses, Windows errnos) through the mapping (K-06, K-07).
+// statuses, Windows errnos) through the mapping, so that a caller can
+// tell a missing entry, a locked keychain and a missing keychain apart on
+// every OS with errors.Is alone.
 func TestClassify(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -87,4 +90,32 @@ func noBusErr() error {
 	f := fakekeychain.NewSecretService()
 	f.SetNoBus(true)
 	return f.Available(context.Background())
+}
+
+// TestErrorMessagesHaveHints: every sentinel's message starts with the
+// package name and says what to do; the unavailable and locked ones name
+// the opt-ins and how to unlock.
+func TestErrorMessagesHaveHints(t *testing.T) {
+	t.Parallel()
+	for _, k := range kinds {
+		msg := k.Error()
+		if k == ErrInvalidConfig {
+			// Shared with the other packages: its store errors carry the hint.
+			msg = fail(k, "", nil).Error()
+		}
+		if !strings.HasPrefix(msg, "store: ") || len(msg) < 40 {
+			t.Errorf("%q: want a store: prefix and a hint", msg)
+		}
+	}
+	for _, want := range []string{"encrypted-file", "TOKENWARD_PASSPHRASE", "memory", "plaintext-file", "TOKENWARD_STORE"} {
+		if !strings.Contains(ErrUnavailable.Error(), want) {
+			t.Errorf("ErrUnavailable does not name %s", want)
+		}
+	}
+	if !strings.Contains(ErrLocked.Error(), "unlock") {
+		t.Error("ErrLocked has no unlock hint")
+	}
+	if !errors.Is(ErrNotFound, ErrNotFound) || cmp.Equal(ErrNotFound.Error(), "") {
+		t.Error("sentinel broken")
+	}
 }

@@ -170,7 +170,9 @@ func (f *files) put(ctx context.Context, id string, data []byte) error {
 	if err := writeAtomic(f.dir, filepath.Base(f.path(id)), out, !f.noSync, f.crash); err != nil {
 		return unavailable(storeDirUnavailable, "cannot write the token file", err)
 	}
-	// Read back and compare (K-03).
+	// Read back and compare: a write that reported success but did not
+	// land (a full disk on close, a file system that lies) must fail the
+	// Save now, not the Load after the old refresh token was discarded.
 	back, err := f.readRaw(ctx, id)
 	if err != nil {
 		return fail(ErrWriteVerify, "cannot read the token file back", err)

@@ -14,10 +14,6 @@ import (
 	"github.com/tokenward/tokenward/internal/canary"
 )
 
-func fileModes() []testMode {
-	return []testMode{{"encrypted-file", ModeEncryptedFile, 0}, {"plaintext-file", ModePlaintextFile, 0}}
-}
-
 func TestFilePermissions(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("Windows uses ACLs, not mode bits")
@@ -74,93 +70,6 @@ func TestFilePermissions(t *testing.T) {
 	}
 }
 
-// TestEncryptedFile: the file holds no plaintext; a wrong passphrase, any
-// altered byte, a truncation or a file moved to another name fail with
-// ErrCorrupt and yield nothing.
-func TestEncryptedFile(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	e := newEnv(t, testMode{"encrypted-file", ModeEncryptedFile, 0})
-	want := canaryEntry()
-	if err := e.Save(ctx, "k", want); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(e.dir, itemID("k")+".twenc")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if found := canary.Find(string(raw), secretsOf(want)...); len(found) > 0 || strings.Contains(string(raw), "Bearer") {
-		t.Fatalf("plaintext in the encrypted file: %q", found)
-	}
-	got, err := e.reopen(t).Load(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustEqualEntry(t, got, want)
-
-	wrong, err := Open(ctx, append(e.opts, func(o *Options) { o.Passphrase = "wrong" })...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := wrong.Load(ctx, "k"); !errors.Is(err, ErrCorrupt) || got != nil {
-		t.Fatalf("wrong passphrase: Load = %v, %v; want ErrCorrupt", got, err)
-	}
-	if err := wrong.Save(ctx, "other", want); err != nil {
-		t.Fatal(err)
-	}
-
-	for i := 0; i < len(raw); i += max(1, len(raw)/97) {
-		bad := append([]byte(nil), raw...)
-		bad[i] ^= 0x01
-		os.WriteFile(p, bad, 0o600)
-		if got, err := e.Load(ctx, "k"); !errors.Is(err, ErrCorrupt) || got != nil {
-			t.Fatalf("byte %d altered: Load = %v, %v; want ErrCorrupt", i, got, err)
-		}
-	}
-	for _, n := range []int{0, 5, encHdrLen, len(raw) - 1} {
-		os.WriteFile(p, raw[:n], 0o600)
-		if got, err := e.Load(ctx, "k"); !errors.Is(err, ErrCorrupt) || got != nil {
-			t.Fatalf("truncated to %d: Load = %v, %v; want ErrCorrupt", n, got, err)
-		}
-	}
-	// Moved under another name: the id is authenticated.
-	os.WriteFile(filepath.Join(e.dir, itemID("moved")+".twenc"), raw, 0o600)
-	if _, err := e.Load(ctx, "moved"); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("moved file: Load = %v, want ErrCorrupt", err)
-	}
-	// A corrupt file is replaced by the next Save.
-	if err := e.Save(ctx, "k", want); err != nil {
-		t.Fatalf("Save over a corrupt file: %v", err)
-	}
-	if _, err := e.Load(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestKeyDerivedOnce: the scrypt key is derived once per salt and cached;
-// rewriting a file keeps its salt.
-func TestKeyDerivedOnce(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	e := newEnv(t, testMode{"encrypted-file", ModeEncryptedFile, 0})
-	for i := range 5 {
-		if err := e.Save(ctx, "k", &Entry{AccessToken: strings.Repeat("x", i+1)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.Load(ctx, "k"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f := e.Store.(*store).b.(*files)
-	f.seal.mu.Lock()
-	n := len(f.seal.keys)
-	f.seal.mu.Unlock()
-	if n != 1 {
-		t.Fatalf("%d keys derived for one file, want 1", n)
-	}
-}
-
 func TestEncryptedFileNeedsPassphrase(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -190,12 +99,12 @@ func TestEncryptedFileNeedsPassphrase(t *testing.T) {
 // Open and says so in Status.
 func TestPlaintextWarns(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
 	log, buf := newLogger()
+	e := newEnv(t, plaintextFileMode, func(o *Options) { o.Logger = log })
 	for i := 1; i <= 3; i++ {
-		s, err := Open(context.Background(), testOptions(ModePlaintextFile, root+"/d", root+"/l", nil), func(o *Options) { o.Logger = log })
-		if err != nil {
-			t.Fatal(err)
+		s := e.Store
+		if i > 1 {
+			s = e.reopen(t)
 		}
 		if n := strings.Count(buf.String(), "level=WARN"); n != i {
 			t.Fatalf("after %d opens, %d warnings", i, n)
@@ -203,24 +112,6 @@ func TestPlaintextWarns(t *testing.T) {
 		st := s.Status()
 		if st.Mode != ModePlaintextFile || st.Encrypted || st.Warning == "" || !strings.Contains(st.String(), "WARNING") {
 			t.Fatalf("Status = %+v", st)
-		}
-	}
-}
-
-func TestStatus(t *testing.T) {
-	t.Parallel()
-	for _, m := range allModes {
-		e := newEnv(t, m)
-		st := e.Status()
-		if st.Mode != m.mode || st.Backend == "" {
-			t.Errorf("%s: Status = %+v", m.name, st)
-		}
-		wantEnc := m.mode == ModeKeychain || m.mode == ModeEncryptedFile
-		if st.Encrypted != wantEnc || st.Persistent != (m.mode != ModeMemory) || (st.Warning != "") != (m.mode == ModePlaintextFile) {
-			t.Errorf("%s: Status = %+v", m.name, st)
-		}
-		if m.mode == ModeKeychain && st.Backend != m.model.String() {
-			t.Errorf("%s: backend %q", m.name, st.Backend)
 		}
 	}
 }
@@ -249,7 +140,7 @@ func TestFileDurableWrite(t *testing.T) {
 	}
 }
 
-// TestFileCrashAtEveryStep (acceptance 2, file modes): a writer that dies
+// TestFileCrashAtEveryStep (the file modes' crash safety): a writer that dies
 // at each step of the atomic file write (temporary file created, half
 // written, written, closed, renamed) leaves a reader the complete old
 // entry or the complete new one, never a mix or a corrupt file; the next
@@ -337,57 +228,5 @@ func TestFileCrashAtEveryStep(t *testing.T) {
 				})
 			}
 		}
-	}
-}
-
-// derivations returns how many passphrase keys s has derived.
-func derivations(t *testing.T, s Store) int {
-	t.Helper()
-	seal := s.(*store).b.(*files).seal
-	seal.mu.Lock()
-	defer seal.mu.Unlock()
-	return seal.derived
-}
-
-// TestEncryptedFileKeyDerivedAtOpen: the passphrase key (scrypt, slow on
-// purpose, and seconds on a loaded machine or under the race detector) is
-// derived by Open, once, and never inside a Load, Save or Delete, whose
-// deadline it would eat into: new entries share the salt of the files
-// already there, and a restarted process derives the one key at Open.
-func TestEncryptedFileKeyDerivedAtOpen(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	e := newEnv(t, testMode{"encrypted-file", ModeEncryptedFile, 0})
-	if n := derivations(t, e.Store); n != 1 {
-		t.Fatalf("Open of an empty directory derived %d keys, want 1", n)
-	}
-	for _, name := range []string{"a", "b", "c"} {
-		if err := e.Save(ctx, name, canaryEntry()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.Load(ctx, "b"); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Delete(ctx, "c"); err != nil {
-		t.Fatal(err)
-	}
-	if n := derivations(t, e.Store); n != 1 {
-		t.Fatalf("after saving, loading and deleting: %d keys derived, want still 1", n)
-	}
-	again := e.reopen(t)
-	if n := derivations(t, again); n != 1 {
-		t.Fatalf("Open of a directory with two entries of one salt derived %d keys, want 1", n)
-	}
-	for _, name := range []string{"a", "b"} {
-		if _, err := again.Load(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := again.Save(ctx, "d", canaryEntry()); err != nil {
-		t.Fatal(err)
-	}
-	if n := derivations(t, again); n != 1 {
-		t.Fatalf("the restarted store derived %d keys for its loads and saves, want the 1 of Open", n)
 	}
 }

@@ -22,18 +22,15 @@ import (
 func TestHungBackend(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		root := t.TempDir()
 		f := fakekeychain.NewSecretService()
-		s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f))
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := newEnv(t, onBackend(f))
+		s := e.Store
 		release := f.Block()
 		defer release()
 		ctx := context.Background()
 
 		start := time.Now()
-		err = s.Save(ctx, "k", canaryEntry())
+		err := s.Save(ctx, "k", canaryEntry())
 		if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Save = %v, want ErrTimeout", err)
 		}
@@ -65,7 +62,7 @@ func TestHungBackend(t *testing.T) {
 		if c := f.Counts(); c.Set != 0 {
 			t.Fatalf("%d Set calls", c.Set)
 		}
-		if files := append(treeFiles(t, root+"/data"), treeFiles(t, root+"/locks")...); len(files) != 0 {
+		if files := append(treeFiles(t, e.dir), treeFiles(t, e.lockDir)...); len(files) != 0 {
 			t.Fatalf("files written while hung: %q", files)
 		}
 
@@ -102,17 +99,13 @@ func TestHungBackend(t *testing.T) {
 // the only clock bound is a generous backstop against a hang.
 func TestHungBackendRealClock(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
 	f := fakekeychain.NewSecretService()
 	const timeout = 150 * time.Millisecond
-	s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f), func(o *Options) { o.Timeout = timeout })
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newEnv(t, onBackend(f), func(o *Options) { o.Timeout = timeout }).Store
 	release := f.Block()
 	defer release()
 	start := time.Now()
-	_, err = s.Load(context.Background(), "k")
+	_, err := s.Load(context.Background(), "k")
 	d := time.Since(start)
 	if !errors.Is(err, ErrTimeout) || strings.Contains(err.Error(), errHung) {
 		t.Fatalf("Load = %v, want ErrTimeout at its own deadline", err)
@@ -130,11 +123,6 @@ func TestHungBackendRealClock(t *testing.T) {
 		t.Fatalf("counts %+v, %d blocked: the second Load started a backend call", c, n)
 	}
 }
-
-// backstop bounds waits that only guard against a hang. It is far above
-// any latency a loaded machine could produce, so it never decides a
-// result; outcomes and call counts do.
-const backstop = 30 * time.Second
 
 // TestHungProbe (synctest, so its clock is exact): an availability probe
 // that hangs makes Open fail with ErrTimeout within a second; it is never a
@@ -175,21 +163,6 @@ func (p *probingBackend) Available(ctx context.Context) error {
 	return err
 }
 
-func TestCanceledContext(t *testing.T) {
-	t.Parallel()
-	for _, m := range allModes {
-		e := newEnv(t, m)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if _, err := e.Load(ctx, "k"); !errors.Is(err, context.Canceled) {
-			t.Errorf("%s: Load = %v, want context.Canceled", m.name, err)
-		}
-		if err := e.Save(ctx, "k", &Entry{}); !errors.Is(err, context.Canceled) {
-			t.Errorf("%s: Save = %v, want context.Canceled", m.name, err)
-		}
-	}
-}
-
 // guardCalls counts the goroutines, in the whole process, running a
 // backend call for a guard.
 func guardCalls() int {
@@ -213,12 +186,8 @@ func guardCalls() int {
 func TestHungBackendOneGoroutine(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		before := guardCalls()
-		root := t.TempDir()
 		f := fakekeychain.NewSecretService()
-		s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f))
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := newEnv(t, onBackend(f)).Store
 		release := f.Block()
 		defer release()
 		ctx := context.Background()

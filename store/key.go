@@ -10,7 +10,8 @@ import (
 
 // Key identifies one credential: the tokens a client got from one issuer
 // for one set of scopes and resources, under one profile. Two keys that
-// differ in any field never share an entry (PITFALLS K-12).
+// differ in any field never share an entry: tokens granted for one scope
+// set, resource or account are never handed out for another.
 type Key struct {
 	// Issuer is the authorization server's issuer identifier (or token URL).
 	Issuer string
@@ -106,9 +107,10 @@ const maxNameLen = 4096
 // itemID returns the identifier under which an entry name is stored: "tw1-"
 // plus the unpadded lower-case base32 of a domain-separated SHA-256 of the
 // name (56 characters of [a-z2-7-]). Every backend and file path sees only
-// this, so no name can be misread by a backend's quoting (K-04), collide on
-// a separator (K-10) or traverse a path; the name itself travels inside the
-// entry and is checked on load.
+// this, so no name can be misread by a backend's quoting (macOS security
+// drops backslashes), collide on a separator (Windows joins service and
+// user with ":" into one target name) or traverse a path ("../"); the name
+// itself travels inside the entry and is checked on load.
 func itemID(name string) string {
 	sum := sha256.Sum256([]byte("tokenward/store/name/v1\x00" + name))
 	return "tw1-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))

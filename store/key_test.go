@@ -30,7 +30,8 @@ func TestKeyStringCanonical(t *testing.T) {
 }
 
 // TestKeyStringDistinct: keys differing in any one field, including values
-// built to imitate separators, never share a name (K-12).
+// built to imitate separators, never share a name, so that tokens of one
+// credential are never loaded for another.
 func TestKeyStringDistinct(t *testing.T) {
 	t.Parallel()
 	keys := []Key{

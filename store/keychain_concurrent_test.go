@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,15 +32,8 @@ func TestLoadRacingWriterVanishedItem(t *testing.T) {
 	ctx := context.Background()
 	const name = "rotating"
 	f := fakekeychain.NewSecretService()
-	root := t.TempDir()
-	open := func() Store {
-		s, err := Open(ctx, testOptions(ModeKeychain, root+"/data", root+"/locks", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	writer, reader := open(), open()
+	e := newEnv(t, onBackend(f))
+	writer, reader := e.Store, e.reopen(t)
 	// Two chunked entries of different sizes, then a delete, then an
 	// inline one: every kind of step a writer takes.
 	a, b, small := sizedEntry(5<<10), sizedEntry(9<<10), sizedEntry(600)
@@ -116,21 +110,14 @@ func TestLoadRacingWriterEveryAttempt(t *testing.T) {
 	ctx := context.Background()
 	const name = "rotating"
 	f := fakekeychain.NewSecretService()
-	root := t.TempDir()
-	open := func() Store {
-		s, err := Open(ctx, testOptions(ModeKeychain, root+"/data", root+"/locks", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	writer, reader := open(), open()
+	e := newEnv(t, onBackend(f))
+	writer, reader := e.Store, e.reopen(t)
 	entries := []*Entry{sizedEntry(5 << 10), sizedEntry(8 << 10)}
 	if err := writer.Save(ctx, name, entries[0]); err != nil {
 		t.Fatal(err)
 	}
 	current := entries[0]
-	lockPath := filepath.Join(root, "locks", reader.(*store).lockFile(itemID(name), ".write.lock"))
+	lockPath := filepath.Join(e.lockDir, reader.(*store).lockFile(itemID(name), ".write.lock"))
 	var writing bool // the hook runs on the reader's goroutine only, one call at a time
 	steps, underLock := 0, 0
 	f.SetAfterSearch(func(c fakekeychain.Call) {
@@ -227,4 +214,84 @@ func testConcurrentWriters(t *testing.T, model fakekeychain.Model) {
 		t.Fatalf("final Load = %v", err)
 	}
 	keychainState(t, e.fake, "shared")
+}
+
+// onFirstChunkGet wraps a fake keychain and runs fn once, before the first
+// read of a chunk item, inside that read: the moment between a reader's
+// manifest read and its chunk reads.
+type onFirstChunkGet struct {
+	*fakekeychain.Fake
+	fired atomic.Bool
+	fn    func()
+}
+
+func (b *onFirstChunkGet) Get(service, user string) (string, error) {
+	if strings.Contains(user, ".g") && b.fired.CompareAndSwap(false, true) {
+		b.fn()
+	}
+	return b.Fake.Get(service, user)
+}
+
+// A Load that races a Delete by another process (here: another store over
+// the same keychain, deleting between the reader's manifest read and its
+// chunk reads) reports ErrNotFound, not ErrCorrupt: the entry is gone, not
+// damaged.
+func TestLoadRacingDeleteIsNotFound(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name    string
+		prepare func(t *testing.T, other Store, fake *fakekeychain.Fake)
+	}{
+		{name: "entry deleted"},
+		{name: "entry being deleted (tombstone left)", prepare: func(t *testing.T, other Store, fake *fakekeychain.Fake) {
+			// Delete crashes after writing the tombstone and deleting
+			// the first chunk.
+			fake.CrashAfter(2, true)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, keychainMode(fakekeychain.Generic))
+			const name = "racing"
+			if err := e.Save(ctx, name, sizedEntry(8<<10)); err != nil {
+				t.Fatal(err)
+			}
+			be := &onFirstChunkGet{Fake: e.fake}
+			reader := e.reopen(t, func(o *Options) { o.Backend = be })
+			be.fn = func() {
+				if tt.prepare != nil {
+					tt.prepare(t, e.Store, e.fake)
+				}
+				err := e.Store.Delete(ctx, name)
+				if tt.prepare == nil && err != nil {
+					t.Errorf("Delete: %v", err)
+				}
+				e.fake.Recover()
+			}
+			got, err := reader.Load(ctx, name)
+			if !be.fired.Load() {
+				t.Fatal("test setup: no chunk was read")
+			}
+			if !errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || got != nil {
+				t.Fatalf("Load during another process's Delete = %v, %v; want ErrNotFound", got, err)
+			}
+		})
+	}
+}
+
+// A chunk that is really damaged, under a manifest that stays put, is still
+// ErrCorrupt.
+func TestLoadStableCorruptChunkIsCorrupt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, keychainMode(fakekeychain.Generic))
+	if err := e.Save(ctx, "k", sizedEntry(8<<10)); err != nil {
+		t.Fatal(err)
+	}
+	m := keychainState(t, e.fake, "k")
+	e.fake.Set(defaultService, chunkUser(itemID("k"), m.Gen, 1), "AAAA")
+	if _, err := e.Load(ctx, "k"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Load = %v, want ErrCorrupt", err)
+	}
 }

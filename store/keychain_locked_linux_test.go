@@ -302,7 +302,8 @@ func TestKeychainCheckWrite(t *testing.T) {
 	keychainSuite(t)
 	t.Parallel()
 	ctx := context.Background()
-	s, service := realStore(t, nil)
+	e := newEnv(t, osKeychain(nil))
+	s, service := e.Store, e.service
 	ent := canaryEntry()
 	if err := s.Save(ctx, "k", ent); err != nil {
 		t.Fatal(err)

@@ -113,7 +113,8 @@ func TestKeychainConcurrentProcesses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	vc := &vanishCounter{Backend: osKeyring{}}
-	reader, service := realStore(t, vc)
+	e := newEnv(t, osKeychain(vc))
+	reader, service := e.Store, e.service
 	lockDir := reader.(*store).lockDir
 	// The reader goes on until the writers have taken wantSteps steps
 	// after it started: a measure of writer activity, not of time, so a

@@ -2,20 +2,18 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tokenward/tokenward/internal/canary"
 )
 
-// The TestKeychain* tests run against the real OS keychain. They run only
+// The TestKeychain* tests run against the real OS keychain (newEnv with
+// osKeychain, each store under a service name of its own). They run only
 // under .ci/keychain-suite.sh (TOKENWARD_KEYCHAIN_SUITE=1), which starts
 // gnome-keyring, unlocked, in a private D-Bus session with throwaway
 // keyrings; anywhere else they skip, so they never touch a developer's
@@ -25,31 +23,6 @@ func keychainSuite(t *testing.T) {
 	if os.Getenv("TOKENWARD_KEYCHAIN_SUITE") != "1" {
 		t.Skip("real-keychain test: run `make keychain` (.ci/keychain-suite.sh sets TOKENWARD_KEYCHAIN_SUITE=1 and starts gnome-keyring in a private D-Bus session)")
 	}
-}
-
-// realStore opens the OS keychain under a service name of its own, so
-// parallel tests and packages never share items. It deletes what the test
-// stored when the test ends.
-func realStore(t *testing.T, be Backend, more ...func(*Options)) (Store, string) {
-	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	service := "tokenward-test-" + hex.EncodeToString(b[:])
-	root := t.TempDir()
-	fns := append([]func(*Options){func(o *Options) {
-		o.Mode = ModeKeychain
-		o.Service = service
-		o.Dir = root + "/data"
-		o.LockDir = root + "/locks"
-		o.Timeout = 20 * time.Second // a shared CI machine; hangs are tested with fakes
-		o.probeTimeout = backstop
-		o.Backend = be
-	}}, more...)
-	s, err := Open(context.Background(), fns...)
-	if err != nil {
-		t.Fatalf("Open the OS keychain: %v", err)
-	}
-	return s, service
 }
 
 // TestKeychainAvailable: the probe accepts the suite's running, unlocked
@@ -62,7 +35,7 @@ func TestKeychainAvailable(t *testing.T) {
 	if err := available(context.Background(), backstop); err != nil {
 		t.Fatalf("Available = %v", err)
 	}
-	s, _ := realStore(t, nil)
+	s := newEnv(t, osKeychain(nil)).Store
 	st := s.Status()
 	if st.Mode != ModeKeychain || !strings.Contains(st.Backend, "Secret Service") || !st.Encrypted {
 		t.Fatalf("Status = %+v", st)
@@ -71,7 +44,7 @@ func TestKeychainAvailable(t *testing.T) {
 
 	// Every store on the OS keychain shares the process's one guard, so a
 	// hung keychain leaves one goroutine behind per process, not per store.
-	s2, _ := realStore(t, nil)
+	s2 := newEnv(t, osKeychain(nil)).Store
 	for i, st := range []Store{s, s2} {
 		if g := st.(*store).b.(*keychain).g; g != osGuard {
 			t.Fatalf("store %d has its own guard, want the process's osGuard", i)
@@ -85,23 +58,15 @@ func TestKeychainRoundTrip(t *testing.T) {
 	keychainSuite(t)
 	t.Parallel()
 	ctx := context.Background()
-	s, service := realStore(t, nil)
+	e := newEnv(t, osKeychain(nil))
+	s, service := e.Store, e.service
 	for _, n := range []int{300, 10 << 10, 64 << 10} {
 		name := fmt.Sprint("size-", n)
 		want := sizedEntry(n)
 		if err := s.Save(ctx, name, want); err != nil {
 			t.Fatalf("%d: Save: %v", n, err)
 		}
-		s2, err := Open(ctx, func(o *Options) {
-			o.Mode = ModeKeychain
-			o.Service = service
-			o.LockDir = t.TempDir()
-			o.probeTimeout = backstop
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s2.Load(ctx, name)
+		got, err := e.reopen(t).Load(ctx, name) // another process
 		if err != nil {
 			t.Fatalf("%d: Load: %v", n, err)
 		}
@@ -141,7 +106,7 @@ func TestKeychainNames(t *testing.T) {
 	keychainSuite(t)
 	t.Parallel()
 	ctx := context.Background()
-	s, _ := realStore(t, nil)
+	s := newEnv(t, osKeychain(nil)).Store
 	names := []string{`\`, `'`, `"`, ":", " ", "\n", "é", "../", "../../x", "a:b", "a", "b:c"}
 	for i, n := range names {
 		if err := s.Save(ctx, n, &Entry{AccessToken: fmt.Sprint("t", i), Subject: n}); err != nil {
@@ -219,14 +184,14 @@ func TestKeychainUnchanged(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cb := &countingBackend{Backend: osKeyring{}}
-	s, _ := realStore(t, cb)
-	e := sizedEntry(5 << 10)
-	if err := s.Save(ctx, "k", e); err != nil {
+	s := newEnv(t, osKeychain(cb)).Store
+	ent := sizedEntry(5 << 10)
+	if err := s.Save(ctx, "k", ent); err != nil {
 		t.Fatal(err)
 	}
 	before := cb.sets
 	for range 5 {
-		if err := s.Save(ctx, "k", e); err != nil {
+		if err := s.Save(ctx, "k", ent); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -246,7 +211,7 @@ func TestKeychainCrash(t *testing.T) {
 	ctx := context.Background()
 	old, nw := sizedEntry(2<<10), sizedEntry(5<<10)
 	probe := &countingBackend{Backend: osKeyring{}}
-	s, _ := realStore(t, probe)
+	s := newEnv(t, osKeychain(probe)).Store
 	s.Save(ctx, "k", old)
 	probe.writes = 0
 	if err := s.Save(ctx, "k", nw); err != nil {
@@ -257,7 +222,8 @@ func TestKeychainCrash(t *testing.T) {
 	for _, lands := range []bool{false, true} {
 		for n := 1; n <= steps; n++ {
 			cb := &countingBackend{Backend: osKeyring{}}
-			s, service := realStore(t, cb)
+			e := newEnv(t, osKeychain(cb))
+			s, service := e.Store, e.service
 			if err := s.Save(ctx, "k", old); err != nil {
 				t.Fatal(err)
 			}
@@ -265,15 +231,8 @@ func TestKeychainCrash(t *testing.T) {
 			cb.writes, cb.crashAt, cb.lands = 0, n, lands
 			cb.mu.Unlock()
 			s.Save(ctx, "k", nw)
-			s2, err := Open(ctx, func(o *Options) {
-				o.Mode = ModeKeychain
-				o.Service = service
-				o.LockDir = t.TempDir()
-				o.probeTimeout = backstop
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			// A restarted process, straight on the OS keychain.
+			s2 := e.reopen(t, func(o *Options) { o.Backend = nil })
 			got, err := s2.Load(ctx, "k")
 			if err != nil || !(sameEntry(t, got, old) || sameEntry(t, got, nw)) {
 				t.Fatalf("crash at write %d/%d (lands=%v): Load = %v", n, steps, lands, err)
@@ -303,7 +262,7 @@ func TestKeychainCanary(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	log, logs := newLogger()
-	s, _ := realStore(t, nil, func(o *Options) { o.Logger = log })
+	s := newEnv(t, osKeychain(nil), func(o *Options) { o.Logger = log }).Store
 	e := canaryEntry()
 	if err := s.Save(ctx, "k", e); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokenward/tokenward/internal/fakekeychain"
 )
 
 // Environment of the helper process (the re-executed test binary).
@@ -336,7 +338,7 @@ func TestLockInProcess(t *testing.T) {
 // TestLockGoroutines: many goroutines take one lock; at most one is inside.
 func TestLockGoroutines(t *testing.T) {
 	t.Parallel()
-	for _, m := range []testMode{{"file", ModePlaintextFile, 0}, {"memory", ModeMemory, 0}} {
+	for _, m := range []testMode{plaintextFileMode, memoryMode} {
 		e := newEnv(t, m)
 		var inside, total atomic.Int32
 		var wg sync.WaitGroup
@@ -361,5 +363,70 @@ func TestLockGoroutines(t *testing.T) {
 		if total.Load() != 40 {
 			t.Fatalf("%s: %d entries, want 40", m.name, total.Load())
 		}
+	}
+}
+
+// Lock files are scoped by the keychain service: stores with different
+// Service values never wait for each other's locks; the same service (in
+// any letter case: Windows compares target names case-insensitively) does.
+func TestLockScopedByService(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	lockDir := t.TempDir()
+	open := func(service string) Store {
+		return newEnv(t, keychainMode(fakekeychain.Generic), func(o *Options) {
+			o.LockDir, o.Service, o.LockTimeout = lockDir, service, 50*time.Millisecond
+		}).Store
+	}
+	a, b, a2 := open("app-a"), open("app-b"), open("APP-A")
+	unlock, err := a.Lock(ctx, "shared name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	// Another service: free at once (a context that has a deadline but
+	// is never reached: the lock is taken on the first try).
+	if u, err := b.Lock(ctx, "shared name"); err != nil {
+		t.Errorf("another service waited for the lock: %v", err)
+	} else {
+		u()
+	}
+	// The same service: held.
+	if u, err := a2.Lock(ctx, "shared name"); !errors.Is(err, ErrTimeout) {
+		if u != nil {
+			u()
+		}
+		t.Errorf("the same service (other case) got the lock: %v", err)
+	}
+	// File modes share one scope, and do not collide with the keychain's.
+	sharedLocks := func(o *Options) { o.LockDir, o.LockTimeout = lockDir, 50*time.Millisecond }
+	f1, f2 := newEnv(t, encryptedFileMode, sharedLocks), newEnv(t, plaintextFileMode, sharedLocks)
+	uf, err := f1.Lock(ctx, "shared name")
+	if err != nil {
+		t.Fatalf("file mode waited for a keychain lock: %v", err)
+	}
+	defer uf()
+	if u, err := f2.Lock(ctx, "shared name"); !errors.Is(err, ErrTimeout) {
+		if u != nil {
+			u()
+		}
+		t.Errorf("two file-mode stores got one lock: %v", err)
+	}
+}
+
+// A lock-directory failure after Open (it cannot be created) is reported as
+// such too, without the keychain's opt-in advice.
+func TestLockDirectoryErrorWording(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	root := t.TempDir()
+	blocker := filepath.Join(root, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, keychainMode(fakekeychain.Generic), func(o *Options) { o.LockDir = filepath.Join(blocker, "locks") })
+	err := e.Save(ctx, "k", &Entry{AccessToken: "a"})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "lock directory") || strings.Contains(err.Error(), "plaintext") {
+		t.Fatalf("Save = %v; want ErrUnavailable about the lock directory", err)
 	}
 }

@@ -259,11 +259,86 @@ func TestOpenLockedKeychain(t *testing.T) {
 
 	mac := fakekeychain.NewMacOS()
 	mac.SetLocked(true)
-	s, err = Open(ctx, testOptions(ModeKeychain, root+"/data", root+"/locks", mac))
-	if err != nil {
-		t.Fatalf("Open on the macOS model = %v", err)
-	}
+	s = newEnv(t, onBackend(mac)).Store // Open succeeds on the macOS model
 	if err := s.CheckWrite(ctx); !errors.Is(err, ErrLocked) {
 		t.Fatalf("CheckWrite on a locked macOS keychain = %v, want ErrLocked", err)
+	}
+}
+
+// Without HOME and XDG_CACHE_HOME (a systemd service, some containers) and
+// without Options.LockDir, the keychain and file modes fail at Open with
+// ErrUnavailable about the lock directory, instead of opening and then
+// failing every Save with "OS keychain unavailable" and a suggestion to
+// store tokens in plaintext.
+func TestOpenWithoutLockDirectory(t *testing.T) {
+	if os.Getenv("HOME") == "" && os.Getenv("XDG_CACHE_HOME") == "" {
+		t.Log("HOME already unset")
+	}
+	t.Setenv("HOME", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	if _, err := os.UserCacheDir(); err == nil {
+		t.Skip("this OS has a user cache directory without HOME")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, mode := range []Mode{ModeKeychain, ModeEncryptedFile, ModePlaintextFile} {
+		fake := fakekeychain.New(fakekeychain.Generic)
+		s, err := Open(ctx, func(o *Options) {
+			testOptions(mode, filepath.Join(dir, string(mode)), "", fake)(o)
+		})
+		if err == nil {
+			err = s.Save(ctx, "k", &Entry{AccessToken: "a", Expiry: time.Now().Add(time.Hour)})
+			t.Errorf("%s: Open succeeded without a lock directory (then Save: %v)", mode, err)
+			continue
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: Open = %v, want ErrUnavailable", mode, err)
+		}
+		msg := err.Error()
+		for _, w := range []string{"lock directory", "Options.LockDir"} {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: error %q does not mention %q", mode, msg, w)
+			}
+		}
+		for _, w := range []string{"plaintext", "OS keychain unavailable", "TOKENWARD_STORE"} {
+			if strings.Contains(msg, w) {
+				t.Errorf("%s: error %q suggests another storage mode (%q)", mode, msg, w)
+			}
+		}
+		if c := fake.Counts(); c.Set != 0 {
+			t.Errorf("%s: %d keychain writes", mode, c.Set)
+		}
+	}
+	// Memory mode needs no lock directory; an explicit LockDir is enough.
+	if _, err := Open(ctx, testOptions(ModeMemory, "", "", nil)); err != nil {
+		t.Errorf("memory: %v", err)
+	}
+	s, err := Open(ctx, testOptions(ModeKeychain, "", filepath.Join(dir, "locks"), fakekeychain.New(fakekeychain.Generic)))
+	if err != nil {
+		t.Fatalf("keychain with LockDir: %v", err)
+	}
+	if err := s.Save(ctx, "k", &Entry{AccessToken: "a"}); err != nil {
+		t.Fatalf("keychain with LockDir: Save: %v", err)
+	}
+}
+
+// TestOpenNoBus: a keychain without a bus fails
+// Open with ErrUnavailable naming the opt-ins, and nothing is written.
+func TestOpenNoBus(t *testing.T) {
+	t.Parallel()
+	f := fakekeychain.NewSecretService()
+	f.SetNoBus(true)
+	root := t.TempDir()
+	s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f))
+	if !errors.Is(err, ErrUnavailable) || s != nil {
+		t.Fatalf("Open = %v, %v; want ErrUnavailable", s, err)
+	}
+	for _, w := range []string{"encrypted-file", "memory", "plaintext-file", "TOKENWARD_STORE"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %s", err, w)
+		}
+	}
+	if files := treeFiles(t, root); len(files) != 0 {
+		t.Fatalf("files written: %q", files)
 	}
 }

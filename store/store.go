@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// Store keeps entries under names. Every method is safe for concurrent use,
-// takes a context first, and returns by the context's deadline or the
-// store's default one (Options.Timeout), whichever is earlier.
+// Store keeps entries under names. Every method is safe for concurrent use.
+// All but Status take a context first and return by the context's deadline
+// or the store's default one (Options.Timeout), whichever is earlier; Lock
+// waits for a lock held elsewhere until Options.LockTimeout instead.
 type Store interface {
 	// Load returns the entry stored under name. The entry is the caller's
 	// to modify. errors.Is(err, ErrNotFound) when nothing is stored.

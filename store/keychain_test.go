@@ -8,18 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tokenward/tokenward/internal/fakekeychain"
 )
-
-var keychainModels = []fakekeychain.Model{fakekeychain.Windows, fakekeychain.MacOS, fakekeychain.SecretService, fakekeychain.Generic}
-
-func keychainMode(m fakekeychain.Model) testMode {
-	return testMode{name: m.String(), mode: ModeKeychain, model: m}
-}
 
 // TestSizesRoundTrip: entries from 100 bytes to
 // 200 KB, including 10 KB and 64 KB, round-trip byte for byte through
@@ -75,39 +68,6 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
-// keychainState returns the manifest of name and checks that the fake holds
-// exactly the manifest and its chunks: no orphans, nothing else.
-func keychainState(t *testing.T, f *fakekeychain.Fake, name string) *manifest {
-	t.Helper()
-	id := itemID(name)
-	users := f.Users(defaultService)
-	raw, err := f.Get(defaultService, id)
-	if err != nil {
-		if len(users) != 0 {
-			t.Fatalf("no manifest but items %q", users)
-		}
-		return nil
-	}
-	m, err := parseManifest(raw)
-	if err != nil {
-		t.Fatalf("manifest: %v", err)
-	}
-	want := []string{id}
-	for i := range m.N {
-		want = append(want, chunkUser(id, m.Gen, i))
-	}
-	if fmt.Sprint(sortedCopy(want)) != fmt.Sprint(users) {
-		t.Fatalf("items %q, want exactly %q", users, want)
-	}
-	return m
-}
-
-func sortedCopy(s []string) []string {
-	out := slices.Clone(s)
-	slices.Sort(out)
-	return out
-}
-
 // TestCrashInjection: the process
 // "crashes" at every write step of a Save or Delete (the write either lands
 // or not); a restarted process then reads the complete old entry or the
@@ -146,11 +106,7 @@ func TestCrashInjection(t *testing.T) {
 				// open returns a store over a copy of the base keychain.
 				open := func() (Store, *fakekeychain.Fake) {
 					f := base.fake.Clone()
-					s, err := Open(ctx, testOptions(ModeKeychain, base.dir, base.lockDir, f))
-					if err != nil {
-						t.Fatal(err)
-					}
-					return s, f
+					return base.reopen(t, func(o *Options) { o.Backend = f }), f
 				}
 				op := func(s Store) error {
 					if sc.new == nil {
@@ -175,10 +131,7 @@ func TestCrashInjection(t *testing.T) {
 						t.Fatalf("step %d: no crash", n)
 					}
 					f.Recover()
-					s, err := Open(ctx, testOptions(ModeKeychain, base.dir, base.lockDir, f)) // restarted process
-					if err != nil {
-						t.Fatal(err)
-					}
+					s = base.reopen(t, func(o *Options) { o.Backend = f }) // restarted process
 					got, err := s.Load(ctx, name)
 					switch {
 					case err == nil && sc.old != nil && sameEntry(t, got, sc.old):
@@ -240,11 +193,6 @@ func TestCrashTwice(t *testing.T) {
 			keychainState(t, e.fake, name)
 		}
 	}
-}
-
-func sameEntry(t *testing.T, a, b *Entry) bool {
-	t.Helper()
-	return string(mustEncode(t, "x", a)) == string(mustEncode(t, "x", b))
 }
 
 // TestUnchangedNotRewritten: saving an unchanged entry writes
@@ -476,26 +424,5 @@ func TestLockedNeverDowngrades(t *testing.T) {
 		if c := e.fake.Counts(); c.Set != 0 {
 			t.Errorf("%v: %d Set calls", m, c.Set)
 		}
-	}
-}
-
-// TestOpenNoBus: a keychain without a bus fails
-// Open with ErrUnavailable naming the opt-ins, and nothing is written.
-func TestOpenNoBus(t *testing.T) {
-	t.Parallel()
-	f := fakekeychain.NewSecretService()
-	f.SetNoBus(true)
-	root := t.TempDir()
-	s, err := Open(context.Background(), testOptions(ModeKeychain, root+"/data", root+"/locks", f))
-	if !errors.Is(err, ErrUnavailable) || s != nil {
-		t.Fatalf("Open = %v, %v; want ErrUnavailable", s, err)
-	}
-	for _, w := range []string{"encrypted-file", "memory", "plaintext-file", "TOKENWARD_STORE"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not name %s", err, w)
-		}
-	}
-	if files := treeFiles(t, root); len(files) != 0 {
-		t.Fatalf("files written: %q", files)
 	}
 }
