@@ -13,8 +13,9 @@ import (
 	"github.com/tokenward/tokenward/transport"
 )
 
-// Acceptance 4: every request body is closed exactly once on every path, and
-// every path returns a response or an error, never both.
+// Every request body is closed exactly once on every path, and every path
+// returns a response or an error, never both: the http.RoundTripper
+// contract, which callers rely on to release connections and files.
 func TestBodyClosedExactlyOnce(t *testing.T) {
 	t.Parallel()
 	netErr := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
@@ -86,13 +87,7 @@ func TestBodyClosedExactlyOnce(t *testing.T) {
 			base := &memBase{answer: tt.answer}
 			tr := &transport.Transport{}
 			if !tt.notNew {
-				tr = mustNew(t, src, func(tr *transport.Options) {
-					tr.Base = base
-					tr.Origins = []string{"https://api.example.com"}
-					if tt.opt != nil {
-						tt.opt(tr)
-					}
-				})
+				tr = mustNew(t, src, toAPI(base), tt.opt)
 			}
 			var copies []*readCloseCounter
 			req, body := bodyRequest(t, "POST", tt.url, "payload", tt.replayable, &copies)
@@ -155,10 +150,7 @@ func TestRetryClientBodyClosedExactlyOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			base := &memBase{answer: tt.answer}
-			tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
-				tr.Base = base
-				tr.Origins = []string{"https://api.example.com"}
-			})
+			tr := mustNew(t, newFakeSource(), toAPI(base))
 			client := transport.NewRetryClient(tr, retryOpts(transport.RetryOptions{MaxRetries: 2, WaitMin: 1, WaitMax: 1}))
 			var copies []*readCloseCounter
 			req, body := bodyRequest(t, "POST", "https://api.example.com/", "payload", tt.replayable, &copies)

@@ -126,11 +126,12 @@ func TestBearerErrorFrom(t *testing.T) {
 	}
 }
 
-// Acceptance 6: FuzzParseChallenges. The seed corpus lives in
+// FuzzParseChallenges: the parser reads headers any server can send, so it
+// must hold for every input. The seed corpus lives in
 // testdata/fuzz/FuzzParseChallenges. Properties: no panic; every challenge
 // has a token scheme and lower-case token parameter names; formatting the
-// result and parsing it again gives the same challenges, one by one and as a
-// list.
+// result and parsing it again gives the same challenges, one by one and as
+// a list.
 func FuzzParseChallenges(f *testing.F) {
 	for _, s := range []string{
 		`Bearer realm="example", error="invalid_token", error_description="The access token expired"`,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,10 @@ import (
 	"github.com/tokenward/tokenward/internal/canary"
 	"github.com/tokenward/tokenward/transport"
 )
+
+// This file holds the package's test fixtures. mustNew is the one way tests
+// get a Transport; toAPI and toServer are the option sets most of them
+// share.
 
 // roundTripFunc adapts a function to http.RoundTripper.
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -113,6 +118,12 @@ func (s *fakeSource) secrets() []string {
 	}
 	return out
 }
+
+// atomicSource stands in for refresh.Cache's fresh path: one atomic load,
+// the same pointer every time, no allocation.
+type atomicSource struct{ p atomic.Pointer[oauth2.Token] }
+
+func (s *atomicSource) Token(context.Context) (*oauth2.Token, error) { return s.p.Load(), nil }
 
 // readCloseCounter is a request body that counts its Close calls (the
 // x/oauth2 transport_test.go pattern).
@@ -214,6 +225,14 @@ func (m *memBase) requests() []seen {
 	return append([]seen(nil), m.got...)
 }
 
+// trackedBody is a response body that records whether it was closed.
+type trackedBody struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (b *trackedBody) Close() error { b.closed.Store(true); return nil }
+
 // invalidTokenHeader is a 401 challenge rejecting the token.
 func invalidTokenHeader() http.Header {
 	h := http.Header{}
@@ -221,6 +240,57 @@ func invalidTokenHeader() http.Header {
 	return h
 }
 
+// hit is one request a test server received.
+type hit struct {
+	Path, Auth, Headers, Body string
+}
+
+// site is a loopback test server standing in for one origin. It records
+// every request it receives.
+type site struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	hits []hit // guarded by mu
+}
+
+// newSite starts a site, over TLS when tls is set, that records each
+// request and then answers it with answer.
+func newSite(t *testing.T, tls bool, answer func(w http.ResponseWriter, r *http.Request, h hit)) *site {
+	t.Helper()
+	s := &site{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { answer(w, r, s.record(r)) })
+	if tls {
+		s.srv = httptest.NewTLSServer(h)
+	} else {
+		s.srv = httptest.NewServer(h)
+	}
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// record reads r's body and keeps what r carried.
+func (s *site) record(r *http.Request) hit {
+	body, _ := io.ReadAll(r.Body)
+	var hdr strings.Builder
+	r.Header.Write(&hdr)
+	h := hit{r.URL.Path, r.Header.Get("Authorization"), hdr.String(), string(body)}
+	s.mu.Lock()
+	s.hits = append(s.hits, h)
+	s.mu.Unlock()
+	return h
+}
+
+func (s *site) got() []hit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]hit(nil), s.hits...)
+}
+
+// apiOrigin is the origin the token may go to in most tests.
+const apiOrigin = "https://api.example.com"
+
+// mustNew returns the Transport that New makes for src with optFns, and
+// fails the test if New refuses.
 func mustNew(t testing.TB, src transport.Source, optFns ...func(*transport.Options)) *transport.Transport {
 	t.Helper()
 	tr, err := transport.New(src, optFns...)
@@ -228,6 +298,26 @@ func mustNew(t testing.TB, src transport.Source, optFns ...func(*transport.Optio
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// toAPI is the setup most tests share: the token may go to apiOrigin, and
+// every request goes to base.
+func toAPI(base http.RoundTripper) func(*transport.Options) {
+	return func(o *transport.Options) {
+		o.Base = base
+		o.Origins = []string{apiOrigin}
+	}
+}
+
+// toServer points a transport at a loopback test server: its origin is the
+// one allowed (plain http too, since it is loopback), and requests go
+// through the server's own client transport, which trusts its certificate.
+func toServer(srv *httptest.Server) func(*transport.Options) {
+	return func(o *transport.Options) {
+		o.Origins = []string{srv.URL}
+		o.AllowInsecureLoopback = true
+		o.Base = srv.Client().Transport
+	}
 }
 
 func errorsIsAny(err error, targets ...error) bool { // nil targets are skipped

@@ -3,20 +3,14 @@ package transport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"time"
 
-	retryablehttp "github.com/hashicorp/go-retryablehttp"
-
 	"github.com/tokenward/tokenward/internal/httpretry"
-	"github.com/tokenward/tokenward/internal/redact"
 )
 
 // Defaults of [RetryOptions].
@@ -125,102 +119,72 @@ func NewRetryClient(rt http.RoundTripper, optFns ...func(*RetryOptions)) *http.C
 	if rt == nil {
 		rt = defaultBase()
 	}
-	o := &retryConfig{
-		maxRetries: opts.MaxRetries,
-		waitMin:    opts.WaitMin,
-		waitMax:    opts.WaitMax,
-		budget:     opts.Budget,
-		maxBody:    opts.MaxReplayBody,
-		rt:         rt,
-		inner: &http.Client{
-			Transport:     keepIdle{rt},
+	e := &httpretry.Engine{
+		// The engine keeps go-retryablehttp's CloseIdleConnections away
+		// from rt; a request sent once goes straight through this client,
+		// which never calls it on its own.
+		HTTPClient: &http.Client{
+			Transport:     rt,
 			CheckRedirect: opts.CheckRedirect,
 			Timeout:       opts.AttemptTimeout,
 		},
+		MaxRetries: opts.MaxRetries,
+		WaitMin:    opts.WaitMin,
+		WaitMax:    opts.WaitMax,
+		Budget:     opts.Budget,
+		Logger:     opts.Logger,
+		LogPrefix:  "transport: retry: ",
 	}
-	if o.maxRetries == 0 {
-		o.maxRetries = DefaultMaxRetries
-	} else if o.maxRetries < 0 {
-		o.maxRetries = 0
+	if e.MaxRetries == 0 {
+		e.MaxRetries = DefaultMaxRetries
+	} else if e.MaxRetries < 0 {
+		e.MaxRetries = 0
 	}
-	if o.waitMax <= 0 {
-		o.waitMax = DefaultRetryWaitMax
+	if e.WaitMax <= 0 {
+		e.WaitMax = DefaultRetryWaitMax
 	}
-	if o.waitMin <= 0 {
-		o.waitMin = DefaultRetryWaitMin
+	if e.WaitMin <= 0 {
+		e.WaitMin = DefaultRetryWaitMin
 	}
-	o.waitMin = min(o.waitMin, o.waitMax)
-	if o.budget <= 0 {
-		o.budget = DefaultRetryBudget
+	e.WaitMin = min(e.WaitMin, e.WaitMax)
+	if e.Budget <= 0 {
+		e.Budget = DefaultRetryBudget
 	}
-	if o.maxBody == 0 {
-		o.maxBody = DefaultMaxReplayBody
-	}
-	if opts.Logger != nil {
-		o.logger = retryLogger{opts.Logger}
+	maxBody := opts.MaxReplayBody
+	if maxBody == 0 {
+		maxBody = DefaultMaxReplayBody
 	}
 	return &http.Client{
-		Transport: &retryTransport{o},
+		Transport: &retryTransport{e: e, maxBody: maxBody, rt: rt},
 		// The inner client follows redirects; a 3xx reaching this level is
 		// one the policy chose to hand back, so it must not be followed here.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
-type retryConfig struct {
-	maxRetries       int
-	waitMin, waitMax time.Duration
-	budget           time.Duration
-	maxBody          int64
-	rt               http.RoundTripper // what inner sends through
-	inner            *http.Client      // over keepIdle{rt}
-	logger           any               // retryLogger or nil; go-retryablehttp's Logger field
+// retryTransport runs the retry engine for the requests that may be
+// retried and sends the others once, through the same inner client.
+type retryTransport struct {
+	e       *httpretry.Engine
+	maxBody int64
+	rt      http.RoundTripper // what the engine's client sends through
 }
 
-// retryTransport runs go-retryablehttp for the requests that may be retried
-// and sends the others once.
-type retryTransport struct{ o *retryConfig }
-
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	o := t.o
-	if !o.retryable(req) {
-		resp, err := o.inner.Do(req)
+	if !t.retryable(req) {
+		resp, err := t.e.HTTPClient.Do(req)
 		return result(resp, err)
 	}
-
 	// The caller's body is never sent: every attempt gets its own copy from
 	// GetBody, so the original is closed here, exactly once.
-	hasBody := req.Body != nil && req.Body != http.NoBody
-	getBody := req.GetBody
+	var body httpretry.BodyFunc
+	if req.Body != nil && req.Body != http.NoBody {
+		getBody := req.GetBody
+		body = func() (io.Reader, error) { return getBody() }
+	}
 	closeBody(req)
-
-	out := new(http.Request)
-	*out = *req
-	out.Body, out.GetBody = nil, nil
-	if req.Body == http.NoBody {
-		out.Body = http.NoBody
-	}
-	rreq := &retryablehttp.Request{Request: out}
-	if hasBody {
-		if err := rreq.SetBody(retryablehttp.ReaderFunc(func() (io.Reader, error) { return getBody() })); err != nil {
-			return nil, fmt.Errorf("transport: retry: request body: %w", err)
-		}
-		out.ContentLength = req.ContentLength
-	}
-
-	st := &retryState{o: o, start: time.Now()}
-	rc := &retryablehttp.Client{
-		HTTPClient:   o.inner,
-		Logger:       o.logger,
-		RetryWaitMin: o.waitMin,
-		RetryWaitMax: o.waitMax,
-		RetryMax:     o.maxRetries,
-		CheckRetry:   st.checkRetry,
-		Backoff:      st.backoff,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
-	resp, err := rc.Do(rreq)
-	return result(resp, err)
+	res, err := t.e.Do(req, body, retryPolicy)
+	return result(res.Response, err)
 }
 
 // result enforces "a response or an error" and removes the inner client's
@@ -242,26 +206,14 @@ func result(resp *http.Response, err error) (*http.Response, error) {
 // CloseIdleConnections closes the idle connections of the wrapped transport
 // (for a nil rt, of the default base shared by the process).
 func (t *retryTransport) CloseIdleConnections() {
-	if ci, ok := t.o.rt.(interface{ CloseIdleConnections() }); ok {
+	if ci, ok := t.rt.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
 }
 
-// keepIdle hides the CloseIdleConnections method of the transport it wraps
-// from the inner client. go-retryablehttp calls the inner client's
-// CloseIdleConnections whenever a request ends without success (the
-// context ended during a backoff, retries ran out): on the base shared by
-// every Transport without a Base, or on the caller's own, that would drop
-// the idle connections of every other client in the process because of one
-// request. Only an explicit CloseIdleConnections on the returned client
-// reaches rt.
-type keepIdle struct{ rt http.RoundTripper }
-
-func (k keepIdle) RoundTrip(req *http.Request) (*http.Response, error) { return k.rt.RoundTrip(req) }
-
 // retryable reports whether req may be sent more than once.
-func (o *retryConfig) retryable(req *http.Request) bool {
-	if o.maxRetries == 0 {
+func (t *retryTransport) retryable(req *http.Request) bool {
+	if t.e.MaxRetries == 0 {
 		return false
 	}
 	switch req.Method {
@@ -276,42 +228,16 @@ func (o *retryConfig) retryable(req *http.Request) bool {
 	if req.Body == nil || req.Body == http.NoBody {
 		return true
 	}
-	return req.GetBody != nil && req.ContentLength > 0 && req.ContentLength <= o.maxBody
+	return req.GetBody != nil && req.ContentLength > 0 && req.ContentLength <= t.maxBody
 }
 
-// retryState carries the decisions for one request across its attempts.
-// go-retryablehttp's CheckRetry and Backoff see no request when there is no
-// response, so each request gets its own state and client.
-type retryState struct {
-	o       *retryConfig
-	start   time.Time
-	retries int
-	wait    time.Duration // decided by checkRetry, returned by backoff
-}
-
-func (s *retryState) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
+// retryPolicy is the engine's policy for a request retryable allowed:
+// transient network failures, 429 and 5xx (except 501).
+func retryPolicy(at httpretry.Attempt) bool {
+	if at.Err != nil {
+		return transientError(at.Err) && !httpretry.Permanent(at.Err)
 	}
-	if err != nil && !transientError(err) {
-		// Not a network failure: a redirect policy decision, a refused
-		// origin, a token the source could not supply, a bad configuration.
-		// Repeating the request cannot change the outcome.
-		return false, nil
-	}
-	if retry, _ := retryablehttp.DefaultRetryPolicy(ctx, resp, err); !retry {
-		return false, nil
-	}
-	if s.retries >= s.o.maxRetries {
-		return false, nil
-	}
-	wait, ok := s.o.nextWait(s.retries, resp, time.Now())
-	if !ok || time.Since(s.start)+wait > s.o.budget {
-		return false, nil
-	}
-	s.retries++
-	s.wait = wait
-	return true, nil
+	return httpretry.RetryableStatus(at.Response.StatusCode)
 }
 
 // transientError reports whether err, returned by the inner client, is a
@@ -336,85 +262,4 @@ func transientError(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-func (s *retryState) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
-	return s.wait
-}
-
-// nextWait returns the wait before retry number n+1; ok is false when the
-// server asks for more than waitMax.
-func (o *retryConfig) nextWait(n int, resp *http.Response, now time.Time) (time.Duration, bool) {
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if ra, ok := httpretry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
-			if ra > o.waitMax {
-				return 0, false
-			}
-			// At least what the server asked for, plus up to 10 % jitter.
-			return min(ra+jitter(ra/10), o.waitMax), true
-		}
-	}
-	d := o.waitMax
-	if n < 30 {
-		d = min(o.waitMin<<n, o.waitMax)
-	}
-	// Equal jitter: between half and all of the exponential step.
-	return d/2 + jitter(d-d/2), true
-}
-
-// jitter returns a random duration in [0, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d + 1)
-}
-
-// retryLogger adapts *slog.Logger to go-retryablehttp's LeveledLogger and
-// scrubs what it logs: URLs are cut to scheme://host/path, everything else
-// passes through redact.String.
-type retryLogger struct{ l *slog.Logger }
-
-func (r retryLogger) Error(msg string, kv ...any) { r.log(slog.LevelError, msg, kv) }
-func (r retryLogger) Info(msg string, kv ...any)  { r.log(slog.LevelInfo, msg, kv) }
-func (r retryLogger) Debug(msg string, kv ...any) { r.log(slog.LevelDebug, msg, kv) }
-func (r retryLogger) Warn(msg string, kv ...any)  { r.log(slog.LevelWarn, msg, kv) }
-
-var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"']+`)
-
-// scrub removes secrets from free text that may contain URLs.
-func scrub(s string) string {
-	s = urlInText.ReplaceAllStringFunc(s, redact.URLString)
-	return redact.String(s)
-}
-
-func (r retryLogger) log(level slog.Level, msg string, kv []any) {
-	ctx := context.Background()
-	if !r.l.Enabled(ctx, level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		key, _ := kv[i].(string)
-		if key == "" {
-			key = "arg"
-		}
-		var v slog.Value
-		switch x := kv[i+1].(type) {
-		case string:
-			v = slog.StringValue(scrub(x))
-		case error:
-			v = slog.StringValue(scrub(x.Error()))
-		case *url.URL:
-			v = slog.StringValue(redact.URL(x))
-		case int:
-			v = slog.IntValue(x)
-		case time.Duration:
-			v = slog.DurationValue(x)
-		default:
-			v = slog.StringValue(scrub(fmt.Sprint(x)))
-		}
-		attrs = append(attrs, slog.Attr{Key: key, Value: v})
-	}
-	r.l.LogAttrs(ctx, level, "transport: retry: "+scrub(msg), attrs...)
 }

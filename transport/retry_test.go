@@ -29,9 +29,9 @@ func retryStack(t *testing.T, src *fakeSource, base http.RoundTripper, opts tran
 	return transport.NewRetryClient(tr, retryOpts(opts))
 }
 
-// the token expires during the backoff between attempt 1 and attempt
-// 2; attempt 2 carries the new token, because the retry loop is outside the
-// transport.
+// The token expires during the backoff between attempt 1 and attempt 2;
+// attempt 2 carries the new token, because the retry loop is outside the
+// transport and asks it for a token on every attempt.
 func TestRetryTokenExpiresBetweenAttempts(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -65,7 +65,8 @@ func TestRetryTokenExpiresBetweenAttempts(t *testing.T) {
 	})
 }
 
-// R-01 for API calls: only idempotent or marked requests are retried.
+// Only idempotent or marked requests are retried, and only when their body
+// can be replayed: an API call is never sent twice unless that is safe.
 func TestRetryOnlyIdempotent(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -139,8 +140,9 @@ func TestRetryOnlyIdempotent(t *testing.T) {
 	}
 }
 
-// a 100 MB streaming body is sent once and never buffered, even when
-// the request is marked idempotent and the server answers 503.
+// A 100 MB streaming body is sent once and never buffered, even when the
+// request is marked idempotent and the server answers 503: replaying it
+// would mean holding all of it in memory.
 func TestRetryStreamingBodySentOnceNotBuffered(t *testing.T) {
 	const size = 100 << 20
 	var received atomic.Int64
@@ -201,8 +203,9 @@ func (zeros) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Retry-After is honoured up to WaitMax; beyond it the response goes
-// straight back to the caller. Waits never exceed WaitMax.
+// Retry-After is honoured up to WaitMax; beyond it the response goes
+// straight back to the caller, who can read the header. Waits never exceed
+// WaitMax.
 func TestRetryAfterCapped(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -262,8 +265,8 @@ func TestRetryAfterCapped(t *testing.T) {
 	}
 }
 
-// retries stop at MaxRetries or at the budget, whichever comes
-// first, and the last response reaches the caller with its body.
+// Retries stop at MaxRetries or at the budget, whichever comes first, and
+// the last response reaches the caller with its body.
 func TestRetryBudgetAndPassThrough(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -310,8 +313,8 @@ func TestRetryBudgetAndPassThrough(t *testing.T) {
 	}
 }
 
-// the caller's context ends during a backoff: the call returns at
-// once with the context's error.
+// The caller's context ends during a backoff: the call returns at once
+// with the context's error.
 func TestRetryContextEndsDuringBackoff(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -336,8 +339,8 @@ func TestRetryContextEndsDuringBackoff(t *testing.T) {
 	})
 }
 
-// AttemptTimeout is the inner client's timeout: a hung attempt is
-// cut off and retried.
+// AttemptTimeout is the inner client's timeout: a hung attempt is cut off
+// and retried.
 func TestRetryAttemptTimeout(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -22,16 +20,16 @@ import (
 var (
 	// ErrInsecureURL is returned (wrapped) for an allowed origin that is not
 	// https. Plain http is accepted only for loopback hosts (localhost,
-	// 127.0.0.0/8, ::1) when [Transport.AllowInsecureLoopback] is set.
+	// 127.0.0.0/8, ::1) when [Options.AllowInsecureLoopback] is set.
 	ErrInsecureURL = twerr.ErrInsecureURL
 
 	// ErrUnsupportedTokenType is returned (wrapped) when the source hands out
 	// a token whose type is neither Bearer nor one of
-	// [Transport.PrepareTokenTypes].
+	// [Options.PrepareTokenTypes].
 	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
 
 	// ErrOriginNotAllowed is returned (wrapped) for a request to an origin
-	// outside [Transport.Origins] when [Transport.RejectOtherOrigins] is set;
+	// outside [Options.Origins] when [Options.RejectOtherOrigins] is set;
 	// a request whose Host header or request line names another host than
 	// its URL counts as one (see [Transport.RoundTrip]). Without that option
 	// such requests are sent without a token.
@@ -39,8 +37,9 @@ var (
 
 	// ErrInvalidConfig is returned (wrapped) for an unusable configuration:
 	// no Source, no Origins, or an origin that does not parse as
-	// scheme://host[:port]. It is the same value as client.ErrInvalidConfig
-	// and matches store's and refresh's invalid-configuration errors.
+	// scheme://host[:port]. It is the one value every tokenward package
+	// returns for a bad configuration: client.ErrInvalidConfig,
+	// store.ErrInvalidConfig and refresh.ErrInvalidConfig are the same.
 	ErrInvalidConfig = twerr.ErrInvalidConfig
 )
 
@@ -173,7 +172,7 @@ func New(src Source, optFns ...func(*Options)) (*Transport, error) {
 	return &Transport{c: c}, nil
 }
 
-// config is the validated, immutable form of a Transport's fields.
+// config is the validated, immutable form of a Transport's [Options].
 type config struct {
 	err          error
 	src          Source
@@ -190,13 +189,6 @@ type config struct {
 	// auth caches the Authorization value of the last token seen; replaced
 	// (never mutated) when the source hands out another token pointer.
 	auth atomic.Pointer[authValue]
-}
-
-// authValue is the precomputed header value for one token.
-type authValue struct {
-	tok    *oauth2.Token
-	header string // "Bearer <token>"; "" when Prepare sets Authorization
-	scheme string // challenge scheme that can reject this token
 }
 
 var defaultBase = sync.OnceValue(func() http.RoundTripper {
@@ -307,18 +299,18 @@ func compile(src Source, t *Options) *config {
 // whose URL.Opaque or path makes the request line name another host (Opaque
 // "//evil.example/x" is written as "https://evil.example/x") or leaves it
 // ambiguous, is sent unchanged without the token, or fails with
-// [ErrOriginNotAllowed] when RejectOtherOrigins is set. A request that gets
-// the token loses any Authorization header the caller set, whatever the
-// case of its key.
+// [ErrOriginNotAllowed] when [Options.RejectOtherOrigins] is set. A request
+// that gets the token loses any Authorization header the caller set,
+// whatever the case of its key.
 //
 // 401: when a request that carried token T is answered 401 with a challenge
 // of T's scheme carrying error="invalid_token" (or with any 401 when
-// InvalidateOnAny401 is set), RoundTrip invalidates exactly T on the source
-// ([Invalidator], compare-and-swap) and resends the request once with a
-// fresh token, provided the body can be replayed (no body, or GetBody set)
-// and the source hands out a different token. The first response is drained
-// and closed before the resend; the answer to the resend is returned as it
-// is, even another 401. If the request cannot be resent, the first 401 is
+// [Options.InvalidateOnAny401] is set), RoundTrip invalidates exactly T on
+// the source ([Invalidator], compare-and-swap) and resends the request once
+// with a fresh token, provided the body can be replayed (no body, or
+// GetBody set) and the source hands out a different token. The first
+// response is drained and closed before the resend; the answer to the
+// resend is returned as it is, even another 401. If the request cannot be resent, the first 401 is
 // returned (T is invalidated all the same, so the next request gets a new
 // token). The source may refuse to invalidate T (refresh.Cache does when
 // T replaced a rejected token moments ago and never worked): then the 401
@@ -376,14 +368,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return c.rejected(req, av, resp)
 }
 
-// accepted tells the source that tok works, when resp says so: any answer
-// but 401 and 5xx (a server error says nothing about the token).
-func (c *config) accepted(resp *http.Response, tok *oauth2.Token) {
-	if c.acc != nil && resp != nil && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode < 500 {
-		c.acc.Accepted(tok)
-	}
-}
-
 // send hands out to Base and enforces "a response or an error, never both"
 // on what comes back: a response that comes with an error is closed and
 // dropped, and a Base that returns neither (nil, nil) gets an error instead
@@ -403,135 +387,6 @@ func (c *config) send(out *http.Request) (*http.Response, error) {
 		return nil, local(fmt.Errorf("transport: Base (%T) returned a nil *http.Response with a nil error", c.base))
 	}
 	return resp, nil
-}
-
-// authFor returns the precomputed Authorization value for tok, computing it
-// only when the source hands out a new token pointer.
-func (c *config) authFor(tok *oauth2.Token) (*authValue, error) {
-	if av := c.auth.Load(); av != nil && av.tok == tok {
-		return av, nil
-	}
-	av := &authValue{tok: tok}
-	switch {
-	case tok.TokenType == "" || strings.EqualFold(tok.TokenType, "bearer"):
-		if !validTokenChars(tok.AccessToken) {
-			return nil, errors.New("transport: access token contains characters not allowed in an Authorization header")
-		}
-		av.header = "Bearer " + tok.AccessToken
-		av.scheme = "Bearer"
-	case c.prepareHandles(tok.TokenType):
-		av.scheme = tok.TokenType
-	default:
-		return nil, fmt.Errorf("transport: token type %q: %w", redact.Truncate(tok.TokenType, 32), ErrUnsupportedTokenType)
-	}
-	c.auth.Store(av)
-	return av, nil
-}
-
-func (c *config) prepareHandles(typ string) bool {
-	for _, s := range c.prepareTypes {
-		if strings.EqualFold(s, typ) {
-			return true
-		}
-	}
-	return false
-}
-
-// validTokenChars reports whether s can go into a header value as a
-// credential: visible ASCII only.
-func validTokenChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// rejected handles a 401 answer to req, which was sent with av.
-func (c *config) rejected(req *http.Request, av *authValue, resp *http.Response) (*http.Response, error) {
-	ctx := req.Context()
-	code := ""
-	if ch, ok := findChallenge(resp.Header, av.scheme); ok {
-		code = ch.Param("error")
-	}
-	if code != ErrorCodeInvalidToken && !c.any401 {
-		return resp, nil
-	}
-	invalidated := false
-	if c.inv != nil {
-		invalidated = c.inv.Invalidate(av.tok)
-	}
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	c.log.LogAttrs(ctx, slog.LevelInfo, "transport: token rejected by resource server",
-		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}),
-		slog.String("challenge_error", redact.Truncate(code, 64)),
-		slog.Bool("invalidated", invalidated), slog.Bool("replayable", replayable))
-	if !replayable {
-		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: not resending: request body cannot be replayed",
-			slog.Any("url", redact.URLValue{U: req.URL}))
-		return resp, nil
-	}
-	tok, err := c.src.Token(ctx)
-	if err != nil || tok == nil || tok.AccessToken == "" {
-		msg := "no token"
-		if err != nil {
-			msg = redact.String(err.Error())
-		}
-		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: no fresh token",
-			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", msg))
-		return resp, nil
-	}
-	if tok == av.tok || tok.AccessToken == av.tok.AccessToken {
-		c.log.LogAttrs(ctx, slog.LevelDebug, "transport: not resending: source returned the rejected token",
-			slog.Any("url", redact.URLValue{U: req.URL}))
-		return resp, nil
-	}
-	av2, err := c.authFor(tok)
-	if err != nil {
-		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: fresh token not usable",
-			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", err.Error()))
-		return resp, nil
-	}
-	var body io.ReadCloser
-	switch {
-	case req.Body == nil:
-	case req.Body == http.NoBody:
-		body = http.NoBody
-	default:
-		if body, err = req.GetBody(); err != nil {
-			c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: GetBody failed",
-				slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", redact.String(err.Error())))
-			return resp, nil
-		}
-	}
-	out, err := c.outgoing(req, av2, body)
-	if err != nil {
-		if body != nil {
-			body.Close()
-		}
-		c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: prepare failed",
-			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", redact.String(err.Error())))
-		return resp, nil
-	}
-	drain(resp.Body)
-	c.log.LogAttrs(ctx, slog.LevelInfo, "transport: resending once with a fresh token",
-		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
-	resp2, err := c.send(out)
-	if err == nil {
-		c.accepted(resp2, av2.tok)
-	}
-	return resp2, err
-}
-
-// drain reads a little of body, so that the connection can be reused, and
-// closes it.
-func drain(body io.ReadCloser) {
-	if body == nil {
-		return
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(body, 4<<10))
-	body.Close()
 }
 
 func closeBody(req *http.Request) {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/oauth2"
@@ -93,241 +92,11 @@ func TestZeroTransportRefuses(t *testing.T) {
 	}
 }
 
-func TestOriginMatching(t *testing.T) {
-	t.Parallel()
-	src := newFakeSource()
-	base := &memBase{}
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com", "https://files.example.com:8443", "https://[2001:db8::1]"}
-	})
-	tests := []struct {
-		url       string
-		wantToken bool
-	}{
-		{"https://api.example.com/v1", true},
-		{"https://api.example.com:443/v1", true},
-		{"https://API.Example.COM/v1", true},
-		{"HTTPS://api.example.com/v1", true},
-		{"https://api.example.com:8443/v1", false},
-		{"http://api.example.com/v1", false},
-		{"http://api.example.com:443/v1", false},
-		{"https://api.example.com.evil.com/v1", false},
-		{"https://evil.com/https://api.example.com", false},
-		{"https://files.example.com:8443/a", true},
-		{"https://files.example.com/a", false},
-		{"https://[2001:db8::1]/a", true},
-		{"https://[2001:db8::1]:443/a", true},
-		{"https://[2001:db8::2]/a", false},
-		{"https://api.example.com./v1", false}, // trailing dot: another name, no token (safe side)
-	}
-	want := "Bearer " + src.current(t).AccessToken
-	for _, tt := range tests {
-		req, err := http.NewRequest("GET", tt.url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatalf("%s: %v", tt.url, err)
-		}
-		resp.Body.Close()
-		got := base.requests()
-		auth := got[len(got)-1].Auth
-		if (auth == want) != tt.wantToken || (!tt.wantToken && auth != "") {
-			t.Errorf("%s: token sent = %v (Authorization present %v), want %v", tt.url, auth == want, auth != "", tt.wantToken)
-		}
-	}
-}
-
-func TestTokenTypes(t *testing.T) {
-	t.Parallel()
-	prepared := func(req *http.Request, tok *oauth2.Token) error {
-		if strings.EqualFold(tok.TokenType, "dpop") {
-			req.Header.Set("Authorization", "DPoP "+tok.AccessToken)
-			req.Header.Set("DPoP", "proof")
-		}
-		return nil
-	}
-	tests := []struct {
-		name       string
-		typ        string
-		prepare    bool
-		wantScheme string // "" with wantErr
-		wantErr    error
-	}{
-		{"Bearer", "Bearer", false, "Bearer", nil},
-		{"bearer lower case", "bearer", false, "Bearer", nil},
-		{"BEARER", "BEARER", false, "Bearer", nil},
-		{"empty means Bearer", "", false, "Bearer", nil},
-		{"DPoP without hook", "DPoP", false, "", transport.ErrUnsupportedTokenType},
-		{"mac", "mac", false, "", transport.ErrUnsupportedTokenType},
-		{"N_A", "N_A", false, "", transport.ErrUnsupportedTokenType},
-		{"DPoP with hook declaring it", "DPoP", true, "DPoP", nil},
-		{"mac with hook not declaring it", "mac", true, "", transport.ErrUnsupportedTokenType},
-		{"Bearer with hook", "Bearer", true, "Bearer", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			src := &fakeSource{tokenType: tt.typ}
-			src.cur = &oauth2.Token{AccessToken: "tok-" + strings.ReplaceAll(tt.name, " ", "_"), TokenType: tt.typ}
-			base := &memBase{}
-			tr := mustNew(t, src, func(tr *transport.Options) {
-				tr.Base = base
-				tr.Origins = []string{"https://api.example.com"}
-				if tt.prepare {
-					tr.Prepare = prepared
-					tr.PrepareTokenTypes = []string{"dpop"}
-				}
-			})
-			req, body := bodyRequest(t, "POST", "https://api.example.com/x", "payload", false, nil)
-			resp, err := tr.RoundTrip(req)
-			if body.closes.Load() != 1 {
-				t.Errorf("body closed %d times, want 1", body.closes.Load())
-			}
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || resp != nil {
-					t.Fatalf("RoundTrip = %v, %v; want nil, %v", resp, err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), src.cur.AccessToken) {
-					t.Errorf("error %q contains the token", err)
-				}
-				if n := len(base.requests()); n != 0 {
-					t.Errorf("base got %d requests, want 0", n)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if got, want := base.requests()[0].Auth, tt.wantScheme+" "+src.cur.AccessToken; got != want {
-				t.Errorf("Authorization = %q, want %q", got, want)
-			}
-		})
-	}
-}
-
-// The Authorization value is computed once per token pointer: requests with
-// the same token share one precomputed string (each in its own one-element
-// slice); a new token gets a new one.
-func TestAuthorizationPrecomputedPerToken(t *testing.T) {
-	t.Parallel()
-	src := newFakeSource()
-	var mu sync.Mutex
-	var values [][]string
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		mu.Lock()
-		values = append(values, r.Header["Authorization"])
-		mu.Unlock()
-		return respond(r, 200, nil, ""), nil
-	})
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-	})
-	send := func() {
-		req, _ := http.NewRequest("GET", "https://api.example.com/", nil)
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	send()
-	send()
-	src.Invalidate(src.current(t)) // the next Token call issues a new token
-	send()
-	if len(values) != 3 {
-		t.Fatalf("got %d requests", len(values))
-	}
-	if unsafe.StringData(values[0][0]) != unsafe.StringData(values[1][0]) {
-		t.Error("same token: the Authorization value was rebuilt instead of reused")
-	}
-	if &values[0][0] == &values[1][0] {
-		t.Error("two requests share one Authorization slice (N2)")
-	}
-	if unsafe.StringData(values[1][0]) == unsafe.StringData(values[2][0]) || values[1][0] == values[2][0] {
-		t.Error("new token: the old Authorization value was reused")
-	}
-	if want := "Bearer " + src.current(t).AccessToken; values[2][0] != want {
-		t.Errorf("Authorization = %q, want the new token", values[2][0])
-	}
-}
-
-// RoundTrip never modifies the caller's request, even with a Prepare hook
-// that adds to an existing header, and even when the caller set its own
-// Authorization header.
-func TestRoundTripDoesNotMutateRequest(t *testing.T) {
-	t.Parallel()
-	src := newFakeSource()
-	base := &memBase{answer: func(n int, r *http.Request) (*http.Response, error) {
-		if n == 0 {
-			return respond(r, 401, invalidTokenHeader(), ""), nil
-		}
-		return respond(r, 200, nil, ""), nil
-	}}
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-		tr.Prepare = func(r *http.Request, _ *oauth2.Token) error {
-			r.Header.Add("Accept", "text/plain") // appends to a shared slice: must not reach the caller
-			r.Header.Set("X-Signed", "yes")
-			return nil
-		}
-	})
-	req, err := http.NewRequest("PUT", "https://api.example.com/doc?id=1", strings.NewReader("body"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	accept := make([]string, 1, 4) // spare capacity: an append in place would be visible here
-	accept[0] = "application/json"
-	req.Header["Accept"] = accept
-	req.Header.Set("Authorization", "Basic caller-set")
-	before := req.Header.Clone()
-	beforeURL := req.URL.String()
-	body := req.Body
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if diff := cmp.Diff(before, req.Header); diff != "" {
-		t.Errorf("caller's header changed (-before +after):\n%s", diff)
-	}
-	if got := accept[:cap(accept)][1]; got != "" {
-		t.Errorf("caller's Accept backing array was written: %q", got)
-	}
-	if req.URL.String() != beforeURL || req.Body != body || req.Method != "PUT" {
-		t.Error("caller's request fields changed")
-	}
-	reqs := base.requests()
-	if len(reqs) != 2 || reqs[1].Body != "body" {
-		t.Fatalf("base saw %+v", reqs)
-	}
-	// What Prepare added is on the wire, on the first request and on the
-	// resend, next to the caller's headers.
-	for i, r := range reqs {
-		if got := r.Header.Values("X-Signed"); len(got) != 1 || got[0] != "yes" {
-			t.Errorf("request %d: X-Signed at the base = %q, want [yes]", i, got)
-		}
-		if diff := cmp.Diff([]string{"application/json", "text/plain"}, r.Header.Values("Accept")); diff != "" {
-			t.Errorf("request %d: Accept at the base (-want +got):\n%s", i, diff)
-		}
-		if got := r.Header.Values("Authorization"); len(got) != 1 || !strings.HasPrefix(got[0], "Bearer ") {
-			t.Errorf("request %d: Authorization at the base = %q, want only the token (not the caller's Basic)", i, got)
-		}
-	}
-}
-
 func TestPrepareError(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("signing key unavailable")
 	base := &memBase{}
-	tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
+	tr := mustNew(t, newFakeSource(), toAPI(base), func(tr *transport.Options) {
 		tr.Prepare = func(*http.Request, *oauth2.Token) error { return boom }
 	})
 	req, body := bodyRequest(t, "POST", "https://api.example.com/", "x", true, new([]*readCloseCounter))
@@ -377,9 +146,7 @@ func TestPrepareOnlyForAllowedOrigins(t *testing.T) {
 				}
 				return respond(r, http.StatusOK, nil, "landed"), nil
 			}}
-			tr := mustNew(t, src, func(tr *transport.Options) {
-				tr.Base = base
-				tr.Origins = []string{"https://api.example.com"}
+			tr := mustNew(t, src, toAPI(base), func(tr *transport.Options) {
 				tr.PrepareTokenTypes = []string{"DPoP"}
 				tr.Prepare = func(r *http.Request, tok *oauth2.Token) error {
 					mu.Lock()
@@ -511,10 +278,7 @@ func TestSourceError(t *testing.T) {
 	src := newFakeSource()
 	src.err = boom
 	base := &memBase{}
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-	})
+	tr := mustNew(t, src, toAPI(base))
 	req, _ := http.NewRequest("GET", "https://api.example.com/", nil)
 	resp, err := tr.RoundTrip(req)
 	if !errors.Is(err, boom) || resp != nil || !strings.HasPrefix(err.Error(), "transport:") {
@@ -531,10 +295,7 @@ func TestSourceGetsRequestContext(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()
 	src.block = make(chan struct{}) // never closed
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = &memBase{}
-		tr.Origins = []string{"https://api.example.com"}
-	})
+	tr := mustNew(t, src, toAPI(&memBase{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "https://api.example.com/", nil)
 	done := make(chan error, 1)
@@ -548,37 +309,13 @@ func TestSourceGetsRequestContext(t *testing.T) {
 	}
 }
 
-func TestRejectOtherOrigins(t *testing.T) {
-	t.Parallel()
-	base := &memBase{}
-	tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-		tr.RejectOtherOrigins = true
-	})
-	req, body := bodyRequest(t, "POST", "https://other.example.com/p?access_token=secret", "x", false, nil)
-	resp, err := tr.RoundTrip(req)
-	if !errors.Is(err, transport.ErrOriginNotAllowed) || resp != nil {
-		t.Fatalf("RoundTrip = %v, %v", resp, err)
-	}
-	if strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "other.example.com") {
-		t.Errorf("error = %q", err)
-	}
-	if body.closes.Load() != 1 || len(base.requests()) != 0 {
-		t.Errorf("closes = %d, requests = %d", body.closes.Load(), len(base.requests()))
-	}
-}
-
 // Many goroutines, one transport, tokens changing underneath: -race must stay
 // quiet and every request must carry the token current at some point.
 func TestConcurrentRoundTrips(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()
 	base := &memBase{}
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-	})
+	tr := mustNew(t, src, toAPI(base))
 	var wg sync.WaitGroup
 	for i := range 64 {
 		wg.Go(func() {
@@ -605,5 +342,60 @@ func TestConcurrentRoundTrips(t *testing.T) {
 		if !valid[r.Auth] {
 			t.Fatalf("request carried %q", r.Auth)
 		}
+	}
+}
+
+// A Base that returns neither a response nor an error gets an error, not a
+// panic (nor a nil response handed on); one that returns both has its
+// response closed and only the error passed on.
+func TestBaseBreakingTheContract(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		url  string
+		both bool // return a response and an error
+		code int  // status of the response, with both
+	}{
+		{name: "nil, nil", url: "https://api.example.com/"},
+		{name: "nil, nil, other origin", url: "https://other.example.com/"},
+		{name: "response and error", url: "https://api.example.com/", both: true, code: 200},
+		{name: "401 and error", url: "https://api.example.com/", both: true, code: 401},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var respBody *trackedBody
+			boom := errors.New("base failed")
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if !tt.both {
+					return nil, nil // does not close the body either
+				}
+				r.Body.Close()
+				respBody = &trackedBody{Reader: strings.NewReader("")}
+				resp := respond(r, tt.code, invalidTokenHeader(), "")
+				resp.Body = respBody
+				return resp, boom
+			})
+			tr := mustNew(t, newFakeSource(), toAPI(base))
+			req, body := bodyRequest(t, "POST", tt.url, "payload", true, new([]*readCloseCounter))
+			var resp *http.Response
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("RoundTrip panicked: %v", p)
+					}
+				}()
+				resp, err = tr.RoundTrip(req)
+			}()
+			if err == nil || resp != nil {
+				t.Fatalf("RoundTrip = %v, %v; want only an error", resp, err)
+			}
+			if tt.both && (!errors.Is(err, boom) || !respBody.closed.Load()) {
+				t.Errorf("err = %v, response closed %v", err, respBody.closed.Load())
+			}
+			if n := body.closes.Load(); n != 1 {
+				t.Errorf("body closed %d times, want 1", n)
+			}
+		})
 	}
 }

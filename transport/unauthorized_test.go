@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/transport"
@@ -18,22 +19,17 @@ import (
 
 // api is a loopback resource server that rejects revoked tokens.
 type api struct {
-	srv     *httptest.Server
-	mu      sync.Mutex
-	revoked map[string]bool // guarded by mu; Authorization values answered 401
-	all401  bool            // guarded by mu; reject every token
-	hits    []hit           // guarded by mu
+	*site
+	revoked map[string]bool // guarded by site.mu; Authorization values answered 401
+	all401  bool            // guarded by site.mu; reject every token
 }
 
 func newAPI(t *testing.T) *api {
 	t.Helper()
 	a := &api{revoked: map[string]bool{}}
-	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		auth := r.Header.Get("Authorization")
+	a.site = newSite(t, false, func(w http.ResponseWriter, r *http.Request, h hit) {
 		a.mu.Lock()
-		a.hits = append(a.hits, hit{Path: r.URL.Path, Auth: auth, Body: string(body)})
-		reject := a.all401 || a.revoked[auth]
+		reject := a.all401 || a.revoked[h.Auth]
 		a.mu.Unlock()
 		if reject {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token", error_description="revoked"`)
@@ -41,9 +37,8 @@ func newAPI(t *testing.T) *api {
 			io.WriteString(w, "first 401 body")
 			return
 		}
-		io.WriteString(w, "ok:"+string(body))
-	}))
-	t.Cleanup(a.srv.Close)
+		io.WriteString(w, "ok:"+h.Body)
+	})
 	return a
 }
 
@@ -53,26 +48,18 @@ func (a *api) revoke(tok *oauth2.Token) {
 	a.mu.Unlock()
 }
 
-func (a *api) got() []hit {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]hit(nil), a.hits...)
-}
-
-func (a *api) client(t *testing.T, src transport.Source, optFns ...func(*transport.Options)) *http.Client {
+// client is an HTTP client whose transport sends src's tokens to a.
+func (a *api) client(t *testing.T, src transport.Source) *http.Client {
 	t.Helper()
-	tr := mustNew(t, src, append([]func(*transport.Options){func(tr *transport.Options) {
-		tr.Origins = []string{a.srv.URL}
-		tr.AllowInsecureLoopback = true
-		tr.Base = a.srv.Client().Transport
-	}}, optFns...)...)
-	return &http.Client{Transport: tr}
+	return &http.Client{Transport: mustNew(t, src, toServer(a.srv))}
 }
 
 // unreplayable hides a reader's type so that http.NewRequest sets no GetBody.
 type unreplayable struct{ io.Reader }
 
-// Acceptance 3.
+// A 401 with error="invalid_token" invalidates exactly the rejected token
+// and resends the request once with a fresh one, when its body can be
+// replayed; whatever the resend gets goes to the caller.
 func TestUnauthorizedInvalidToken(t *testing.T) {
 	t.Parallel()
 
@@ -103,7 +90,7 @@ func TestUnauthorizedInvalidToken(t *testing.T) {
 			{Path: "/items", Auth: "Bearer " + tok1.AccessToken, Body: `{"name":"x"}`},
 			{Path: "/items", Auth: "Bearer " + issued[1].AccessToken, Body: `{"name":"x"}`},
 		}
-		if diff := cmp.Diff(want, a.got()); diff != "" {
+		if diff := cmp.Diff(want, a.got(), cmpopts.IgnoreFields(hit{}, "Headers")); diff != "" {
 			t.Errorf("server saw (-want +got):\n%s", diff)
 		}
 	})
@@ -226,11 +213,7 @@ func TestUnauthorizedChallenges(t *testing.T) {
 				}
 				return respond(r, tt.status, h, ""), nil
 			}}
-			tr := mustNew(t, src, func(tr *transport.Options) {
-				tr.Base = base
-				tr.Origins = []string{"https://api.example.com"}
-				tr.InvalidateOnAny401 = tt.any401
-			})
+			tr := mustNew(t, src, toAPI(base), func(tr *transport.Options) { tr.InvalidateOnAny401 = tt.any401 })
 			req, _ := http.NewRequest("GET", "https://api.example.com/", nil)
 			resp, err := tr.RoundTrip(req)
 			if err != nil {
@@ -274,10 +257,7 @@ func TestUnauthorizedConcurrent(t *testing.T) {
 		<-allSent
 		return respond(r, 401, invalidTokenHeader(), ""), nil
 	}}
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-	})
+	tr := mustNew(t, src, toAPI(base))
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -320,10 +300,7 @@ func TestUnauthorizedSourceWithoutInvalidator(t *testing.T) {
 	base := &memBase{answer: func(_ int, r *http.Request) (*http.Response, error) {
 		return respond(r, 401, invalidTokenHeader(), ""), nil
 	}}
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-	})
+	tr := mustNew(t, src, toAPI(base))
 	req, _ := http.NewRequest("GET", "https://api.example.com/", nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
@@ -342,10 +319,7 @@ func TestUnauthorizedOtherOrigin(t *testing.T) {
 	base := &memBase{answer: func(_ int, r *http.Request) (*http.Response, error) {
 		return respond(r, 401, invalidTokenHeader(), ""), nil
 	}}
-	tr := mustNew(t, src, func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-	})
+	tr := mustNew(t, src, toAPI(base))
 	req, _ := http.NewRequest("GET", "https://other.example.com/", nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
@@ -357,14 +331,6 @@ func TestUnauthorizedOtherOrigin(t *testing.T) {
 		t.Fatalf("requests %d, invalidated %d, token calls %d; want 1, 0, 0", len(base.requests()), len(invalidated), calls)
 	}
 }
-
-// trackedBody is a response body that records whether it was read and closed.
-type trackedBody struct {
-	io.Reader
-	closed atomic.Bool
-}
-
-func (b *trackedBody) Close() error { b.closed.Store(true); return nil }
 
 // The first 401 is drained and closed before the resend goes out (so its
 // connection can be reused), and only the resend's answer reaches the caller.
@@ -381,10 +347,7 @@ func TestUnauthorizedClosesFirstResponseBeforeResend(t *testing.T) {
 		closedBeforeResend.Store(first.closed.Load())
 		return respond(r, 200, nil, "ok"), nil
 	}}
-	tr := mustNew(t, newFakeSource(), func(tr *transport.Options) {
-		tr.Base = base
-		tr.Origins = []string{"https://api.example.com"}
-	})
+	tr := mustNew(t, newFakeSource(), toAPI(base))
 	req, _ := http.NewRequest("GET", "https://api.example.com/", nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
@@ -429,9 +392,7 @@ func TestAcceptor(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer srv.Close()
-	hc := &http.Client{Transport: mustNew(t, src, func(tr *transport.Options) {
-		tr.Origins, tr.AllowInsecureLoopback, tr.Base = []string{srv.URL}, true, srv.Client().Transport
-	})}
+	hc := &http.Client{Transport: mustNew(t, src, toServer(srv))}
 	get := func(path string, code int) {
 		t.Helper()
 		status.Store(int32(code))

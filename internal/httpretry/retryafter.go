@@ -7,7 +7,8 @@ import (
 )
 
 // MaxRetryAfter is the largest Retry-After ParseRetryAfter reports; larger
-// values are clamped to it (and callers cap far lower anyway, PITFALLS R-03).
+// values are clamped to it. Callers cap far lower anyway: a server that asks
+// for a long wait gets its answer handed back, not waited for.
 const MaxRetryAfter = 365 * 24 * time.Hour
 
 // ParseRetryAfter parses a Retry-After header value (RFC 9110 section
