@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/internal/redact"
 )
 
 // AuthMethod is how the client authenticates to the token endpoint
@@ -29,7 +31,9 @@ const (
 
 // clientAuth applies one authentication method to a request. It is set
 // explicitly, never auto-detected: x/oauth2's detection sends every failing
-// grant twice and replays codes and refresh tokens (PITFALLS O-08).
+// grant twice, once per style, and so presents single-use codes and
+// refresh tokens twice (the second attempt fails, or gets the whole token
+// family revoked).
 type clientAuth struct {
 	method   AuthMethod
 	id       string
@@ -53,13 +57,53 @@ func (a clientAuth) apply(form url.Values, header http.Header) error {
 	case AuthPrivateKeyJWT:
 		jwt, err := oauthwire.ClientAssertion(a.key, a.keyID, a.id, a.audience, a.now(), time.Minute)
 		if err != nil {
-			return fmt.Errorf("client: %w: private_key_jwt: %w", ErrInvalidConfig, err)
+			return failure(opConfig, "private_key_jwt: "+plain(err), ErrInvalidConfig, err)
 		}
 		form.Set("client_id", a.id)
 		form.Set("client_assertion_type", oauthwire.ClientAssertionType)
 		form.Set("client_assertion", jwt)
 	default:
-		return fmt.Errorf("client: %w: unknown client authentication method %q", ErrInvalidConfig, a.method)
+		return failure(opConfig, fmt.Sprintf("unknown client authentication method %q", a.method), ErrInvalidConfig)
 	}
 	return nil
+}
+
+// chooseAuthMethod settles the client authentication method: the configured
+// one, else one the server supports for the credentials given. It is never
+// found by trial and error, for the reason given at clientAuth.
+func (g *grant) chooseAuthMethod() error {
+	m := g.cfg.AuthMethod
+	supported := func(m AuthMethod) bool {
+		return g.disco == nil || g.disco.SupportsAuthMethod(string(m))
+	}
+	if m == "" {
+		switch {
+		case g.cfg.PrivateKey != nil:
+			m = AuthPrivateKeyJWT
+		case g.cfg.ClientSecret != "" && supported(AuthSecretBasic):
+			m = AuthSecretBasic
+		case g.cfg.ClientSecret != "" && supported(AuthSecretPost):
+			m = AuthSecretPost
+		case g.cfg.ClientSecret != "":
+			m = AuthSecretBasic
+		default:
+			m = AuthNone
+		}
+	}
+	if g.disco != nil && len(g.disco.TokenEndpointAuthMethodsSupported) > 0 && !supported(m) {
+		// The list comes from the server's discovery document.
+		list := redact.Truncate(strings.Join(g.disco.TokenEndpointAuthMethodsSupported, ", "), 200)
+		return failure(opConfig, fmt.Sprintf("the server does not support client authentication %q (it supports %s)", m, list), ErrInvalidConfig)
+	}
+	if m == AuthNone && g.cfg.Grant == GrantClientCredentials {
+		return failure(opConfig, "client credentials need client authentication (a ClientSecret or a PrivateKey)", ErrInvalidConfig)
+	}
+	g.method = m
+	return nil
+}
+
+// authFor returns the client authentication for a request to endpoint.
+func (g *grant) authFor(endpoint string) clientAuth {
+	return clientAuth{method: g.method, id: g.cfg.ClientID, secret: g.cfg.ClientSecret,
+		key: g.cfg.PrivateKey, keyID: g.cfg.KeyID, audience: g.endpoints.TokenURL, now: g.now}
 }

@@ -119,7 +119,8 @@ type Options struct {
 
 	// AccessToken, when set, is used as is for every request to APIOrigins:
 	// no store is opened, nothing is refreshed, the keychain is never
-	// touched (for CI and containers; PITFALLS S-04).
+	// touched (for CI and containers, which often have no keychain, and
+	// where a prompt to unlock one would hang the job).
 	AccessToken string
 	// AccessTokenEnv names an environment variable that, when set and
 	// AccessToken is empty, supplies AccessToken (for example

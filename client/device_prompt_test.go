@@ -434,3 +434,35 @@ func qrAbs(x int) int {
 	}
 	return x
 }
+
+// Hosts that may serve the sign-in page without a warning: those on the
+// site (registrable domain) of the issuer or the device endpoint; not
+// look-alikes, other sites under a shared suffix (github.io), or other
+// addresses.
+func TestOnHosts(t *testing.T) {
+	t.Parallel()
+	hosts := []string{"login.example.com", "127.0.0.1", "bob.github.io"}
+	for host, want := range map[string]bool{
+		"login.example.com":          true,
+		"LOGIN.Example.com.":         true,
+		"device.login.example.com":   true,
+		"example.com":                true,
+		"com":                        false,
+		"www.example.com":            true, // same site (example.com)
+		"alice.github.io":            false,
+		"evil-example.com":           false,
+		"evil-login.example.com":     true, // example.com runs it
+		"login-example.com":          false,
+		"example.com.evil.net":       false,
+		"login.example.com.evil.net": false,
+		"xlogin.example.com":         true,
+		"127.0.0.1":                  true,
+		"127.0.0.2":                  false,
+		"0.0.1":                      false,
+		"":                           false,
+	} {
+		if got := onHosts(host, hosts); got != want {
+			t.Errorf("onHosts(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

@@ -42,7 +42,7 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, oauthtest.Config{OIDCDiscoveryOnly: tc.oidcOnly})
+			e := newFixture(t, oauthtest.Config{OIDCDiscoveryOnly: tc.oidcOnly})
 			forgetDiscovery(e.as.Issuer())
 			cc := e.confidential(t, "job", "job-secret", oauthtest.AuthClientSecretPost)
 			cc.AuthMethod = "" // chosen from the discovered document
@@ -67,7 +67,7 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 
 			// More Clients for the issuer (another grant, another
 			// profile) and more operations: no discovery request.
-			c2 := mustNew(t, e.config())
+			c2 := e.client(t)
 			login(t, c2)
 			c3 := mustNew(t, func() Options { c := e.config(); c.Profile = "second"; return c }())
 			login(t, c3)
@@ -91,14 +91,14 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 			// restarted on the same address may have another one).
 			c1.Close()
 			c2.Close()
-			c4 := mustNew(t, e.config())
+			c4 := e.client(t)
 			c4.Close()
 			if diff := cmp.Diff(tc.want, e.as.Stats().Discovery); diff != "" {
 				t.Fatalf("discovery fetches with one Client still open (-want +got):\n%s", diff)
 			}
 			c3.Close()
 			e.as.ResetStats()
-			mustNew(t, e.config()) // closed by its cleanup
+			e.client(t) // closed by its cleanup
 			if diff := cmp.Diff(tc.want, e.as.Stats().Discovery); diff != "" {
 				t.Fatalf("discovery fetches after every Client closed (-want +got):\n%s", diff)
 			}
@@ -142,7 +142,10 @@ func TestDiscoveryErrors(t *testing.T) {
 				t.Fatalf("New = %v: a discovery URL's error body was read as a token-endpoint error", err)
 			}
 			msg := err.Error()
-			for _, want := range []string{"discovery failed", oauthwire.WellKnownOAuth, oauthwire.WellKnownOpenID, fmt.Sprintf("HTTP %d", tc.status)} {
+			if !strings.HasPrefix(msg, "client: discovery: ") {
+				t.Errorf("error %q does not start with the operation, client: discovery:", msg)
+			}
+			for _, want := range []string{oauthwire.WellKnownOAuth, oauthwire.WellKnownOpenID, fmt.Sprintf("HTTP %d", tc.status)} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("error %q does not say %q", msg, want)
 				}
@@ -151,5 +154,50 @@ func TestDiscoveryErrors(t *testing.T) {
 				t.Errorf("error %q talks about a token refresh", msg)
 			}
 		})
+	}
+}
+
+func TestDiscoveryIssuerMismatch(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{DiscoveryIssuer: "https://evil.example"})
+	_, err := New(t.Context(), with(e.config()))
+	if !errors.Is(err, ErrIssuerMismatch) {
+		t.Fatalf("New = %v, want ErrIssuerMismatch", err)
+	}
+}
+
+func TestExplicitEndpointsWithoutDiscovery(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	cfg := e.confidential(t, "job", "job-secret", oauthtest.AuthClientSecretBasic)
+	cfg.Issuer = ""
+	cfg.Endpoints = Endpoints{TokenURL: e.as.TokenURL()}
+	cfg.AuthMethod = AuthSecretBasic
+	c := mustNew(t, cfg)
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.as.Stats().Requests[oauthtest.EndpointDiscovery]; n != 0 {
+		t.Fatalf("discovery requested %d times", n)
+	}
+}
+
+// With explicit endpoints (no issuer), a server that sends iss (RFC 9207)
+// does not make every login fail; a discovery issuer mismatch is never
+// ignored, even with explicit endpoints.
+func TestIssuerChecks(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	cfg := e.config()
+	cfg.Issuer = ""
+	cfg.Endpoints = Endpoints{AuthURL: e.as.AuthorizeURL(), TokenURL: e.as.TokenURL()}
+	c := mustNew(t, cfg)
+	login(t, c)
+
+	bad := newFixture(t, oauthtest.Config{DiscoveryIssuer: "https://evil.example"})
+	cfg = bad.config()
+	cfg.Endpoints = Endpoints{TokenURL: bad.as.TokenURL()}
+	if _, err := New(t.Context(), with(cfg)); !errors.Is(err, ErrIssuerMismatch) {
+		t.Fatalf("New with a mismatched discovery issuer and explicit endpoints = %v", err)
 	}
 }

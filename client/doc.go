@@ -1,3 +1,119 @@
-// Package client is the front door of tokenward: it turns one Options into an
-// authenticated *http.Client, with discovery, login flows, status and logout.
+// Package client is the front door of tokenward: it turns one [Options]
+// into an authenticated *http.Client, with discovery, login flows, status
+// and logout. The other packages (store, refresh, transport) are its parts;
+// most programs need only this one.
+//
+// # From Options to logout
+//
+// [New] takes option functions that set the fields of [Options], checks
+// them, runs discovery when Issuer is set (RFC 8414, then OpenID Connect)
+// and opens the token store. It sends no token request.
+//
+//	c, err := client.New(ctx, func(o *client.Options) {
+//		o.Issuer = "https://login.example.com"
+//		o.ClientID = "my-cli" // a public client: PKCE, no secret
+//		o.Scopes = []string{"openid", "api.read"}
+//		o.Resources = []string{"https://api.example.com"} // the token's audience and only origin
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//
+// [Client.Login] signs the user in: in the browser, with PKCE on a loopback
+// redirect (the default), or with the device flow, for machines without a
+// browser ([WithDevice]: the user approves a short code on another device,
+// shown by Options.DevicePrompt or [TextDevicePrompt]). The tokens are
+// saved, and read back, before Login returns. A server job sets
+// Options.Grant to [GrantClientCredentials] with a ClientSecret or
+// PrivateKey and skips Login.
+//
+// [Client.HTTPClient] returns an *http.Client that attaches the access token
+// to requests to the API origins (Options.APIOrigins, or the origins of
+// Options.Resources) and to no other origin, redirects included; the token
+// is refreshed in the background before it expires. [Client.ForResource]
+// gives the same for another API of the same login (an RFC 8707 resource
+// indicator), with its own access token minted from the login's one
+// refresh token. [Client.Token] and [Client.TokenSource] hand out the token
+// itself, for code that needs it (TokenSource for golang.org/x/oauth2).
+//
+// [Client.Status] says who is logged in, until when, and where tokens are
+// kept, from the store alone. [Client.Logout] revokes the tokens at the
+// server (RFC 7009) and deletes them locally, even when revocation fails;
+// a [*LogoutError] says what the server may still honour. [Client.Close]
+// releases the Client without logging out.
+//
+// # Where tokens live
+//
+// By default in the OS keychain (Secret Service on Linux, the login
+// keychain on macOS, Credential Manager on Windows). Without a usable
+// keychain New fails with [ErrStoreUnavailable], whose message names the
+// opt-ins; tokenward never falls back to a file by itself. The
+// alternatives are chosen by the application (Options.StoreOptions setting
+// store.Options.Mode, or Options.Store) or, when it sets none, by the
+// TOKENWARD_STORE environment variable: encrypted-file (a passphrase from
+// TOKENWARD_PASSPHRASE), memory (nothing outlives the process: CI, server
+// jobs) or plaintext-file (warned about on every run). Options.AccessToken,
+// or the variable named by Options.AccessTokenEnv, supplies a fixed token
+// instead: no store, no refresh, the keychain never touched.
+//
+// # Errors
+//
+// Every error names the operation that failed, then what happened:
+//
+//	client: discovery: https://login.example.com/.well-known/oauth-authorization-server answered HTTP 404: no discovery document at this URL; ...
+//	client: device authorization: authorization server temporarily unavailable: https://login.example.com/device answered HTTP 500
+//	client: token request (refresh_token): re-authentication required: https://login.example.com/token answered invalid_grant (HTTP 400): Token revoked
+//	client: token request (client_credentials): the authorization server rejected the client: ... answered invalid_client (HTTP 401)
+//	client: login: no browser callback arrived within 5m0s; the login expired
+//	client: logout: incomplete: not revoked at the server: refresh token; local tokens deleted (revocation: ...)
+//
+// Messages never hold a secret, and what came from the server in them is
+// sanitized: bounded, and with every character a terminal could act on
+// shown escaped, so they can be printed as they are. Branch on the
+// sentinels with errors.Is: [ErrReauthRequired] (log in again),
+// [ErrClientRejected] (fix the registration or the secret),
+// [ErrTemporarilyUnavailable] and [ErrNetwork] (retry later),
+// [ErrStoreUnavailable] (choose a store), [ErrDiscovery],
+// [ErrIssuerMismatch], [ErrAccessDenied], [ErrLoginExpired],
+// [ErrCallbackRejected], [ErrBadResponse], [ErrInvalidConfig],
+// [ErrInsecureURL], [ErrTokenRejected], [ErrClosed]. The details are in
+// types, for errors.As: [*EndpointError] (which endpoint, which HTTP
+// status), [*RateLimitError] (the server's Retry-After) and
+// [*LogoutError].
+//
+//	_, err := c.Token(ctx)
+//	var rl *client.RateLimitError
+//	switch {
+//	case errors.Is(err, client.ErrReauthRequired):
+//		err = c.Login(ctx)
+//	case errors.As(err, &rl):
+//		time.Sleep(rl.RetryAfter) // the server's hint
+//	}
+//
+// # Events
+//
+// Options.Events receives an [Event] for each noteworthy change: a token
+// refreshed (with how many requests waited for it, usually none) or not,
+// re-authentication required, a save that failed and the one that later
+// succeeded, a refresh token about to expire, an API that rejects fresh
+// tokens ([ErrTokenRejected]), clock skew, login and logout. Events never
+// carry a secret. The hook runs synchronously, sometimes while a token
+// operation holds the credential's lock: keep it fast, and hand anything
+// that calls the Client to another goroutine. Options.Logger receives
+// diagnostic logs under the same rule.
+//
+// # Promises
+//
+// A rotated refresh token is saved, and read back, before the new tokens
+// are used, so a crash never strands the login on a spent refresh token.
+// Tokens are refreshed in the background from about 80 % of their
+// lifetime, so requests do not wait for the token endpoint; one refresh
+// serves every goroutine, every Client of the same credential in the
+// process, and (through the store's lock) every process. A request that
+// carries a single-use credential (a refresh token, an authorization or
+// device code) is never sent twice once it may have reached the server.
+// Access tokens go only to the allowed origins, over https (plain http
+// only on loopback, by opt-in), never along a redirect to another origin.
+// Secrets reach no log, error, event or printed value.
 package client

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sync/atomic"
 	"time"
 
 	"github.com/tokenward/tokenward/internal/httpretry"
@@ -229,33 +228,4 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = append([]string(nil), vs...)
 	}
 	return out
-}
-
-// attempt, attemptKey and checkRetry present the replay policy in the
-// shape go-retryablehttp's CheckRetry hook has (the policy and the
-// connection flag carried by the context), which a white-box test of the
-// policy in acceptance_test.go still builds. Nothing else uses them: the
-// engine hands the policy the connection flag itself. They can go once
-// that test asks replay.allows directly.
-type attempt struct {
-	policy    replay
-	connected atomic.Bool
-	// The fields below are no longer read: waits and the budget belong to
-	// the engine.
-	now                      func() time.Time
-	budget, waitMin, waitMax time.Duration
-}
-
-type attemptKey struct{}
-
-// checkRetry answers allows for the attempt in ctx; see attempt.
-func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	a, _ := ctx.Value(attemptKey{}).(*attempt)
-	if a == nil {
-		return false, nil
-	}
-	return a.policy.allows(httpretry.Attempt{Response: resp, Err: err, Connected: a.connected.Load()}), nil
 }

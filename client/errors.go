@@ -3,9 +3,13 @@ package client
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/internal/twerr"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
@@ -13,7 +17,10 @@ import (
 
 // Sentinel errors for branching with errors.Is. Errors from the refresh and
 // store packages keep their own sentinels (re-exported here where a client
-// user needs them), so one errors.Is works whichever name is used.
+// user needs them), so one errors.Is works whichever name is used. The
+// errors the client returns wrap them; their messages name the operation
+// that failed ("client: discovery: ...", see [EndpointError]) and never
+// repeat a sentinel's text.
 var (
 	// ErrInvalidConfig: the configuration is incomplete or contradictory;
 	// the message says which field. It is the same value as
@@ -77,7 +84,8 @@ var (
 
 	// ErrIssuerMismatch: the discovery document or the authorization
 	// response names a different issuer than the one configured (RFC 8414
-	// section 3.3, RFC 9207).
+	// section 3.3, RFC 9207): the user may have been sent to another
+	// server, so it is never ignored.
 	ErrIssuerMismatch = errors.New("client: issuer mismatch")
 
 	// ErrAccessDenied: the user or the server refused the login.
@@ -95,26 +103,75 @@ var (
 	ErrCallbackRejected = errors.New("client: login callback rejected")
 )
 
+// Operations, as error messages name them: "client: <operation>: <what>".
+// Token requests are named by their grant type (see opToken).
+const (
+	opDiscovery  = "discovery"
+	opDeviceAuth = "device authorization"
+	opRevocation = "revocation"
+	opLogin      = "login"
+	opLogout     = "logout"
+	opStatus     = "status"
+	opConfig     = "invalid configuration"
+)
+
+// opToken names a token request by its grant_type: "token request
+// (refresh_token)", "token request (device_code)".
+func opToken(grantType string) string {
+	if grantType == oauthwire.GrantTypeDeviceCode {
+		grantType = "device_code"
+	}
+	return "token request (" + grantType + ")"
+}
+
 // EndpointError reports a failed call to an authorization-server endpoint.
-// Endpoint is the URL without query or user info. It unwraps to the cause,
-// which matches one of the sentinels.
+// Op names the operation ("discovery", "device authorization",
+// "revocation", "token request (refresh_token)", "token request
+// (client_credentials)", ...); Endpoint is the URL without query or user
+// info. It unwraps to the cause, which matches one of the sentinels. The
+// message names the operation, then what went wrong:
+//
+//	client: token request (refresh_token): re-authentication required: https://as.example/token answered invalid_grant (HTTP 400): Token revoked
+//	client: discovery: https://as.example/.well-known/oauth-authorization-server answered HTTP 404: no discovery document at this URL
+//
+// Text from the server in it is sanitized: no secret, no character a
+// terminal could act on (those show escaped, as \u202e), a bounded length.
 type EndpointError struct {
+	Op       string
 	Endpoint string
 	Status   int // HTTP status, 0 when there was no response
 	Err      error
 }
 
-// Error describes the failure; it never contains a secret.
-func (e *EndpointError) Error() string {
+// Error describes the failure; it never contains a secret and is safe to
+// print on a terminal as it is.
+func (e *EndpointError) Error() string { return message(e.Op, e.detail()) }
+
+// detail is the message without "client: <operation>: ", for messages that
+// list several endpoints' failures under one operation.
+func (e *EndpointError) detail() string {
 	var b strings.Builder
-	b.WriteString("client: ")
-	b.WriteString(e.Endpoint)
-	var re *refresh.Error
-	if e.Status != 0 && !(errors.As(e.Err, &re) && re.StatusCode != 0) {
-		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	var oe *oauthwire.Error
+	answered := errors.As(e.Err, &oe)
+	if answered {
+		// The server's answer, classified: what it means first.
+		if k := kindText(e.Err); k != "" {
+			b.WriteString(k)
+			b.WriteString(": ")
+		}
 	}
-	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
+	b.WriteString(orUnknown(e.Endpoint))
+	switch {
+	case answered:
+		b.WriteString(" answered ")
+		b.WriteString(oe.Error())
+	case e.Status != 0:
+		fmt.Fprintf(&b, " answered HTTP %d", e.Status)
+	}
+	if !answered && e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(plain(e.Err))
+	}
 	return b.String()
 }
 
@@ -123,8 +180,9 @@ func (e *EndpointError) Unwrap() error { return e.Err }
 
 // RateLimitError says the server asked to wait RetryAfter before trying
 // again, longer than the retry budget allowed. It matches ErrRateLimited and
-// ErrTemporarilyUnavailable.
+// ErrTemporarilyUnavailable. Op names the operation, as in [EndpointError].
 type RateLimitError struct {
+	Op         string
 	Endpoint   string
 	Status     int
 	RetryAfter time.Duration // the server's hint; 0 if it gave none
@@ -134,14 +192,14 @@ type RateLimitError struct {
 
 // Error describes the rate limit and the server's hint.
 func (e *RateLimitError) Error() string {
-	s := fmt.Sprintf("client: %s (HTTP %d): rate limited by the authorization server", e.Endpoint, e.Status)
+	s := fmt.Sprintf("%s answered HTTP %d: rate limited", orUnknown(e.Endpoint), e.Status)
 	if e.Code != "" {
 		s += " (" + e.Code + ")"
 	}
 	if e.RetryAfter > 0 {
 		s += fmt.Sprintf("; it asks to retry after %s", e.RetryAfter)
 	}
-	return s
+	return message(e.Op, s)
 }
 
 // Is matches ErrRateLimited and ErrTemporarilyUnavailable.
@@ -151,14 +209,18 @@ func (e *RateLimitError) Is(target error) bool {
 
 // LogoutError reports what Logout could not do. The local tokens are deleted
 // even when revocation fails; NotRevoked names the tokens ("refresh token",
-// "access token for https://api.example") the server may still honour.
+// "access token for https://api.example") the server may still honour. Err
+// holds the causes (the revocation failures, as *EndpointError, among
+// them).
 type LogoutError struct {
 	NotRevoked   []string
 	LocalDeleted bool
 	Err          error
 }
 
-// Error says what was not revoked and whether the local tokens are gone.
+// Error says what was not revoked, whether the local tokens are gone, and
+// why: "client: logout: incomplete: not revoked at the server: refresh
+// token; local tokens deleted (revocation: ...)".
 func (e *LogoutError) Error() string {
 	var parts []string
 	if len(e.NotRevoked) > 0 {
@@ -169,12 +231,187 @@ func (e *LogoutError) Error() string {
 	} else {
 		parts = append(parts, "local tokens NOT deleted")
 	}
-	s := "client: logout incomplete: " + strings.Join(parts, "; ")
+	s := "incomplete: " + strings.Join(parts, "; ")
 	if e.Err != nil {
-		s += ": " + e.Err.Error()
+		s += " (" + plain(e.Err) + ")"
 	}
-	return s
+	return message(opLogout, s)
 }
 
 // Unwrap returns the causes.
 func (e *LogoutError) Unwrap() error { return e.Err }
+
+// opError is the failure of an operation that is not an endpoint's answer
+// (a login that expired, a rejected callback, no refresh token): its
+// message is "client: <op>: <msg>", and it matches every error in errs,
+// whose own messages it does not repeat.
+type opError struct {
+	op   string
+	msg  string
+	errs []error
+}
+
+// Error is "client: <op>: <msg>".
+func (e *opError) Error() string { return message(e.op, e.msg) }
+
+// Unwrap returns the errors it matches.
+func (e *opError) Unwrap() []error { return e.errs }
+
+// failure returns an *opError: op failed as msg says, and the error matches
+// errs.
+func failure(op, msg string, errs ...error) error {
+	return &opError{op: op, msg: msg, errs: errs}
+}
+
+// detailError is the cause inside an *EndpointError: msg says what went
+// wrong, and it matches every error in errs, whose messages it does not
+// repeat.
+type detailError struct {
+	msg  string
+	errs []error
+}
+
+// Error says what went wrong.
+func (e *detailError) Error() string { return e.msg }
+
+// Unwrap returns the errors it matches.
+func (e *detailError) Unwrap() []error { return e.errs }
+
+// badResponse marks err, which says what was wrong with an answer, as
+// ErrBadResponse without adding the sentinel's words to its message.
+func badResponse(err error) error {
+	return &detailError{msg: plain(err), errs: []error{ErrBadResponse, err}}
+}
+
+// inOp names op as the operation of err, an error from an endpoint call or
+// from a package the client uses. An error that already holds a client
+// error (an *EndpointError, *RateLimitError or an operation's failure) is
+// returned as it is, its endpoint error given op when it had no operation
+// yet; an error of another package is wrapped under op, its message
+// cleared of package prefixes.
+func inOp(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *EndpointError
+	var rl *RateLimitError
+	var oe *opError
+	var le *LogoutError
+	switch {
+	case errors.As(err, &ee):
+		if ee.Op == "" { // only a fresh error, from the call just made
+			ee.Op = op
+		}
+		return err
+	case errors.As(err, &rl):
+		if rl.Op == "" {
+			rl.Op = op
+		}
+		return err
+	case errors.As(err, &oe), errors.As(err, &le):
+		return err
+	}
+	return failure(op, plain(err), err)
+}
+
+// forCache makes err, the failure of a token request made for a token
+// cache, one the cache passes on as it is. The cache classifies every
+// error it gets and rewrites those that carry no *refresh.Error with its
+// own prefix ("refresh: network error: client: ..."); err keeps its
+// message and gains the classification, so errors.Is and errors.As work
+// as before.
+func forCache(err error) error {
+	var re *refresh.Error
+	if err == nil || errors.As(err, &re) {
+		return err
+	}
+	return &classified{err: err, class: refresh.Classify(err)}
+}
+
+// classified is an error with the token cache's classification attached.
+type classified struct {
+	err   error
+	class error
+}
+
+// Error is the message of the error classified.
+func (c *classified) Error() string { return c.err.Error() }
+
+// Unwrap returns the error and its classification.
+func (c *classified) Unwrap() []error { return []error{c.err, c.class} }
+
+// message builds a client error message: "client: ", the operation, and
+// what went wrong, with every character a terminal could act on shown
+// escaped, so that it can be printed as it is.
+func message(op, what string) string {
+	s := "client: "
+	if op != "" {
+		s += op + ": "
+	}
+	return redact.Terminal(s + what)
+}
+
+// orUnknown returns endpoint, for a message: cut to a bounded length (a
+// discovered endpoint's URL comes from the server), or a phrase when it is
+// unknown.
+func orUnknown(endpoint string) string {
+	if endpoint == "" {
+		return "the authorization server"
+	}
+	return redact.Truncate(endpoint, 256)
+}
+
+// kinds are the sentinels an endpoint's answer is classified as, in the
+// order their names are looked for.
+var kinds = []error{ErrReauthRequired, ErrClientRejected, ErrTemporarilyUnavailable, ErrNetwork, ErrUnsupportedTokenType}
+
+// kindText names the classification of err in words ("re-authentication
+// required"), or "" when it has none.
+func kindText(err error) string {
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			return unprefixed(k.Error())
+		}
+	}
+	return ""
+}
+
+// plain returns err's message for use inside another message: without
+// the package prefixes of the errors it wraps ("refresh: ", "client: "),
+// without a phrase repeated by nested wrapping, and with joined errors on
+// one line, separated by "; ".
+func plain(err error) string {
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = unprefixed(l); l != "" && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
+// prefixRe matches a package prefix at the start of a message or of a part
+// of one.
+var prefixRe = regexp.MustCompile(`(^|: |; |\()(?:client|refresh|oauthwire|tokenward): `)
+
+// unprefixed removes package prefixes from msg and drops a part that
+// repeats the one before it ("re-authentication required:
+// re-authentication required: ...").
+func unprefixed(msg string) string {
+	for {
+		m := prefixRe.ReplaceAllString(msg, "$1")
+		if m == msg {
+			break
+		}
+		msg = m
+	}
+	parts := strings.Split(msg, ": ")
+	out := make([]string, 0, len(parts))
+	for i, p := range parts {
+		if i > 0 && p == parts[i-1] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ": ")
+}

@@ -1,13 +1,11 @@
 package client
 
 import (
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )
@@ -117,7 +115,7 @@ func (h *eventHub) join(key string, c *Client) error {
 		return nil
 	}
 	if !sameStore(e.store, c.grant.store) {
-		return fmt.Errorf("client: %w: another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store; share one store, or use another Profile", ErrInvalidConfig)
+		return failure(opConfig, "another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store; share one store, or use another Profile", ErrInvalidConfig)
 	}
 	e.clients = append(e.clients, c)
 	return nil
@@ -174,9 +172,4 @@ func (g *grant) refreshEvent(resources []string) func(refresh.Event) {
 		g.emit(Event{Kind: re.Kind, Resource: resources, Time: re.Time, Duration: re.Duration, Expiry: re.Expiry,
 			RefreshTokenExpiry: re.RefreshTokenExpiry, Background: re.Background, Waiters: re.Waiters, Err: re.Err})
 	}
-}
-
-// errorFromResponse parses an endpoint's error answer.
-func errorFromResponse(r *response) error {
-	return oauthwire.ParseErrorResponse(r.status, r.header, r.body)
 }

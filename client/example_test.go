@@ -94,3 +94,138 @@ func ExampleClient_Login() {
 	// logged in as ada with a refresh token: true
 	// after logout, re-authentication required: true
 }
+
+// Branching on the error: before the first login there is no refresh
+// token, Token says so with ErrReauthRequired, and the program logs in.
+// Messages name the operation that failed and are safe to print as they
+// are.
+func Example_reauthRequired() {
+	ctx := context.Background()
+	as, _ := oauthtest.New(oauthtest.Config{DeviceInterval: time.Second})
+	defer as.Close()
+	api, _ := as.NewAPI("")
+
+	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
+	c, err := client.New(ctx, func(o *client.Options) {
+		o.Issuer, o.ClientID = as.Issuer(), oauthtest.DefaultClientID
+		o.Resources = []string{api.Resource()}
+		o.AllowInsecureLoopback = true
+		o.Store = mem
+		o.Prompt = io.Discard
+		o.DevicePrompt = func(ctx context.Context, d client.DeviceCode) { <-ctx.Done() } // the example server approves by itself
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	_, err = c.Token(ctx)
+	var rl *client.RateLimitError
+	switch {
+	case errors.Is(err, client.ErrReauthRequired):
+		fmt.Println(err)
+		if err := c.Login(ctx, client.WithDevice()); err != nil {
+			fmt.Println(err)
+			return
+		}
+	case errors.As(err, &rl):
+		fmt.Println("the server asks to wait", rl.RetryAfter)
+		return
+	case err != nil:
+		fmt.Println(err)
+		return
+	}
+	tok, err := c.Token(ctx)
+	fmt.Println("after Login, a token:", err == nil && tok.AccessToken != "")
+	// Output:
+	// client: token request (refresh_token): not logged in (no refresh token is stored); call Login
+	// after Login, a token: true
+}
+
+// The details of a failed call to the authorization server, for programs
+// that show or log them: here a server job whose secret is wrong.
+func ExampleEndpointError() {
+	ctx := context.Background()
+	as, _ := oauthtest.New(oauthtest.Config{Clients: []oauthtest.Client{{ID: "reports-job", Secret: "example-secret"}}})
+	defer as.Close()
+
+	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
+	c, err := client.New(ctx, func(o *client.Options) {
+		o.Issuer = as.Issuer()
+		o.ClientID, o.ClientSecret = "reports-job", "not-the-secret"
+		o.Grant = client.GrantClientCredentials
+		o.AllowInsecureLoopback = true
+		o.Store = mem
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	_, err = c.Token(ctx)
+	var ee *client.EndpointError
+	if errors.As(err, &ee) {
+		fmt.Println("operation:", ee.Op)
+		fmt.Println("HTTP status:", ee.Status)
+	}
+	fmt.Println("fix the registration or the secret:", errors.Is(err, client.ErrClientRejected))
+	// Output:
+	// operation: token request (client_credentials)
+	// HTTP status: 401
+	// fix the registration or the secret: true
+}
+
+// Two APIs, one login: each API gets its own access token, minted from the
+// login's refresh token, and each HTTP client sends its token to its own
+// API only.
+func ExampleClient_ForResource() {
+	ctx := context.Background()
+	as, _ := oauthtest.New(oauthtest.Config{DeviceInterval: time.Second})
+	defer as.Close()
+	reports, _ := as.NewAPI("")
+	billing, _ := as.NewAPI("")
+
+	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
+	c, err := client.New(ctx, func(o *client.Options) {
+		o.Issuer, o.ClientID = as.Issuer(), oauthtest.DefaultClientID
+		// Every API the login must cover; each one's token comes from ForResource.
+		o.Resources = []string{reports.Resource(), billing.Resource()}
+		o.AllowInsecureLoopback = true
+		o.Store = mem
+		o.Prompt = io.Discard
+		o.DevicePrompt = func(ctx context.Context, d client.DeviceCode) { <-ctx.Done() }
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	if err := c.Login(ctx, client.WithDevice()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	call := func(r *client.Resource, url string) {
+		hc, err := r.HTTPClient(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp, err := hc.Get(url)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+		fmt.Println(resp.Status)
+	}
+	r, _ := c.ForResource(reports.Resource())
+	b, _ := c.ForResource(billing.Resource())
+	call(r, reports.URL()+"/reports")
+	call(b, billing.URL()+"/invoices")
+	call(r, billing.URL()+"/invoices") // the reports token is not sent to billing
+	// Output:
+	// 200 OK
+	// 200 OK
+	// 401 Unauthorized
+}

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/oauthtest"
-	"github.com/tokenward/tokenward/store"
 )
 
 // jwt returns an unsigned JWT with the given claims.
@@ -80,29 +79,13 @@ func TestShortTokensEndToEnd(t *testing.T) {
 			t.Run(fmt.Sprintf("life=%v/clock=%+v", life, offset), func(t *testing.T) {
 				t.Parallel()
 				synctest.Test(t, func(t *testing.T) {
-					as, err := oauthtest.New(oauthtest.Config{
-						InMemory: true, AccessTokenLifetime: life, ClockOffset: offset,
+					e := newFixture(t, oauthtest.Config{
+						AccessTokenLifetime: life, ClockOffset: offset,
 						Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}},
-					})
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer as.Close()
-					api, err := as.NewAPI("")
-					if err != nil {
-						t.Fatal(err)
-					}
+					}, inMemory())
+					as, api := e.as, e.api
 					as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultDelay, Endpoint: oauthtest.EndpointToken, Delay: 300 * time.Millisecond})
-					st, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
-					c, err := New(t.Context(), with(Options{
-						Issuer: as.Issuer(), ClientID: "job", ClientSecret: "job-secret", Grant: GrantClientCredentials,
-						Resources: []string{api.Resource()}, AllowInsecureLoopback: true, Store: st,
-						HTTP: HTTPSettings{Transport: as.Transport()},
-					}))
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer c.Close()
+					c := e.client(t, clientCredentials("job", "job-secret"), func(o *Options) { o.Scopes, o.Logger = nil, nil })
 					hc, err := c.HTTPClient(t.Context())
 					if err != nil {
 						t.Fatal(err)
@@ -143,5 +126,47 @@ func TestShortTokensEndToEnd(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+// A server whose clock is 10 minutes ahead: tokens are refreshed before
+// they expire by the server's clock, and the skew is reported.
+func TestServerClockAhead(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []oauthtest.ExpiresInMode{oauthtest.ExpiresInNumber, oauthtest.ExpiresInOmit} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			t.Parallel()
+			e := newFixture(t, oauthtest.Config{ClockOffset: 10 * time.Minute, AccessTokenLifetime: time.Hour, ExpiresIn: mode})
+			cfg := e.config()
+			var skews []time.Duration
+			var mu sync.Mutex
+			cfg.Events = func(ev Event) {
+				if ev.Kind == EventClockSkew {
+					mu.Lock()
+					skews = append(skews, ev.Skew)
+					mu.Unlock()
+				}
+			}
+			c := mustNew(t, cfg)
+			login(t, c)
+			tok, err := c.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, ok := e.as.Introspect(tok.AccessToken)
+			if !ok {
+				t.Fatal("token unknown to the server")
+			}
+			// The server's expiry, in local time.
+			serverExpiryLocal := info.Expiry.Add(-10 * time.Minute)
+			if tok.Expiry.After(serverExpiryLocal.Add(2 * time.Second)) {
+				t.Fatalf("client thinks the token expires at %v, the server at %v (local)", tok.Expiry, serverExpiryLocal)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(skews) == 0 || skews[0] < 9*time.Minute || skews[0] > 11*time.Minute {
+				t.Fatalf("clock skew events %v", skews)
+			}
+		})
 	}
 }

@@ -3,12 +3,8 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -19,233 +15,25 @@ import (
 	"github.com/tokenward/tokenward/refresh"
 )
 
-// discoveryTTL is how long a discovery document is reused in this process.
-const discoveryTTL = time.Hour
-
-// discoveryCache holds the discovery documents of the issuers that open
-// Clients use, so that Clients for one issuer share one fetch. An entry
-// lives while a Client holds it, and at most discoveryTTL: once the last
-// Client that used it closes, the next New fetches again (a server
-// restarted on the same address with another configuration is seen).
-var discoveryCache = struct {
-	sync.Mutex
-	m map[string]discoveryEntry
-}{m: map[string]discoveryEntry{}}
-
-type discoveryEntry struct {
-	doc   *oauthwire.Discovery
-	at    time.Time
-	users int // open Clients that took the document from this entry
-}
-
-// holdDiscovery records that g uses the document cached under key.
-func (g *grant) holdDiscovery(key string, doc *oauthwire.Discovery, fetched bool) {
-	discoveryCache.Lock()
-	defer discoveryCache.Unlock()
-	e, ok := discoveryCache.m[key]
-	if !ok || fetched {
-		e.doc, e.at = doc, g.now()
-	}
-	e.users++
-	discoveryCache.m[key] = e
-	g.discoKey = key
-}
-
-// releaseDiscovery drops g's hold on its cached discovery document; the
-// last Client to let go removes the entry.
-func (g *grant) releaseDiscovery() {
-	if g.discoKey == "" {
-		return
-	}
-	discoveryCache.Lock()
-	defer discoveryCache.Unlock()
-	if e, ok := discoveryCache.m[g.discoKey]; ok {
-		if e.users--; e.users <= 0 {
-			delete(discoveryCache.m, g.discoKey)
-		} else {
-			discoveryCache.m[g.discoKey] = e
-		}
-	}
-	g.discoKey = ""
-}
-
-// discover fills g.endpoints from Options.Endpoints and, with an issuer, the
-// discovery document (RFC 8414 first, then OpenID Connect), whose issuer
-// must equal the configured one exactly.
-func (g *grant) discover(ctx context.Context) error {
-	g.endpoints = g.cfg.Endpoints
-	g.issuer, g.keyIssuer = g.cfg.Issuer, g.cfg.Issuer
-	if g.cfg.Issuer == "" {
-		// Without an issuer the token URL identifies the server in store
-		// keys; authorization responses' iss cannot be checked.
-		g.keyIssuer = g.cfg.Endpoints.TokenURL
-		return nil
-	}
-	doc, err := g.fetchDiscovery(ctx)
-	if err != nil {
-		// A mismatched issuer is a mix-up signal (RFC 8414 section 3.3):
-		// never ignored, even with explicit endpoints.
-		if g.cfg.Endpoints.TokenURL != "" && !errors.Is(err, ErrIssuerMismatch) {
-			// Explicit endpoints make discovery optional.
-			g.log.Debug("client: discovery failed; using the configured endpoints", "issuer", redact.URLString(g.issuer), "error", err)
-			return nil
-		}
-		return err
-	}
-	if err := doc.CheckSecure(g.cfg.AllowInsecureLoopback); err != nil {
-		return fmt.Errorf("client: discovery document: %w", err)
-	}
-	fill := func(dst *string, v string) {
-		if *dst == "" {
-			*dst = v
-		}
-	}
-	fill(&g.endpoints.AuthURL, doc.AuthorizationEndpoint)
-	fill(&g.endpoints.TokenURL, doc.TokenEndpoint)
-	fill(&g.endpoints.DeviceAuthURL, doc.DeviceAuthorizationEndpoint)
-	fill(&g.endpoints.RevocationURL, doc.RevocationEndpoint)
-	g.issRequired = doc.AuthorizationResponseIssParameterSupported
-	g.disco = doc
-	if g.endpoints.TokenURL == "" {
-		return fmt.Errorf("%w: the discovery document has no token_endpoint", ErrBadResponse)
-	}
-	return nil
-}
-
-func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error) {
-	cacheKey := g.cfg.Issuer
-	discoveryCache.Lock()
-	e, ok := discoveryCache.m[cacheKey]
-	discoveryCache.Unlock()
-	if ok && g.now().Sub(e.at) < discoveryTTL {
-		g.holdDiscovery(cacheKey, e.doc, false)
-		return e.doc, nil
-	}
-	// One bound for the whole discovery, both well-known URLs included.
-	ctx, cancel := context.WithTimeout(ctx, g.ep.timeout)
-	defer cancel()
-	oauthURL, openidURL, err := oauthwire.WellKnownURLs(g.cfg.Issuer)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w: Issuer: %w", ErrInvalidConfig, err)
-	}
-	var errs []error
-	for _, u := range []string{oauthURL, openidURL} {
-		doc, err := g.getDiscovery(ctx, u)
-		if err == nil {
-			g.holdDiscovery(cacheKey, doc, true)
-			return doc, nil
-		}
-		if errors.Is(err, ErrIssuerMismatch) || ctx.Err() != nil {
-			return nil, fmt.Errorf("%w for %s: %w", ErrDiscovery, redact.URLString(g.cfg.Issuer), err)
-		}
-		errs = append(errs, err)
-	}
-	return nil, fmt.Errorf("%w for %s: %w", ErrDiscovery, redact.URLString(g.cfg.Issuer), errors.Join(errs...))
-}
-
-// errNoDiscoveryDocument: a well-known URL answered, but not with a
-// discovery document.
-var errNoDiscoveryDocument = errors.New("no discovery document at this URL")
-
-// serverBusy is a 5xx or 429 answer from an endpoint that is not the
-// token endpoint; it matches ErrTemporarilyUnavailable.
-type serverBusy struct{}
-
-func (serverBusy) Error() string { return "the server is temporarily unavailable" }
-
-func (serverBusy) Is(target error) bool { return target == ErrTemporarilyUnavailable }
-
-func (g *grant) getDiscovery(ctx context.Context, u string) (*oauthwire.Discovery, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w: discovery URL", ErrInvalidConfig)
-	}
-	req.Header.Set("Accept", "application/json")
-	hc := g.ep.rc.HTTPClient // no redirects, no total timeout (ctx has it)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: netCause(err)}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, oauthwire.MaxBody+1))
-	if err != nil {
-		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: netCause(err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		// Not a token endpoint: an OAuth error body means nothing here.
-		var cause error = errNoDiscoveryDocument
-		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-			cause = serverBusy{}
-		}
-		return nil, &EndpointError{Endpoint: redact.URLString(u), Status: resp.StatusCode, Err: cause}
-	}
-	if len(body) > oauthwire.MaxBody {
-		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: fmt.Errorf("%w: discovery document larger than 1 MiB", ErrBadResponse)}
-	}
-	doc, err := oauthwire.ParseDiscovery(body, g.cfg.Issuer)
-	if err != nil {
-		if errors.Is(err, oauthwire.ErrIssuerMismatch) {
-			return nil, &EndpointError{Endpoint: redact.URLString(u), Err: fmt.Errorf("%w: %w", ErrIssuerMismatch, err)}
-		}
-		return nil, &EndpointError{Endpoint: redact.URLString(u), Err: fmt.Errorf("%w: %w", ErrBadResponse, err)}
-	}
-	return doc, nil
-}
-
-// chooseAuthMethod settles the client authentication method: the configured
-// one, else one the server supports for the credentials given. It is never
-// found by trial and error (O-08).
-func (g *grant) chooseAuthMethod() error {
-	m := g.cfg.AuthMethod
-	supported := func(m AuthMethod) bool {
-		return g.disco == nil || g.disco.SupportsAuthMethod(string(m))
-	}
-	if m == "" {
-		switch {
-		case g.cfg.PrivateKey != nil:
-			m = AuthPrivateKeyJWT
-		case g.cfg.ClientSecret != "" && supported(AuthSecretBasic):
-			m = AuthSecretBasic
-		case g.cfg.ClientSecret != "" && supported(AuthSecretPost):
-			m = AuthSecretPost
-		case g.cfg.ClientSecret != "":
-			m = AuthSecretBasic
-		default:
-			m = AuthNone
-		}
-	}
-	if g.disco != nil && len(g.disco.TokenEndpointAuthMethodsSupported) > 0 && !supported(m) {
-		return fmt.Errorf("client: %w: the server does not support client authentication %q (it supports %s)", ErrInvalidConfig, m, strings.Join(g.disco.TokenEndpointAuthMethodsSupported, ", "))
-	}
-	if m == AuthNone && g.cfg.Grant == GrantClientCredentials {
-		return fmt.Errorf("client: %w: client credentials need client authentication", ErrInvalidConfig)
-	}
-	g.method = m
-	return nil
-}
-
-// authFor returns the client authentication for a request to endpoint.
-func (g *grant) authFor(endpoint string) clientAuth {
-	return clientAuth{method: g.method, id: g.cfg.ClientID, secret: g.cfg.ClientSecret,
-		key: g.cfg.PrivateKey, keyID: g.cfg.KeyID, audience: g.endpoints.TokenURL, now: g.now}
-}
-
-// tokenRequest posts one token request and parses the answer.
+// tokenRequest posts one token request and parses the answer. Its errors
+// name the request by its grant type: "client: token request
+// (refresh_token): ...".
 func (g *grant) tokenRequest(ctx context.Context, form url.Values, policy replay) (*oauth2.Token, error) {
+	op := opToken(form.Get("grant_type"))
 	resp, err := g.ep.post(ctx, g.endpoints.TokenURL, form, g.authFor(g.endpoints.TokenURL), policy)
 	if err != nil {
-		return nil, err
+		return nil, inOp(op, err)
 	}
-	return g.parseToken(resp)
+	return g.parseToken(op, resp)
 }
 
 // parseToken turns a token-endpoint answer into a token: the OAuth error
 // classified, and the expiry set to the earlier of expires_in and the
 // token's own exp claim, in this machine's clock (tokenExpiry).
-func (g *grant) parseToken(resp *response) (*oauth2.Token, error) {
+func (g *grant) parseToken(op string, resp *response) (*oauth2.Token, error) {
 	tok, err := oauthwire.ParseTokenResponse(resp.status, resp.header, resp.body, resp.sent)
 	if err != nil {
-		return nil, g.classify(g.endpoints.TokenURL, resp.status, err)
+		return nil, g.classify(op, g.endpoints.TokenURL, resp.status, err)
 	}
 	// The token type is checked by the token cache (refresh), which keeps a
 	// rotated refresh token even from an answer whose access token it must
@@ -258,14 +46,19 @@ func (g *grant) parseToken(resp *response) (*oauth2.Token, error) {
 	return tok, nil
 }
 
-// classify wraps an error answer of endpoint in the refresh taxonomy.
-func (g *grant) classify(endpoint string, status int, err error) error {
+// classify turns an unusable answer of endpoint, to operation op, into an
+// *EndpointError: an answer that is not a valid OAuth response matches
+// ErrBadResponse; an OAuth error answer is classified the way the token
+// cache classifies errors (ErrReauthRequired for invalid_grant,
+// ErrClientRejected for invalid_client, ErrTemporarilyUnavailable for a
+// 5xx, ...).
+func (g *grant) classify(op, endpoint string, status int, err error) error {
 	if errors.Is(err, oauthwire.ErrBodyTooLarge) || errors.Is(err, oauthwire.ErrMalformedResponse) ||
 		errors.Is(err, oauthwire.ErrUnexpectedContentType) || errors.Is(err, oauthwire.ErrMissingAccessToken) ||
 		errors.Is(err, oauthwire.ErrInvalidDeviceResponse) {
-		return &EndpointError{Endpoint: redact.URLString(endpoint), Status: status, Err: fmt.Errorf("%w: %w", ErrBadResponse, err)}
+		return &EndpointError{Op: op, Endpoint: redact.URLString(endpoint), Status: status, Err: badResponse(err)}
 	}
-	return &EndpointError{Endpoint: redact.URLString(endpoint), Status: status, Err: refresh.Classify(err)}
+	return &EndpointError{Op: op, Endpoint: redact.URLString(endpoint), Status: status, Err: refresh.Classify(err)}
 }
 
 // clientCredentials is the upstream of GrantClientCredentials. Its requests
@@ -278,18 +71,19 @@ func (g *grant) clientCredentials(ctx context.Context, resources []string) (*oau
 	for _, r := range resources {
 		form.Add("resource", r)
 	}
-	return g.tokenRequest(ctx, form, replaySafe)
+	tok, err := g.tokenRequest(ctx, form, replaySafe)
+	return tok, forCache(err)
 }
 
 // refreshGrant is the upstream of a login's default token: one refresh_token
 // request, never replayed once it may have reached the server.
 func (g *grant) refreshGrant(ctx context.Context, cur *oauth2.Token, resources []string) (*oauth2.Token, error) {
 	if cur == nil || cur.RefreshToken == "" {
-		return nil, fmt.Errorf("%w: not logged in (no refresh token); call Login", ErrReauthRequired)
+		return nil, forCache(failure(opToken("refresh_token"), "not logged in (no refresh token is stored); call Login", ErrReauthRequired))
 	}
 	tok, err := g.tokenRequest(ctx, g.refreshForm(cur.RefreshToken, resources), replayNever)
 	if err != nil {
-		return nil, err
+		return nil, forCache(err)
 	}
 	keepRefreshToken(tok, cur)
 	return tok, nil
@@ -330,16 +124,17 @@ func withExtra(tok *oauth2.Token, key string, v any) map[string]any {
 // token is used (even one whose save failed), and a rotated refresh token is
 // saved before the minted access token is used.
 func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth2.Token, error) {
+	op := opToken("refresh_token")
 	login, err := g.loginCache()
 	if err != nil {
-		return nil, err
+		return nil, forCache(inOp(op, err))
 	}
 	defer login.Close()
 	var minted *oauth2.Token
 	err = login.Exchange(ctx, func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error) {
 		tok, err := g.tokenRequest(ctx, g.refreshForm(full.RefreshToken, resources), replayNever)
 		if err != nil {
-			return nil, err
+			return nil, forCache(err)
 		}
 		minted = tok
 		if tok.RefreshToken == "" || tok.RefreshToken == full.RefreshToken {
@@ -354,15 +149,17 @@ func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth
 		return rotated, nil
 	})
 	if minted == nil {
-		return nil, err
+		// The login's cache reports its own failures (not logged in, the
+		// store unreadable) in its words; they are this request's.
+		return nil, forCache(inOp(op, err))
 	}
 	if err != nil && !errors.Is(err, refresh.ErrPersistFailed) {
-		return nil, err
+		return nil, forCache(inOp(op, err))
 	}
 	// With ErrPersistFailed the rotated refresh token is kept in memory by
-	// the login's cache and saved on its next access (C-04); the minted
-	// access token is good. The resource's own entry never holds the
-	// login's refresh token.
+	// the login's cache and saved on its next access, before anything else
+	// uses it; the minted access token is good. The resource's own entry
+	// never holds the login's refresh token.
 	out := *minted
 	out.RefreshToken = ""
 	return &out, nil

@@ -15,7 +15,7 @@ import (
 // internal/redact.Fields.
 
 func (c Options) redacted() *redact.Fields {
-	return redact.Of("client.Config").
+	return redact.Of("client.Options").
 		Show("Issuer", c.Issuer).Show("Endpoints", c.Endpoints).Show("ClientID", c.ClientID).
 		Secret("ClientSecret", c.ClientSecret != "").Secret("PrivateKey", c.PrivateKey != nil).Show("KeyID", c.KeyID).
 		Show("AuthMethod", c.AuthMethod).Show("Grant", c.Grant).Show("Scopes", c.Scopes).Show("Resources", c.Resources).

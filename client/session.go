@@ -13,6 +13,7 @@ import (
 	"github.com/cli/browser"
 	"golang.org/x/oauth2"
 
+	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
@@ -47,6 +48,10 @@ func (o *LoginOptions) show(c *Client, authURL string) {
 	}()
 }
 
+// errNoBrowser: the system browser could not be started; the URL printed
+// on the prompt is the way left.
+var errNoBrowser = errors.New("client: no browser could be opened")
+
 var browserOutput sync.Once
 
 // openSystemBrowser opens url with github.com/cli/browser, whose own output
@@ -61,6 +66,7 @@ func openSystemBrowser(u string) error {
 
 type discardWriter struct{}
 
+// Write discards p.
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func discardLog() *log.Logger { return log.New(discardWriter{}, "", 0) }
@@ -102,10 +108,10 @@ func (c *Client) derivedResources() []*Resource {
 // login whose tokens could not be kept.
 func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error {
 	if c.static != nil {
-		return fmt.Errorf("client: %w: a fixed access token is configured (Options.AccessToken); there is nothing to log in to", ErrInvalidConfig)
+		return failure(opLogin, "a fixed access token is configured (Options.AccessToken); there is nothing to log in to", ErrInvalidConfig)
 	}
 	if c.grant.cfg.Grant != GrantLogin {
-		return fmt.Errorf("client: %w: Login is for GrantLogin; client credentials need no login", ErrInvalidConfig)
+		return failure(opLogin, "Login is for GrantLogin; client credentials need no login", ErrInvalidConfig)
 	}
 	def, err := c.defaultResource()
 	if err != nil {
@@ -118,7 +124,7 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 		}
 	}
 	if err := c.grant.store.CheckWrite(ctx); err != nil {
-		return fmt.Errorf("client: login: the token store cannot save the new tokens, so no login was started: %w", err)
+		return failure(opLogin, "the token store cannot save the new tokens, so no login was started: "+plain(err), err)
 	}
 	start := c.now()
 	var tok *oauth2.Token
@@ -128,7 +134,10 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 		tok, err = c.browserLogin(ctx, &o)
 	}
 	if err != nil {
-		return err
+		// The flows name their requests' operations ("device
+		// authorization", "token request (authorization_code)"); the rest
+		// (a cancelled context) is the login's.
+		return inOp(opLogin, err)
 	}
 	for _, r := range c.derivedResources() {
 		if err := r.cache.Clear(ctx); err != nil {
@@ -139,10 +148,11 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 		if errors.Is(err, refresh.ErrPersistFailed) {
 			// The tokens work in this process; saving is retried on use.
 			c.grant.log.Warn("client: login succeeded but saving the tokens failed; retrying on next use", "error", err)
+			err = failure(opLogin, "signed in, but the tokens could not be saved (retried on next use): "+plain(err), err)
 			c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry, Err: err})
 			return err
 		}
-		return fmt.Errorf("client: login: %w", err)
+		return inOp(opLogin, err)
 	}
 	c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry})
 	return nil
@@ -197,10 +207,10 @@ func (c *Client) Logout(ctx context.Context) error {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
-			notRevoked = append(notRevoked, "access token for "+redact.URLString(r.resources[0])+" (the store could not be read)")
+			notRevoked = append(notRevoked, "access token for "+redact.Terminal(redact.URLString(r.resources[0]))+" (the store could not be read)")
 			errs = append(errs, err)
 		default:
-			tokens = append(tokens, held{"access token for " + redact.URLString(r.resources[0]), e.Token()})
+			tokens = append(tokens, held{"access token for " + redact.Terminal(redact.URLString(r.resources[0])), e.Token()})
 		}
 	}
 
@@ -226,7 +236,7 @@ func (c *Client) Logout(ctx context.Context) error {
 		revoke(h.tok.AccessToken, "access_token", h.what)
 	}
 	if c.endpoints.RevocationURL == "" && len(tokens) > 0 {
-		errs = append(errs, errors.New("client: the server has no revocation endpoint"))
+		errs = append(errs, errNoRevocation)
 	}
 
 	delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutDeleteTimeout)
@@ -251,13 +261,17 @@ func (g *grant) revoke(ctx context.Context, tok, hint string) error {
 	form := url.Values{"token": {tok}, "token_type_hint": {hint}}
 	resp, err := g.ep.post(ctx, g.endpoints.RevocationURL, form, g.authFor(g.endpoints.RevocationURL), replaySafe)
 	if err != nil {
-		return err
+		return inOp(opRevocation, err)
 	}
 	if resp.status == 200 {
 		return nil
 	}
-	return g.classify(g.endpoints.RevocationURL, resp.status, errorFromResponse(resp))
+	return g.classify(opRevocation, g.endpoints.RevocationURL, resp.status, oauthwire.ParseErrorResponse(resp.status, resp.header, resp.body))
 }
+
+// errNoRevocation: the tokens could not be revoked, for want of an
+// endpoint.
+var errNoRevocation = errors.New("revocation: the server has no revocation endpoint")
 
 func dedupe(s []string) []string {
 	var out []string
@@ -278,14 +292,18 @@ func contains(s []string, x string) bool {
 	return false
 }
 
-// Status describes the login without revealing any secret.
+// Status describes the login without revealing any secret. Its text
+// fields are for display and can be printed as they are: what came from
+// the server (Subject, Scopes) or from elsewhere has every character a
+// terminal could act on (escape sequences, carriage returns, bidi
+// overrides) shown escaped, as \x1b or \u202e.
 type Status struct {
 	// LoggedIn reports whether a usable refresh token (GrantLogin: stored
 	// and not past its known expiry) or a current access token
 	// (GrantClientCredentials, fixed token) is available.
 	LoggedIn bool
 	// Subject is the user the tokens belong to, when known (from the ID
-	// token, unverified: for display only).
+	// token, unverified: for display only, never for a decision).
 	Subject string
 	// Scopes granted, when the server said.
 	Scopes []string
@@ -307,7 +325,7 @@ type Status struct {
 // anything or contacting the server.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	g := c.grant
-	st := &Status{Issuer: redact.URLString(g.keyIssuer), ClientID: g.cfg.ClientID, Profile: g.cfg.Profile}
+	st := &Status{Issuer: redact.Terminal(redact.URLString(g.keyIssuer)), ClientID: redact.Terminal(g.cfg.ClientID), Profile: redact.Terminal(g.cfg.Profile)}
 	if st.Profile == "" {
 		st.Profile = "default"
 	}
@@ -321,16 +339,21 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	st.Storage = g.store.Status()
+	st.Storage.Backend = redact.Terminal(st.Storage.Backend)
+	st.Storage.Location = redact.Terminal(st.Storage.Location)
+	st.Storage.Warning = redact.Terminal(st.Storage.Warning)
 	e, err := g.store.Load(ctx, def.key.String())
 	if errors.Is(err, store.ErrNotFound) {
 		return st, nil
 	}
 	if err != nil {
-		return st, fmt.Errorf("client: status: %w", err)
+		return st, inOp(opStatus, err)
 	}
-	st.Subject = e.Subject
-	if e.Scope != "" {
-		st.Scopes = strings.Fields(e.Scope)
+	// Both come from the server: the subject from the ID token, the
+	// scopes from the token response.
+	st.Subject = redact.Terminal(e.Subject)
+	for _, s := range strings.Fields(e.Scope) {
+		st.Scopes = append(st.Scopes, redact.Terminal(s))
 	}
 	if e.AccessToken != "" {
 		st.AccessTokenExpiry = e.Expiry

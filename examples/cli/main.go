@@ -22,9 +22,14 @@
 // OS keychain; TOKENWARD_STORE=encrypted-file (with TOKENWARD_PASSPHRASE) or
 // memory opts in to something else; TOKENWARD_ACCESS_TOKEN supplies a fixed
 // token instead (CI), and then no keychain is touched. The program never
-// prints a token, and prints text that comes from the server (error
-// descriptions, the subject, scopes) with terminal control characters
-// escaped.
+// prints a token. Text that comes from the server (error descriptions, the
+// subject, scopes) reaches it through the client with every character a
+// terminal could act on already escaped, so it prints it as it is; the one
+// piece of server text it gets on its own, the API's answer to call (its
+// status line, or net/http's error), it escapes itself (printable).
+//
+// The program imports only tokenward's public packages and the standard
+// library, so it can be copied as the start of your own.
 package main
 
 import (
@@ -37,11 +42,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -140,7 +147,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		st, _ := c.Status(ctx)
 		who := "signed in"
 		if st != nil && st.Subject != "" {
-			who = "signed in as " + redact.Terminal(st.Subject)
+			who = "signed in as " + st.Subject // escaped by the client
 		}
 		fmt.Fprintln(stdout, who)
 	case "status":
@@ -159,7 +166,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		if err := c.Logout(ctx); err != nil {
 			var le *client.LogoutError
 			if errors.As(err, &le) && le.LocalDeleted {
-				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", redact.Terminal(strings.Join(le.NotRevoked, ", ")))
+				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", strings.Join(le.NotRevoked, ", "))
 				return 1
 			}
 			return fail(stderr, err)
@@ -172,19 +179,20 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 	return 0
 }
 
+// printStatus prints st. Its text fields (the subject and the scopes come
+// from the server) are escaped by the client, so they are printed as they
+// are.
 func printStatus(w io.Writer, st *client.Status) {
-	profile := redact.Terminal(st.Profile)
 	if !st.LoggedIn {
-		fmt.Fprintf(w, "not signed in (profile %s); run: cli login\n", profile)
+		fmt.Fprintf(w, "not signed in (profile %s); run: cli login\n", st.Profile)
 	} else {
-		// The subject and the scopes come from the server.
-		who := redact.Terminal(st.Subject)
+		who := st.Subject
 		if who == "" {
 			who = "(subject unknown)"
 		}
-		fmt.Fprintf(w, "signed in as %s (profile %s)\n", who, profile)
+		fmt.Fprintf(w, "signed in as %s (profile %s)\n", who, st.Profile)
 		if len(st.Scopes) > 0 {
-			fmt.Fprintf(w, "scopes:        %s\n", redact.Terminal(strings.Join(st.Scopes, " ")))
+			fmt.Fprintf(w, "scopes:        %s\n", strings.Join(st.Scopes, " "))
 		}
 		if !st.AccessTokenExpiry.IsZero() {
 			fmt.Fprintf(w, "access token:  expires in %s\n", until(st.AccessTokenExpiry))
@@ -199,9 +207,9 @@ func printStatus(w io.Writer, st *client.Status) {
 		}
 	}
 	s := st.Storage
-	fmt.Fprintf(w, "storage:       %s %s (encrypted: %v)\n", redact.Terminal(s.Backend), redact.Terminal(s.Location), s.Encrypted)
+	fmt.Fprintf(w, "storage:       %s %s (encrypted: %v)\n", s.Backend, s.Location, s.Encrypted)
 	if s.Warning != "" {
-		fmt.Fprintf(w, "WARNING:       %s\n", redact.Terminal(s.Warning))
+		fmt.Fprintf(w, "WARNING:       %s\n", s.Warning)
 	}
 }
 
@@ -220,14 +228,14 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		fmt.Fprintln(stderr, "cli: bad URL:", terminalLines(err.Error()))
+		fmt.Fprintln(stderr, "cli: bad URL:", printable(err.Error()))
 		return 2
 	}
 	// The token goes only to the origins the user configured, never to
 	// whatever URL was typed: refuse the call rather than send it without.
 	origin := req.URL.Scheme + "://" + req.URL.Host
 	if !allowed(origin, cfg) {
-		origin = redact.Terminal(origin)
+		origin = printable(origin)
 		fmt.Fprintf(stderr, "cli: %s is not an API origin of this profile; add --api-origin %s (or TOKENWARD_API_ORIGIN) if it should receive your token\n", origin, origin)
 		return 2
 	}
@@ -236,14 +244,15 @@ func callURL(ctx context.Context, c *client.Client, target string, stdout, stder
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fail(stderr, err)
+		return fail(stderr, escaped{err})
 	}
 	defer resp.Body.Close()
-	// The status line's reason phrase is the server's text. The body is
-	// the output the user asked for and is copied as it is, as curl does.
-	fmt.Fprintf(stderr, "%s %s\n", redact.Terminal(resp.Proto), redact.Terminal(resp.Status))
+	// The status line's reason phrase is the API's own text, which does not
+	// come through the client: escaped here. The body is the output the
+	// user asked for and is copied as it is, as curl does.
+	fmt.Fprintf(stderr, "%s %s\n", printable(resp.Proto), printable(resp.Status))
 	if _, err := io.Copy(stdout, io.LimitReader(resp.Body, 10<<20)); err != nil {
-		return fail(stderr, err)
+		return fail(stderr, escaped{err})
 	}
 	if resp.StatusCode >= 400 {
 		return 1
@@ -290,7 +299,9 @@ func fail(w io.Writer, err error) int {
 // report prints err and, when there is any, the advice; it returns the
 // exit code.
 func report(w io.Writer, err error, advice string) int {
-	fmt.Fprintln(w, "cli:", terminalLines(err.Error()))
+	// tokenward's errors are safe to print as they are: no secret, and
+	// server text in them escaped.
+	fmt.Fprintln(w, "cli:", err)
 	if errors.Is(err, context.Canceled) {
 		return 130
 	}
@@ -326,14 +337,37 @@ func hint(err error) string {
 	return ""
 }
 
-// terminalLines returns s, an error message that may quote the server (an
-// error_description), fit to print on a terminal: each line passed through
-// redact.Terminal, so no escape sequence, carriage return or bidi control
-// gets through, while the line breaks between joined errors stay.
-func terminalLines(s string) string {
-	ls := strings.Split(s, "\n")
-	for i, l := range ls {
-		ls[i] = redact.Terminal(l)
+// printable returns s with every character that is not graphic (control
+// characters such as ESC and carriage return, bidi overrides, line
+// separators) shown as a Go escape (\x1b, \r, \u202e), and every byte
+// that is not UTF-8 as \xff, so that text from a server cannot act on the
+// terminal. It is for the little text that does not come through the
+// client, which escapes what it returns.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsGraphic(r):
+			b.WriteString(s[i : i+size])
+		default:
+			q := strconv.QuoteRuneToGraphic(r) // '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
 	}
-	return strings.Join(ls, "\n")
+	return b.String()
 }
+
+// escaped is an error that did not come from the client (net/http's, when
+// calling the API), printed through printable: it may quote what the API
+// sent, such as a redirect's target.
+type escaped struct{ err error }
+
+// Error is the message, escaped.
+func (e escaped) Error() string { return printable(e.err.Error()) }
+
+// Unwrap returns the error, for errors.Is (context.Canceled: exit 130).
+func (e escaped) Unwrap() error { return e.err }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -74,12 +77,27 @@ func TestCLIEscapesServerText(t *testing.T) {
 	})
 }
 
-// Each line of an error is escaped on its own; the line breaks between
-// joined errors stay.
-func TestTerminalLines(t *testing.T) {
+// The API's status line, the one piece of server text the CLI escapes
+// itself, shows control characters, bidi overrides and invalid UTF-8 as Go
+// escapes; ordinary text, accented letters included, is unchanged.
+func TestPrintable(t *testing.T) {
 	t.Parallel()
-	in := "first\x1b[2J\nsecond\r\u202e"
-	if got, want := terminalLines(in), `first\x1b[2J`+"\n"+`second\x0d\u202e`; got != want {
-		t.Fatalf("terminalLines(%q) = %q, want %q", in, got, want)
+	for in, want := range map[string]string{
+		"200 OK":                        "200 OK",
+		"418 I'm a teapot":              "418 I'm a teapot",
+		"200 Ça va":                     "200 Ça va",
+		"200 OK\x1b[2J\rfake":           `200 OK\x1b[2J\rfake`,
+		"200 \u009b2J \u202eevil\u202c": `200 \u009b2J \u202eevil\u202c`,
+		"200 \xff":                      `200 \xff`,
+	} {
+		got := printable(in)
+		if got != want {
+			t.Errorf("printable(%q) = %q, want %q", in, got, want)
+		}
+		assertTerminalSafe(t, "printable's result", got)
+	}
+	err := escaped{fmt.Errorf("Get \"https://api.example/\u202ex\": %w", context.Canceled)}
+	if want := `Get "https://api.example/\u202ex": context canceled`; err.Error() != want || !errors.Is(err, context.Canceled) {
+		t.Errorf("escaped error = %q (context.Canceled: %v), want %q and a match", err, errors.Is(err, context.Canceled), want)
 	}
 }

@@ -43,7 +43,7 @@ func BasicAuth(clientID, clientSecret string) string {
 
 // ErrUnsupportedKey: the signing key is not RSA (2048 bits or more) or
 // ECDSA P-256/P-384/P-521.
-var ErrUnsupportedKey = errors.New("oauthwire: unsupported client assertion key (need RSA >= 2048 bits or ECDSA P-256/P-384/P-521)")
+var ErrUnsupportedKey = errors.New("unsupported client assertion key (need RSA >= 2048 bits or ECDSA P-256/P-384/P-521)")
 
 // AssertionAlg returns the JWS algorithm used for a key: RS256 for RSA,
 // ES256/ES384/ES512 for ECDSA P-256/P-384/P-521.
@@ -76,7 +76,7 @@ func AssertionAlg(pub crypto.PublicKey) (string, error) {
 // request.
 func ClientAssertion(key crypto.Signer, keyID, clientID, audience string, now time.Time, lifetime time.Duration) (string, error) {
 	if key == nil || clientID == "" || audience == "" {
-		return "", errors.New("oauthwire: client assertion needs a key, a client id and an audience")
+		return "", errors.New("client assertion needs a key, a client id and an audience")
 	}
 	alg, err := AssertionAlg(key.Public())
 	if err != nil {
@@ -87,7 +87,7 @@ func ClientAssertion(key crypto.Signer, keyID, clientID, audience string, now ti
 	}
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
-		return "", fmt.Errorf("oauthwire: client assertion: %w", err)
+		return "", fmt.Errorf("client assertion: %w", err)
 	}
 	hdr := map[string]string{"alg": alg, "typ": "JWT"}
 	if keyID != "" {
@@ -104,12 +104,12 @@ func ClientAssertion(key crypto.Signer, keyID, clientID, audience string, now ti
 	hb, _ := json.Marshal(hdr)
 	cb, err := json.Marshal(claims)
 	if err != nil {
-		return "", fmt.Errorf("oauthwire: client assertion: %w", err)
+		return "", fmt.Errorf("client assertion: %w", err)
 	}
 	signing := b64(hb) + "." + b64(cb)
 	sig, err := signJWS(key, alg, []byte(signing))
 	if err != nil {
-		return "", fmt.Errorf("oauthwire: client assertion: %w", err)
+		return "", fmt.Errorf("client assertion: %w", err)
 	}
 	return signing + "." + b64(sig), nil
 }

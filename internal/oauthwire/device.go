@@ -134,8 +134,9 @@ const (
 	// DevicePollExpired: expired_token, the device code expired; start over.
 	DevicePollExpired
 	// DevicePollTransient: a 5xx or 429 without a device code error; poll
-	// again after the interval (PITFALLS O-15: keep polling on transient
-	// server errors).
+	// again after the interval. A busy server or a proxy hiccup says nothing
+	// about the login, and ending the flow would make the user start over
+	// with a new code.
 	DevicePollTransient
 )
 

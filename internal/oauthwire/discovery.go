@@ -125,7 +125,7 @@ func ParseDiscovery(body []byte, wantIssuer string) (*Discovery, error) {
 	}
 	d := &Discovery{Issuer: jsonString(m["issuer"])}
 	if d.Issuer != wantIssuer {
-		return nil, fmt.Errorf("%w: document names %q, expected %q", ErrIssuerMismatch,
+		return nil, fmt.Errorf("%w: it names %q, expected %q", ErrIssuerMismatch,
 			sanitize(redact.URLString(d.Issuer), 200), sanitize(redact.URLString(wantIssuer), 200))
 	}
 	if err := checkAbsolute(d.Issuer); err != nil {
@@ -225,11 +225,11 @@ func jsonBool(raw json.RawMessage) bool {
 // https://as/tenant/.well-known/openid-configuration.
 func WellKnownURLs(issuer string) (oauth, openid string, err error) {
 	if err := checkAbsolute(issuer); err != nil {
-		return "", "", fmt.Errorf("oauthwire: issuer: %w", err)
+		return "", "", fmt.Errorf("issuer: %w", err)
 	}
 	u, _ := url.Parse(issuer)
 	if u.RawQuery != "" || u.ForceQuery {
-		return "", "", fmt.Errorf("oauthwire: issuer has a query")
+		return "", "", fmt.Errorf("issuer has a query")
 	}
 	path := strings.TrimSuffix(u.EscapedPath(), "/")
 	base := u.Scheme + "://" + u.Host
@@ -243,7 +243,7 @@ func WellKnownURLs(issuer string) (oauth, openid string, err error) {
 func CheckSecureURL(raw string, allowLoopback bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("oauthwire: %q is not an absolute URL: %w", sanitize(redact.URLString(raw), 200), twerr.ErrInsecureURL)
+		return fmt.Errorf("%q is not an absolute URL: %w", sanitize(redact.URLString(raw), 200), twerr.ErrInsecureURL)
 	}
 	switch {
 	case u.Scheme == "https":
@@ -251,7 +251,7 @@ func CheckSecureURL(raw string, allowLoopback bool) error {
 	case u.Scheme == "http" && allowLoopback && IsLoopbackHost(u.Hostname()):
 		return nil
 	}
-	return fmt.Errorf("oauthwire: %s: %w", sanitize(redact.URL(u), 200), twerr.ErrInsecureURL)
+	return fmt.Errorf("%s: %w", sanitize(redact.URL(u), 200), twerr.ErrInsecureURL)
 }
 
 // IsLoopbackHost reports whether host (without port or brackets) is a

@@ -51,8 +51,9 @@ const (
 // page, a plain-text 429).
 //
 // All string fields are sanitized when the Error is built (secrets and long
-// token-like words removed, control characters replaced, lengths capped), so
-// they are safe to log and to put into other error strings.
+// token-like words removed, control characters replaced, characters a
+// terminal could act on escaped, lengths capped), so they are safe to log,
+// to put into other error strings and to print on a terminal.
 type Error struct {
 	// StatusCode is the HTTP status (200 for the rare server that answers a
 	// token request with 200 and an error member).
@@ -76,18 +77,20 @@ type Error struct {
 }
 
 // Error returns a short (at most 512 bytes) description that never contains
-// a secret from the response.
+// a secret from the response, in words a caller can put after "the server
+// answered": "invalid_grant (HTTP 400): Token revoked", or "HTTP 502
+// (text/html): Bad Gateway; retry after 30s". It names no package: the
+// caller says which operation got the answer.
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("oauthwire: ")
 	if e.Code != "" {
-		fmt.Fprintf(&b, "server error %s (HTTP %d)", e.Code, e.StatusCode)
+		fmt.Fprintf(&b, "%s (HTTP %d)", e.Code, e.StatusCode)
 		if e.Description != "" {
 			b.WriteString(": ")
 			b.WriteString(e.Description)
 		}
 	} else {
-		fmt.Fprintf(&b, "server returned HTTP %d", e.StatusCode)
+		fmt.Fprintf(&b, "HTTP %d", e.StatusCode)
 		if e.ContentType != "" {
 			fmt.Fprintf(&b, " (%s)", e.ContentType)
 		}
@@ -215,11 +218,15 @@ func cutWord(s string, n int) string {
 	return ""
 }
 
-// sanitize makes server-supplied text safe for error strings and logs:
-// whitespace is collapsed; redact's rules remove JWTs, key=value secrets and
-// credentials after auth schemes; any remaining run of 20 or more token
-// characters that contains a digit (an opaque token, a code, a canary), or
-// of 40 or more in any case, is replaced; the result is cut to max bytes.
+// sanitize makes server-supplied text safe for error strings, logs and
+// terminals: whitespace is collapsed; redact's rules remove JWTs, key=value
+// secrets and credentials after auth schemes; any remaining run of 20 or
+// more token characters that contains a digit (an opaque token, a code, a
+// canary), or of 40 or more in any case, is replaced; C0 controls become
+// spaces; what a terminal could still act on (C1 controls such as the
+// 8-bit CSI, bidi overrides and other format characters) is shown escaped,
+// as \u009b or \u202e, so that whoever prints the text needs no escaping
+// of their own; the result is cut to max bytes.
 func sanitize(s string, max int) string {
 	if s == "" {
 		return ""
@@ -228,11 +235,22 @@ func sanitize(s string, max int) string {
 		s = cutWord(s, 4*max+1024)
 	}
 	s = spaceRe.ReplaceAllString(s, " ")
-	s = longWordRe.ReplaceAllStringFunc(s, func(w string) string {
+	s = redactLongWords(s)
+	s = redact.Truncate(s, max) // C0 controls and invalid UTF-8 become spaces
+	if t := redact.Terminal(s); t != s {
+		// An escape next to a word may make a longer run: check again.
+		s = redact.Truncate(redactLongWords(t), max)
+	}
+	return strings.TrimSpace(s)
+}
+
+// redactLongWords replaces the runs of token characters that may be
+// secrets: 20 or more with a digit, or 40 or more.
+func redactLongWords(s string) string {
+	return longWordRe.ReplaceAllStringFunc(s, func(w string) string {
 		if len(w) >= 40 || strings.ContainsAny(w, "0123456789") {
 			return redact.Placeholder
 		}
 		return w
 	})
-	return strings.TrimSpace(redact.Truncate(s, max))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tokenward/tokenward/internal/canary"
+	"github.com/tokenward/tokenward/internal/redact"
 )
 
 func TestParseErrorResponse(t *testing.T) {
@@ -84,7 +85,9 @@ func TestParseErrorResponse(t *testing.T) {
 			if d := cmp.Diff(&c.want, got); d != "" {
 				t.Errorf("(-want +got):\n%s", d)
 			}
-			if msg := got.Error(); len(msg) > 512 || !strings.HasPrefix(msg, "oauthwire: ") {
+			// The message names no package: it reaches users inside the
+			// client's, which say which operation got the answer.
+			if msg := got.Error(); len(msg) > 512 || strings.Contains(msg, "oauthwire") || !strings.Contains(msg, fmt.Sprintf("HTTP %d", c.status)) {
 				t.Errorf("Error() = %q", msg)
 			}
 		})
@@ -94,7 +97,7 @@ func TestParseErrorResponse(t *testing.T) {
 func TestErrorStringAndMethods(t *testing.T) {
 	t.Parallel()
 	e := ParseErrorResponse(400, jsonHeader(), []byte(`{"error":"invalid_grant","error_description":"expired"}`))
-	if got, want := e.Error(), "oauthwire: server error invalid_grant (HTTP 400): expired"; got != want {
+	if got, want := e.Error(), "invalid_grant (HTTP 400): expired"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 	if s, c, d := e.OAuthError(); s != 400 || c != "invalid_grant" || d != "expired" {
@@ -104,7 +107,7 @@ func TestErrorStringAndMethods(t *testing.T) {
 		t.Error("invalid_grant is not temporary")
 	}
 	e = ParseErrorResponse(502, http.Header{"Content-Type": {"text/html"}, "Retry-After": {"3"}}, []byte("<title>Bad Gateway</title>"))
-	if got, want := e.Error(), "oauthwire: server returned HTTP 502 (text/html): Bad Gateway; retry after 3s"; got != want {
+	if got, want := e.Error(), "HTTP 502 (text/html): Bad Gateway; retry after 3s"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 	if !e.Temporary() {
@@ -179,6 +182,34 @@ func TestSanitizeKeepsProse(t *testing.T) {
 		if got := sanitize(in, 256); got != want {
 			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Server text that a terminal could act on is escaped where it is
+// sanitized, so the client's error messages can be printed as they are:
+// C1 controls (an 8-bit CSI in UTF-8), bidi overrides and other format
+// characters show as \u escapes; C0 controls (ESC) and invalid UTF-8
+// become spaces; secrets next to an escape are still removed.
+func TestSanitizeEscapesTerminalControls(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"scope \u009b2J\u009d0;pwned\u009c refused": `scope \u009b2J\u009d0;pwned\u009c refused`,
+		"evil \u202eevil\u202c end":                 `evil \u202eevil\u202c end`,
+		"red \x1b[31mtext\xff":                      "red  [31mtext",
+		"\u200bzero width":                          `\u200bzero width`,
+		"id \u202eabcdefghijklmn1":                  `id \REDACTED`,
+	} {
+		got := sanitize(in, 256)
+		if got != want {
+			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
+		}
+		if redact.Terminal(got) != got {
+			t.Errorf("sanitize(%q) = %q is not safe on a terminal", in, got)
+		}
+	}
+	e := ParseErrorResponse(400, jsonHeader(), []byte(`{"error":"invalid_scope","error_description":"scope \u009b2J refused \u202eevil"}`))
+	if want := `invalid_scope (HTTP 400): scope \u009b2J refused \u202eevil`; e.Error() != want {
+		t.Errorf("Error() = %q, want %q", e.Error(), want)
 	}
 }
 

@@ -29,7 +29,7 @@ func ExampleParseTokenResponse() {
 	}
 	// Output:
 	// Bearer 3599 12:59:59 read
-	// invalid_grant - oauthwire: server error invalid_grant (HTTP 400): Token revoked
+	// invalid_grant - invalid_grant (HTTP 400): Token revoked
 }
 
 func ExampleParseErrorResponse() {
@@ -39,7 +39,7 @@ func ExampleParseErrorResponse() {
 	fmt.Println(e)
 	// Output:
 	// true 30s
-	// oauthwire: server returned HTTP 502 (text/html): 502 Bad Gateway; retry after 30s
+	// HTTP 502 (text/html): 502 Bad Gateway; retry after 30s
 }
 
 func ExampleParseDiscovery() {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tokenward/tokenward/internal/redact"
 )
 
 // secretWords returns the runs of token characters in input that sanitize
@@ -97,9 +99,15 @@ func FuzzParseErrorResponse(f *testing.F) {
 			t.Fatal("no error value")
 		}
 		checkErrorSafe(t, e, string(body))
+		if msg := e.Error(); redact.Terminal(msg) != msg {
+			t.Fatalf("Error() %q holds characters a terminal could act on", msg)
+		}
 		for _, s := range []string{e.Code, e.Description, e.URI, e.Excerpt} {
 			if !utf8.ValidString(s) || len(s) > maxDescLen {
 				t.Fatalf("field unbounded: %q", s)
+			}
+			if redact.Terminal(s) != s {
+				t.Fatalf("field %q holds characters a terminal could act on", s)
 			}
 			for _, w := range secretWords(string(body)) {
 				if strings.Contains(s, w) {

@@ -5,9 +5,13 @@
 //
 // Everything here treats its input as hostile. Bodies larger than [MaxBody]
 // are refused; optional fields that fail to parse never make a usable
-// response fail (PITFALLS O-07); error values and their strings are short and
-// sanitized so that no secret from a response body reaches a log line
-// (O-13, T-01).
+// response fail (a server that sends expires_in as "3599.5" still issued a
+// good token, and throwing it away would strand the user); error values and
+// their strings are short and sanitized, so that no secret from a response
+// body reaches a log line or an error message, and nothing in them can act
+// on a terminal. Messages name no package: they describe what was wrong
+// with the answer, and the caller wraps them with the operation that got
+// it.
 //
 // The flow for a token request is:
 //
@@ -43,28 +47,31 @@ const MaxBody = 1 << 20
 // when it is refreshed.
 const MaxExpiresIn = 365 * 24 * time.Hour
 
-// Sentinel errors. They are wrapped with context; test with errors.Is.
+// Sentinel errors. They are wrapped with context; test with errors.Is. Their
+// text names no package, since it reaches users inside the client's
+// messages ("client: token request (refresh_token): ... malformed response
+// body: ...").
 var (
 	// ErrBodyTooLarge: the response body is larger than MaxBody.
-	ErrBodyTooLarge = errors.New("oauthwire: response body larger than 1 MiB")
+	ErrBodyTooLarge = errors.New("response body larger than 1 MiB")
 	// ErrMissingAccessToken: a successful token response without a usable
 	// access_token (absent, empty, not a string, or with control characters).
-	ErrMissingAccessToken = errors.New("oauthwire: token response has no usable access_token")
+	ErrMissingAccessToken = errors.New("token response has no usable access_token")
 	// ErrMalformedResponse: the body is neither a JSON object nor a
 	// form-encoded response.
-	ErrMalformedResponse = errors.New("oauthwire: malformed response body")
+	ErrMalformedResponse = errors.New("malformed response body")
 	// ErrUnexpectedContentType: the body did not parse and its content type is
 	// neither JSON nor form encoding (an HTML login page, a proxy's error page).
-	ErrUnexpectedContentType = errors.New("oauthwire: unexpected content type")
+	ErrUnexpectedContentType = errors.New("unexpected content type")
 	// ErrIssuerMismatch: a discovery document names another issuer than the
 	// one it was fetched for (RFC 8414 section 3.3, mix-up protection).
-	ErrIssuerMismatch = errors.New("oauthwire: discovery document issuer mismatch")
+	ErrIssuerMismatch = errors.New("discovery document issuer mismatch")
 	// ErrInvalidDiscovery: the discovery document is not a JSON object, or an
 	// endpoint in it is not an absolute http(s) URL.
-	ErrInvalidDiscovery = errors.New("oauthwire: invalid discovery document")
+	ErrInvalidDiscovery = errors.New("invalid discovery document")
 	// ErrInvalidDeviceResponse: a device authorization response lacks
 	// device_code, user_code or a usable verification_uri.
-	ErrInvalidDeviceResponse = errors.New("oauthwire: invalid device authorization response")
+	ErrInvalidDeviceResponse = errors.New("invalid device authorization response")
 )
 
 // JWTExpiry returns the exp claim of a JWT-shaped access token without

@@ -47,7 +47,8 @@ import (
 //
 // An unknown expiry is the caller's to resolve (a JWT exp, then a default
 // lifetime); oauth2.Token treats a zero Expiry as "never expires", which
-// tokenward's cache does not (PITFALLS O-06).
+// tokenward's cache does not: a token kept forever would be sent long
+// after the server stopped accepting it.
 //
 // The token carries: AccessToken; TokenType exactly as sent ("" when absent
 // or null; a non-string value as its JSON text, so it cannot pass for

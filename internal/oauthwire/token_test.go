@@ -25,7 +25,7 @@ func formHeader() http.Header {
 	return http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 }
 
-// TestExpiresInConformance is the O-07 table: every expires_in shape, in
+// TestExpiresInConformance is the expires_in table: every shape, in
 // JSON and in form encoding, has a defined result, and the token (with its
 // refresh token) is never thrown away.
 func TestExpiresInConformance(t *testing.T) {

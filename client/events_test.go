@@ -16,6 +16,41 @@ import (
 	"github.com/tokenward/tokenward/store"
 )
 
+// Two Clients of one credential must share a store, and both see events.
+func TestSecondClientSameCredential(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	var n1, n2 atomic.Int32
+	cfg := e.config()
+	cfg.Events = func(ev Event) {
+		if ev.Kind == EventRefreshed {
+			n1.Add(1)
+		}
+	}
+	c1 := mustNew(t, cfg)
+	login(t, c1)
+	other, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
+	cfg2 := e.config()
+	cfg2.Store = other
+	if _, err := New(t.Context(), with(cfg2)); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("a second Client with another store = %v, want ErrInvalidConfig", err)
+	}
+	cfg3 := e.config()
+	cfg3.Events = func(ev Event) {
+		if ev.Kind == EventRefreshed {
+			n2.Add(1)
+		}
+	}
+	c2 := mustNew(t, cfg3)
+	forceRefresh(t, c2)
+	if _, err := c2.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n1.Load() != 1 || n2.Load() != 1 {
+		t.Fatalf("refresh events seen: first Client %d, second %d; want 1 and 1", n1.Load(), n2.Load())
+	}
+}
+
 // countingSaves counts the saves of a store.
 type countingSaves struct {
 	store.Store
@@ -38,41 +73,29 @@ func TestRejectingAPIDoesNotDriveTokenEndpoint(t *testing.T) {
 		t.Run(fmt.Sprintf("%d requests", n), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				as, err := oauthtest.New(oauthtest.Config{InMemory: true, Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer as.Close()
-				api, err := as.NewAPI("")
-				if err != nil {
-					t.Fatal(err)
-				}
+				e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}}, inMemory())
+				as, api := e.as, e.api
 				other, err := as.NewAPI("https://other.example/")
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer other.Close()
-				mem, _ := store.Open(t.Context(), func(o *store.Options) { o.Mode = store.ModeMemory })
-				st := &countingSaves{Store: mem}
+				st := &countingSaves{Store: e.store}
 				var mu sync.Mutex
 				var rejected []Event
-				c, err := New(t.Context(), with(Options{
-					Issuer: as.Issuer(), ClientID: "job", ClientSecret: "job-secret", Grant: GrantClientCredentials,
-					Resources:  []string{other.Resource()}, // the wrong audience for api
-					APIOrigins: []string{api.URL()}, AllowInsecureLoopback: true, Store: st,
-					HTTP: HTTPSettings{Transport: as.Transport()},
-					Events: func(e Event) {
+				c := e.client(t, clientCredentials("job", "job-secret"), func(o *Options) {
+					o.Scopes, o.Logger = nil, nil
+					o.Resources = []string{other.Resource()} // the wrong audience for api
+					o.APIOrigins = []string{api.URL()}
+					o.Store = st
+					o.Events = func(e Event) {
 						if e.Kind == EventTokenRejected {
 							mu.Lock()
 							rejected = append(rejected, e)
 							mu.Unlock()
 						}
-					},
-				}))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
+					}
+				})
 				hc, err := c.HTTPClient(t.Context())
 				if err != nil {
 					t.Fatal(err)

@@ -1,0 +1,215 @@
+package client
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/oauthtest"
+	"github.com/tokenward/tokenward/refresh"
+	"github.com/tokenward/tokenward/store"
+	"github.com/tokenward/tokenward/transport"
+)
+
+// One concept, one name: every package's invalid-configuration error
+// matches ErrInvalidConfig, whichever package's name the caller uses.
+func TestInvalidConfigOneName(t *testing.T) {
+	t.Parallel()
+	_, storeErr := store.Open(t.Context(), func(o *store.Options) { o.Mode = "no-such-mode" })
+	_, transportErr := transport.New(nil)
+	_, refreshErr := refresh.New("", nil)
+	for name, err := range map[string]error{"store.Open": storeErr, "transport.New": transportErr, "refresh.New": refreshErr} {
+		for _, target := range []error{ErrInvalidConfig, store.ErrInvalidConfig, transport.ErrInvalidConfig, refresh.ErrInvalidConfig} {
+			if !errors.Is(err, target) {
+				t.Errorf("%s: %v does not match %v", name, err, target)
+			}
+		}
+	}
+}
+
+// Each operation's failure says which operation failed, in one prefix
+// ("client: <operation>: "), then what happened, without an internal
+// package's name or a phrase repeated by nested wrapping, and still matches
+// its sentinels and types.
+func TestErrorMessagesNameTheOperation(t *testing.T) {
+	t.Parallel()
+	type outcome struct {
+		err  error
+		also error // a nested error with its own operation (revocation, inside logout), or nil
+	}
+	cases := []struct {
+		name   string
+		run    func(t *testing.T) outcome
+		prefix string
+		nested string // prefix of also
+		is     []error
+		as     func(error) bool
+	}{
+		{
+			name: "discovery 404",
+			run: func(t *testing.T) outcome {
+				e := newFixture(t, oauthtest.Config{})
+				forgetDiscovery(e.as.Issuer())
+				e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Status: http.StatusNotFound, Endpoint: oauthtest.EndpointDiscovery})
+				c, err := New(t.Context(), with(e.config()))
+				if err == nil {
+					c.Close()
+				}
+				return outcome{err: err}
+			},
+			prefix: "client: discovery: ",
+			is:     []error{ErrDiscovery},
+			as:     isEndpointError,
+		},
+		{
+			name: "device authorization 500",
+			run: func(t *testing.T) outcome {
+				e := newFixture(t, oauthtest.Config{})
+				c := e.client(t)
+				e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointDeviceAuthorization})
+				return outcome{err: c.Login(t.Context(), WithDevice())}
+			},
+			prefix: "client: device authorization: ",
+			is:     []error{ErrTemporarilyUnavailable},
+			as:     isEndpointError,
+		},
+		{
+			name: "revocation 500",
+			run: func(t *testing.T) outcome {
+				e := newFixture(t, oauthtest.Config{})
+				c := e.loggedIn(t)
+				e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
+				err := c.Logout(t.Context())
+				var ee *EndpointError
+				if !errors.As(err, &ee) {
+					t.Fatalf("Logout = %v, want it to hold the revocation's *EndpointError", err)
+				}
+				return outcome{err: err, also: ee}
+			},
+			prefix: "client: logout: ",
+			nested: "client: revocation: ",
+			is:     []error{ErrTemporarilyUnavailable},
+			as:     func(err error) bool { var le *LogoutError; return errors.As(err, &le) && isEndpointError(err) },
+		},
+		{
+			name: "refresh invalid_grant",
+			run: func(t *testing.T) outcome {
+				e := newFixture(t, oauthtest.Config{})
+				c := e.loggedIn(t)
+				e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointToken, Grant: oauthtest.GrantRefreshToken,
+					Code: "invalid_grant", Description: "Token revoked"})
+				forceRefresh(t, c)
+				_, err := c.Token(t.Context())
+				return outcome{err: err}
+			},
+			prefix: "client: token request (refresh_token): ",
+			is:     []error{ErrReauthRequired},
+			as:     isEndpointError,
+		},
+		{
+			name: "not logged in",
+			run: func(t *testing.T) outcome {
+				_, err := newFixture(t, oauthtest.Config{}).client(t).Token(t.Context())
+				return outcome{err: err}
+			},
+			prefix: "client: token request (refresh_token): ",
+			is:     []error{ErrReauthRequired},
+		},
+		{
+			name: "not logged in, another resource",
+			run: func(t *testing.T) outcome {
+				e := newFixture(t, oauthtest.Config{})
+				apiB := oauthtest.StartAPI(t, e.as, "")
+				c := e.client(t, func(o *Options) { o.Resources = append(o.Resources, apiB.Resource()) })
+				r, err := c.ForResource(apiB.Resource())
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = r.Token(t.Context())
+				return outcome{err: err}
+			},
+			prefix: "client: token request (refresh_token): ",
+			is:     []error{ErrReauthRequired},
+		},
+		{
+			name: "client credentials invalid_client",
+			run: func(t *testing.T) outcome {
+				e := newFixture(t, oauthtest.Config{})
+				cfg := e.confidential(t, "job", "job-secret", oauthtest.AuthClientSecretBasic)
+				cfg.ClientSecret = "not-the-secret"
+				_, err := mustNew(t, cfg).Token(t.Context())
+				return outcome{err: err}
+			},
+			prefix: "client: token request (client_credentials): ",
+			is:     []error{ErrClientRejected},
+			as:     isEndpointError,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := tc.run(t)
+			if o.err == nil {
+				t.Fatal("no error")
+			}
+			t.Logf("%s", o.err)
+			checkMessage(t, o.err.Error(), tc.prefix)
+			if o.also != nil {
+				checkMessage(t, o.also.Error(), tc.nested)
+				if want := strings.TrimPrefix(tc.nested, "client: "); !strings.Contains(o.err.Error(), want) {
+					t.Errorf("%q does not say %q", o.err, want)
+				}
+			}
+			for _, target := range tc.is {
+				if !errors.Is(o.err, target) {
+					t.Errorf("%v does not match %v", o.err, target)
+				}
+			}
+			if tc.as != nil && !tc.as(o.err) {
+				t.Errorf("%v is not of the expected types", o.err)
+			}
+		})
+	}
+}
+
+func isEndpointError(err error) bool {
+	var ee *EndpointError
+	return errors.As(err, &ee)
+}
+
+// checkMessage checks one error message: it starts with prefix, has no
+// nested "client: " prefix, names no internal package, repeats no phrase and is safe to print
+// on a terminal.
+func checkMessage(t *testing.T, msg, prefix string) {
+	t.Helper()
+	if !strings.HasPrefix(msg, prefix) {
+		t.Errorf("%q does not start with %q", msg, prefix)
+	}
+	for _, bad := range []string{"oauthwire", "refresh: ", "token refresh failed", "tokenward: "} {
+		if strings.Contains(msg, bad) {
+			t.Errorf("%q contains %q", msg, bad)
+		}
+	}
+	for _, nested := range []string{": client: ", "; client: ", "(client: "} {
+		if strings.Contains(msg, nested) {
+			t.Errorf("%q repeats the client: prefix", msg)
+		}
+	}
+	parts := strings.Split(msg, ": ")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] == parts[i-1] {
+			t.Errorf("%q repeats %q", msg, parts[i])
+		}
+	}
+	for _, k := range append(slices.Clone(kinds), ErrDiscovery, ErrBadResponse, ErrLoginExpired, ErrAccessDenied) {
+		if phrase := unprefixed(k.Error()); strings.Count(msg, phrase) > 1 {
+			t.Errorf("%q repeats %q", msg, phrase)
+		}
+	}
+	if redact.Terminal(msg) != msg {
+		t.Errorf("%q holds characters a terminal could act on", msg)
+	}
+}

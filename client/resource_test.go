@@ -1,0 +1,127 @@
+package client
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/tokenward/tokenward/oauthtest"
+)
+
+// Two resources from one login: each API gets only its own token (a token
+// for one API must not be usable at another); one refresh token serves
+// both and is rotated safely.
+func TestTwoResourcesOneLogin(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
+	cfg := e.config()
+	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
+	c := mustNew(t, cfg)
+	login(t, c)
+	ra, err := c.ForResource(e.api.Resource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := c.ForResource(apiB.Resource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, _ := ra.HTTPClient(t.Context())
+	hb, _ := rb.HTTPClient(t.Context())
+	for i := range 3 {
+		if code, body := get(t, ha, e.api.URL()+"/a"); code != 200 {
+			t.Fatalf("API A: %d %s", code, body)
+		}
+		if code, body := get(t, hb, apiB.URL()+"/b"); code != 200 {
+			t.Fatalf("API B: %d %s", code, body)
+		}
+		// A's client pointed at B (and back) must not carry A's token.
+		get(t, ha, apiB.URL()+"/cross")
+		get(t, hb, e.api.URL()+"/cross")
+		// Force new tokens for both: each uses (and rotates) the one
+		// refresh token. (Clear, not Invalidate: repeated rejections of
+		// fresh tokens are rate-limited, by design.)
+		for _, r := range []*Resource{ra, rb} {
+			if err := r.cache.Clear(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = i
+	}
+	for _, api := range []*oauthtest.API{e.api, apiB} {
+		s := api.Stats()
+		if s.Foreign != 0 || s.Unknown != 0 {
+			t.Fatalf("API %s received foreign tokens: %+v", api.Resource(), s)
+		}
+		if s.OK < 3 {
+			t.Fatalf("API %s: %+v", api.Resource(), s)
+		}
+	}
+	st := e.as.Stats()
+	if st.RefreshTokensPresentedTwice != 0 || st.ReuseDetections != 0 || st.FamilyRevocations != 0 {
+		t.Fatalf("refresh token reused: %+v", st)
+	}
+	if st.Grants[oauthtest.GrantRefreshToken] < 6 {
+		t.Fatalf("refresh grants = %d, want >= 6", st.Grants[oauthtest.GrantRefreshToken])
+	}
+	// Logout revokes and forgets every resource's token.
+	if err := c.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ra.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
+		t.Fatalf("resource token after logout: %v", err)
+	}
+}
+
+// A resource cache shared by two Clients keeps working after the Client
+// that created it is closed (its upstream must not depend on that Client).
+func TestSharedResourceCacheOutlivesItsCreator(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
+	cfg := e.config()
+	cfg.Resources = []string{e.api.Resource(), apiB.Resource()}
+	c1 := mustNew(t, cfg)
+	login(t, c1)
+	if _, err := c1.ForResource(apiB.Resource()); err != nil {
+		t.Fatal(err)
+	}
+	c2 := mustNew(t, cfg)
+	rb2, err := c2.ForResource(apiB.Resource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1.Close()
+	if _, err := rb2.Token(t.Context()); err != nil {
+		t.Fatalf("resource token after the first Client closed: %v", err)
+	}
+	if _, err := c1.Token(t.Context()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Token on a closed Client = %v, want ErrClosed", err)
+	}
+	if err := c1.Logout(t.Context()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Logout on a closed Client = %v, want ErrClosed", err)
+	}
+	if _, err := c1.Status(t.Context()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Status on a closed Client = %v, want ErrClosed", err)
+	}
+	if _, err := c1.HTTPClient(t.Context()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("HTTPClient on a closed Client = %v, want ErrClosed", err)
+	}
+}
+
+// The login entry of a one-resource configuration and the minted entry of
+// the same resource under a several-resource configuration never collide.
+func TestLoginAndResourceKeysDiffer(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	apiB := oauthtest.StartAPI(t, e.as, "")
+	one := e.config() // Resources: [api A]
+	many := e.config()
+	many.Resources = []string{e.api.Resource(), apiB.Resource()}
+	c1 := mustNew(t, one)
+	c2 := mustNew(t, many)
+	ra, _ := c2.ForResource(e.api.Resource())
+	if mustDefault(t, c1).key.String() == ra.key.String() {
+		t.Fatal("a login entry and a minted resource entry share a key")
+	}
+}
