@@ -27,8 +27,9 @@ import (
 // secrets echoed by a failing keychain and by the server's error
 // descriptions) and scans every captured log line of the client, the store
 // and the fake server at every level, every error in its %v, %+v and %#v
-// forms, every event and the status for any of them (PITFALLS T-01, R-02,
-// K-02). The examples' own output is scanned by their tests
+// forms, every event and the status for any of them: tokens reach logs
+// through error strings, echoed request bodies and keychain tools that
+// repeat their input. The examples' own output is scanned by their tests
 // (examples/*/main_test.go) and their documented output by
 // TestCanaryExampleOutputs.
 func TestCanaryScan(t *testing.T) {
@@ -92,7 +93,7 @@ func TestCanaryScan(t *testing.T) {
 		rec(tokenEventually(t, c, 5*time.Second))
 	}
 	// 3. The keychain fails a write echoing the secret it was given (as
-	// macOS security does, K-02), after a rotation.
+	// macOS security does in its error messages), after a rotation.
 	fk.SetHook(func(call fakekeychain.Call) error {
 		if call.Op == fakekeychain.OpSet {
 			return errors.New("security: SecKeychainItemModifyContent: " + call.Secret + " could not be written")

@@ -352,10 +352,10 @@ func assertNoReplay(t testing.TB, as *oauthtest.Server, allowGrace bool) {
 	}
 	consumed := map[string]bool{}
 	for i, p := range as.RefreshPresentations() {
-		if consumed[p.Token] && !(allowGrace && p.Outcome == "grace") {
+		if consumed[p.Token] && !(allowGrace && p.Outcome == oauthtest.RefreshGrace) {
 			t.Fatalf("presentation %d: a refresh token was presented again after the server consumed it (outcome %q); presentations %s", i, p.Outcome, describePresentations(as))
 		}
-		if p.Outcome == "rotated" || p.Outcome == "grace" {
+		if p.Outcome == oauthtest.RefreshRotated || p.Outcome == oauthtest.RefreshGrace {
 			consumed[p.Token] = true
 		}
 	}

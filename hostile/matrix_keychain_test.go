@@ -337,7 +337,7 @@ func TestFaultyKeychain(t *testing.T) {
 // then this process refreshes, and the keychain fails the reload it does
 // under the lock. Presenting the refresh token it still holds in memory
 // replays a token the server already rotated: reuse detection then revokes
-// the whole family and every process must log in again (C-02, C-03). So the
+// the whole family and every process must log in again. So the
 // refresh must not be sent at all: the failure is reported typed
 // (store.ErrTimeout, what the keychain's NoReply means) within the row's
 // deadline, the API's 401 reaches the caller, and once the keychain answers
@@ -446,7 +446,8 @@ func rawRefresh(t *testing.T, w *world, rt string) *oauth2.Token {
 // program finishes its work and closes the client (a CLI command does so at
 // once), and the next process starts. The rotated refresh token exists only
 // in the first process's memory unless Close saves it; otherwise the next
-// process presents the spent one and the server revokes the family (C-04).
+// process presents the spent one and the server revokes the family: the
+// rotated token must be saved before the process ends.
 func TestExitWithUnsavedToken(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 )
 
-// API outcomes recorded per request.
+// Outcomes of a request to an API (APIRequest.Outcome).
 const (
 	OutcomeOK                = "ok"
 	OutcomeMissing           = "missing"            // no Bearer credential
@@ -25,22 +25,26 @@ const (
 	OutcomeRedirect          = "redirect"           // a /redirect/ route
 )
 
-// maxRecords bounds the per-API request log (counters keep counting).
+// maxRecords bounds the request records of an API and of the trap
+// (counters keep counting).
 const maxRecords = 10000
 
-// API is a protected resource server: it accepts only access tokens its
-// Server issued for its resource (audience), unexpired by the server's
-// clock and not revoked, and answers 401 with
-// `WWW-Authenticate: Bearer error="invalid_token"` otherwise (RFC 6750).
-// It records every request's credential so tests can prove that each API
-// received only its own tokens.
+// API is a protected resource server on an origin of its own. It accepts
+// only Bearer access tokens its Server issued for its resource (the
+// token's audience), unexpired by the server's clock and not revoked, and
+// answers 401 with WWW-Authenticate: Bearer error="invalid_token"
+// otherwise (RFC 6750). It records every request's credential, so a test
+// can prove that each API received only its own tokens.
 //
-// Routes: GET/POST any path -> 200 JSON {"resource","sub","scope","path"}
-// for a valid token. /redirect/302, /redirect/307 and /redirect/308 answer
-// that redirect (before any token check) to the "to" query parameter, or to
-// the server's Trap (another origin) by default.
+// Any method and path with a valid token gets 200 and the JSON object
+// {"resource", "sub", "scope", "path"}. The paths /redirect/302,
+// /redirect/307 and /redirect/308 answer that redirect (before any token
+// check) to the "to" query parameter, or by default to the server's Trap,
+// another origin: a client that follows it with the token attached leaks
+// the token, and the trap records it.
 //
-// An API is also an http.Handler, so it can be mounted elsewhere.
+// An API is also an http.Handler, so it can be mounted elsewhere. Printing
+// an API (fmt, log/slog) shows its URL and resource only.
 type API struct {
 	srv      *Server
 	resource string
@@ -56,30 +60,39 @@ type API struct {
 	rejectNext    int
 }
 
-// APIRequest is one request an API received.
+// APIRequest is one request an API received (API.Requests). Its Token is
+// there for tests to compare; printing an APIRequest (fmt, log/slog) shows
+// it only as [REDACTED].
 type APIRequest struct {
-	Method string
-	Path   string
+	// Method and Path are the request's method and URL path.
+	Method, Path string
 	// Token is the Bearer credential presented ("" when none).
 	Token string
 	// Audience is the token's audience when this server issued it.
 	Audience string
-	Status   int
-	Outcome  string // Outcome* constants
+	// Status is the HTTP status the API answered.
+	Status int
+	// Outcome says why: OutcomeOK, OutcomeForeign, ...
+	Outcome string
 }
 
-// APIStats counts an API's requests.
+// APIStats counts an API's requests (API.Stats).
 type APIStats struct {
-	Calls, OK, Rejected int64
+	// Calls counts every request; OK those answered 200.
+	Calls, OK int64
+	// Rejected counts requests answered 401 or 403 (no token, a token it
+	// does not accept, RejectNext, a missing scope).
+	Rejected int64
 	// Foreign counts requests whose token this server issued for another
 	// resource; Unknown those whose token it never issued.
 	Foreign, Unknown int64
 }
 
 // NewAPI starts a protected API on its own 127.0.0.1 port (its own origin)
-// for resource. An empty resource means the API's own URL. The resource
-// becomes an allowed resource indicator and, if the server has no default
-// yet, the audience of tokens requested without one.
+// for resource, an absolute URI such as "https://api.example"; an empty
+// resource means the API's own URL. The resource becomes an allowed
+// resource indicator and, if the server has no default yet, the audience
+// of tokens requested without one. The server's Close closes the API.
 func (s *Server) NewAPI(resource string) (*API, error) {
 	a := &API{srv: s}
 	ln, err := s.listen(a, false)
@@ -118,7 +131,8 @@ func (a *API) URL() string { return a.url }
 // Resource returns the API's resource indicator (the audience it accepts).
 func (a *API) Resource() string { return a.resource }
 
-// Close stops the API (the server's Close does it too).
+// Close stops the API before the server (the server's Close does it too):
+// its URL then refuses connections.
 func (a *API) Close() {
 	a.srv.mu.Lock()
 	delete(a.srv.hosts, a.host)
@@ -126,8 +140,8 @@ func (a *API) Close() {
 	closeHTTP(a.hs)
 }
 
-// SetRequiredScope makes valid tokens without scope fail with 403
-// insufficient_scope ("" turns the check off).
+// SetRequiredScope makes requests whose token is valid but lacks scope
+// fail with 403 insufficient_scope ("" turns the check off).
 func (a *API) SetRequiredScope(scope string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -135,14 +149,16 @@ func (a *API) SetRequiredScope(scope string) {
 }
 
 // RejectNext answers the next n requests that carry a valid token with 401
-// invalid_token, as if the token had been revoked server-side.
+// invalid_token, as an API does when it no longer trusts a token its
+// authorization server still considers valid.
 func (a *API) RejectNext(n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.rejectNext = n
 }
 
-// Requests returns the recorded requests (the most recent 10000).
+// Requests returns the recorded requests, oldest first (at most the
+// most recent 10000).
 func (a *API) Requests() []APIRequest {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -275,9 +291,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-// Trap is a listener on its own origin that records every request: the
-// default target of redirect faults and API redirect routes, so a test can
-// prove that no credential followed a redirect to another origin.
+// Trap is a listener on an origin of its own that records every request
+// and answers 200: the default target of redirect faults and of the APIs'
+// redirect routes, so a test can prove that no credential followed a
+// redirect to another origin. Printing a Trap (fmt, log/slog) shows its
+// URL only.
 type Trap struct {
 	url    string
 	altURL string
@@ -288,10 +306,11 @@ type Trap struct {
 	reqs []TrapRequest
 }
 
-// TrapRequest is one request the trap received.
+// TrapRequest is one request the trap received (Trap.Requests). Printing
+// one (fmt, log/slog) shows Authorization and Body only as [REDACTED].
 type TrapRequest struct {
-	Method string
-	Path   string
+	// Method and Path are the request's method and URL path.
+	Method, Path string
 	// Authorization is the Authorization header as received.
 	Authorization string
 	// Body is the first 64 KiB of the request body (a token POST replayed
@@ -325,7 +344,8 @@ func (t *Trap) URL() string { return t.url }
 // redirects there).
 func (t *Trap) AltURL() string { return t.altURL }
 
-// Requests returns the recorded requests.
+// Requests returns the recorded requests, oldest first (at most the
+// first 10000).
 func (t *Trap) Requests() []TrapRequest {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -154,7 +154,11 @@ func redirectAllowed(got string, registered []string) bool {
 // request authURL (as a client would open it) to the server in memory and
 // returns the redirect the server answered with, for example
 // http://127.0.0.1:PORT/callback?code=...&state=...&iss=... The redirect is
-// not followed; tests may tamper with it before delivering it.
+// not followed: a test may read the code, or tamper with the redirect
+// before delivering it with Deliver. An authorization error is redirected
+// too (error=access_denied&...) and returned the same way; only a request
+// the server never redirects (an unknown client, an unregistered redirect
+// URI) is an error.
 func (s *Server) Authorize(ctx context.Context, authURL string) (*url.URL, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
 	if err != nil {
@@ -188,8 +192,10 @@ func (s *Server) Browse(ctx context.Context, authURL string) error {
 	return Deliver(ctx, loc.String())
 }
 
-// Deliver GETs a callback URL as a browser would, over the network. Only
-// http(s) URLs on loopback hosts are allowed.
+// Deliver GETs a callback URL as a browser would, over the network, and
+// returns an error unless the callback answers 2xx. Only http(s) URLs on
+// loopback hosts are allowed. It is the second half of Server.Browse, for
+// a test that inspects or alters the redirect in between.
 func Deliver(ctx context.Context, callback string) error {
 	u, err := url.Parse(callback)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {

@@ -14,7 +14,7 @@ import (
 	"github.com/tokenward/tokenward/internal/oauthwire"
 )
 
-// Device grant states.
+// States of a device authorization (DeviceInfo.State).
 const (
 	DevicePending  = "pending"
 	DeviceApproved = "approved"
@@ -36,16 +36,24 @@ type deviceGrant struct {
 	state      string
 }
 
-// DeviceInfo describes a device authorization (see Devices).
+// DeviceInfo describes a device authorization (Server.Devices). Printing
+// one (fmt, log/slog) shows the UserCode only as [REDACTED].
 type DeviceInfo struct {
+	// UserCode is the code the user enters on the verification page
+	// ("BCDF-GHJK"); ApproveDevice, DenyDevice and ExpireDevice take it.
 	UserCode string
+	// ClientID is the client that asked for it.
 	ClientID string
-	State    string // DevicePending, DeviceApproved, ...
-	Polls    int
-	// Interval is the interval the server enforces now (grown by
-	// slow_down).
+	// State is DevicePending, DeviceApproved, DeviceDenied, DeviceExpired
+	// or DeviceConsumed.
+	State string
+	// Polls counts the client's polls that were not answered slow_down.
+	Polls int
+	// Interval is the polling interval the server enforces now (grown by
+	// every slow_down).
 	Interval time.Duration
-	Expiry   time.Time
+	// Expiry is when the device code expires, by the server's clock.
+	Expiry time.Time
 }
 
 // deviceAuthorization serves RFC 8628 section 3.1/3.2.
@@ -173,15 +181,17 @@ func (s *Server) deviceGrant(r *http.Request, c *Client) *reply {
 	return s.issueForFamily(fam, aud)
 }
 
-// SlowDownNext makes the next n device polls answer slow_down (each adds
-// 5 s to the enforced interval for that device code).
+// SlowDownNext makes the next n device polls answer slow_down, whatever
+// their timing; each adds 5 s to the interval enforced for that device
+// code, as RFC 8628 prescribes.
 func (s *Server) SlowDownNext(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.slowDown = n
 }
 
-// ErrNoDevice: no pending device authorization matches.
+// ErrNoDevice is returned by ApproveDevice, DenyDevice and ExpireDevice
+// when no pending device authorization has the user code given.
 var ErrNoDevice = errors.New("oauthtest: no pending device authorization with that user code")
 
 // setDevice moves pending device grants (the one with userCode, or all
@@ -204,16 +214,22 @@ func (s *Server) setDevice(userCode, state string) error {
 }
 
 // ApproveDevice approves the pending device authorization with userCode
-// (all pending ones when userCode is ""): the next poll gets tokens.
+// (compared without regard to case; every pending one when userCode is
+// ""), as a user would on the verification page: the next poll gets
+// tokens. Use it with Config.DeviceManualApproval.
 func (s *Server) ApproveDevice(userCode string) error { return s.setDevice(userCode, DeviceApproved) }
 
-// DenyDevice denies it: the next poll gets access_denied.
+// DenyDevice denies the pending device authorization with userCode (every
+// pending one when userCode is ""): the next poll gets access_denied.
 func (s *Server) DenyDevice(userCode string) error { return s.setDevice(userCode, DeviceDenied) }
 
-// ExpireDevice expires it: the next poll gets expired_token.
+// ExpireDevice expires the pending device authorization with userCode
+// (every pending one when userCode is ""): the next poll gets
+// expired_token.
 func (s *Server) ExpireDevice(userCode string) error { return s.setDevice(userCode, DeviceExpired) }
 
-// Devices lists the device authorizations, oldest first.
+// Devices lists the device authorizations, oldest first, with the user
+// code a test needs for ApproveDevice.
 func (s *Server) Devices() []DeviceInfo {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -186,7 +186,7 @@ func TestFaultHang(t *testing.T) {
 	if info, _ := srv.Introspect(m.RefreshToken); info.Rotated {
 		t.Error("abandoned hung request was processed")
 	}
-	// ReleaseHangs lets the next ones through; Close releases the rest.
+	// ReleaseHangs lets the held request through (the fault stays).
 	go func() {
 		_, err := tokenReq(t, srv, hc, auth{id: oauthtest.DefaultClientID}, refresh(m.RefreshToken))
 		done <- err
@@ -206,7 +206,7 @@ func TestFaultHangInMemoryEndsWithContext(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL(oauthwire.WellKnownOAuth), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL(oauthtest.PathOAuthDiscovery), nil)
 		_, err := srv.Transport().RoundTrip(req)
 		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 30*time.Second {
 			t.Fatalf("err %v after %v", err, time.Since(start))
@@ -285,11 +285,11 @@ func TestResetNextConnections(t *testing.T) {
 	srv := oauthtest.Start(t, oauthtest.Config{})
 	for _, hc := range []*http.Client{srv.HTTPClient(), {Transport: srv.Transport()}} {
 		srv.ResetNextConnections(1)
-		req, _ := http.NewRequest(http.MethodGet, srv.URL(oauthwire.WellKnownOAuth), nil)
+		req, _ := http.NewRequest(http.MethodGet, srv.URL(oauthtest.PathOAuthDiscovery), nil)
 		if _, err := do(t, srv, hc, req); err == nil {
 			t.Fatal("reset connection answered")
 		}
-		req, _ = http.NewRequest(http.MethodGet, srv.URL(oauthwire.WellKnownOAuth), nil)
+		req, _ = http.NewRequest(http.MethodGet, srv.URL(oauthtest.PathOAuthDiscovery), nil)
 		if r, err := do(t, srv, hc, req); err != nil || r.status != 200 {
 			t.Fatalf("next connection: %v", err)
 		}

@@ -8,8 +8,31 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
+)
+
+// Endpoint names, used by Config.DisabledEndpoints, Fault.Endpoint and
+// Stats.Requests.
+const (
+	EndpointDiscovery           = "discovery" // both discovery documents
+	EndpointAuthorize           = "authorize"
+	EndpointToken               = "token"
+	EndpointDeviceAuthorization = "device_authorization"
+	EndpointDeviceVerification  = "device" // the page a user enters the code on
+	EndpointRevocation          = "revoke"
+	EndpointUserinfo            = "userinfo"
+)
+
+// Paths of the endpoints, relative to Server.Issuer.
+const (
+	PathOAuthDiscovery      = "/.well-known/oauth-authorization-server" // RFC 8414
+	PathOpenIDDiscovery     = "/.well-known/openid-configuration"       // OpenID Connect Discovery
+	PathAuthorize           = "/authorize"
+	PathToken               = "/token"
+	PathDeviceAuthorization = "/device_authorization"
+	PathDeviceVerification  = "/device"
+	PathRevocation          = "/revoke"
+	PathUserinfo            = "/userinfo"
 )
 
 // reply is a response computed by an endpoint, written (or replaced by a
@@ -57,8 +80,8 @@ type endpointFunc func(r *http.Request) *reply
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(oauthwire.WellKnownOAuth, s.endpoint(EndpointDiscovery, s.discovery))
-	mux.Handle(oauthwire.WellKnownOpenID, s.endpoint(EndpointDiscovery, s.discovery))
+	mux.Handle(PathOAuthDiscovery, s.endpoint(EndpointDiscovery, s.discovery))
+	mux.Handle(PathOpenIDDiscovery, s.endpoint(EndpointDiscovery, s.discovery))
 	mux.Handle(PathAuthorize, s.endpoint(EndpointAuthorize, s.authorize))
 	mux.Handle(PathToken, s.endpoint(EndpointToken, s.token))
 	mux.Handle(PathDeviceAuthorization, s.endpoint(EndpointDeviceAuthorization, s.deviceAuthorization))
@@ -118,7 +141,7 @@ func (s *Server) endpoint(name string, fn endpointFunc) http.Handler {
 		if fault != nil && !fault.after() {
 			if grant == GrantRefreshToken {
 				s.mu.Lock()
-				s.present(r.PostForm.Get("refresh_token"), "fault:"+fault.Kind.String())
+				s.present(r.PostForm.Get("refresh_token"), RefreshFaultPrefix+fault.Kind.String())
 				s.mu.Unlock()
 			}
 			s.finish(w, r, name, grant, fault, nil)
@@ -178,21 +201,6 @@ func abortConn(w http.ResponseWriter) {
 		panic(http.ErrAbortHandler)
 	}
 	resetConn(c)
-}
-
-// formValue returns a parameter from the POST form or, for GET, the query.
-func formValue(r *http.Request, key string) string {
-	if r.Method == http.MethodPost {
-		return r.PostForm.Get(key)
-	}
-	return r.URL.Query().Get(key)
-}
-
-func formValues(r *http.Request, key string) []string {
-	if r.Method == http.MethodPost {
-		return r.PostForm[key]
-	}
-	return r.URL.Query()[key]
 }
 
 // validResource: an absolute URI without fragment (RFC 8707 section 2).

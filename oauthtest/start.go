@@ -1,30 +1,26 @@
 package oauthtest
 
-// TB is the part of testing.TB that Start uses (this package does not
-// import testing, so it can run in the quickstart).
-type TB interface {
-	Helper()
-	Cleanup(func())
-	Fatalf(format string, args ...any)
-}
+import "testing"
 
-// Start starts a server for a test and closes it when the test ends.
-func Start(tb TB, cfg Config) *Server {
-	tb.Helper()
+// Start starts a server for a test (see New) and closes it when the test
+// and its subtests have finished. An invalid cfg fails the test at once.
+func Start(t testing.TB, cfg Config) *Server {
+	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
-		tb.Fatalf("oauthtest: %v", err)
+		t.Fatalf("oauthtest: %v", err)
 	}
-	tb.Cleanup(s.Close)
+	t.Cleanup(s.Close)
 	return s
 }
 
-// StartAPI starts a protected API for a test (closed with the server).
-func StartAPI(tb TB, s *Server, resource string) *API {
-	tb.Helper()
+// StartAPI starts a protected API of s for a test (see Server.NewAPI); it
+// is closed with the server. An invalid resource fails the test at once.
+func StartAPI(t testing.TB, s *Server, resource string) *API {
+	t.Helper()
 	a, err := s.NewAPI(resource)
 	if err != nil {
-		tb.Fatalf("oauthtest: %v", err)
+		t.Fatalf("oauthtest: %v", err)
 	}
 	return a
 }

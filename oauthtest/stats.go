@@ -6,23 +6,25 @@ import (
 	"time"
 )
 
-// Stats is a snapshot of the server's counters.
+// Stats is a snapshot of the server's counters (Server.Stats). Mint,
+// Introspect and the other methods of Server are not requests and count
+// nowhere.
 type Stats struct {
 	// Requests counts requests per endpoint name (EndpointToken, ...),
 	// including those answered by a fault.
 	Requests map[string]int
 	// Grants counts token endpoint requests per grant_type as sent.
 	Grants map[string]int
-	// Discovery counts requests per discovery path
-	// (oauthwire.WellKnownOAuth, oauthwire.WellKnownOpenID), including
-	// those answered 404 or by a fault.
+	// Discovery counts requests per discovery path (PathOAuthDiscovery,
+	// PathOpenIDDiscovery), including those answered 404 or by a fault.
 	Discovery map[string]int
 	// TokenPosts counts POST requests to the token endpoint.
 	TokenPosts int
 	// AccessTokensIssued and RefreshTokensIssued count minted tokens.
 	AccessTokensIssued, RefreshTokensIssued int
 	// RefreshTokensPresented counts refresh_token grant requests that
-	// carried a refresh token (also when a fault answered them).
+	// carried a refresh token (also when a fault answered them): one per
+	// entry of Server.RefreshPresentations.
 	RefreshTokensPresented int
 	// RefreshTokensPresentedTwice counts distinct refresh tokens that were
 	// presented more than once. With rotation on, anything but 0 means a
@@ -30,17 +32,19 @@ type Stats struct {
 	RefreshTokensPresentedTwice int
 	// ReuseDetections counts presentations of an already-rotated refresh
 	// token outside the grace window that revoked a live family. Once the
-	// family is revoked, further replays are answered "revoked" and not
-	// counted here: count RefreshPresentations (or
-	// RefreshTokensPresentedTwice) to see every replay.
+	// family is revoked, further replays are answered RefreshRevoked and
+	// not counted here: see RefreshPresentations (or
+	// RefreshTokensPresentedTwice) for every replay.
 	ReuseDetections int
 	// GraceReuses counts reuses accepted inside Config.ReuseGrace.
 	GraceReuses int
 	// FamilyRevocations counts token families revoked (reuse detection,
-	// code replay, revocation of a refresh token, RevokeToken).
+	// code replay, revocation of a refresh token, Server.RevokeToken). A
+	// family is every token that descends from one login or grant.
 	FamilyRevocations int
 	// Revocations counts requests to the revocation endpoint that revoked
-	// a token.
+	// a token (requests for unknown tokens are answered 200 too, but not
+	// counted).
 	Revocations int
 	// CodeExchanges counts successful authorization code exchanges;
 	// CodeReuses counts attempts to use a code a second time.
@@ -53,7 +57,8 @@ type Stats struct {
 	DevicePolls, SlowDowns int
 	// ClientAuthFailures counts requests rejected with invalid_client.
 	ClientAuthFailures int
-	// Faults counts injected faults that fired, by kind.
+	// Faults counts injected faults that fired, by kind (a request that
+	// met a delay and then an error counts under both).
 	Faults map[FaultKind]int
 }
 
@@ -72,7 +77,7 @@ func (st Stats) clone() Stats {
 	return st
 }
 
-// Stats returns a snapshot of the counters.
+// Stats returns a snapshot of the counters; the maps are the caller's.
 func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -80,7 +85,9 @@ func (s *Server) Stats() Stats {
 }
 
 // ResetStats zeroes the counters and forgets the refresh token
-// presentations (issued tokens stay valid).
+// presentations, for example after a test's setup. Issued tokens stay
+// valid, and a refresh token presented before the reset and again after
+// it does not count in RefreshTokensPresentedTwice.
 func (s *Server) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -90,20 +97,42 @@ func (s *Server) ResetStats() {
 	s.rtSeen = map[string]int{}
 }
 
-// Presentation is one refresh token presented at the token endpoint.
+// Outcomes of a refresh token presentation (Presentation.Outcome).
+const (
+	RefreshRotated            = "rotated"             // accepted; a new refresh token replaces it
+	RefreshAccepted           = "accepted"            // accepted, not rotated (Config.DisableRotation)
+	RefreshGrace              = "grace"               // reused within Config.ReuseGrace, accepted
+	RefreshReuseDetected      = "reuse-detected"      // reused: its family is now revoked
+	RefreshReused             = "reused"              // reused, refused (Config.DisableReuseDetection)
+	RefreshInvalid            = "invalid"             // not a refresh token this server issued
+	RefreshExpired            = "expired"             // expired by the server's clock
+	RefreshRevoked            = "revoked"             // revoked, itself or its family
+	RefreshWrongClient        = "wrong-client"        // issued to another client
+	RefreshInvalidScope       = "invalid-scope"       // asked for more scope than the grant has
+	RefreshInvalidTarget      = "invalid-target"      // asked for a resource the grant lacks
+	RefreshUnauthorizedClient = "unauthorized-client" // the client may not use the refresh grant
+	RefreshClientAuthFailed   = "client-auth-failed"  // the client failed to authenticate
+	// RefreshFaultPrefix starts the outcome of a presentation that an
+	// injected fault answered before processing: "fault:" followed by
+	// the FaultKind ("fault:unavailable"). A fault that answers after
+	// processing (FaultResponseLost) leaves the real outcome.
+	RefreshFaultPrefix = "fault:"
+)
+
+// Presentation is one refresh token presented at the token endpoint
+// (Server.RefreshPresentations). Its Token is there for tests to compare;
+// printing a Presentation (fmt, log/slog) shows it only as [REDACTED].
 type Presentation struct {
 	// Token is the refresh token as presented.
 	Token string
 	// At is the server's clock when it arrived.
 	At time.Time
-	// Outcome is what the server did: "rotated", "accepted" (no rotation),
-	// "grace", "reuse-detected", "invalid", "expired", "revoked",
-	// "wrong-client", "invalid-scope", "invalid-target", or "fault:<kind>"
-	// when an injected fault answered before processing.
+	// Outcome is what the server did with it: RefreshRotated, ...
 	Outcome string
 }
 
-// RefreshPresentations returns every refresh token presentation in order.
+// RefreshPresentations returns every refresh token presentation since
+// the server started (or since ResetStats), in order of arrival.
 func (s *Server) RefreshPresentations() []Presentation {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -24,7 +24,7 @@ func (s *Server) token(r *http.Request) *reply {
 		// refresh token went over the wire.
 		c, errRep := s.authenticate(r)
 		if errRep != nil {
-			s.present(r.PostForm.Get("refresh_token"), "client-auth-failed")
+			s.present(r.PostForm.Get("refresh_token"), RefreshClientAuthFailed)
 			return errRep
 		}
 		return s.refreshGrant(r, c)
@@ -115,7 +115,7 @@ func (s *Server) issueForFamily(fam *family, aud string) *reply {
 func (s *Server) refreshGrant(r *http.Request, c *Client) *reply {
 	presented := r.PostForm.Get("refresh_token")
 	if !c.allowsGrant(GrantRefreshToken) {
-		s.present(presented, "unauthorized-client")
+		s.present(presented, RefreshUnauthorizedClient)
 		return oauthError(http.StatusBadRequest, "unauthorized_client", "grant not allowed for this client")
 	}
 	if presented == "" {
@@ -129,46 +129,46 @@ func (s *Server) refreshGrant(r *http.Request, c *Client) *reply {
 	}
 	switch {
 	case rt == nil:
-		return invalid("invalid", "unknown refresh token")
+		return invalid(RefreshInvalid, "unknown refresh token")
 	case rt.fam.clientID != c.ID:
-		return invalid("wrong-client", "refresh token was issued to another client")
+		return invalid(RefreshWrongClient, "refresh token was issued to another client")
 	case rt.revoked || rt.fam.revoked:
-		return invalid("revoked", "refresh token revoked")
+		return invalid(RefreshRevoked, "refresh token revoked")
 	case !rt.expiry.IsZero() && !now.Before(rt.expiry):
-		return invalid("expired", "refresh token expired")
+		return invalid(RefreshExpired, "refresh token expired")
 	}
 	fam := rt.fam
-	outcome := "accepted"
+	outcome := RefreshAccepted
 	if !s.cfg.DisableRotation {
-		outcome = "rotated"
+		outcome = RefreshRotated
 		if rt.used {
 			if s.cfg.ReuseGrace > 0 && now.Sub(rt.usedAt) <= s.cfg.ReuseGrace {
-				outcome = "grace"
+				outcome = RefreshGrace
 			} else {
 				if s.cfg.DisableReuseDetection {
-					return invalid("reused", "refresh token already used")
+					return invalid(RefreshReused, "refresh token already used")
 				}
 				s.stats.ReuseDetections++
 				s.revokeFamily(fam)
-				return invalid("reuse-detected", "refresh token reuse detected; token family revoked")
+				return invalid(RefreshReuseDetected, "refresh token reuse detected; token family revoked")
 			}
 		}
 	}
 	scope := fam.scope
 	if req := r.PostForm.Get("scope"); req != "" {
 		if !scopeSubset(req, strings.Fields(fam.scope)) {
-			s.present(presented, "invalid-scope")
+			s.present(presented, RefreshInvalidScope)
 			return oauthError(http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant")
 		}
 		scope = req
 	}
 	aud, errRep := s.audience(r.PostForm["resource"], fam)
 	if errRep != nil {
-		s.present(presented, "invalid-target")
+		s.present(presented, RefreshInvalidTarget)
 		return errRep
 	}
 	s.present(presented, outcome)
-	if outcome == "grace" {
+	if outcome == RefreshGrace {
 		s.stats.GraceReuses++
 	}
 	at := s.mintAccess(fam.clientID, fam.subject, scope, aud, fam)

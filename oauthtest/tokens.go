@@ -54,21 +54,28 @@ type refreshToken struct {
 	revoked bool
 }
 
-// TokenInfo describes a token the server issued (see Introspect).
+// TokenInfo describes a token the server issued (Server.Introspect). It
+// holds no secret: not the token itself.
 type TokenInfo struct {
 	// Refresh is true for refresh tokens.
-	Refresh  bool
+	Refresh bool
+	// ClientID is the client the token was issued to.
 	ClientID string
-	Subject  string
-	Scope    string
+	// Subject is the user, or the client ID for client credentials.
+	Subject string
+	// Scope is the granted scope (space separated).
+	Scope string
 	// Audience is the access token's aud (its resource); "" for refresh
 	// tokens.
 	Audience string
 	// Resources are the resources the token's grant is bound to.
 	Resources []string
-	Expiry    time.Time // zero: never
-	// Family identifies the grant the token descends from (0 for client
-	// credentials tokens).
+	// Expiry is when the token expires by the server's clock; zero for a
+	// refresh token that never expires.
+	Expiry time.Time
+	// Family identifies the grant the token descends from: every token
+	// of one login shares it, and reuse detection revokes them together.
+	// 0 for client credentials tokens.
 	Family int
 	// Revoked: the token or its family was revoked.
 	Revoked bool
@@ -79,8 +86,9 @@ type TokenInfo struct {
 	Active bool
 }
 
-// Introspect describes a token the server issued; ok is false for any
-// other string.
+// Introspect describes a token the server issued, access or refresh; ok is
+// false for any other string. Unlike the token endpoint it counts nowhere,
+// so a test can look at tokens without changing what it measures.
 func (s *Server) Introspect(token string) (TokenInfo, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -105,8 +113,10 @@ func (s *Server) Introspect(token string) (TokenInfo, bool) {
 	return TokenInfo{}, false
 }
 
-// RevokeToken revokes a token as the revocation endpoint would (a refresh
-// token takes its whole family with it) and reports whether it was known.
+// RevokeToken revokes a token as the revocation endpoint would, for any
+// client (a refresh token takes its whole family with it), and reports
+// whether the server knew it. Use it to revoke tokens behind the client's
+// back.
 func (s *Server) RevokeToken(token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -303,26 +313,28 @@ func (s *Server) tokenReply(at *accessToken, rt *refreshToken, idt string) *repl
 	return rep
 }
 
-// Grant describes tokens to mint directly with Mint, as if a user had
-// logged in.
+// Grant describes the login Server.Mint issues tokens for.
 type Grant struct {
 	// ClientID is a registered client. Optional: default the first one.
 	ClientID string
 	// Subject is the user. Optional: default Config.Subject.
 	Subject string
-	// Scope is the granted scope (space separated).
+	// Scope is the granted scope (space separated). Optional.
 	Scope string
-	// Resources bind the grant to RFC 8707 resources; the access token's
-	// audience is Resources[0] (or the default resource).
+	// Resources bind the grant to RFC 8707 resources (absolute URIs); the
+	// access token's audience is the only one given, else the default
+	// resource. Optional.
 	Resources []string
 	// NoRefreshToken mints an access token only.
 	NoRefreshToken bool
 }
 
-// Mint issues tokens for a grant without any request, as if a login had
-// just happened: for tests that start from a stored token. The result has
-// Expiry from the server's clock, the refresh token, and the id_token
-// extra when one is issued. It does not count as a request.
+// Mint issues tokens for g without any request, as if a login had just
+// happened: for tests that start logged in, from a stored token. The
+// token's Expiry is by the server's clock; it carries the refresh token
+// (unless g.NoRefreshToken), and the extras "scope" and "id_token" (when
+// one is issued, see Config.IDToken). Mint counts in Stats only as issued
+// tokens, not as a request.
 func (s *Server) Mint(g Grant) (*oauth2.Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,6 @@ import (
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/canary"
 	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
@@ -49,16 +49,15 @@ type options struct {
 	keychain       bool // try the OS keychain first
 	service        string
 	// jobSecret is the demo job's client secret, registered at the demo
-	// server. It is canary-shaped (internal/canary) so that the leak scans
-	// of the tests recognise it, like every token the demo server issues,
-	// should it ever be printed.
+	// server: random for every run, as a real secret would be (tests set
+	// one their leak scans recognise).
 	jobSecret string
 }
 
 func defaultOptions() options {
 	return options{tokenLifetime: 6 * time.Second, refreshLatency: 300 * time.Millisecond,
 		stream: 10 * time.Second, workers: 8, keychain: true, service: "tokenward-quickstart",
-		jobSecret: canary.New("client-secret")}
+		jobSecret: rand.Text()}
 }
 
 func run(ctx context.Context, out io.Writer, o options) error {

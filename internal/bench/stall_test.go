@@ -9,8 +9,9 @@ import (
 	"github.com/tokenward/tokenward/internal/leakscan"
 )
 
-// Acceptance 2 on the fake clock: over 40 s of 12 s tokens from a 200 ms
-// token endpoint, no tokenward request waits at all. Inside the bubble a
+// TestStallTokenwardNeverWaits checks that no request waits for a
+// refresh, on the fake clock: over 40 s of 12 s tokens from a 200 ms token
+// endpoint, no tokenward request waits at all. Inside the bubble a
 // request's latency is exactly the time it spent waiting for a timer (the
 // token endpoint's delay), so "over 100 ms" is exact, not noisy.
 func TestStallTokenwardNeverWaits(t *testing.T) {

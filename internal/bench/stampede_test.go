@@ -19,10 +19,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// Acceptance 3, goroutines: 100 goroutines on an expired token, one token
-// call. x/oauth2's ReuseTokenSource also makes one (its mutex serialises
-// the callers); the difference there is the wait, measured by the stall
-// scenario.
+// TestGoroutineStampede: one refresh for many callers in one process. 100
+// goroutines on an expired token make one token call. x/oauth2's
+// ReuseTokenSource also makes one (its mutex serialises the callers); the
+// difference there is the wait, measured by the stall scenario.
 func TestGoroutineStampede(t *testing.T) {
 	t.Parallel()
 	for _, grant := range []string{GrantLogin, GrantClientCredentials} {
@@ -43,11 +43,11 @@ func TestGoroutineStampede(t *testing.T) {
 	}
 }
 
-// Acceptance 3, processes: 5 processes sharing a store make exactly one
-// token call with tokenward. The same processes written the usual way with
-// x/oauth2 (load the file, refresh, write back) each refresh, replay the
-// rotated refresh token, and the server revokes the login: which shows the
-// scenario really races.
+// TestProcessStampede: one refresh for many callers across processes. 5
+// processes sharing a store make exactly one token call with tokenward.
+// The same processes written the usual way with x/oauth2 (load the file,
+// refresh, write back) each refresh, replay the rotated refresh token, and
+// the server revokes the login: which shows the scenario really races.
 func TestProcessStampede(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 15 processes")

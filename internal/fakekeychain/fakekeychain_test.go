@@ -41,7 +41,8 @@ func TestWindowsTargetNameAmbiguity(t *testing.T) {
 	if err := f.Set("a", "b:c", "second"); err != nil {
 		t.Fatal(err)
 	}
-	// K-10: both are the credential "a:b:c".
+	// The Windows model joins service and user with a colon, so both are
+	// the credential "a:b:c".
 	if got, _ := f.Get("a:b", "c"); got != "second" {
 		t.Fatalf("Get(a:b, c) = %q, want the aliasing write %q", got, "second")
 	}
@@ -58,9 +59,10 @@ func TestWindowsTargetNameAmbiguity(t *testing.T) {
 }
 
 // TestMacOSLineBoundary sweeps the length of the line go-keyring writes to
-// `security -i` across 4090..4100 bytes (K-02, K-03): up to 4095 the item is
-// stored, at exactly 4096 Set returns nil but stores nothing
-// (go-keyring#153), above it go-keyring refuses with ErrSetDataTooBig.
+// `security -i` across 4090..4100 bytes, around the size of the line
+// buffer of security: up to 4095 the item is stored, at exactly 4096 Set
+// returns nil but stores nothing (go-keyring#153), above it go-keyring
+// refuses with ErrSetDataTooBig.
 func TestMacOSLineBoundary(t *testing.T) {
 	t.Parallel()
 	for want := 4090; want <= 4100; want++ {
@@ -124,7 +126,7 @@ func TestMacOSCommandMatchesGoKeyring(t *testing.T) {
 func TestMacOSNameMangling(t *testing.T) {
 	t.Parallel()
 	f := NewMacOS()
-	// K-04: the backslash is dropped, so the item lands under "ab".
+	// security's tokenizer drops the backslash, so the item lands under "ab".
 	if err := f.Set("svc", `a\b`, "pw"); err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func shellQuote(s string) string {
 }
 
 // macSplit returns the service and account names security's own tokenizer
-// makes of the shell-quoted names (K-04, go-keyring#154): it is not a shell,
+// makes of the shell-quoted names (go-keyring#154): it is not a shell,
 // so a backslash is silently dropped (the item lands under another name), a
 // single quote (quoted shell-style as '"'"') is a usage error, and a newline
 // ends the command early (also a usage error).

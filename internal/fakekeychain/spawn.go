@@ -14,8 +14,8 @@ var SpawnNames = []string{"security", "dbus-launch", "dbus-daemon", "secret-tool
 // InstallSpawnRecorder writes, into dir, one executable shell script per
 // name that appends its argv and environment to the file it returns and
 // exits 1. Put dir first on PATH and any child process started by name is
-// recorded (K-05: no secret may reach a child's argv or environment, and the
-// store should start none). It needs /bin/sh, so it does not work on Windows.
+// recorded: no secret may reach a child's argv or environment (other users
+// of the machine can read both), and the store should start none. It needs /bin/sh, so it does not work on Windows.
 func InstallSpawnRecorder(dir string, names ...string) (logFile string, err error) {
 	if len(names) == 0 {
 		names = SpawnNames

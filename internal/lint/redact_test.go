@@ -26,6 +26,7 @@ import (
 	"github.com/tokenward/tokenward/internal/canary"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 	"github.com/tokenward/tokenward/transport"
@@ -53,16 +54,24 @@ var exportedTypes = []reflect.Type{
 	reflect.TypeFor[transport.RetryOptions](), reflect.TypeFor[transport.Source](), reflect.TypeFor[transport.SourceFunc](),
 	reflect.TypeFor[transport.Transport](),
 
+	reflect.TypeFor[oauthtest.API](), reflect.TypeFor[oauthtest.APIRequest](), reflect.TypeFor[oauthtest.APIStats](),
+	reflect.TypeFor[oauthtest.Client](), reflect.TypeFor[oauthtest.Config](), reflect.TypeFor[oauthtest.DeviceInfo](),
+	reflect.TypeFor[oauthtest.ExpiresInMode](), reflect.TypeFor[oauthtest.Fault](), reflect.TypeFor[oauthtest.FaultKind](),
+	reflect.TypeFor[oauthtest.Grant](), reflect.TypeFor[oauthtest.Presentation](), reflect.TypeFor[oauthtest.Server](),
+	reflect.TypeFor[oauthtest.Stats](), reflect.TypeFor[oauthtest.TokenInfo](), reflect.TypeFor[oauthtest.Trap](),
+	reflect.TypeFor[oauthtest.TrapRequest](),
+
 	reflect.TypeFor[oauthwire.DeviceAuth](), reflect.TypeFor[oauthwire.DevicePoll](), reflect.TypeFor[oauthwire.Discovery](),
 	reflect.TypeFor[oauthwire.Error](),
 	reflect.TypeFor[redact.Fields](), reflect.TypeFor[redact.HeaderValue](), reflect.TypeFor[redact.URLValue](),
 }
 
 // typePackages are the packages whose exported types must be listed: the
-// public ones and the internal ones whose values the SDK's own code logs
-// or wraps into errors. The rest of internal/ is test machinery (the fake
-// servers, canaries, scanners).
-var typePackages = []string{"client", "refresh", "store", "transport", "bench/stall", "bench/stampede",
+// public ones (oauthtest included: its users print its records in their
+// own tests and logs) and the internal ones whose values the SDK's own
+// code logs or wraps into errors. The rest of internal/ is test machinery
+// (the fake keychains, canaries, scanners).
+var typePackages = []string{"client", "refresh", "store", "transport", "oauthtest", "bench/stall", "bench/stampede",
 	"internal/oauthwire", "internal/redact", "internal/tokenx", "internal/twerr"}
 
 // TestExportedTypesListed fails when exportedTypes misses an exported type
@@ -113,12 +122,13 @@ func TestExportedTypesListed(t *testing.T) {
 	}
 }
 
-// secretString names the string fields that hold a secret, secretBytes
-// the []byte ones and secretKey the interface fields that may hold a
-// private key; notSecret the fields whose names match but hold none. A
-// secret field gets a canary; every other field a harmless value.
+// secretString names the string fields that hold a secret (an
+// Authorization field holds a header value, credentials included),
+// secretBytes the []byte ones and secretKey the interface fields that may
+// hold a private key; notSecret the fields whose names match but hold
+// none. A secret field gets a canary; every other field a harmless value.
 var (
-	secretString = regexp.MustCompile(`(?i)secret|token|passphrase|password|verifier|assertion|usercode|devicecode|cookie`)
+	secretString = regexp.MustCompile(`(?i)secret|token|passphrase|password|verifier|assertion|usercode|devicecode|cookie|^authorization$`)
 	secretBytes  = regexp.MustCompile(`(?i)secret|token|keypair|key$`)
 	secretKey    = regexp.MustCompile(`(?i)privatekey|signer|^key$`)
 	notSecret    = regexp.MustCompile(`(?i)^(tokentype|tokenurl|accesstokenenv|tokenendpoint.*|preparetokentypes|token68|.*tokenexpiry|tokens)$`)

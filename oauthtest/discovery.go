@@ -3,9 +3,6 @@ package oauthtest
 import (
 	"net/http"
 	"slices"
-	"strings"
-
-	"github.com/tokenward/tokenward/internal/oauthwire"
 )
 
 // discovery serves the RFC 8414 / OpenID Connect discovery document (the
@@ -17,7 +14,7 @@ func (s *Server) discovery(r *http.Request) *reply {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.cfg.OIDCDiscoveryOnly && r.URL.Path == oauthwire.WellKnownOAuth {
+	if s.cfg.OIDCDiscoveryOnly && r.URL.Path == PathOAuthDiscovery {
 		return textReply(http.StatusNotFound, "text/plain; charset=utf-8", "404 page not found\n")
 	}
 	iss := s.issuer
@@ -74,58 +71,4 @@ func (s *Server) discovery(r *http.Request) *reply {
 		doc["scopes_supported"] = scopes
 	}
 	return jsonReply(http.StatusOK, doc)
-}
-
-// revoke serves RFC 7009: 200 for known and unknown tokens alike;
-// revoking a refresh token revokes its family. token_type_hint is only a
-// hint. A token of another client is left alone (and still answered 200).
-func (s *Server) revoke(r *http.Request) *reply {
-	if r.Method != http.MethodPost {
-		return oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, errRep := s.authenticate(r)
-	if errRep != nil {
-		return errRep
-	}
-	tok := r.PostForm.Get("token")
-	if tok == "" {
-		return oauthError(http.StatusBadRequest, "invalid_request", "token missing")
-	}
-	owner := ""
-	if at, ok := s.ats[tok]; ok {
-		owner = at.clientID
-	} else if rt, ok := s.rts[tok]; ok {
-		owner = rt.fam.clientID
-	}
-	if owner == c.ID && s.revokeLocked(tok) {
-		s.stats.Revocations++
-	}
-	return &reply{status: http.StatusOK, header: http.Header{"Cache-Control": {"no-store"}}}
-}
-
-// userinfo answers {"sub": ...} for a valid access token of any audience.
-func (s *Server) userinfo(r *http.Request) *reply {
-	tok, ok := bearer(r)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	at := s.ats[tok]
-	if !ok || at == nil || at.revoked || (at.fam != nil && at.fam.revoked) || !s.now().Before(at.expiry) {
-		rep := textReply(http.StatusUnauthorized, "application/json", `{"error":"invalid_token"}`)
-		rep.header.Set("WWW-Authenticate", `Bearer realm="oauthtest", error="invalid_token"`)
-		return rep
-	}
-	return jsonReply(http.StatusOK, map[string]string{"sub": at.subject})
-}
-
-// bearer extracts a Bearer credential (scheme case-insensitive).
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
