@@ -15,9 +15,6 @@ import (
 	"github.com/tokenward/tokenward/internal/canary"
 )
 
-// syncBuffer captures log output for canary scans.
-type syncBuffer = canary.Log
-
 // Canary secrets (JWT-shaped access tokens, opaque refresh tokens) never
 // appear in logs at debug level, events, error strings or the cache's own
 // printed forms, across success, failure, persist failure, re-auth and
@@ -35,46 +32,39 @@ func TestNoSecretsInLogsEventsErrors(t *testing.T) {
 			secrets = append(secrets, s)
 			return s
 		}
-		as := newRotatingAS(time.Minute)
-		as.mkAT = func(g int, exp time.Time) string { return remember(canary.JWT("at", exp.Unix())) }
-		as.mkRT = func(g int) string { return remember(canary.New("rt")) }
 		// Call 2 fails with a description and body that echo the refresh
 		// token presented; call 3 loses the answer; call 4 is the reuse.
 		var lastRT string
-		as.fail = func(n int) error {
-			if n == 2 {
-				e := retrieveErr(400, "invalid_request", `{"error":"invalid_request","refresh_token":"`+lastRT+`"}`)
-				e.ErrorDescription = "refresh token " + lastRT + " is malformed"
-				return e
-			}
-			return nil
-		}
-		as.lost = func(n int) bool { return n == 3 }
-
 		var logs syncBuffer
 		logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		var evs eventLog
-		st := newMemStore()
-		key := testKey(t)
-		st.put(key, as.initial(time.Now().Add(-time.Second)))
+		f := scene{life: time.Minute, first: -time.Second,
+			server: func(as *rotatingAS) {
+				as.mkAT = func(g int, exp time.Time) string { return remember(canary.JWT("at", exp.Unix())) }
+				as.mkRT = func(g int) string { return remember(canary.New("rt")) }
+				as.fail = func(n int) error {
+					if n == 2 {
+						e := retrieveErr(400, "invalid_request", `{"error":"invalid_request","refresh_token":"`+lastRT+`"}`)
+						e.ErrorDescription = "refresh token " + lastRT + " is malformed"
+						return e
+					}
+					return nil
+				}
+				as.lost = func(n int) bool { return n == 3 }
+			},
+			upstream: func(as *rotatingAS) Upstream {
+				return UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+					if cur != nil {
+						lastRT = cur.RefreshToken
+					}
+					return as.Token(ctx, cur)
+				})
+			},
+			options: func(o *Options) { o.Logger = logger },
+		}.start(t)
+		st, key, c, evs := f.st, f.key, f.c, f.ev
 		lastRT = st.get(key).RefreshToken
 		remember(st.get(key).AccessToken)
 		remember(lastRT)
-
-		c, err := New(key, UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
-			if cur != nil {
-				lastRT = cur.RefreshToken
-			}
-			return as.Token(ctx, cur)
-		}), func(o *Options) {
-			o.Persister = st
-			o.Logger = logger
-			o.OnEvent = evs.add
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
 
 		var out strings.Builder
 		record := func(tok *oauth2.Token, err error) {

@@ -71,21 +71,25 @@ var (
 	ErrTokenRejected = errors.New("refresh: access token rejected by the resource server")
 
 	// ErrInvalidConfig: New was called with an unusable argument (an empty
-	// key, a nil Upstream). It is the same value as client.ErrInvalidConfig
-	// and transport.ErrInvalidConfig.
+	// key, a nil Upstream), or with options that differ from those of the
+	// cache already open for the key. It is the same value as
+	// client.ErrInvalidConfig and transport.ErrInvalidConfig.
 	ErrInvalidConfig = twerr.ErrInvalidConfig
 
 	// ErrClosed is returned by a [Cache] after [Cache.Close].
 	ErrClosed = errors.New("refresh: cache closed")
 )
 
-// maxErrorLen bounds every error string this package produces (O-13).
+// maxErrorLen bounds every error string this package produces, so that a
+// server's huge error page cannot flood logs.
 const maxErrorLen = 512
 
 // kinds lists the sentinels that classify an error, in matching order.
 var kinds = []error{ErrReauthRequired, ErrClientRejected, ErrTemporarilyUnavailable, ErrNetwork, ErrUnsupportedTokenType, ErrPersistFailed}
 
-// Error describes a failed token refresh. Its fields are safe to log: the
+// Error describes a failure of the cache: a token request the
+// authorization server (or the network) refused, or a store that failed.
+// Its fields are safe to log: the
 // description has been redacted and truncated. Err is the underlying cause
 // (often an *oauth2.RetrieveError or a net error) and is returned by Unwrap;
 // errors.Is(e, ErrReauthRequired) and the other sentinels match according
@@ -102,8 +106,9 @@ type Error struct {
 	Err error
 
 	kind         error  // the sentinel this error matches; nil derives it from Code/StatusCode
-	rotationLoss bool   // invalid_grant after a transport failure (C-03)
+	rotationLoss bool   // invalid_grant after a refresh with the same refresh token failed in transit
 	fromWire     bool   // StatusCode/Code/Description were read from Err: its message adds nothing
+	failure      string // what failed, for an error that fits no sentinel; "" means "token request failed"
 	msg          string // precomputed, sanitized message; "" computes it from the fields
 }
 
@@ -153,11 +158,31 @@ func (e *Error) Temporary() bool {
 }
 
 // build renders the message, removing the given secrets (exact matches)
-// and anything internal/redact recognises, and bounds its length.
+// and anything internal/redact recognises, and bounds its length. It
+// names what failed once: "refresh: " and the sentinel's text (or, for an
+// error that fits none, what failed), then the server's code, description
+// and status, then the cause's own words, without the sentinel's text a
+// cause that wraps a sentinel already carries.
 func (e *Error) build(secrets []string) string {
 	var b strings.Builder
 	b.WriteString("refresh: ")
-	b.WriteString(kindText(e.Kind()))
+	k := e.Kind()
+	detail := ""
+	if e.Err != nil && !isSentinel(e.Err) && !e.fromWire {
+		detail = e.Err.Error()
+		if k != nil {
+			detail = without(detail, k.Error())
+		}
+	}
+	more := e.Code != "" || e.Description != "" || e.StatusCode != 0 || e.rotationLoss || detail != ""
+	switch {
+	case k == nil && e.failure != "":
+		b.WriteString(e.failure)
+	case k == ErrPersistFailed && more:
+		b.WriteString("saving the token") // "saving the token: <why>"
+	default:
+		b.WriteString(kindText(k))
+	}
 	if e.Code != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Code)
@@ -175,11 +200,33 @@ func (e *Error) build(secrets []string) string {
 	if e.rotationLoss {
 		b.WriteString(" (possible rotation loss: an earlier refresh with this refresh token failed in transit)")
 	}
-	if e.Err != nil && !isSentinel(e.Err) && !e.fromWire {
+	if detail != "" {
 		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(detail)
 	}
 	return redact.Scrub(b.String(), maxErrorLen, secrets...)
+}
+
+// without returns msg, a cause's message, without the text of the
+// sentinel it wraps (and the ": " that joined them), so that a message
+// names the failure once: "refresh: re-authentication required: not logged
+// in" for a cause that reads "refresh: re-authentication required: not
+// logged in", "...: grant" for one that reads "grant: refresh:
+// re-authentication required".
+func without(msg, sentinel string) string {
+	i := strings.Index(msg, sentinel)
+	if i < 0 {
+		return msg
+	}
+	before := strings.TrimSuffix(msg[:i], ": ")
+	after := strings.TrimPrefix(msg[i+len(sentinel):], ": ")
+	switch {
+	case before == "":
+		return after
+	case after == "":
+		return before
+	}
+	return before + ": " + after
 }
 
 func isSentinel(err error) bool {
@@ -206,7 +253,7 @@ func kindText(k error) string {
 	case ErrPersistFailed:
 		return "saving the token failed"
 	}
-	return "token refresh failed"
+	return "token request failed"
 }
 
 // kindOf maps an RFC 6749 error code and HTTP status to a sentinel. The code
@@ -235,12 +282,20 @@ type oauthError interface {
 	OAuthError() (status int, code, description string)
 }
 
-// classify turns an Upstream error into this package's taxonomy, in the
-// order documented in the package comment: an *Error is kept; an error that
-// already matches one of the sentinels keeps its kind; *oauth2.RetrieveError
-// and OAuthError() carriers are mapped by code and status; net errors and
-// timeouts become ErrNetwork. secrets are removed from the message.
+// classify turns an error from a grant into this package's taxonomy, in
+// the order documented in the package comment: an *Error is kept; an error
+// that already matches one of the sentinels keeps its kind; an
+// *oauth2.RetrieveError and an OAuthError() carrier are mapped by code and
+// status; net errors and timeouts become ErrNetwork. secrets are removed
+// from the message.
 func classify(err error, secrets ...string) error {
+	return classifyAs(err, "", secrets)
+}
+
+// classifyAs is classify for an error of the operation that failed: its
+// message says so (failure, such as "token refresh failed") when the error
+// fits none of the sentinels.
+func classifyAs(err error, failure string, secrets []string) error {
 	if err == nil {
 		return nil
 	}
@@ -248,7 +303,7 @@ func classify(err error, secrets ...string) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	out := &Error{Err: err}
+	out := &Error{Err: err, failure: failure}
 	for _, k := range kinds {
 		if errors.Is(err, k) {
 			out.kind = k

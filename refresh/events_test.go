@@ -16,24 +16,21 @@ import (
 func TestEventWaiters(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(10 * time.Second)
 		var mu sync.Mutex
 		latency := 500 * time.Millisecond
-		slow := UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
-			mu.Lock()
-			d := latency
-			mu.Unlock()
-			time.Sleep(d)
-			return as.Token(ctx, cur)
-		})
-		var ev eventLog
-		st := newMemStore()
-		key := testKey(t)
-		st.put(key, as.initial(time.Now().Add(-time.Second)))
-		c := mustNewKey(t, key, slow, func(o *Options) {
-			o.Persister, o.OnEvent, o.Jitter, o.DisableIdleRefresh = st, ev.add, -1, true
-		})
-		defer c.Close()
+		f := scene{life: 10 * time.Second, first: -time.Second,
+			upstream: func(as *rotatingAS) Upstream {
+				return UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+					mu.Lock()
+					d := latency
+					mu.Unlock()
+					time.Sleep(d)
+					return as.Token(ctx, cur)
+				})
+			},
+			options: func(o *Options) { o.Jitter, o.DisableIdleRefresh = -1, true },
+		}.start(t)
+		c, ev := f.c, f.ev
 		// 0 s: five callers without a token wait for the first refresh
 		// (0.5 s; the token lives until 10.5 s: advisory point 8.5 s,
 		// mandatory window from 9.5 s).

@@ -39,12 +39,14 @@ func mintWith(as *rotatingAS, full bool, called *atomic.Int32) func(context.Cont
 func TestExchangeConcurrentNeverReusesRT(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Hour)
-		st := newMemStore()
-		key := testKey(t)
-		st.put(key, as.initial(time.Now().Add(time.Hour)))
-		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
-		defer c.Close()
+		var refreshes atomic.Int32 // the Upstream's calls: refreshes, not Exchanges
+		f := scene{first: time.Hour, upstream: func(as *rotatingAS) Upstream {
+			return UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+				refreshes.Add(1)
+				return as.Token(ctx, cur)
+			})
+		}}.start(t)
+		as, key, c, st := f.as, f.key, f.c, f.st
 		var wg sync.WaitGroup
 		errs := make(chan error, 100)
 		for i := range 2 {
@@ -58,14 +60,21 @@ func TestExchangeConcurrentNeverReusesRT(t *testing.T) {
 		}
 		wg.Go(func() {
 			for range 10 {
-				tok, err := c.Token(t.Context())
-				if err != nil {
-					errs <- err
-					continue
-				}
-				invalidateOrdinary(c, tok)
-				if _, err := c.Token(t.Context()); err != nil {
-					errs <- err
+				// One refresh forced by a rejection. An Exchange that
+				// publishes a new token between the read and the refresh
+				// makes the rejection moot (there is nothing to refresh);
+				// then reject the new token.
+				for before := refreshes.Load(); refreshes.Load() == before; {
+					tok, err := c.Token(t.Context())
+					if err != nil {
+						errs <- err
+						return
+					}
+					invalidateOrdinary(c, tok)
+					if _, err := c.Token(t.Context()); err != nil {
+						errs <- err
+						return
+					}
 				}
 			}
 		})
@@ -103,13 +112,8 @@ func TestExchangeSaveFailureKeepsRotatedRT(t *testing.T) {
 		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				as := newRotatingAS(time.Hour)
-				st := newMemStore()
-				key := testKey(t)
-				st.put(key, as.initial(time.Now().Add(time.Hour)))
-				var evs eventLog
-				c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-				defer c.Close()
+				f := scene{first: time.Hour, options: idleOff}.start(t)
+				as, key, c, evs, st := f.as, f.key, f.c, f.ev, f.st
 				if _, err := c.Token(t.Context()); err != nil {
 					t.Fatal(err)
 				}
@@ -163,20 +167,13 @@ func TestExchangeSaveFailureKeepsRotatedRT(t *testing.T) {
 func TestExchangeReauth(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Hour)
-		st := newMemStore()
-		key := testKey(t)
-		st.put(key, as.initial(time.Now().Add(time.Hour)))
-		var evs eventLog
-		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-		defer c.Close()
+		f := scene{first: time.Hour}.start(t)
+		as, key, c, evs, st := f.as, f.key, f.c, f.ev, f.st
 		t0, err := c.Token(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		as.mu.Lock()
-		as.revoked = true
-		as.mu.Unlock()
+		as.revoke()
 		var called atomic.Int32
 		err = c.Exchange(t.Context(), mintWith(as, false, &called))
 		var e *Error
@@ -208,15 +205,9 @@ func TestExchangeReauth(t *testing.T) {
 	})
 	t.Run("sentinel from fn", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			st := newMemStore()
-			key := testKey(t)
-			st.put(key, &oauth2.Token{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(time.Hour)})
-			c, err := New(key, newRotatingAS(time.Hour), func(o *Options) { o.Persister = st })
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			err = c.Exchange(t.Context(), func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
+			f := scene{first: time.Hour}.start(t)
+			st, key, c := f.st, f.key, f.c
+			err := c.Exchange(t.Context(), func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
 				return nil, fmt.Errorf("mint: %w", ErrReauthRequired)
 			})
 			if !errors.Is(err, ErrReauthRequired) || st.get(key) != nil {
@@ -231,14 +222,12 @@ func TestExchangeReauth(t *testing.T) {
 func TestExchangeNoToken(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		st := newMemStore()
 		var called atomic.Int32
 		fn := func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
 			called.Add(1)
 			return nil, nil
 		}
-		c := mustNew(t, newRotatingAS(time.Hour), func(o *Options) { o.Persister = st })
-		defer c.Close()
+		c := scene{empty: true}.start(t).c
 		if err := c.Exchange(t.Context(), fn); !errors.Is(err, ErrReauthRequired) {
 			t.Fatalf("Exchange before login = %v, want ErrReauthRequired", err)
 		}
@@ -266,17 +255,13 @@ func TestExchangeNoToken(t *testing.T) {
 
 // Exchange presents the freshest refresh token: the stored one when another
 // process rotated, never the spent one in memory; and not the one in memory
-// when the store cannot be read (bug 3's rule).
+// when the store cannot be read (another process may have rotated it).
 func TestExchangeUsesFreshestToken(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Hour)
-		st := newFaultStore()
-		key := testKey(t)
-		st.put(key, as.initial(time.Now().Add(time.Hour)))
-		var evs eventLog
-		c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-		defer c.Close()
+		var st *faultStore
+		f := scene{first: time.Hour, persister: func(m *memStore) Persister { st = newFaultStore(m); return st }, options: idleOff}.start(t)
+		as, key, c, evs := f.as, f.key, f.c, f.ev
 		if _, err := c.Token(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -326,17 +311,10 @@ func TestExchangeUsesFreshestToken(t *testing.T) {
 func TestExchangeCallerCancelKeepsRotatedRT(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Hour)
-		st := newMemStore()
-		key := testKey(t)
-		st.put(key, as.initial(time.Now().Add(time.Hour)))
-		c, err := New(key, as, func(o *Options) { o.Persister = st })
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		f := scene{first: time.Hour}.start(t)
+		as, st, key, c := f.as, f.st, f.key, f.c
 		ctx, cancel := context.WithCancel(t.Context())
-		err = c.Exchange(ctx, func(fctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+		err := c.Exchange(ctx, func(fctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
 			cancel() // the caller gives up while the request is at the server
 			if fctx.Err() != nil {
 				return nil, fctx.Err()
@@ -348,6 +326,41 @@ func TestExchangeCallerCancelKeepsRotatedRT(t *testing.T) {
 		}
 		if got := st.get(key); got.RefreshToken != "rt-1" {
 			t.Fatalf("stored %q, want rt-1", got.RefreshToken)
+		}
+	})
+}
+
+// A token an Exchange function returns already expired is never served,
+// and Exchange says so; its refresh token, possibly a rotated one, is
+// saved and presented next all the same.
+func TestExchangeExpiredOnArrival(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := scene{first: time.Hour, options: idleOff}.start(t)
+		as, st, key, c := f.as, f.st, f.key, f.c
+		if _, err := c.Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Exchange(t.Context(), func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+			nt, err := as.Token(ctx, cur) // rotates: at-1, rt-1
+			if err != nil {
+				return nil, err
+			}
+			nt.Expiry = time.Now().Add(-time.Second)
+			return nt, nil
+		})
+		if !errors.Is(err, ErrTemporarilyUnavailable) {
+			t.Fatalf("Exchange = %v, want ErrTemporarilyUnavailable for a token that arrived expired", err)
+		}
+		if got := st.get(key); got.RefreshToken != "rt-1" {
+			t.Fatalf("stored %q, want the rotated rt-1", got.RefreshToken)
+		}
+		tok, err := c.Token(t.Context())
+		if err != nil || tok.AccessToken != "at-2" {
+			t.Fatalf("Token = %v, %v; want at-2 refreshed with rt-1, never the expired at-1", tok, err)
+		}
+		if _, reuses, presented := as.stats(); reuses != 0 || !slices.Equal(presented, []string{"rt-0", "rt-1"}) {
+			t.Fatalf("presented %v (reuses %d), want [rt-0 rt-1]", presented, reuses)
 		}
 	})
 }

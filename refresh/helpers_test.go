@@ -2,7 +2,6 @@ package refresh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,12 +13,162 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/canary"
 )
+
+// fixture is the scene most tests play in: a rotating authorization
+// server (as), a store (st) that holds the server's first token (at-0 and
+// rt-0: a login), and a cache (c) for a fresh key (key) on both, whose
+// events are recorded (ev). Build one with scene.start; the cache is closed
+// when the test ends.
+type fixture struct {
+	as  *rotatingAS
+	st  *memStore
+	key string
+	ev  *eventLog
+	c   *Cache
+}
+
+// scene describes a fixture. Its zero value: a server issuing one-hour
+// tokens, a store holding the server's first token, expiring now, and a
+// cache with the store as its Persister.
+type scene struct {
+	// life is the lifetime of the tokens the server issues; zero means one
+	// hour.
+	life time.Duration
+	// first is when the server's first token expires, from now.
+	first time.Duration
+	// login hands the first token to Cache.Set once the cache runs instead
+	// of storing it beforehand; empty issues no first token at all.
+	login, empty bool
+	// memory leaves the cache without a Persister (the first token is then
+	// handed to Set).
+	memory bool
+	// server adjusts the server before it issues its first token.
+	server func(as *rotatingAS)
+	// persister builds the cache's Persister on the store (to inject
+	// faults); nil uses the store itself.
+	persister func(st *memStore) Persister
+	// upstream builds the cache's Upstream on the server; nil uses the
+	// server itself.
+	upstream func(as *rotatingAS) Upstream
+	// options adjusts the cache's options; the Persister and OnEvent are
+	// set already.
+	options func(o *Options)
+}
+
+// start builds the fixture sc describes.
+func (sc scene) start(t testing.TB) *fixture {
+	t.Helper()
+	life := sc.life
+	if life == 0 {
+		life = time.Hour
+	}
+	f := &fixture{as: newRotatingAS(life), st: newMemStore(), key: testKey(t), ev: &eventLog{}}
+	if sc.server != nil {
+		sc.server(f.as)
+	}
+	var first *oauth2.Token
+	if !sc.empty {
+		first = f.as.initial(time.Now().Add(sc.first))
+	}
+	login := sc.login || sc.memory
+	if first != nil && !login {
+		f.st.put(f.key, first)
+	}
+	var p Persister = f.st
+	if sc.persister != nil {
+		p = sc.persister(f.st)
+	}
+	var up Upstream = f.as
+	if sc.upstream != nil {
+		up = sc.upstream(f.as)
+	}
+	c, err := New(f.key, up, func(o *Options) {
+		if !sc.memory {
+			o.Persister = p
+		}
+		o.OnEvent = f.ev.add
+		if sc.options != nil {
+			sc.options(o)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	f.c = c
+	if first != nil && login {
+		if err := c.Set(t.Context(), first); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// idleOff is the option that turns the idle timer off, for tests that
+// drive every refresh themselves.
+func idleOff(o *Options) { o.DisableIdleRefresh = true }
+
+// mustNew is New for a fresh key, for tests with an Upstream of their own:
+// it fails the test when New fails. Close the cache with defer.
+func mustNew(t testing.TB, up Upstream, optFns ...func(*Options)) *Cache {
+	t.Helper()
+	c, err := New(testKey(t), up, optFns...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var keySeq atomic.Int64
+
+// testKey returns a key unique to this test (the registry is per process).
+func testKey(t testing.TB) string {
+	return fmt.Sprintf("test|%s|%d", strings.ReplaceAll(t.Name(), "/", "."), keySeq.Add(1))
+}
+
+// otherProcess returns a cache for key that does not share this process's
+// registry: a second process with the same store (whose lock is the
+// cross-process lock).
+func otherProcess(t testing.TB, key string, up Upstream, optFns ...func(*Options)) *Cache {
+	t.Helper()
+	var o Options
+	for _, fn := range optFns {
+		fn(&o)
+	}
+	c := newCore(key, up, o.resolve())
+	registry.mu.Lock()
+	c.refs = 1 // Close stops it; it is not in the registry
+	registry.mu.Unlock()
+	return &Cache{c: c}
+}
+
+// invalidateOrdinary is Invalidate of a token treated as one from an
+// ordinary refresh, which the rate limit of repeated rejections
+// (reject.go) never refuses: for tests that use rejections to force one
+// refresh after another.
+func invalidateOrdinary(c *Cache, tok *oauth2.Token) bool {
+	for {
+		s := c.c.cur.Load()
+		if s == nil || !s.forced {
+			break
+		}
+		n := s.clone()
+		n.forced = false
+		if c.c.cur.CompareAndSwap(s, n) {
+			break
+		}
+	}
+	return c.Invalidate(tok)
+}
 
 // rotatingAS is an in-test authorization server's refresh grant: every
 // refresh rotates the refresh token, and presenting a used one (reuse)
 // revokes the whole family, as Okta, Auth0 and Keycloak do. An optional
-// grace lets the previous refresh token be reused for a while (C-03).
+// grace lets the previous refresh token be reused for a while, for an
+// answer lost in transit.
 type rotatingAS struct {
 	lifetime time.Duration // lifetime of issued access tokens
 	latency  time.Duration // time.Sleep before answering (honours ctx)
@@ -133,6 +282,13 @@ func (a *rotatingAS) stats() (calls, reuses int, presented []string) {
 	return a.calls, a.reuses, append([]string(nil), a.presented...)
 }
 
+// revoke makes the server refuse every refresh token from now on.
+func (a *rotatingAS) revoke() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.revoked = true
+}
+
 func grantErr(code, desc string) error {
 	return &oauth2.RetrieveError{
 		Response:         &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request"},
@@ -141,90 +297,23 @@ func grantErr(code, desc string) error {
 	}
 }
 
-// memStore is an in-memory Persister and Locker that copies tokens in and
-// out (like a real store) and can fail saves.
-type memStore struct {
-	lock chan struct{}
-
-	mu        sync.Mutex
-	m         map[string]*oauth2.Token
-	saves     int
-	deletes   int
-	failSaves int   // the next failSaves Saves fail
-	saveErr   error // what they fail with
-	ignore    bool  // Save reports success but stores nothing (the x/oauth2 way)
-}
-
-func newMemStore() *memStore {
-	return &memStore{lock: make(chan struct{}, 1), m: map[string]*oauth2.Token{}}
-}
-
-var errDiskFull = errors.New("memstore: disk full")
-
-func (s *memStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.m[key]
-	if t == nil {
-		return nil, nil
-	}
-	cp := *t
-	return &cp, nil
-}
-
-func (s *memStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failSaves > 0 {
-		s.failSaves--
-		if s.saveErr != nil {
-			return s.saveErr
-		}
-		return errDiskFull
-	}
-	s.saves++
-	if s.ignore {
-		return nil
-	}
-	cp := *tok
-	s.m[key] = &cp
-	return nil
-}
-
-func (s *memStore) Delete(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.deletes++
-	delete(s.m, key)
-	return nil
-}
-
-func (s *memStore) Lock(ctx context.Context, key string) (func() error, error) {
-	select {
-	case s.lock <- struct{}{}:
-		return func() error { <-s.lock; return nil }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+func retrieveErr(status int, code, body string) *oauth2.RetrieveError {
+	return &oauth2.RetrieveError{
+		Response:  &http.Response{StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status))},
+		ErrorCode: code, Body: []byte(body),
 	}
 }
 
-func (s *memStore) get(key string) *oauth2.Token {
-	t, _ := s.Load(context.Background(), key)
-	return t
+// wireErr stands in for the token parser's error type: anything with
+// OAuthError().
+type wireErr struct {
+	status      int
+	code, descr string
 }
 
-func (s *memStore) put(key string, t *oauth2.Token) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cp := *t
-	s.m[key] = &cp
-}
-
-var keySeq atomic.Int64
-
-// testKey returns a key unique to this test (the registry is per process).
-func testKey(t testing.TB) string {
-	return fmt.Sprintf("test|%s|%d", strings.ReplaceAll(t.Name(), "/", "."), keySeq.Add(1))
+func (e *wireErr) Error() string { return "oauthwire: " + e.code }
+func (e *wireErr) OAuthError() (int, string, string) {
+	return e.status, e.code, e.descr
 }
 
 // eventLog collects events.
@@ -294,38 +383,21 @@ func (l *eventLog) all() []Event {
 	return append([]Event(nil), l.ev...)
 }
 
-// mustNew creates a cache for a fresh key; close it with defer.
-func mustNew(t testing.TB, up Upstream, optFns ...func(*Options)) *Cache {
-	t.Helper()
-	return mustNewKey(t, testKey(t), up, optFns...)
+// syncBuffer captures log output for canary scans.
+type syncBuffer = canary.Log
+
+// accessToken returns tok's access token, or "" for nil.
+func accessToken(tok *oauth2.Token) string {
+	if tok == nil {
+		return ""
+	}
+	return tok.AccessToken
 }
 
-// mustNewKey is New for tests: it fails the test when New fails; close the
-// cache with defer.
-func mustNewKey(t testing.TB, key string, up Upstream, optFns ...func(*Options)) *Cache {
-	t.Helper()
-	c, err := New(key, up, optFns...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+type tsFunc func() (*oauth2.Token, error)
 
-// invalidateOrdinary is Invalidate of a token treated as one from an
-// ordinary refresh, which the rate limit of repeated rejections
-// (reject.go) never refuses: for tests that use rejections to force one
-// refresh after another.
-func invalidateOrdinary(c *Cache, tok *oauth2.Token) bool {
-	for {
-		s := c.c.cur.Load()
-		if s == nil || !s.forced {
-			break
-		}
-		n := s.clone()
-		n.forced = false
-		if c.c.cur.CompareAndSwap(s, n) {
-			break
-		}
-	}
-	return c.Invalidate(tok)
-}
+func (f tsFunc) Token() (*oauth2.Token, error) { return f() }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -119,7 +119,7 @@ func (s *rotatingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // httpUpstream refreshes through x/oauth2 against tokenURL (explicit auth
-// style: no double POST, O-08).
+// style: a credential is never POSTed twice to learn the auth style).
 func httpUpstream(tokenURL string) Upstream {
 	cfg := &oauth2.Config{ClientID: "cli", Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}
 	return UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
@@ -132,7 +132,7 @@ func httpUpstream(tokenURL string) Upstream {
 
 const helperEnv = "TOKENWARD_REFRESH_HELPER"
 
-// AC 2 (C-02): 5 processes sharing one store at expiry make exactly one
+// 5 processes sharing one store at expiry make exactly one
 // token request and all get the new token. The control run hides the
 // store's lock: the same processes then refresh concurrently and the
 // server's reuse detection fires, which shows the test can fail.

@@ -1,18 +1,11 @@
 package refresh
 
-// Regression tests for the hostile-world bugs 2-4 (hostile/
-// TestExitWithUnsavedToken, TestStoreReadFailsAfterAnotherProcessRotated,
-// TestSaveFailsThenAnotherProcessRefreshes): a token whose save failed is
-// saved by Close, or in a reduced set at once; a failed reload under the
-// lock never presents the refresh token in memory; the store never keeps a
-// consumed refresh token after the lock is released while a smaller set
-// could hold the new one.
-
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,82 +18,217 @@ import (
 	"github.com/tokenward/tokenward/internal/tokenx"
 )
 
-var (
-	errStoreRead = errors.New("faultstore: keychain did not reply")
-	errTooLarge  = errors.New("faultstore: entry too large")
-)
+// Persistence before use: a new token is saved before it is used, a
+// failed save falls back to reduced sets and is retried, and the store
+// never keeps a spent refresh token while it could hold the new one.
 
-// faultStore is a memStore that can also fail loads, refuse large token
-// sets (like store.MaxEntrySize or a keychain's item limit), and hang saves
-// until their context ends.
-type faultStore struct {
-	*memStore
-
-	fmu       sync.Mutex
-	failLoads int  // the next failLoads Loads fail
-	maxSize   int  // Save refuses sets whose access token + ID token exceed this (0: no limit)
-	hang      bool // Save blocks until its context ends
-	tooLarge  int  // saves refused as too large
+// Save fails once right after a rotation: the new refresh token
+// reaches the store by the next access and the old one is never presented
+// again.
+func TestSaveFailsOnceAfterRotation(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := scene{life: time.Minute, first: -time.Second}.start(t)
+		as, key, c, evs, st := f.as, f.key, f.c, f.ev, f.st
+		st.failSaves = 1
+		tok, err := c.Token(t.Context())
+		if err != nil || tok.AccessToken != "at-1" {
+			t.Fatalf("Token = %v, %v; want at-1 despite the failed save", tok, err)
+		}
+		if n := evs.count(EventPersistFailed); n != 1 {
+			t.Fatalf("persist-failed events = %d, want 1", n)
+		}
+		for _, e := range evs.all() {
+			if e.Kind == EventPersistFailed && !errors.Is(e.Err, ErrPersistFailed) {
+				t.Fatalf("event error %v does not match ErrPersistFailed", e.Err)
+			}
+		}
+		// The full set's save failed, but the fallback stored a reduced set
+		// with rt-1 under the same lock (no access token, expired), so the
+		// store never keeps the spent rt-0 for another process to present.
+		if got := st.get(key); got.RefreshToken != "rt-1" || got.AccessToken != "" || got.Expiry.After(time.Now()) {
+			t.Fatalf("store = %q/%q/%v before the next access, want the reduced set rt-1 without an access token", got.RefreshToken, got.AccessToken, got.Expiry)
+		}
+		// The next access saves the full set, in the background: it gets
+		// the token at once.
+		tok2, err := c.Token(t.Context())
+		if err != nil || tok2 != tok {
+			t.Fatalf("second Token = %p, %v; want the same token %p", tok2, err, tok)
+		}
+		evs.wait(t, EventPersisted, 1)
+		if got := st.get(key); got.RefreshToken != "rt-1" || got.AccessToken != "at-1" {
+			t.Fatalf("store = %q/%q after the next access, want at-1/rt-1", got.AccessToken, got.RefreshToken)
+		}
+		if n := evs.count(EventPersistFailed); n != 1 {
+			t.Fatalf("persist-failed events = %d, want exactly 1", n)
+		}
+		time.Sleep(time.Minute) // the idle timer refreshes at 75-85 %
+		if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+			t.Fatalf("a minute later: %v, %v; want at-2", tok, err)
+		}
+		_, reuses, presented := as.stats()
+		if reuses != 0 || len(presented) != 2 || presented[0] != "rt-0" || presented[1] != "rt-1" {
+			t.Fatalf("presented %v (reuses %d), want [rt-0 rt-1]", presented, reuses)
+		}
+	})
 }
 
-func newFaultStore() *faultStore { return &faultStore{memStore: newMemStore()} }
-
-func (f *faultStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
-	f.fmu.Lock()
-	if f.failLoads > 0 {
-		f.failLoads--
-		f.fmu.Unlock()
-		return nil, errStoreRead
-	}
-	f.fmu.Unlock()
-	return f.memStore.Load(ctx, key)
+// Harder: the store keeps failing through the next refresh. The older
+// stored token, whose refresh token is spent, must not be read over the
+// newer one in memory.
+func TestSaveKeepsFailingNeverPresentsOldRT(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := scene{life: time.Minute, first: -time.Second, options: idleOff}.start(t)
+		as, key, c, evs, st := f.as, f.key, f.c, f.ev, f.st
+		st.failSaves = 1000
+		for range 5 {
+			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
+				t.Fatalf("Token = %v, %v; want at-1", tok, err)
+			}
+		}
+		if n := evs.count(EventPersistFailed); n != 1 {
+			t.Fatalf("persist-failed events = %d, want 1 for one token", n)
+		}
+		time.Sleep(2 * time.Minute)
+		if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
+			t.Fatalf("after expiry: %v, %v; want at-2", tok, err)
+		}
+		_, reuses, presented := as.stats()
+		if reuses != 0 || len(presented) != 2 || presented[1] != "rt-1" {
+			t.Fatalf("presented %v (reuses %d), want [rt-0 rt-1]", presented, reuses)
+		}
+		st.mu.Lock()
+		st.failSaves = 0
+		st.mu.Unlock()
+		time.Sleep(30 * time.Second) // past the save backoff
+		if _, err := c.Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, EventPersisted, 1) // the access's background save retry
+		if got := st.get(key); got.RefreshToken != "rt-2" {
+			t.Fatalf("store = %q once saving works again, want rt-2", got.RefreshToken)
+		}
+	})
 }
 
-func (f *faultStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
-	f.fmu.Lock()
-	hang, max := f.hang, f.maxSize
-	if max > 0 && len(tok.AccessToken)+len(tokenx.IDToken(tok)) > max {
-		f.tooLarge++
-		f.fmu.Unlock()
-		return errTooLarge
-	}
-	f.fmu.Unlock()
-	if hang {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	return f.memStore.Save(ctx, key, tok)
+// While the token is valid, the save retry runs in the background;
+// no caller waits for the store.
+func TestSaveRetryDoesNotStall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var st *gatedSaveStore
+		f := scene{first: -time.Second, persister: func(m *memStore) Persister {
+			st = &gatedSaveStore{memStore: m, gate: make(chan struct{})}
+			return st
+		}}.start(t)
+		key, c, evs := f.key, f.c, f.ev
+		tok, err := c.Token(t.Context()) // refresh; the save fails
+		if err != nil || evs.count(EventPersistFailed) != 1 {
+			t.Fatalf("Token = %v, %v; events %v", tok, err, evs.all())
+		}
+		// The save retry now blocks on the gate: these calls must not.
+		start := time.Now()
+		for range 10 {
+			if tok2, err := c.Token(t.Context()); err != nil || tok2 != tok {
+				t.Fatalf("Token during the save retry = %v, %v; want the same token", tok2, err)
+			}
+		}
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("Token waited %v for a save retry", d)
+		}
+		synctest.Wait()
+		if got := st.get(key); got.RefreshToken != "rt-0" {
+			t.Fatalf("store = %q while the save is held, want rt-0", got.RefreshToken)
+		}
+		close(st.gate)
+		evs.wait(t, EventPersisted, 1)
+		if got := st.get(key); got.RefreshToken != "rt-1" {
+			t.Fatalf("store = %q after the retry, want rt-1", got.RefreshToken)
+		}
+	})
 }
 
-func (f *faultStore) set(fn func(f *faultStore)) {
-	f.fmu.Lock()
-	defer f.fmu.Unlock()
-	fn(f)
+// A save retry does not undo another process's logout.
+func TestSaveRetryDoesNotResurrectLogout(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := scene{first: -time.Second}.start(t)
+		as, key, c, evs, st := f.as, f.key, f.c, f.ev, f.st
+		st.mu.Lock()
+		st.failSaves = 1
+		st.mu.Unlock()
+		tok, err := c.Token(t.Context()) // at-1, unsaved
+		if err != nil || tok.AccessToken != "at-1" {
+			t.Fatalf("Token = %v, %v", tok, err)
+		}
+		st.Delete(t.Context(), key) // logout in another process
+		if tok2, err := c.Token(t.Context()); err != nil || tok2 != tok {
+			t.Fatalf("next Token = %v, %v; want at-1 at once", tok2, err)
+		}
+		evs.wait(t, EventReauthRequired, 1)
+		if st.get(key) != nil {
+			t.Fatal("the save retry brought back a logged-out token")
+		}
+		time.Sleep(time.Hour) // at-1 expires
+		if _, err := c.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
+			t.Fatalf("Token after expiry = %v, want ErrReauthRequired", err)
+		}
+		// (The Upstream may be asked without a refresh token; rt-1 is never
+		// presented.)
+		if _, _, presented := as.stats(); len(presented) < 1 || presented[0] != "rt-0" || slices.ContainsFunc(presented[1:], func(rt string) bool { return rt != "" }) {
+			t.Fatalf("presented %q, want rt-0 and then no refresh token", presented)
+		}
+	})
 }
 
-func (s *memStore) setFailSaves(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failSaves = n
+// A save retry overwrites a different stored token and never adopts it: it
+// may be this process's own earlier save landing late (a hung keychain call
+// that completed after its timeout), whose refresh token is spent.
+func TestSaveRetryOverwritesLateWrite(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := scene{first: -time.Second, options: idleOff}.start(t)
+		as, key, c, evs, st := f.as, f.key, f.c, f.ev, f.st
+		st.mu.Lock()
+		st.failSaves = 2 // at-1's save and its reduced-set fallback
+		st.mu.Unlock()
+		t1, err := c.Token(t.Context())
+		if err != nil || t1.AccessToken != "at-1" {
+			t.Fatalf("Token = %v, %v", t1, err)
+		}
+		// A 401: the refresh first retries at-1's save (fails, with its
+		// fallback), then gets at-2, whose save fails too (with its
+		// fallback).
+		c.Invalidate(t1)
+		st.mu.Lock()
+		st.failSaves = 4
+		st.mu.Unlock()
+		t2, err := c.Token(t.Context())
+		if err != nil || t2.AccessToken != "at-2" {
+			t.Fatalf("Token after Invalidate = %v, %v; want at-2", t2, err)
+		}
+		// at-1's hung write lands now: the store holds a spent refresh token.
+		st.put(key, &oauth2.Token{AccessToken: "at-1", RefreshToken: "rt-1", Expiry: time.Now().Add(time.Hour)})
+		time.Sleep(time.Minute) // past the save backoff
+		if tok, err := c.Token(t.Context()); err != nil || tok != t2 {
+			t.Fatalf("Token = %v, %v; want at-2", tok, err)
+		}
+		evs.wait(t, EventPersisted, 1)
+		if got := st.get(key); got.RefreshToken != "rt-2" {
+			t.Fatalf("stored %q, want rt-2 saved over the late write", got.RefreshToken)
+		}
+		invalidateOrdinary(c, t2)
+		if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-3" {
+			t.Fatalf("Token = %v, %v; want at-3", tok, err)
+		}
+		if _, reuses, presented := as.stats(); reuses != 0 {
+			t.Fatalf("presented %v: a spent refresh token came back", presented)
+		}
+	})
 }
 
-// otherProcess returns a cache for key that does not share this process's
-// registry: a second process with the same store (whose lock is the
-// cross-process lock).
-func otherProcess(t testing.TB, key string, up Upstream, optFns ...func(*Options)) *Cache {
-	t.Helper()
-	var o Options
-	for _, fn := range optFns {
-		fn(&o)
-	}
-	c := newCore(key, up, o.resolve())
-	registry.mu.Lock()
-	c.refs = 1 // Close stops it; it is not in the registry
-	registry.mu.Unlock()
-	return &Cache{c: c}
-}
-
-// Bug 2: Close of the last handle makes one last save attempt of a token
+// Close of the last handle makes one last save attempt of a token
 // whose save failed, so that a program that exits right away does not take
 // the only live refresh token with it.
 func TestCloseSavesUnsavedToken(t *testing.T) {
@@ -108,16 +236,10 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 	t.Run("saved", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newMemStore()
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			var evs eventLog
-			opts := func(o *Options) {
-				o.Persister, o.OnEvent = st, evs.add
+			f := scene{first: -time.Second, options: func(o *Options) {
 				o.RetryBackoffMin, o.RetryBackoffMax = time.Second, 30*time.Second // production timing
-			}
-			c := mustNewKey(t, key, as, opts)
+			}}.start(t)
+			as, st, key, c, evs := f.as, f.st, f.key, f.c, f.ev
 			st.setFailSaves(2) // the full set and the reduced set
 			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
 				t.Fatalf("Token = %v, %v; want at-1 (unsaved)", tok, err)
@@ -136,7 +258,10 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 				t.Fatalf("%d persisted events before Close returned, want 1", n)
 			}
 			// The next process uses it; nothing spent is presented.
-			c2 := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
+			c2, err := New(key, as, func(o *Options) { o.Persister = st })
+			if err != nil {
+				t.Fatal(err)
+			}
 			defer c2.Close()
 			tok, err := c2.Token(t.Context())
 			if err != nil || tok.AccessToken != "at-1" {
@@ -154,11 +279,10 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 	t.Run("bounded", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newFaultStore()
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.RefreshTimeout = 2 * time.Second })
+			var st *faultStore
+			f := scene{first: -time.Second, options: func(o *Options) { o.RefreshTimeout = 2 * time.Second },
+				persister: func(m *memStore) Persister { st = newFaultStore(m); return st }}.start(t)
+			c := f.c
 			st.set(func(f *faultStore) { f.hang = true }) // a keychain call that never returns
 			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
 				t.Fatalf("Token = %v, %v; want at-1 (unsaved)", tok, err)
@@ -173,11 +297,8 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 	t.Run("not resurrecting a logout", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newMemStore()
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+			f := scene{first: -time.Second, options: idleOff}.start(t)
+			st, key, c := f.st, f.key, f.c
 			st.setFailSaves(2)
 			if _, err := c.Token(t.Context()); err != nil {
 				t.Fatal(err)
@@ -191,7 +312,7 @@ func TestCloseSavesUnsavedToken(t *testing.T) {
 	})
 }
 
-// Bug 2, second half: a token set the store can never take (an access
+// A token set the store can never take (an access
 // token or ID token over the entry size limit) still gets its refresh
 // token stored, in a reduced set, before the lock is released; a later
 // load never serves the reduced set's empty access token but refreshes
@@ -212,22 +333,26 @@ func TestReducedSetWhenTooLarge(t *testing.T) {
 	t.Run("access token too large: the refresh token alone", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
 			big := true
-			as.mkAT = func(g int, _ time.Time) string {
-				if g == 1 && big {
-					return "at-1-" + strings.Repeat("A", 300)
-				}
-				return "at-" + string(rune('0'+g))
-			}
-			st := newFaultStore()
-			st.set(func(f *faultStore) { f.maxSize = 200 })
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			var evs eventLog
-			up := withExtras(as, 10)
-			c := mustNewKey(t, key, up, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-			defer c.Close()
+			var st *faultStore
+			var up Upstream
+			f := scene{first: -time.Second, options: idleOff,
+				server: func(as *rotatingAS) {
+					as.mkAT = func(g int, _ time.Time) string {
+						if g == 1 && big {
+							return "at-1-" + strings.Repeat("A", 300)
+						}
+						return "at-" + string(rune('0'+g))
+					}
+				},
+				persister: func(m *memStore) Persister {
+					st = newFaultStore(m)
+					st.set(func(f *faultStore) { f.maxSize = 200 })
+					return st
+				},
+				upstream: func(as *rotatingAS) Upstream { up = withExtras(as, 10); return up },
+			}.start(t)
+			as, key, c, evs := f.as, f.key, f.c, f.ev
 			tok, err := c.Token(t.Context())
 			if err != nil || !strings.HasPrefix(tok.AccessToken, "at-1-") {
 				t.Fatalf("Token = %v; want the large at-1 from memory", err)
@@ -266,14 +391,16 @@ func TestReducedSetWhenTooLarge(t *testing.T) {
 	t.Run("ID token too large: without extras", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newFaultStore()
-			st.set(func(f *faultStore) { f.maxSize = 200 })
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			var evs eventLog
-			c := mustNewKey(t, key, withExtras(as, 500), func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-			defer c.Close()
+			var st *faultStore
+			f := scene{first: -time.Second, options: idleOff,
+				persister: func(m *memStore) Persister {
+					st = newFaultStore(m)
+					st.set(func(f *faultStore) { f.maxSize = 200 })
+					return st
+				},
+				upstream: func(as *rotatingAS) Upstream { return withExtras(as, 500) },
+			}.start(t)
+			key, c, evs := f.key, f.c, f.ev
 			tok, err := c.Token(t.Context())
 			if err != nil || tok.AccessToken != "at-1" {
 				t.Fatalf("Token = %v, %v", tok, err)
@@ -312,17 +439,13 @@ func TestReducedSetWhenTooLarge(t *testing.T) {
 		t.Parallel()
 		for _, exp := range []time.Duration{0, time.Hour} {
 			synctest.Test(t, func(t *testing.T) {
-				as := newRotatingAS(time.Hour)
-				st := newMemStore()
-				key := testKey(t)
-				as.initial(time.Now().Add(time.Hour))
+				f := scene{first: time.Hour}.start(t)
 				var e time.Time
 				if exp != 0 {
 					e = time.Now().Add(exp)
 				}
-				st.put(key, &oauth2.Token{RefreshToken: "rt-0", Expiry: e})
-				c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st })
-				defer c.Close()
+				f.st.put(f.key, &oauth2.Token{RefreshToken: "rt-0", Expiry: e}) // a reduced set of rt-0
+				c := f.c
 				if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
 					t.Fatalf("Token = %v, %v; want at-1 refreshed with the stored rt-0", tok, err)
 				}
@@ -331,114 +454,14 @@ func TestReducedSetWhenTooLarge(t *testing.T) {
 	})
 }
 
-// Bug 3: the reload under the lock fails after another process rotated;
-// the refresh token in memory (spent) must not be presented. The refresh
-// fails, and the next one adopts the other process's token.
-func TestReloadFailureNeverPresentsMemoryRT(t *testing.T) {
-	t.Parallel()
-	t.Run("saved token", func(t *testing.T) {
-		t.Parallel()
-		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newFaultStore()
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			var evs eventLog
-			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add })
-			defer c.Close()
-			t1, err := c.Token(t.Context())
-			if err != nil || t1.AccessToken != "at-1" {
-				t.Fatalf("Token = %v, %v", t1, err)
-			}
-			// Another process refreshes (rt-1 is spent) and stores at-2.
-			newer, err := as.Token(t.Context(), st.get(key))
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.put(key, newer)
-			st.set(func(f *faultStore) { f.failLoads = 1 })
-			c.Invalidate(t1) // a 401
-			if _, err := c.Token(t.Context()); !errors.Is(err, errStoreRead) {
-				t.Fatalf("Token = %v, want the store's read error", err)
-			}
-			if _, reuses, presented := as.stats(); reuses != 0 || len(presented) != 2 {
-				t.Fatalf("presented %v (reuses %d): the spent rt-1 was presented again", presented, reuses)
-			}
-			time.Sleep(2 * time.Second) // past the backoff
-			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
-				t.Fatalf("Token = %v, %v; want the adopted at-2", tok, err)
-			}
-			if n := evs.count(EventAdopted); n != 1 {
-				t.Fatalf("%d adopted events, want 1", n)
-			}
-			if calls, reuses, _ := as.stats(); calls != 2 || reuses != 0 {
-				t.Fatalf("upstream calls %d (reuses %d), want 2", calls, reuses)
-			}
-		})
-	})
-	t.Run("while valid: keeps serving", func(t *testing.T) {
-		t.Parallel()
-		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newFaultStore()
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(time.Minute)))
-			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			defer c.Close()
-			t0, err := c.Token(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.set(func(f *faultStore) { f.failLoads = 1 })
-			time.Sleep(52 * time.Second) // past the advisory point
-			if tok, err := c.Token(t.Context()); err != nil || tok != t0 {
-				t.Fatalf("Token = %v, %v; want the valid at-0 while the background refresh fails", tok, err)
-			}
-			synctest.Wait()
-			if calls, _, _ := as.stats(); calls != 0 {
-				t.Fatalf("upstream called %d times after a failed reload", calls)
-			}
-		})
-	})
-	t.Run("unsaved token: memory is newest", func(t *testing.T) {
-		t.Parallel()
-		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newFaultStore()
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(-time.Second)))
-			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			defer c.Close()
-			st.setFailSaves(1000)
-			t1, err := c.Token(t.Context())
-			if err != nil || t1.AccessToken != "at-1" {
-				t.Fatalf("Token = %v, %v", t1, err)
-			}
-			st.set(func(f *faultStore) { f.failLoads = 1000 })
-			c.Invalidate(t1)
-			if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-2" {
-				t.Fatalf("Token = %v, %v; want at-2 refreshed with the unsaved rt-1", tok, err)
-			}
-			if _, reuses, presented := as.stats(); reuses != 0 || strings.Join(presented, ",") != "rt-0,rt-1" {
-				t.Fatalf("presented %v (reuses %d)", presented, reuses)
-			}
-		})
-	})
-}
-
-// Bug 4: this process's save fails after the server rotated; another
+// This process's save fails after the server rotated; another
 // process that refreshes before this one's retry must find the new refresh
 // token in the store, never the consumed one.
 func TestSaveFailureLeavesNoConsumedRTStored(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Hour)
-		st := newMemStore()
-		key := testKey(t)
-		st.put(key, as.initial(time.Now().Add(-time.Second)))
-		var evs eventLog
-		a := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.OnEvent = evs.add; o.DisableIdleRefresh = true })
-		defer a.Close()
+		f := scene{first: -time.Second, options: idleOff}.start(t)
+		as, key, a, evs, st := f.as, f.key, f.c, f.ev, f.st
 		st.setFailSaves(1)
 		t1, err := a.Token(t.Context())
 		if err != nil || t1.AccessToken != "at-1" {
@@ -473,60 +496,6 @@ func TestSaveFailureLeavesNoConsumedRTStored(t *testing.T) {
 	})
 }
 
-// A process in the re-authentication state (another process removed the
-// stored token) adopts the entry when one appears again (another process
-// logged in, or saved a token after a failure), instead of staying logged
-// out.
-func TestReauthStateAdoptsReappearingEntry(t *testing.T) {
-	t.Parallel()
-	for _, fresh := range []bool{true, false} {
-		synctest.Test(t, func(t *testing.T) {
-			as := newRotatingAS(time.Hour)
-			st := newMemStore()
-			key := testKey(t)
-			st.put(key, as.initial(time.Now().Add(time.Hour)))
-			c := mustNewKey(t, key, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-			defer c.Close()
-			t0, err := c.Token(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.Delete(t.Context(), key) // another process logs out
-			c.Invalidate(t0)
-			if _, err := c.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
-				t.Fatalf("Token = %v, want ErrReauthRequired", err)
-			}
-			// The entry reappears: rt-0, now held by another process that
-			// stored it back (fresh or not).
-			exp := time.Now().Add(time.Hour)
-			if !fresh {
-				exp = time.Now().Add(-time.Minute)
-			}
-			st.put(key, &oauth2.Token{AccessToken: "at-back", RefreshToken: "rt-0", Expiry: exp})
-			time.Sleep(2 * time.Second) // past the backoff
-			tok, err := c.Token(t.Context())
-			want := "at-back"
-			if !fresh {
-				want = "at-1" // refreshed with the stored rt-0
-			}
-			if err != nil || tok.AccessToken != want {
-				t.Fatalf("fresh=%v: Token = %v, %v; want %s", fresh, tok, err, want)
-			}
-			if _, reuses, _ := as.stats(); reuses != 0 {
-				t.Fatal("reuse")
-			}
-		})
-	}
-}
-
-// echoStore fails every Save with an error that echoes the token it was
-// given, as a careless keychain backend might.
-type echoStore struct{ *memStore }
-
-func (e echoStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
-	return fmt.Errorf("keychain rejected item %q/%q", tok.AccessToken, tok.RefreshToken)
-}
-
 // The reduced-set fallback, the final save of Close and the failed reload
 // under the lock log and report nothing secret, even when the store echoes
 // the tokens in its errors.
@@ -534,27 +503,28 @@ func TestPersistPathsRedacted(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		var secrets []string
-		as := newRotatingAS(time.Hour)
-		as.mkAT = func(g int, exp time.Time) string { return canary.JWT("at", exp.Unix()) }
-		as.mkRT = func(g int) string { return canary.New("rt") }
 		var logs syncBuffer
 		logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		var evs eventLog
-		st := newFaultStore()
-		key := testKey(t)
-		t0 := as.initial(time.Now().Add(-time.Second))
+		f := scene{first: -time.Second,
+			server: func(as *rotatingAS) {
+				as.mkAT = func(g int, exp time.Time) string { return canary.JWT("at", exp.Unix()) }
+				as.mkRT = func(g int) string { return canary.New("rt") }
+			},
+			persister: func(m *memStore) Persister { return echoStore{m} },
+			upstream: func(as *rotatingAS) Upstream {
+				return UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+					tok, err := as.Token(ctx, cur)
+					if tok != nil {
+						secrets = append(secrets, tok.AccessToken, tok.RefreshToken)
+					}
+					return tok, err
+				})
+			},
+			options: func(o *Options) { o.Logger = logger },
+		}.start(t)
+		c, evs := f.c, f.ev
+		t0 := f.st.get(f.key)
 		secrets = append(secrets, t0.AccessToken, t0.RefreshToken)
-		st.put(key, t0)
-		c, err := New(key, UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
-			tok, err := as.Token(ctx, cur)
-			if tok != nil {
-				secrets = append(secrets, tok.AccessToken, tok.RefreshToken)
-			}
-			return tok, err
-		}), func(o *Options) { o.Persister = echoStore{st.memStore}; o.Logger = logger; o.OnEvent = evs.add })
-		if err != nil {
-			t.Fatal(err)
-		}
 		var out strings.Builder
 		tok, err := c.Token(t.Context()) // every save fails: unsaved
 		fmt.Fprintf(&out, "%v %v\n", err, c)
@@ -575,50 +545,6 @@ func TestPersistPathsRedacted(t *testing.T) {
 			}
 		}
 	})
-}
-
-// holdStore is a memStore whose Saves, once armed, announce that they have
-// started (entered) and then wait for release before storing: a slow
-// keychain, to look at the cache while a save is under way.
-type holdStore struct {
-	*memStore
-	entered chan struct{} // closed when the first held Save starts
-	release chan struct{} // held Saves return after this is closed
-
-	hmu   sync.Mutex
-	armed bool
-	held  int
-	once  sync.Once
-}
-
-func newHoldStore() *holdStore {
-	return &holdStore{memStore: newMemStore(), entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (s *holdStore) arm() {
-	s.hmu.Lock()
-	defer s.hmu.Unlock()
-	s.armed = true
-}
-
-func (s *holdStore) unblock() { s.once.Do(func() { close(s.release) }) }
-
-// Save ignores ctx while held, as a hung keychain call does; the tests
-// release it before anything could time out.
-func (s *holdStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
-	s.hmu.Lock()
-	armed := s.armed
-	if armed {
-		s.held++
-		if s.held == 1 {
-			close(s.entered)
-		}
-	}
-	s.hmu.Unlock()
-	if armed {
-		<-s.release
-	}
-	return s.memStore.Save(ctx, key, tok)
 }
 
 // Persistence before use: a new token is saved (Save returns, having read
@@ -716,10 +642,9 @@ func TestPersistBeforeUse(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				as := newRotatingAS(time.Hour)
-				st := newHoldStore()
-				c := mustNew(t, as, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
-				defer c.Close()
+				var st *holdStore
+				f := scene{empty: true, options: idleOff, persister: func(m *memStore) Persister { st = newHoldStore(m); return st }}.start(t)
+				as, c := f.as, f.c
 				defer st.unblock() // before Close, which waits for the held save
 				var (
 					mu      sync.Mutex
@@ -828,12 +753,4 @@ func TestPersistBeforeUse(t *testing.T) {
 			})
 		})
 	}
-}
-
-// accessToken returns tok's access token, or "" for nil.
-func accessToken(tok *oauth2.Token) string {
-	if tok == nil {
-		return ""
-	}
-	return tok.AccessToken
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +45,7 @@ func (f UpstreamFunc) Token(ctx context.Context, current *oauth2.Token) (*oauth2
 // cache for the same key (see [Locker]).
 //
 // When a token set cannot be saved, the cache saves reduced sets of it
-// (package comment, "Persistence before use"): without extra fields, or
+// (package comment, "Persistence before use"): without extra members, or
 // only the refresh token (with its expiry in the extras) with an empty
 // AccessToken and an Expiry long past (the Unix epoch). A Persister must
 // store and load such a set like any other; the cache never serves its
@@ -82,171 +81,8 @@ type Locker interface {
 	Lock(ctx context.Context, key string) (unlock func() error, err error)
 }
 
-// Defaults of [Options]. See the package comment for the timing model.
-const (
-	DefaultLifetime          = time.Hour
-	DefaultMaxLifetime       = 24 * time.Hour
-	DefaultAdvisoryFraction  = 0.80
-	DefaultJitter            = 0.25
-	DefaultMaxAdvisoryMargin = 5 * time.Minute
-	DefaultMandatoryWindow   = 10 * time.Second
-	DefaultRefreshTimeout    = 30 * time.Second
-	DefaultLockTimeout       = 60 * time.Second
-	DefaultRetryBackoffMin   = time.Second
-	DefaultRetryBackoffMax   = 30 * time.Second
-	DefaultRefreshTokenLead  = 24 * time.Hour
-)
-
-// checkEvery bounds how long a fresh token is trusted without looking at
-// the wall clock (the fast path reads no clock): after a system suspend the
-// cache notices an expired token within this interval of resuming.
-const checkEvery = 10 * time.Second
-
-// Options configures a [Cache]. Every field is optional; the zero value of
-// each means the documented default. [New] validates and clamps the values
-// once; the Options are copied and never read again.
-type Options struct {
-	// Persister stores the full token so it survives restarts and is shared
-	// with other processes. If it also implements [Locker], refreshes are
-	// serialised across processes. Optional: nil keeps tokens in memory only.
-	Persister Persister
-
-	// Logger receives structured logs; tokens never reach it. Optional: nil
-	// discards logs.
-	Logger *slog.Logger
-
-	// OnEvent is called for each [Event] (refreshed, refresh failed,
-	// re-authentication required, persist failed, adopted from another
-	// process, refresh token expiring). It runs on the goroutine that did the
-	// work, before waiting callers are released, so it must be quick.
-	// Optional: nil ignores events.
-	OnEvent func(Event)
-
-	// DefaultLifetime is assumed for a token whose Expiry is zero and whose
-	// access token is not a JWT with an exp claim (a zero Expiry does not
-	// mean "never expires"). Optional: zero means 1 h. Clamped to
-	// [1 s, MaxLifetime].
-	DefaultLifetime time.Duration
-
-	// MaxLifetime caps a token's lifetime (a 2^40 s expires_in becomes this)
-	// so every token has a finite refresh schedule. Optional: zero means
-	// 24 h. Clamped to [1 s, 1 year].
-	//
-	// There is no minimum: a token is used for as long as its server says
-	// and never longer, however short that is; the schedule scales down
-	// with it (see the package comment, "Timing").
-	MaxLifetime time.Duration
-
-	// AdvisoryFraction is the point of a token's lifetime at which the cache
-	// starts refreshing in the background, before jitter and clamps.
-	// Optional: zero means 0.80. Clamped to [0.5, 0.95].
-	AdvisoryFraction float64
-
-	// Jitter spreads the advisory point: the early margin
-	// (1-AdvisoryFraction)*lifetime is multiplied by a random factor in
-	// [1-Jitter, 1+Jitter], so a fleet of processes does not refresh in
-	// lockstep (with the defaults: between 75 % and 85 % of the lifetime).
-	// Optional: zero means 0.25; negative means no jitter. Clamped to 0.9.
-	Jitter float64
-
-	// MaxAdvisoryMargin caps the early margin before jitter, so long-lived
-	// tokens refresh minutes, not hours, early. Optional: zero means 5 min.
-	// Clamped to at least 1 s.
-	MaxAdvisoryMargin time.Duration
-
-	// MandatoryWindow is the span before expiry in which callers wait for a
-	// refresh instead of using the old token. For short tokens it shrinks to
-	// a tenth of the lifetime, and the early margin is at least twice the
-	// window. Optional: zero means 10 s. Clamped to [10 ms, 5 min].
-	MandatoryWindow time.Duration
-
-	// RefreshTimeout bounds one refresh once the store lock is held: load,
-	// upstream call and save (and a save retry, likewise). Optional: zero
-	// means 30 s. Clamped to [100 ms, 10 min].
-	RefreshTimeout time.Duration
-
-	// LockTimeout bounds the wait for the [Locker]'s lock, separately from
-	// RefreshTimeout: another process may hold the lock for a whole
-	// refresh of its own (C-02). The Locker's own bound (store.Options'
-	// LockTimeout, also 60 s) applies as well. A refresh in the background
-	// therefore takes at most LockTimeout + RefreshTimeout. Optional: zero
-	// means 60 s. Clamped to [100 ms, 10 min].
-	LockTimeout time.Duration
-
-	// RetryBackoffMin and RetryBackoffMax bound the jittered exponential
-	// backoff between failed refreshes (and between failed save retries).
-	// During backoff a still-valid token keeps being served; an expired one
-	// gets the last error at once. Optional: zero means 1 s and 30 s.
-	// Clamped to [10 ms, 1 h], and Max to at least Min.
-	RetryBackoffMin time.Duration
-	RetryBackoffMax time.Duration
-
-	// RotationGrace is the server's grace period for reusing a rotated
-	// refresh token. When a refresh fails in transit (the server may have
-	// rotated the token and the answer got lost), the cache reloads the
-	// store and, only if the failure happened within RotationGrace of sending,
-	// retries once with the same refresh token (C-03). Optional: zero means
-	// never retry blindly.
-	RotationGrace time.Duration
-
-	// RefreshTokenLead is how long before the refresh token's own expiry
-	// (refresh_token_expires_in) an EventRefreshTokenExpiring is emitted.
-	// Optional: zero means 24 h; negative disables the event.
-	RefreshTokenLead time.Duration
-
-	// DisableIdleRefresh turns off the timer that refreshes a token at its
-	// advisory point when no caller asks for it. Optional: false keeps an
-	// idle process's token fresh.
-	DisableIdleRefresh bool
-
-	// rand returns a float in [0, 1) for jitter; nil uses math/rand/v2.
-	rand func() float64
-}
-
-// resolve applies defaults and clamps.
-func (o Options) resolve() Options {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.rand == nil {
-		o.rand = rand.Float64
-	}
-	o.MaxLifetime = clampDur(defDur(o.MaxLifetime, DefaultMaxLifetime), time.Second, 365*24*time.Hour)
-	o.DefaultLifetime = clampDur(defDur(o.DefaultLifetime, DefaultLifetime), time.Second, o.MaxLifetime)
-	if o.AdvisoryFraction == 0 {
-		o.AdvisoryFraction = DefaultAdvisoryFraction
-	}
-	o.AdvisoryFraction = min(max(o.AdvisoryFraction, 0.5), 0.95)
-	switch {
-	case o.Jitter == 0:
-		o.Jitter = DefaultJitter
-	case o.Jitter < 0:
-		o.Jitter = 0
-	}
-	o.Jitter = min(o.Jitter, 0.9)
-	o.MaxAdvisoryMargin = max(defDur(o.MaxAdvisoryMargin, DefaultMaxAdvisoryMargin), time.Second)
-	o.MandatoryWindow = clampDur(defDur(o.MandatoryWindow, DefaultMandatoryWindow), 10*time.Millisecond, 5*time.Minute)
-	o.RefreshTimeout = clampDur(defDur(o.RefreshTimeout, DefaultRefreshTimeout), 100*time.Millisecond, 10*time.Minute)
-	o.LockTimeout = clampDur(defDur(o.LockTimeout, DefaultLockTimeout), 100*time.Millisecond, 10*time.Minute)
-	o.RetryBackoffMin = clampDur(defDur(o.RetryBackoffMin, DefaultRetryBackoffMin), 10*time.Millisecond, time.Hour)
-	o.RetryBackoffMax = clampDur(defDur(o.RetryBackoffMax, DefaultRetryBackoffMax), o.RetryBackoffMin, time.Hour)
-	o.RotationGrace = max(o.RotationGrace, 0)
-	if o.RefreshTokenLead == 0 {
-		o.RefreshTokenLead = DefaultRefreshTokenLead
-	}
-	return o
-}
-
-func defDur(v, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
-func clampDur(v, lo, hi time.Duration) time.Duration { return min(max(v, lo), hi) }
-
-// registry holds the one core per key in this process (O-02).
+// registry holds the one core per key in this process, so that two users
+// of one credential never refresh the same refresh token independently.
 var registry = struct {
 	mu sync.Mutex // guards m and every core's refs and closing
 	m  map[string]*core
@@ -256,11 +92,15 @@ var registry = struct {
 // (usually store.Key.String()). up produces new tokens.
 //
 // There is one cache per key per process: while a cache for key is open, New
-// returns another handle to the same cache (so two clients for one profile
-// never refresh the same refresh token independently; O-02). The shared
-// cache keeps the Upstream and Options of the New call that created it; a
-// later New for the same key ignores its own up and optFns. Each handle must
-// be closed; the cache stops when the last handle is closed.
+// returns another handle to the same cache, so that two clients for one
+// profile never refresh the same refresh token independently. The shared
+// cache keeps the Upstream, Logger and OnEvent of the New call that created
+// it: those of a later New for the same key are not used. Its other options
+// must match: a later New whose Persister (when its type is comparable),
+// durations, fractions or flags resolve to other values than the open
+// cache's fails with an error matching [ErrInvalidConfig] that names the
+// first option that differs. Each handle must be closed; the cache stops
+// when the last handle is closed.
 //
 // Most users will use client.New instead.
 func New(key string, up Upstream, optFns ...func(*Options)) (*Cache, error) {
@@ -295,6 +135,10 @@ func New(key string, up Upstream, optFns ...func(*Options)) (*Cache, error) {
 			<-gone
 			continue
 		}
+		if err := conflict(c.o, o); err != nil {
+			registry.mu.Unlock()
+			return nil, err
+		}
 		c.refs++
 		registry.mu.Unlock()
 		return &Cache{c: c}, nil
@@ -316,6 +160,16 @@ type Cache struct {
 // pointer. The returned token has an empty RefreshToken (the refresh token
 // never leaves the cache) and a defined, finite Expiry; it must not be
 // modified.
+//
+// Its extra members (Extra) are those of the token the Upstream (or Set,
+// or the Persister) gave, without the refresh token and device_secret: the
+// members this package knows by name (id_token, scope, issued_token_type,
+// "tokenward.refresh_token_expiry", the refresh token's expiry) and, when
+// that token lists its members under "tokenward.extra_names" (a []string),
+// every listed one, such as a provider's instance_url. x/oauth2 offers no
+// way to list a token's members, so an unlisted member of a token from
+// x/oauth2 is not carried over. The public token lists its own members
+// the same way.
 //
 // Token waits only when there is no usable token: on the first call, after
 // [Cache.Invalidate], or inside the mandatory window before expiry. A waiting
@@ -388,7 +242,8 @@ func (h *Cache) Set(ctx context.Context, tok *oauth2.Token) error {
 // (for a refresh grant, [ErrReauthRequired]). The token in memory is dropped
 // even when deleting the stored one fails, which is reported; the cache
 // then never reloads the token it could not delete and retries the delete
-// before its next refresh (package comment, "Persistence before use").
+// before its next refresh, until a new token is saved (or another process
+// stores a different one).
 func (h *Cache) Clear(ctx context.Context) error {
 	if h.closed.Load() {
 		return ErrClosed
@@ -433,7 +288,10 @@ func (h *Cache) Clear(ctx context.Context) error {
 //   - a token with a new access token: it becomes the cache's full token,
 //     validated like a refresh result (a token without a refresh token
 //     keeps the current one), saved and read back before Exchange returns,
-//     then published ([EventRefreshed]);
+//     then published ([EventRefreshed]); one whose access token arrived
+//     already expired is saved and published all the same (its refresh
+//     token may be a rotated one) but never served, and Exchange returns
+//     an error matching [ErrTemporarilyUnavailable];
 //   - a token with no access token, or the current one: only its refresh
 //     token (and that token's expiry) is taken, if it differs, next to the
 //     access token in use; saved the same way.
@@ -451,9 +309,6 @@ func (h *Cache) Exchange(ctx context.Context, fn func(ctx context.Context, full 
 	}
 	return h.c.exchange(ctx, fn)
 }
-
-// exchangeFunc is the function [Cache.Exchange] runs.
-type exchangeFunc = func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error)
 
 // Key returns the key the cache was created for.
 func (h *Cache) Key() string { return h.c.key }
@@ -569,7 +424,7 @@ func FromTokenSource(ts oauth2.TokenSource) Upstream {
 		select {
 		case r := <-ch:
 			if r.err != nil {
-				return nil, classify(r.err)
+				return nil, classifyAs(r.err, opRefresh.failure(), nil)
 			}
 			return r.t, nil
 		case <-ctx.Done():

@@ -51,13 +51,8 @@ func TestRejectedTokensDoNotDriveRefreshes(t *testing.T) {
 		t.Run(fmt.Sprintf("%d requests %v apart", tc.n, tc.gap), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				as := newRotatingAS(time.Hour)
-				var ev eventLog
-				c := mustNew(t, as, func(o *Options) { o.OnEvent = ev.add })
-				defer c.Close()
-				if err := c.Set(t.Context(), as.initial(time.Now().Add(time.Hour))); err != nil {
-					t.Fatal(err)
-				}
+				f := scene{first: time.Hour, memory: true}.start(t)
+				as, c, ev := f.as, f.c, f.ev
 				calls := rejectAll(t, c, as, tc.n, tc.gap)
 				bound := 2 + int(math.Log2(float64(tc.n)))
 				t.Logf("%d requests: %d refreshes (bound %d), %d EventTokenRejected", tc.n, calls, bound, ev.count(EventTokenRejected))
@@ -87,12 +82,8 @@ func TestRejectedTokensDoNotDriveRefreshes(t *testing.T) {
 func TestFirstRejectionRefreshes(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Minute)
-		c := mustNew(t, as, func(o *Options) { o.Jitter = -1 })
-		defer c.Close()
-		if err := c.Set(t.Context(), as.initial(time.Now().Add(time.Minute))); err != nil {
-			t.Fatal(err)
-		}
+		f := scene{life: time.Minute, first: time.Minute, memory: true, options: func(o *Options) { o.Jitter = -1 }}.start(t)
+		as, c := f.as, f.c
 		invalidate := func() bool {
 			tok, err := c.Token(t.Context())
 			if err != nil {
@@ -132,13 +123,8 @@ func TestFirstRejectionRefreshes(t *testing.T) {
 func TestConcurrentRejections(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Hour)
-		var ev eventLog
-		c := mustNew(t, as, func(o *Options) { o.OnEvent = ev.add })
-		defer c.Close()
-		if err := c.Set(t.Context(), as.initial(time.Now().Add(time.Hour))); err != nil {
-			t.Fatal(err)
-		}
+		f := scene{first: time.Hour, memory: true}.start(t)
+		as, c, ev := f.as, f.c, f.ev
 		for round := range 3 {
 			tok, err := c.Token(t.Context())
 			if err != nil {
@@ -169,13 +155,8 @@ func TestConcurrentRejections(t *testing.T) {
 func TestAcceptedTokenRejectedLaterRefreshes(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		as := newRotatingAS(time.Hour)
-		var ev eventLog
-		c := mustNew(t, as, func(o *Options) { o.OnEvent = ev.add })
-		defer c.Close()
-		if err := c.Set(t.Context(), as.initial(time.Now().Add(time.Hour))); err != nil {
-			t.Fatal(err)
-		}
+		f := scene{first: time.Hour, memory: true}.start(t)
+		as, c, ev := f.as, f.c, f.ev
 		for round := range 5 {
 			tok, err := c.Token(t.Context())
 			if err != nil {
