@@ -103,8 +103,10 @@ type hubEntry struct {
 	clients []*Client
 }
 
-// join registers c under key; it fails when another open Client of the
-// same credential uses a different store (its tokens would be saved where
+// join registers c under key, and makes c use the store of the Clients
+// already registered when c's is another handle on the same backend; it
+// fails when another open Client of the same credential uses a different
+// store (its tokens would be saved where
 // c never looks).
 func (h *eventHub) join(key string, c *Client) error {
 	h.mu.Lock()
@@ -117,6 +119,10 @@ func (h *eventHub) join(key string, c *Client) error {
 	if !sameStore(e.store, c.grant.store) {
 		return failure(opConfig, "another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store; share one store, or use another Profile", ErrInvalidConfig)
 	}
+	// Another handle on the same backend: use the first Client's, so that
+	// the token caches this credential shares are given one Persister, not
+	// two that would differ only by handle.
+	c.grant.store = e.store
 	e.clients = append(e.clients, c)
 	return nil
 }

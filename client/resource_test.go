@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tokenward/tokenward/oauthtest"
+	"github.com/tokenward/tokenward/store"
 )
 
 // Two resources from one login: each API gets only its own token (a token
@@ -123,5 +124,37 @@ func TestLoginAndResourceKeysDiffer(t *testing.T) {
 	ra, _ := c2.ForResource(e.api.Resource())
 	if mustDefault(t, c1).key.String() == ra.key.String() {
 		t.Fatal("a login entry and a minted resource entry share a key")
+	}
+}
+
+// Two Clients of one credential, each with its own handle on the same
+// persistent backend (two store.Open calls on one encrypted-file
+// directory, as two parts of one program would do): both open, share the
+// token caches, and one login serves both.
+func TestTwoClientsTwoHandlesOneBackend(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	dir := t.TempDir()
+	open := func() store.Store {
+		st, err := store.Open(t.Context(), func(o *store.Options) {
+			o.Mode, o.Dir, o.LockDir, o.Passphrase = store.ModeEncryptedFile, dir+"/data", dir+"/locks", "two handles"
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	cfg := e.config()
+	cfg.Store = open()
+	c1 := mustNew(t, cfg)
+	cfg.Store = open()
+	c2, err := New(t.Context(), with(cfg))
+	if err != nil {
+		t.Fatalf("a second Client on another handle of the same backend: %v", err)
+	}
+	defer c2.Close()
+	login(t, c1)
+	if _, err := c2.Token(t.Context()); err != nil {
+		t.Fatalf("the second Client does not see the first one's login: %v", err)
 	}
 }

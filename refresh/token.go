@@ -29,18 +29,6 @@ type token struct {
 	extra map[string]any
 }
 
-// keyExtraNames is the extra member that lists, as a []string, the names
-// of a token's other extra members. x/oauth2 lets the holder of a token
-// look an extra member up by name but offers no way to list them, so a
-// token that does not carry this list keeps only the members this package
-// knows by name (internal/tokenx's and knownExtras); with it, every listed
-// member survives, provider-specific ones such as Salesforce's instance_url
-// included. Every token this package hands out carries it.
-//
-// It is the key internal/tokenx is to export as KeyExtraNames, so that the
-// token parser can set it on every token it produces.
-const keyExtraNames = "tokenward.extra_names"
-
 // knownExtras are the extra members read by name from every token, besides
 // the ones internal/tokenx knows (id_token, scope, the refresh token's
 // expiry, the subject).
@@ -60,10 +48,10 @@ func fromOAuth2(t *oauth2.Token) *token {
 	if t == nil {
 		return nil
 	}
-	m := tokenx.Extras(t, slices.Concat(listedExtras(t), knownExtras)...)
+	m := tokenx.Extras(t, slices.Concat(tokenx.ExtraNames(t), knownExtras)...)
 	for k, v := range m {
 		// A form-encoded response answers "" for an absent member.
-		if v == "" || k == "access_token" || k == "refresh_token" || k == keyExtraNames {
+		if v == "" || k == "access_token" || k == "refresh_token" || k == tokenx.KeyExtraNames {
 			delete(m, k)
 		}
 	}
@@ -76,23 +64,6 @@ func fromOAuth2(t *oauth2.Token) *token {
 		m = nil
 	}
 	return &token{access: t.AccessToken, typ: t.TokenType, refresh: t.RefreshToken, expiry: t.Expiry, expiresIn: t.ExpiresIn, extra: m}
-}
-
-// listedExtras returns the member names t lists under keyExtraNames.
-func listedExtras(t *oauth2.Token) []string {
-	switch v := t.Extra(keyExtraNames).(type) {
-	case []string:
-		return v
-	case []any: // a list that went through encoding/json
-		out := make([]string, 0, len(v))
-		for _, x := range v {
-			if s, ok := x.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	return nil
 }
 
 // oauth2 converts t outward, whole, for the Upstream, the Persister and
@@ -112,7 +83,7 @@ func (t *token) public() *oauth2.Token {
 }
 
 // withExtras attaches a copy of extra, without the members in skip and
-// with the list of the rest under keyExtraNames, to o.
+// with the list of the rest under tokenx.KeyExtraNames, to o.
 func withExtras(o *oauth2.Token, extra map[string]any, skip map[string]bool) *oauth2.Token {
 	names := make([]string, 0, len(extra))
 	for k := range extra {
@@ -128,7 +99,7 @@ func withExtras(o *oauth2.Token, extra map[string]any, skip map[string]bool) *oa
 	for _, k := range names {
 		m[k] = extra[k]
 	}
-	m[keyExtraNames] = names
+	m[tokenx.KeyExtraNames] = names
 	return o.WithExtra(m)
 }
 

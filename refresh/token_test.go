@@ -16,7 +16,7 @@ import (
 )
 
 // listMembers wraps up so that its tokens list their extra members under
-// keyExtraNames, as tokenward's token parser is to do: names are the
+// tokenx.KeyExtraNames, as tokenward's token parser is to do: names are the
 // response's members besides access_token, token_type and expires_in.
 func listMembers(up Upstream, names ...string) Upstream {
 	return UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
@@ -24,7 +24,7 @@ func listMembers(up Upstream, names ...string) Upstream {
 		if err != nil {
 			return nil, err
 		}
-		m := map[string]any{keyExtraNames: names}
+		m := map[string]any{tokenx.KeyExtraNames: names}
 		for _, n := range names {
 			m[n] = tok.Extra(n)
 		}
@@ -90,7 +90,7 @@ func TestPublicTokenExtrasHaveNoRefreshToken(t *testing.T) {
 				if v := tok.Extra("instance_url"); v != "https://x.example" {
 					t.Fatalf("Extra(instance_url) = %v, want it kept", v)
 				}
-				if names, _ := tok.Extra(keyExtraNames).([]string); !slices.Equal(names, []string{"id_token", "instance_url"}) {
+				if names, _ := tok.Extra(tokenx.KeyExtraNames).([]string); !slices.Equal(names, []string{"id_token", "instance_url"}) {
 					t.Fatalf("the public token lists %v, want [id_token instance_url]", names)
 				}
 			} else if v := tok.Extra("instance_url"); v != nil {
@@ -123,7 +123,7 @@ func TestTokenConversion(t *testing.T) {
 		"id_token": "idt", "scope": "a b", "issued_token_type": "urn:x", "device_secret": "ds", "instance_url": "https://x.example",
 		"refresh_token": "rt-in-extras", "access_token": "at-in-extras", "empty": "",
 		tokenx.KeyRefreshTokenExpiry: rtExp.Format(time.RFC3339Nano),
-		keyExtraNames:                []any{"instance_url", "refresh_token", "access_token", "empty"},
+		tokenx.KeyExtraNames:         []any{"instance_url", "refresh_token", "access_token", "empty"},
 	})
 	tok := fromOAuth2(in)
 	if tok.access != "at" || tok.typ != "Bearer" || tok.refresh != "rt" || !tok.expiry.Equal(exp) || tok.expiresIn != 3600 {
@@ -150,7 +150,7 @@ func TestTokenConversion(t *testing.T) {
 		!tokenx.RefreshTokenExpiry(full).Equal(rtExp) || full.ExpiresIn != 3600 {
 		t.Fatalf("full token %+v", full)
 	}
-	if names, _ := full.Extra(keyExtraNames).([]string); !slices.Equal(names, want) {
+	if names, _ := full.Extra(tokenx.KeyExtraNames).([]string); !slices.Equal(names, want) {
 		t.Fatalf("the full token lists %v, want %v", names, want)
 	}
 	if again := fromOAuth2(full); !sameToken(again, tok) || len(again.extra) != len(tok.extra) {
@@ -164,12 +164,12 @@ func TestTokenConversion(t *testing.T) {
 	if pub.RefreshToken != "" || pub.Extra("device_secret") != nil || pub.Extra("refresh_token") != nil || pub.Extra("instance_url") != "https://x.example" {
 		t.Fatalf("public token %+v", pub)
 	}
-	if names, _ := pub.Extra(keyExtraNames).([]string); slices.Contains(names, "device_secret") || !slices.Contains(names, "instance_url") {
+	if names, _ := pub.Extra(tokenx.KeyExtraNames).([]string); slices.Contains(names, "device_secret") || !slices.Contains(names, "instance_url") {
 		t.Fatalf("the public token lists %v", names)
 	}
 
 	// A token without extras stays without; nil stays nil.
-	if bare := fromOAuth2(&oauth2.Token{AccessToken: "a"}); bare.extra != nil || bare.public().Extra(keyExtraNames) != nil {
+	if bare := fromOAuth2(&oauth2.Token{AccessToken: "a"}); bare.extra != nil || bare.public().Extra(tokenx.KeyExtraNames) != nil {
 		t.Fatalf("bare token: %+v", bare)
 	}
 	if fromOAuth2(nil) != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,8 +58,10 @@ import (
 // refresh_token (JSON values as encoding/json decodes them into any, form
 // values as strings; a JSON array "scope" is joined with spaces), plus
 // tokenx.KeyRefreshTokenExpiry (time.Time, UTC) computed from
-// refresh_token_expires_in and tokenx.KeySubject, the ID token's unverified
-// "sub" (a display hint, never an authorization decision).
+// refresh_token_expires_in, tokenx.KeySubject, the ID token's unverified
+// "sub" (a display hint, never an authorization decision), and
+// tokenx.KeyExtraNames, the sorted names of all of these, so that copies
+// of the token can list them.
 func ParseTokenResponse(status int, h http.Header, body []byte, sent time.Time) (*oauth2.Token, error) {
 	if h == nil {
 		h = http.Header{}
@@ -107,6 +110,15 @@ func ParseTokenResponse(status int, h http.Header, body []byte, sent time.Time) 
 			extra[tokenx.KeySubject] = sub
 		}
 	}
+	// oauth2.Token looks extras up by name only; the list of names lets
+	// later copies of the token (the token cache's, the store's) keep
+	// provider-specific members such as Salesforce's instance_url.
+	names := make([]string, 0, len(extra))
+	for k := range extra {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	extra[tokenx.KeyExtraNames] = names
 	return tok.WithExtra(extra), nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -302,5 +303,26 @@ func TestTokenErrorsDoNotLeak(t *testing.T) {
 		if found := canary.Find(err.Error(), at, rt, sec); len(found) > 0 {
 			t.Errorf("%d: %q leaks %d secret(s)", i, err.Error(), len(found))
 		}
+	}
+}
+
+// Every extra member of a parsed token is listed under tokenx.KeyExtraNames,
+// so copies of the token (the token cache's public one) keep
+// provider-specific members; the secrets with fields of their own are not
+// among them.
+func TestParseTokenResponseListsExtras(t *testing.T) {
+	t.Parallel()
+	body := `{"access_token":"at","refresh_token":"rt","token_type":"Bearer","expires_in":60,"instance_url":"https://na1.example.com","scope":"a b"}`
+	tok, err := ParseTokenResponse(200, http.Header{"Content-Type": {"application/json"}}, []byte(body), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tokenx.ExtraNames(tok)
+	want := []string{"expires_in", "instance_url", "scope", "token_type"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("listed extras = %v, want %v", got, want)
+	}
+	if m := tokenx.Extras(tok); m["instance_url"] != "https://na1.example.com" {
+		t.Fatalf("tokenx.Extras lost instance_url: %v", m)
 	}
 }

@@ -25,17 +25,47 @@ const (
 	KeyRefreshTokenExpiry = "tokenward.refresh_token_expiry"
 	// KeySubject holds the subject (sub) of the ID token, when known.
 	KeySubject = "tokenward.subject"
+	// KeyExtraNames holds the names ([]string) of a token's other extra
+	// members, so that code holding an *oauth2.Token can list them:
+	// oauth2.Token offers lookup by name only. internal/oauthwire sets it
+	// on every token it parses; provider-specific members (Salesforce's
+	// instance_url, say) then survive the copies tokenward makes.
+	KeyExtraNames = "tokenward.extra_names"
 )
+
+// ExtraNames returns the member names t lists under KeyExtraNames (a
+// []string, or a []any of strings after a JSON round trip), or nil.
+func ExtraNames(t *oauth2.Token) []string {
+	if t == nil {
+		return nil
+	}
+	switch v := t.Extra(KeyExtraNames).(type) {
+	case []string:
+		return v
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
 
 // Extras returns a copy of the token's extra fields as a map. oauth2.Token
 // exposes them only one key at a time, so the map is built from the known
-// keys plus any key listed in more.
+// keys, the names the token lists under KeyExtraNames, and any key listed
+// in more. The list itself is not copied: whoever builds a token from the
+// map lists its keys anew.
 func Extras(t *oauth2.Token, more ...string) map[string]any {
 	out := map[string]any{}
 	if t == nil {
 		return out
 	}
 	keys := append([]string{"id_token", "scope", "refresh_token_expires_in", KeyRefreshTokenExpiry, KeySubject}, more...)
+	keys = append(keys, ExtraNames(t)...)
 	for _, k := range keys {
 		if v := t.Extra(k); v != nil {
 			out[k] = v
