@@ -1,7 +1,9 @@
 // Package redact is the single place where tokenward removes secrets from
 // anything that may reach a log handler, an error string or a debug dump.
 //
-// It covers (PITFALLS T-01, R-02, STYLE item 12):
+// It covers every form in which a secret has been seen leaking from OAuth
+// clients: headers, URLs with queries (retry libraries log them), error
+// bodies that echo a credential, and free text:
 //   - the headers Authorization, Proxy-Authorization, Cookie, Set-Cookie and DPoP;
 //   - query and form keys that carry secrets (code, code_verifier, access_token,
 //     refresh_token, id_token, client_secret, assertion, client_assertion,
