@@ -125,10 +125,25 @@ func (c *core) reauth(ctx context.Context, dead *token) {
 
 // toReauth publishes s without its refresh token, marked dead. Its access
 // token is still served until the mandatory window.
+//
+// s is the state the caller found dead, read before it waited for the
+// store lock; the current state may be its twin with flags changed since
+// (an Invalidate from a 401, above all), which must survive: the marking
+// is a compare-and-swap on whatever is current, never a plain store of an
+// older snapshot.
 func (c *core) toReauth(s *state) {
-	n := s.clone()
-	full := *n.full
-	full.refresh = ""
-	n.full, n.reauth, n.save, n.fresh = &full, true, saveState{}, false
-	c.cur.Store(n)
+	for {
+		cur := c.cur.Load()
+		base := s
+		if cur != nil && cur.full == s.full {
+			base = cur // s's token, with what happened to it since
+		}
+		n := base.clone()
+		full := *n.full
+		full.refresh = ""
+		n.full, n.reauth, n.save, n.fresh = &full, true, saveState{}, false
+		if c.cur.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }

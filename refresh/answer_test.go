@@ -3,6 +3,8 @@ package refresh
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -176,5 +178,40 @@ func TestReauthRequired(t *testing.T) {
 				t.Fatalf("presented %q, stored %v; want no refresh token presented and nothing stored", presented, st.get(key))
 			}
 		})
+	})
+}
+
+// After invalid_grant ends the grant, a caller that asks for a token later
+// hears why (the server's answer), not a generic "not logged in"; a new
+// login ends that.
+func TestDeadGrantKeepsItsCause(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		n := 0
+		up := UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+			n++
+			if cur == nil || cur.RefreshToken == "" {
+				return nil, fmt.Errorf("%w: not logged in (no refresh token); call Login", ErrReauthRequired)
+			}
+			return nil, grantErr("invalid_grant", "Token revoked by an administrator")
+		})
+		c := mustNew(t, up)
+		defer c.Close()
+		if err := c.Set(t.Context(), &oauth2.Token{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: time.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			time.Sleep(time.Minute)
+			_, err := c.Token(t.Context())
+			if !errors.Is(err, ErrReauthRequired) || !strings.Contains(err.Error(), "revoked by an administrator") {
+				t.Fatalf("Token %d after the grant died: %v, want ErrReauthRequired naming the server's reason", i, err)
+			}
+		}
+		if err := c.Set(t.Context(), &oauth2.Token{AccessToken: "at-1", RefreshToken: "rt-1", Expiry: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if tok, err := c.Token(t.Context()); err != nil || tok.AccessToken != "at-1" {
+			t.Fatalf("after a new login: %v, %v", tok, err)
+		}
 	})
 }

@@ -45,14 +45,20 @@ type core struct {
 	fl          *flight    // operation in flight, nil if none
 	timer       *time.Timer
 	closed      bool
-	failures    int         // consecutive failed (or no-progress, or dead-on-arrival) refreshes
-	nextAttempt time.Time   // no new refresh before this (backoff)
-	lastErr     error       // error of the last failed refresh, returned during backoff
-	saveFails   int         // consecutive failed save retries (0: the next access retries at once)
-	nextSave    time.Time   // no save retry before this (the timer waits for it)
-	suspectRT   string      // refresh token presented when a refresh failed in transit (answer.go)
-	rejects     rejectState // rate limit of refreshes forced by rejected tokens
-	rtWarned    string      // refresh token for which EventRefreshTokenExpiring was emitted
+	failures    int                     // consecutive failed (or no-progress, or dead-on-arrival) refreshes
+	nextAttempt time.Time               // no new refresh before this (backoff)
+	lastErr     error                   // error of the last failed refresh, returned during backoff
+	saveFails   int                     // consecutive failed save retries (0: the next access retries at once)
+	nextSave    time.Time               // no save retry before this (the timer waits for it)
+	suspectRT   string                  // refresh token presented when a refresh failed in transit (answer.go)
+	rejects     map[string]*rejectState // rate limits of refreshes forced by rejected tokens, per origin
+	rtWarned    string                  // refresh token for which EventRefreshTokenExpiring was emitted
+	// deadErr is why the grant died (the server's invalid_grant, or the
+	// stored token removed by another process). A later refresh without a
+	// refresh token returns it instead of its own "not logged in", so the
+	// caller hears the cause; a new token (a login, an adoption) or Clear
+	// ends it.
+	deadErr error
 
 	// After a Clear that could not delete the stored token: that token
 	// (cleared), or, when it is unknown, any stored token (clearedAny), is
@@ -103,7 +109,8 @@ func (c *core) doSet(ctx context.Context, f *flight, t *token) error {
 	c.persistNew(ctx, f, ns, basis{})
 	c.mu.Lock()
 	c.rtWarned = ""
-	c.rejects = rejectState{} // a new login: nothing was rejected yet
+	c.rejects = nil // a new login: nothing was rejected yet
+	c.deadErr = nil
 	c.mu.Unlock()
 	c.cur.Store(ns) // not publish: a login's token is never forced
 	return nil

@@ -25,7 +25,8 @@ func (c *core) clear(ctx context.Context) error {
 	c.mu.Lock()
 	c.failures, c.lastErr, c.nextAttempt, c.rtWarned = 0, nil, time.Time{}, ""
 	c.saveFails, c.nextSave = 0, time.Time{}
-	c.rejects = rejectState{}
+	c.rejects = nil
+	c.deadErr = nil
 	c.mu.Unlock()
 	c.finish(f)
 	return err

@@ -166,3 +166,18 @@ func TestErrorMessagesNameTheFailureOnce(t *testing.T) {
 		})
 	}
 }
+
+// Server text in an error (an error_description from an x/oauth2 grant or
+// any Upstream) is escaped for terminals: no C1 control, no bidi override
+// reaches the caller's screen or log.
+func TestErrorTextIsTerminalSafe(t *testing.T) {
+	t.Parallel()
+	err := Classify(&oauth2.RetrieveError{ErrorCode: "invalid_grant", ErrorDescription: "revoked \u009b2J\u202etxt.exe \x1b]8;;https://evil\x07"})
+	if msg := err.Error(); strings.ContainsAny(msg, "\u009b\u202e\x1b\x07") {
+		t.Fatalf("control characters survive in %q", msg)
+	}
+	var e *Error
+	if !errors.As(err, &e) || strings.ContainsAny(e.Description, "\u009b\u202e\x1b\x07") {
+		t.Fatalf("Description %q keeps control characters", e.Description)
+	}
+}

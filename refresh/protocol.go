@@ -270,11 +270,23 @@ func (c *core) ask(ctx context.Context, f *flight, b basis) (ans *token, adopted
 			c.mu.Lock()
 			c.suspectRT = rt
 			c.mu.Unlock()
+		case errors.Is(cerr, ErrReauthRequired) && rt == "":
+			// Nothing to present: the grant died earlier (or there never
+			// was a login). Its cause says more than "not logged in".
+			c.mu.Lock()
+			dead := c.deadErr
+			c.mu.Unlock()
+			if dead != nil {
+				cerr = dead
+			}
 		case errors.Is(cerr, ErrReauthRequired):
 			// The grant is dead: delete the dead token, stop refreshing.
 			cerr = c.markRotationLoss(cerr, rt, secrets)
 			c.reauth(ctx, cur)
 			f.deadGrant = true
+			c.mu.Lock()
+			c.deadErr = cerr
+			c.mu.Unlock()
 		}
 		return nil, false, cerr
 	}
@@ -367,6 +379,11 @@ func (c *core) accept(ctx context.Context, f *flight, b basis, ans *token) error
 // publish makes ns the current state. A token that replaces one a resource
 // server rejected is marked forced (see reject.go).
 func (c *core) publish(ns *state) {
+	if ns.full.refresh != "" {
+		c.mu.Lock()
+		c.deadErr = nil // a live grant again
+		c.mu.Unlock()
+	}
 	if old := c.cur.Load(); old != nil && old.invalid {
 		ns.forced = true
 	}

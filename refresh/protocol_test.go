@@ -412,3 +412,42 @@ func TestLostAnswerNeverFallsBackToStoredRT(t *testing.T) {
 		})
 	})
 }
+
+// A 401 that arrives while a refresh waits for the store lock (another
+// process is logging out) invalidates the token; when the refresh then
+// finds the stored token removed, the token it marks dead must stay
+// invalidated: a revoked token is never served again.
+func TestInvalidateSurvivesRemovedStore(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		key := testKey(t)
+		up := UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+			return &oauth2.Token{AccessToken: "at-up", RefreshToken: "rt-up", Expiry: time.Now().Add(time.Hour)}, nil
+		})
+		c, err := New(key, up, func(o *Options) { o.Persister = st; o.DisableIdleRefresh = true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Set(t.Context(), &oauth2.Token{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(58 * time.Minute)           // past the advisory point
+		unlock, _ := st.Lock(t.Context(), key) // another process holds the lock: its logout
+		tok, err := c.Token(t.Context())       // served; a background refresh waits for the lock
+		if err != nil || tok.AccessToken != "at-0" {
+			t.Fatal(tok, err)
+		}
+		synctest.Wait()
+		if !c.Invalidate(tok) { // the API rejected it
+			t.Fatal("not invalidated")
+		}
+		st.Delete(t.Context(), key) // the other process logged out
+		unlock()
+		synctest.Wait()
+		if got, err := c.Token(t.Context()); err == nil && got.AccessToken == "at-0" {
+			t.Fatal("the invalidated token is served again after the refresh found the store empty")
+		}
+	})
+}

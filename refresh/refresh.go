@@ -189,35 +189,47 @@ func (h *Cache) Token(ctx context.Context) (*oauth2.Token, error) {
 // hands out (compare-and-swap on the pointer), so that a 401 on an old token
 // cannot discard a newer one. It reports whether tok was dropped. The next
 // [Cache.Token] refreshes (under the cross-process protocol, so a token
-// another process stored is adopted instead).
+// another process stored is adopted instead). Invalidate is
+// [Cache.Rejected] by a resource server whose origin is not known.
+func (h *Cache) Invalidate(tok *oauth2.Token) bool {
+	return h.Rejected("", tok)
+}
+
+// Rejected reports that the resource server at origin (scheme://host:port,
+// as the caller names it; "" when unknown) rejected tok, and drops tok as
+// [Cache.Invalidate] does, unless the rejection looks like a token for the
+// wrong audience rather than a revoked one. It reports whether tok was
+// dropped. The transport package calls it on a 401 invalid_token.
 //
 // A resource server that rejects every token must not turn every request
-// into a refresh. So a token that was itself issued in answer to a
-// rejection, and has not worked since (see [Cache.Accepted]), is not
-// dropped when it is rejected too: [EventTokenRejected] reports
-// [ErrTokenRejected] (the likely cause is an audience or resource
-// mismatch), and the next forced refresh waits for a jittered exponential
-// backoff and for twice as many rejections as the previous one. Refreshes
-// forced by rejections thus grow with the logarithm of the rejected
-// requests. The rejection of any other token (from a scheduled refresh, a
-// login, another process, or one that has worked) drops it at once and
-// ends the limit.
-func (h *Cache) Invalidate(tok *oauth2.Token) bool {
+// into a refresh. So a token that replaced a rejected one (by a refresh of
+// this process, or adopted from another process after the rejection), and
+// that origin has not accepted (see [Cache.Accepted]), is not dropped when
+// origin rejects it too: [EventTokenRejected] reports [ErrTokenRejected]
+// (the likely cause is an audience or resource mismatch), and the next
+// refresh forced by origin waits for a jittered exponential backoff and for
+// twice as many of its rejections as the previous one. Refreshes forced by
+// rejections thus grow with the logarithm of the rejected requests. The
+// limit is per origin: an API that accepts the token does not let another
+// that rejects it drive the token endpoint. The rejection of any other
+// token (from a scheduled refresh, a login, or one origin had accepted)
+// drops it at once and ends origin's limit.
+func (h *Cache) Rejected(origin string, tok *oauth2.Token) bool {
 	if tok == nil || h.closed.Load() {
 		return false
 	}
-	return h.c.invalidate(tok)
+	return h.c.invalidate(origin, tok)
 }
 
-// Accepted tells the cache that a resource server accepted tok (it
-// answered a request that carried tok with anything but a rejection), so
-// that a later rejection of tok is taken as a revocation and replaces it at
-// once, even when tok was issued in answer to an earlier rejection (see
-// [Cache.Invalidate]). The transport package calls it for every such
-// answer; it is one atomic load when there is nothing to record.
-func (h *Cache) Accepted(tok *oauth2.Token) {
+// Accepted reports that the resource server at origin accepted tok (it
+// answered a request that carried tok with anything but a rejection or a
+// server error), so that a later rejection of tok by origin is taken as a
+// revocation and replaces it at once (see [Cache.Rejected]). The
+// transport package calls it for every such answer; it is one atomic load
+// and a short scan when there is nothing new to record.
+func (h *Cache) Accepted(origin string, tok *oauth2.Token) {
 	if tok != nil {
-		h.c.accepted(tok)
+		h.c.accepted(origin, tok)
 	}
 }
 

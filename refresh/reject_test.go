@@ -162,7 +162,7 @@ func TestAcceptedTokenRejectedLaterRefreshes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.Accepted(tok) // it worked for a while
+			c.Accepted("", tok) // it worked for a while
 			time.Sleep(time.Minute)
 			if !c.Invalidate(tok) {
 				t.Fatalf("round %d: a token that had worked was not replaced when rejected", round)
@@ -179,11 +179,54 @@ func TestAcceptedTokenRejectedLaterRefreshes(t *testing.T) {
 		}
 		// Accepted of another token than the current one changes nothing.
 		tok, _ := c.Token(t.Context())
-		c.Accepted(&oauth2.Token{AccessToken: tok.AccessToken})
+		c.Accepted("", &oauth2.Token{AccessToken: tok.AccessToken})
 		c.Invalidate(tok)
 		tok2, _ := c.Token(t.Context())
 		if c.Invalidate(tok2) {
 			t.Fatal("a forced token that never worked was replaced at once")
+		}
+	})
+}
+
+// One token, two APIs: A accepts every token, B (another audience)
+// rejects every token. A's acceptances must not let B's rejections drive
+// the token endpoint: the limit is per origin.
+func TestRejectionLimitIsPerOrigin(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		as := newRotatingAS(time.Hour)
+		var ev eventLog
+		c := mustNew(t, as, func(o *Options) { o.OnEvent = ev.add })
+		defer c.Close()
+		if err := c.Set(t.Context(), as.initial(time.Now().Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		const n = 1000
+		for range n {
+			tok, err := c.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Accepted("https://a.example:443", tok)
+			tok, err = c.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Rejected("https://b.example:443", tok)
+			time.Sleep(10 * time.Millisecond)
+		}
+		calls, _, _ := as.stats()
+		bound := 2 + int(math.Log2(n))
+		t.Logf("%d rejections by B between acceptances by A: %d refreshes (bound %d)", n, calls, bound)
+		if calls > bound {
+			t.Fatalf("%d refreshes, want at most %d: A's acceptances reset B's limit", calls, bound)
+		}
+		// A token that B had accepted and then rejects (revoked) is
+		// replaced at once, even in the middle of A's episode.
+		tok, _ := c.Token(t.Context())
+		c.Accepted("https://b.example:443", tok)
+		if !c.Rejected("https://b.example:443", tok) {
+			t.Fatal("a token B had accepted was not replaced when B rejected it")
 		}
 	})
 }

@@ -28,11 +28,12 @@ type state struct {
 	// counts as failed, so such tokens cannot cause a refresh loop.
 	dead bool
 
-	save     saveState // whether full is stored (persist.go)
-	invalid  bool      // dropped by Invalidate: do not serve, refresh first
-	forced   bool      // replaced a token a resource server rejected (reject.go)
-	rejected bool      // forced, and rejected in turn: noted once (reject.go)
-	reauth   bool      // the grant is dead (invalid_grant): serve the access token while valid, never refresh in the background
+	save       saveState // whether full is stored (persist.go)
+	invalid    bool      // dropped by Invalidate: do not serve, refresh first
+	forced     bool      // replaced a token a resource server rejected (reject.go)
+	acceptedBy []string  // origins that accepted this token (reject.go); never modified in place
+	rejectedBy []string  // origins whose rejection of this forced token was noted (reject.go)
+	reauth     bool      // the grant is dead (invalid_grant): serve the access token while valid, never refresh in the background
 }
 
 func (s *state) clone() *state { n := *s; return &n }

@@ -74,11 +74,15 @@ func (c *core) armLocked(now time.Time) time.Duration {
 			at = t
 		}
 	}
+	if !c.closed && s != nil && s.fresh {
+		// Even while an operation is in flight (a Set, a Clear, an
+		// Exchange may take a minute): the fast path reads no clock and
+		// trusts this flag until the timer clears it, so a token must not
+		// stay "fresh" past its advisory point, let alone its expiry.
+		earliest(s.advisoryAt)
+		earliest(now.Add(checkEvery))
+	}
 	if !c.closed && s != nil && c.fl == nil {
-		if s.fresh {
-			earliest(s.advisoryAt)
-			earliest(now.Add(checkEvery))
-		}
 		if !c.o.DisableIdleRefresh {
 			if s.save.pending() {
 				earliest(later(c.nextSave, now))

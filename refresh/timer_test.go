@@ -77,3 +77,38 @@ func TestRefreshTokenExpiringEvent(t *testing.T) {
 		}
 	})
 }
+
+// The fast path reads no clock: the timer must clear the "fresh" flag at
+// the advisory point even while a long operation is in flight (here an
+// Exchange whose function takes 29 s), or the fast path would hand out a
+// token past its expiry.
+func TestNoExpiredTokenDuringLongOperation(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		up := UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+			return &oauth2.Token{AccessToken: "at-up", RefreshToken: "rt-up", Expiry: time.Now().Add(30 * time.Second)}, nil
+		})
+		c := mustNew(t, up)
+		defer c.Close()
+		if err := c.Set(t.Context(), &oauth2.Token{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: time.Now().Add(30 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		done := make(chan error)
+		go func() {
+			done <- c.Exchange(context.Background(), func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error) {
+				time.Sleep(29 * time.Second)
+				return nil, nil
+			})
+		}()
+		time.Sleep(26 * time.Second) // 31 s: at-0 expired at 30 s
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		if tok, err := c.Token(ctx); err == nil && !time.Now().Before(tok.Expiry) {
+			t.Fatalf("Token returned %s, expired at %v, at %v", tok.AccessToken, tok.Expiry, time.Now())
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

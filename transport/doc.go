@@ -16,8 +16,8 @@
 //
 // The source is usually refresh.Cache; [SourceFunc] adapts a function. A
 // source that also implements [Invalidator] lets the transport discard a
-// token the resource server rejected, and one that implements [Acceptor]
-// hears which tokens work. New fails with [ErrInsecureURL] for an origin
+// token the resource server rejected, and one that implements [Feedback]
+// hears, per origin, which tokens work and which are rejected. New fails with [ErrInsecureURL] for an origin
 // that would carry the token in clear text and with [ErrInvalidConfig] for
 // any other mistake (no source, no origins, an origin with a path); that
 // error is the same value in every tokenward package. A [Transport] that
@@ -99,7 +99,9 @@
 // token, the first response is drained and closed and the request is sent
 // once more; whatever that returns, even another 401, goes to the caller.
 // There is never a second resend. Any answer but a 401 or a 5xx to a
-// request that carried T tells an [Acceptor] source that T works.
+// request that carried T tells a [Feedback] source that T works at that
+// origin (a [Feedback] source hears of the rejection through Rejected, with
+// the origin, instead of Invalidate).
 // [ParseChallenges] is the RFC 9110 parser used for this, and
 // [BearerErrorFrom] exposes insufficient_scope (RFC 6750) and
 // insufficient_user_authentication (RFC 9470) details.

@@ -21,6 +21,9 @@ type origin struct {
 	// in lower case ("api.example.com", "api.example.com:443"; brackets kept
 	// for IPv6), for a fast path that needs no parsing. exact[1] may be "".
 	exact [2]string
+	// name is the origin as the source hears of it ([Feedback]):
+	// scheme://host:port, lower case, the port always written.
+	name string
 }
 
 func parseOrigin(s string, allowLoopback bool) (origin, error) {
@@ -45,6 +48,7 @@ func parseOrigin(s string, allowLoopback bool) (origin, error) {
 		h = "[" + h + "]"
 	}
 	o.exact[0] = h + ":" + o.port
+	o.name = o.scheme + "://" + o.exact[0]
 	if o.port == defaultPort(o.scheme) {
 		o.exact[1] = h
 	}
@@ -98,25 +102,27 @@ const (
 // URL itself, the Host header and the request line. Host keys in req.Header
 // are checked apart, by copyRequest (see hostValuesAgree). It does not
 // allocate: it runs on every request.
-func (c *config) check(req *http.Request) refusal {
+func (c *config) check(req *http.Request) (refusal, *origin) {
+	o := c.allowed(req.URL)
 	switch {
-	case !c.allowed(req.URL):
-		return otherOrigin
+	case o == nil:
+		return otherOrigin, nil
 	case !sameHost(req):
-		return otherHost
+		return otherHost, nil
 	case !ownTarget(req):
-		return otherTarget
+		return otherTarget, nil
 	}
-	return permitted
+	return permitted, o
 }
 
-// allowed reports whether u's origin is on the allowlist.
-func (c *config) allowed(u *url.URL) bool {
+// allowed returns the entry of the allowlist that u's origin matches, or
+// nil.
+func (c *config) allowed(u *url.URL) *origin {
 	// Fast path: the usual lower-case URL matches one form exactly.
 	for i := range c.origins {
 		o := &c.origins[i]
 		if u.Scheme == o.scheme && (u.Host == o.exact[0] || (u.Host == o.exact[1] && o.exact[1] != "")) {
-			return true
+			return o
 		}
 	}
 	host, port := u.Hostname(), u.Port()
@@ -131,10 +137,10 @@ func (c *config) allowed(u *url.URL) bool {
 		o := &c.origins[i]
 		if o.port == port && asciiEqualFold(o.scheme, u.Scheme) && asciiEqualFold(o.host, host) &&
 			bracketed == strings.Contains(o.host, ":") {
-			return true
+			return o
 		}
 	}
-	return false
+	return nil
 }
 
 // sameHost reports whether req.Host, the Host header net/http sends, names

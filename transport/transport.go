@@ -61,15 +61,21 @@ type Invalidator interface {
 	Invalidate(tok *oauth2.Token) bool
 }
 
-// Acceptor is optionally implemented by a [Source]. The transport
-// calls Accepted with the token of a request that the resource server
-// answered with anything but 401 or a 5xx: the token works. A source that
-// limits how often rejected tokens are replaced (refresh.Cache does) can
-// then tell a token that never worked, one for the wrong audience, say,
-// from one that did and was revoked since. Accepted runs on every such
-// response, so it must be cheap.
-type Acceptor interface {
-	Accepted(tok *oauth2.Token)
+// Feedback is optionally implemented by a [Source] that wants to hear, per
+// origin, what resource servers said of its tokens (refresh.Cache does, to
+// tell a revoked token from one issued for another audience). origin is
+// the allowed origin the request went to, as scheme://host:port.
+//
+// Accepted is called with the token of every request that origin answered
+// with anything but a 401 or a 5xx (a server error says nothing about the
+// token): the token works there. It runs on every such response, so it
+// must be cheap. Rejected is called, instead of [Invalidator]'s
+// Invalidate, with the token of a request answered 401 with
+// error="invalid_token" (see [Transport.RoundTrip]); it reports whether
+// the token was discarded, as Invalidate does.
+type Feedback interface {
+	Accepted(origin string, tok *oauth2.Token)
+	Rejected(origin string, tok *oauth2.Token) bool
 }
 
 // SourceFunc adapts a function to [Source].
@@ -157,7 +163,8 @@ type Options struct {
 //
 // If src also implements [Invalidator], a token rejected with a 401 is
 // invalidated before the single resend (see [Transport.RoundTrip]); if it
-// implements [Acceptor], it hears which tokens work.
+// implements [Feedback], it hears per origin which tokens work and which
+// are rejected.
 func New(src Source, optFns ...func(*Options)) (*Transport, error) {
 	var o Options
 	for _, fn := range optFns {
@@ -177,7 +184,7 @@ type config struct {
 	err          error
 	src          Source
 	inv          Invalidator // nil if src does not implement it
-	acc          Acceptor    // nil if src does not implement it
+	fb           Feedback    // nil if src does not implement it
 	base         http.RoundTripper
 	origins      []origin
 	reject       bool
@@ -259,7 +266,7 @@ func compile(src Source, t *Options) *config {
 		return c
 	}
 	c.inv, _ = c.src.(Invalidator)
-	c.acc, _ = c.src.(Acceptor)
+	c.fb, _ = c.src.(Feedback)
 	if len(t.Origins) == 0 {
 		c.err = fmt.Errorf("transport: %w: no Origins; the token would never be sent", ErrInvalidConfig)
 		return c
@@ -315,7 +322,7 @@ func compile(src Source, t *Options) *config {
 // token). The source may refuse to invalidate T (refresh.Cache does when
 // T replaced a rejected token moments ago and never worked): then the 401
 // is returned as it is. Any other answer (but a 5xx) to a request that
-// carried T tells the source that T works ([Acceptor]).
+// carried T tells the source that T works there ([Feedback]).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.cfg()
 	if c.err != nil {
@@ -326,7 +333,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, local(errors.New("transport: request has no URL"))
 	}
-	if why := c.check(req); why != permitted {
+	why, org := c.check(req)
+	if why != permitted {
 		return c.roundTripOther(req, why)
 	}
 	// The copy comes before the token: the loop that copies the header
@@ -362,10 +370,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := c.send(out)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		c.accepted(resp, av.tok)
+		c.accepted(resp, org, av.tok)
 		return resp, err
 	}
-	return c.rejected(req, av, resp)
+	return c.rejected(req, org, av, resp)
 }
 
 // send hands out to Base and enforces "a response or an error, never both"

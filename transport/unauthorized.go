@@ -17,7 +17,7 @@ import (
 // hands out another usable token, drains and closes resp and returns the
 // answer to one resend. Otherwise it returns resp as it is: a resend with
 // the same token, or without the body, could not succeed.
-func (c *config) rejected(req *http.Request, av *authValue, resp *http.Response) (*http.Response, error) {
+func (c *config) rejected(req *http.Request, org *origin, av *authValue, resp *http.Response) (*http.Response, error) {
 	ctx := req.Context()
 	code := ""
 	if ch, ok := findChallenge(resp.Header, av.scheme); ok {
@@ -27,7 +27,10 @@ func (c *config) rejected(req *http.Request, av *authValue, resp *http.Response)
 		return resp, nil
 	}
 	invalidated := false
-	if c.inv != nil {
+	switch {
+	case c.fb != nil:
+		invalidated = c.fb.Rejected(org.name, av.tok)
+	case c.inv != nil:
 		invalidated = c.inv.Invalidate(av.tok)
 	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
@@ -87,7 +90,7 @@ func (c *config) rejected(req *http.Request, av *authValue, resp *http.Response)
 		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
 	resp2, err := c.send(out)
 	if err == nil {
-		c.accepted(resp2, av2.tok)
+		c.accepted(resp2, org, av2.tok)
 	}
 	return resp2, err
 }
@@ -104,8 +107,8 @@ func drain(body io.ReadCloser) {
 
 // accepted tells the source that tok works, when resp says so: any answer
 // but 401 and 5xx (a server error says nothing about the token).
-func (c *config) accepted(resp *http.Response, tok *oauth2.Token) {
-	if c.acc != nil && resp != nil && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode < 500 {
-		c.acc.Accepted(tok)
+func (c *config) accepted(resp *http.Response, org *origin, tok *oauth2.Token) {
+	if c.fb != nil && resp != nil && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode < 500 {
+		c.fb.Accepted(org.name, tok)
 	}
 }

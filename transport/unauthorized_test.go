@@ -362,25 +362,41 @@ func TestUnauthorizedClosesFirstResponseBeforeResend(t *testing.T) {
 	}
 }
 
-// acceptingSource is a fakeSource that records Accepted calls.
-type acceptingSource struct {
+// feedbackSource is a fakeSource that records what the transport reports
+// through Feedback, with the origins.
+type feedbackSource struct {
 	*fakeSource
 	mu       sync.Mutex
-	accepted []*oauth2.Token
+	accepted []feedback
+	rejected []feedback
 }
 
-func (s *acceptingSource) Accepted(tok *oauth2.Token) {
+type feedback struct {
+	origin string
+	tok    *oauth2.Token
+}
+
+func (s *feedbackSource) Accepted(origin string, tok *oauth2.Token) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.accepted = append(s.accepted, tok)
+	s.accepted = append(s.accepted, feedback{origin, tok})
 }
 
-// The source hears that a token works from every answer but a 401 or a
-// 5xx, including the answer to the resend after a 401 (with the fresh
-// token), and never about a token a 401 or a 5xx answered.
-func TestAcceptor(t *testing.T) {
+func (s *feedbackSource) Rejected(origin string, tok *oauth2.Token) bool {
+	s.mu.Lock()
+	s.rejected = append(s.rejected, feedback{origin, tok})
+	s.mu.Unlock()
+	return s.fakeSource.Invalidate(tok)
+}
+
+// The source hears, with the canonical origin (scheme://host:port), that a
+// token works from every answer but a 401 or a 5xx, including the answer
+// to the resend after a 401 (with the fresh token), never about a token a
+// 401 or a 5xx answered; and it hears of the rejection through Rejected,
+// not Invalidate.
+func TestFeedback(t *testing.T) {
 	t.Parallel()
-	src := &acceptingSource{fakeSource: newFakeSource()}
+	src := &feedbackSource{fakeSource: newFakeSource()}
 	status := atomic.Int32{}
 	first := src.current(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -407,15 +423,22 @@ func TestAcceptor(t *testing.T) {
 	get("/down", http.StatusServiceUnavailable)
 	get("/revoked", http.StatusOK) // 401 for the first token, resend with a new one: 200
 	second := src.current(t)
+	origin := srv.URL // http://127.0.0.1:port, already in the canonical form
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	want := []*oauth2.Token{first, first, second}
+	want := []feedback{{origin, first}, {origin, first}, {origin, second}}
 	if len(src.accepted) != len(want) {
 		t.Fatalf("Accepted called %d times, want %d (200, 403, the resend's 200)", len(src.accepted), len(want))
 	}
 	for i := range want {
 		if src.accepted[i] != want[i] {
-			t.Fatalf("Accepted call %d got another token than the request carried", i)
+			t.Fatalf("Accepted call %d = (%q, %p), want (%q, %p)", i, src.accepted[i].origin, src.accepted[i].tok, want[i].origin, want[i].tok)
 		}
+	}
+	if len(src.rejected) != 1 || src.rejected[0] != (feedback{origin, first}) {
+		t.Fatalf("Rejected calls %v, want one for the first token from %s", src.rejected, origin)
+	}
+	if _, _, invalidated, _ := src.stats(); len(invalidated) != 1 {
+		t.Fatalf("the rejected token was not discarded")
 	}
 }

@@ -50,7 +50,7 @@ var exportedTypes = []reflect.Type{
 	reflect.TypeFor[store.Mode](), reflect.TypeFor[store.Options](), reflect.TypeFor[store.Status](),
 	reflect.TypeFor[store.Store](),
 
-	reflect.TypeFor[transport.Acceptor](), reflect.TypeFor[transport.BearerError](), reflect.TypeFor[transport.Challenge](), reflect.TypeFor[transport.Invalidator](), reflect.TypeFor[transport.Options](),
+	reflect.TypeFor[transport.Feedback](), reflect.TypeFor[transport.BearerError](), reflect.TypeFor[transport.Challenge](), reflect.TypeFor[transport.Invalidator](), reflect.TypeFor[transport.Options](),
 	reflect.TypeFor[transport.RetryOptions](), reflect.TypeFor[transport.Source](), reflect.TypeFor[transport.SourceFunc](),
 	reflect.TypeFor[transport.Transport](),
 
