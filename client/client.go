@@ -35,7 +35,8 @@ var ErrClosed = refresh.ErrClosed
 // second refresh would present a spent token and could get the whole login
 // revoked): the first one's HTTP settings, logger and refresh options serve
 // them all, each one's Events hook sees every event, and they must use the
-// same store (New fails with ErrInvalidConfig otherwise).
+// same store: one value, or handles store.Open made for one backend
+// ([store.SameBackend]); New fails with ErrInvalidConfig otherwise.
 type Client struct {
 	*grant // the token machinery, shared with the token caches' upstreams
 
@@ -43,6 +44,12 @@ type Client struct {
 	prompt  io.Writer // human-facing login messages
 	origins []string  // API origins of the default token
 	static  *oauth2.Token
+
+	// betweenLoginSteps, nil outside tests, runs in Login between its two
+	// last steps (publishing the new login, then dropping the tokens
+	// derived from the previous one), so that a test can make a request
+	// land exactly there.
+	betweenLoginSteps func()
 
 	mu        sync.Mutex // guards resources and closed
 	resources map[string]*Resource
@@ -289,14 +296,16 @@ func defDur(v, def time.Duration) time.Duration {
 }
 
 // apiOrigins normalises the configured origins, or derives them from the
-// resource indicators, and checks that each is secure.
+// resource indicator when there is exactly one, and checks that each is
+// secure. With several resource indicators it derives none: the token they
+// go with is requested without a resource indicator (a server issues one
+// audience per access token), so it is not issued for any of them and must
+// not be sent to all of them.
 func (g *grant) apiOrigins(origins, resources []string) ([]string, error) {
-	if len(origins) == 0 {
-		for _, r := range resources {
-			u, err := url.Parse(r)
-			if err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
-				origins = append(origins, u.Scheme+"://"+u.Host)
-			}
+	if len(origins) == 0 && len(resources) == 1 {
+		u, err := url.Parse(resources[0])
+		if err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+			origins = []string{u.Scheme + "://" + u.Host}
 		}
 	}
 	out := make([]string, 0, len(origins))

@@ -42,8 +42,11 @@ type HTTPSettings struct {
 	// Timeout bounds every call to the authorization server, retries
 	// included. Zero means 30 s.
 	Timeout time.Duration
-	// RetryBudget bounds the time spent waiting between retries of one
-	// call. Zero means 20 s.
+	// RetryBudget is the total time, counted from the start of one call to
+	// the authorization server, within which a retry may start: a retry
+	// whose wait would end later is not made, and the call returns its last
+	// answer or error. It never cuts an attempt short (Timeout does). Zero
+	// means 20 s.
 	RetryBudget time.Duration
 	// RetryWaitMin and RetryWaitMax bound one wait between retries; a
 	// Retry-After longer than RetryWaitMax ends the call with a
@@ -94,15 +97,32 @@ type Options struct {
 	Grant Grant
 	// Scopes requested. Optional.
 	Scopes []string
-	// Resources are RFC 8707 resource indicators (the API's identifier,
-	// usually its base URL) for the default token. Optional. More resources
-	// can be added later with [Client.Resource].
+	// Resources are RFC 8707 resource indicators (an API's identifier,
+	// usually its base URL) that the login covers. Optional. With exactly
+	// one, the default token is requested for it (its audience) and, unless
+	// APIOrigins says otherwise, goes to its origin only. With several, a
+	// server issues one audience per access token, so the default token is
+	// requested without a resource indicator and belongs to none of them:
+	// it goes to no API origin unless APIOrigins names some, and each API
+	// gets its own token, sent only to its own origin, through
+	// [Client.ForResource]. ForResource also adds APIs after New; list
+	// them here too, so that the login's authorization covers them.
 	Resources []string
-	// APIOrigins are the origins (scheme://host[:port]) the default token may
-	// be sent to by [Client.HTTPClient]. Requests to other origins go out
-	// without a token. Required for HTTPClient; when empty the origins of
-	// Resources are used.
+	// APIOrigins are the origins (scheme://host[:port]) the default token is
+	// sent to by [Client.HTTPClient]. Optional when Resources has exactly
+	// one resource: empty means that resource's origin. Otherwise empty
+	// means none, and HTTPClient fails with ErrInvalidConfig: with several
+	// Resources use ForResource for each API instead, or name here the
+	// origins that accept the default token. Requests to other origins go
+	// out without a token (see RejectOtherOrigins).
 	APIOrigins []string
+	// RejectOtherOrigins makes the HTTP clients of [Client.HTTPClient] and
+	// [Resource.HTTPClient] refuse requests to origins outside their
+	// token's: such a request fails with ErrOriginNotAllowed and is never
+	// sent, redirects to another origin included. Optional; default false:
+	// such requests go out without a token, as a plain *http.Client would
+	// send them.
+	RejectOtherOrigins bool
 	// AllowInsecureLoopback permits http:// URLs whose host is a loopback
 	// address (127.0.0.0/8, ::1, localhost), for local development and tests.
 	AllowInsecureLoopback bool
@@ -111,16 +131,21 @@ type Options struct {
 	// Optional ("default").
 	Profile string
 	// Store is where tokens live. Nil means store.Open with StoreOptions.
+	// Open Clients of one credential must use one store: the same value, or
+	// handles that store.Open made for one backend ([store.SameBackend]:
+	// the same directory or keychain, lock directory and passphrase); New
+	// fails with ErrInvalidConfig otherwise.
 	Store store.Store
 	// StoreOptions configure the store opened when Store is nil (mode,
 	// directories, passphrase, ...). The mode is chosen by option, then the
 	// TOKENWARD_STORE environment variable, then "keychain".
 	StoreOptions []func(*store.Options)
 
-	// AccessToken, when set, is used as is for every request to APIOrigins:
-	// no store is opened, nothing is refreshed, the keychain is never
-	// touched (for CI and containers, which often have no keychain, and
-	// where a prompt to unlock one would hang the job).
+	// AccessToken, when set, is used as is for every request to APIOrigins
+	// (or, when that is empty and Resources has exactly one resource, to
+	// its origin): no store is opened, nothing is refreshed, the keychain
+	// is never touched (for CI and containers, which often have no
+	// keychain, and where a prompt to unlock one would hang the job).
 	AccessToken string
 	// AccessTokenEnv names an environment variable that, when set and
 	// AccessToken is empty, supplies AccessToken (for example

@@ -29,13 +29,18 @@
 // PrivateKey and skips Login.
 //
 // [Client.HTTPClient] returns an *http.Client that attaches the access token
-// to requests to the API origins (Options.APIOrigins, or the origins of
-// Options.Resources) and to no other origin, redirects included; the token
-// is refreshed in the background before it expires. [Client.ForResource]
-// gives the same for another API of the same login (an RFC 8707 resource
-// indicator), with its own access token minted from the login's one
-// refresh token. [Client.Token] and [Client.TokenSource] hand out the token
-// itself, for code that needs it (TokenSource for golang.org/x/oauth2).
+// to requests to the API origins (Options.APIOrigins, or the origin of the
+// one resource in Options.Resources) and to no other origin, redirects
+// included (with Options.RejectOtherOrigins, requests to other origins
+// fail instead of going out without it); the token is refreshed in the
+// background before it expires. [Client.ForResource] gives the same for
+// another API of the same login (an RFC 8707 resource indicator), with its
+// own access token minted from the login's one refresh token. With several
+// Options.Resources, each API's client comes from ForResource: the default
+// token is then issued for none of them, and HTTPClient fails with
+// ErrInvalidConfig unless Options.APIOrigins names its origins.
+// [Client.Token] and [Client.TokenSource] hand out the token itself, for
+// code that needs it (TokenSource for golang.org/x/oauth2).
 //
 // [Client.Status] says who is logged in, until when, and where tokens are
 // kept, from the store alone. [Client.Logout] revokes the tokens at the
@@ -47,8 +52,10 @@
 //
 // By default in the OS keychain (Secret Service on Linux, the login
 // keychain on macOS, Credential Manager on Windows). Without a usable
-// keychain New fails with [ErrStoreUnavailable], whose message names the
-// opt-ins; tokenward never falls back to a file by itself. The
+// keychain New fails with [ErrStoreUnavailable], and with a locked
+// Secret Service keyring (or none created yet) with [ErrStoreLocked]; both
+// messages name the opt-ins, and tokenward never falls back to a file by
+// itself. The
 // alternatives are chosen by the application (Options.StoreOptions setting
 // store.Options.Mode, or Options.Store) or, when it sets none, by the
 // TOKENWARD_STORE environment variable: encrypted-file (a passphrase from
@@ -73,14 +80,18 @@
 // shown escaped, so they can be printed as they are. Branch on the
 // sentinels with errors.Is: [ErrReauthRequired] (log in again),
 // [ErrClientRejected] (fix the registration or the secret),
-// [ErrTemporarilyUnavailable] and [ErrNetwork] (retry later),
-// [ErrStoreUnavailable] (choose a store), [ErrDiscovery],
+// [ErrTemporarilyUnavailable], [ErrNetwork], [ErrTokenEndpointTimeout]
+// and [ErrRateLimited] (retry later), [ErrStoreUnavailable] (there is no
+// usable keychain: choose a store) and [ErrStoreLocked] (the keychain is
+// locked, or has no keyring yet: a person must unlock or create it; it
+// does not match ErrStoreUnavailable, so check both), [ErrDiscovery],
 // [ErrIssuerMismatch], [ErrAccessDenied], [ErrLoginExpired],
-// [ErrCallbackRejected], [ErrBadResponse], [ErrInvalidConfig],
-// [ErrInsecureURL], [ErrTokenRejected], [ErrClosed]. The details are in
-// types, for errors.As: [*EndpointError] (which endpoint, which HTTP
-// status), [*RateLimitError] (the server's Retry-After) and
-// [*LogoutError].
+// [ErrCallbackRejected], [ErrBadResponse], [ErrUnsupportedTokenType],
+// [ErrInvalidConfig], [ErrInsecureURL], [ErrOriginNotAllowed] (a request
+// to another origin under Options.RejectOtherOrigins),
+// [ErrTokenRejected], [ErrClosed]. The details are in types, for
+// errors.As: [*EndpointError] (which endpoint, which HTTP status),
+// [*RateLimitError] (the server's Retry-After) and [*LogoutError].
 //
 //	_, err := c.Token(ctx)
 //	var rl *client.RateLimitError

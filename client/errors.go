@@ -13,6 +13,7 @@ import (
 	"github.com/tokenward/tokenward/internal/twerr"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
+	"github.com/tokenward/tokenward/transport"
 )
 
 // Sentinel errors for branching with errors.Is. Errors from the refresh and
@@ -60,7 +61,22 @@ var (
 
 	// ErrStoreUnavailable: the configured token store (by default the OS
 	// keychain) cannot be used; the message names the opt-in alternatives.
+	// It does not match a locked keychain: see ErrStoreLocked.
 	ErrStoreUnavailable = store.ErrUnavailable
+
+	// ErrStoreLocked: the OS keychain is there but a person must act
+	// before tokens can be kept in it: its keyring is locked (unlock it),
+	// or there is no keyring yet (create one); the message says which and
+	// how, and names the opt-in alternatives. It is store.ErrLocked. New
+	// reports it for a locked Secret Service keyring, and Login before it
+	// starts a login whose tokens could not be kept; it is never a reason
+	// to store tokens elsewhere without being asked.
+	ErrStoreLocked = store.ErrLocked
+
+	// ErrOriginNotAllowed: a request went to an origin outside its token's
+	// while Options.RejectOtherOrigins is set; it was not sent. It is
+	// transport.ErrOriginNotAllowed.
+	ErrOriginNotAllowed = transport.ErrOriginNotAllowed
 
 	// ErrTokenEndpointTimeout: an authorization-server endpoint did not
 	// answer within Options.HTTP.Timeout. It also matches ErrNetwork.

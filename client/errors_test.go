@@ -2,6 +2,9 @@ package client
 
 import (
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"slices"
 	"strings"
@@ -211,5 +214,50 @@ func checkMessage(t *testing.T, msg, prefix string) {
 	}
 	if redact.Terminal(msg) != msg {
 		t.Errorf("%q holds characters a terminal could act on", msg)
+	}
+}
+
+// The package documentation's error section lists every sentinel the
+// package exports, so a user reading it learns every case to branch on (a
+// locked keychain among them, which ErrStoreUnavailable does not match).
+func TestDocListsEverySentinel(t *testing.T) {
+	t.Parallel()
+	fset := token.NewFileSet()
+	var doc string
+	var sentinels []string
+	for _, name := range []string{"doc.go", "errors.go", "client.go"} {
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Doc != nil {
+			doc += f.Doc.Text()
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.VAR {
+				continue
+			}
+			for _, spec := range g.Specs {
+				for _, n := range spec.(*ast.ValueSpec).Names {
+					if n.IsExported() && strings.HasPrefix(n.Name, "Err") {
+						sentinels = append(sentinels, n.Name)
+					}
+				}
+			}
+		}
+	}
+	_, section, ok := strings.Cut(doc, "# Errors")
+	if !ok {
+		t.Fatal("the package documentation has no Errors section")
+	}
+	section, _, _ = strings.Cut(section, "\n# ")
+	if len(sentinels) < 10 {
+		t.Fatalf("found only %d sentinels: %q", len(sentinels), sentinels)
+	}
+	for _, s := range sentinels {
+		if !strings.Contains(section, "["+s+"]") {
+			t.Errorf("the Errors section of doc.go does not list [%s]", s)
+		}
 	}
 }

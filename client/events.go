@@ -106,8 +106,7 @@ type hubEntry struct {
 // join registers c under key, and makes c use the store of the Clients
 // already registered when c's is another handle on the same backend; it
 // fails when another open Client of the same credential uses a different
-// store (its tokens would be saved where
-// c never looks).
+// store (its tokens would be saved where c never looks).
 func (h *eventHub) join(key string, c *Client) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -117,7 +116,8 @@ func (h *eventHub) join(key string, c *Client) error {
 		return nil
 	}
 	if !sameStore(e.store, c.grant.store) {
-		return failure(opConfig, "another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store; share one store, or use another Profile", ErrInvalidConfig)
+		return failure(opConfig, "another open Client for the same credential (issuer, client, scopes, resources, profile) uses a different store "+
+			"(another backend, directory, lock directory or passphrase); share one store, or use another Profile", ErrInvalidConfig)
 	}
 	// Another handle on the same backend: use the first Client's, so that
 	// the token caches this credential shares are given one Persister, not
@@ -151,14 +151,16 @@ func (h *eventHub) listeners(key string) []*Client {
 	return nil
 }
 
-// sameStore reports whether a and b hold the same entries: the same value,
-// or two handles on one persistent backend.
+// sameStore reports whether a and b are one store: the same value, or two
+// handles store.Open made for one persistent backend (store.SameBackend:
+// the same directory or keychain, lock directory and, for encrypted files,
+// passphrase). An equal Status is not enough: two handles on one directory
+// with different passphrases, or different lock directories, have the
+// same Status, and using the first one's handle for both would save the
+// second Client's tokens under a passphrase it was not given, or let their
+// refreshes miss each other's locks.
 func sameStore(a, b store.Store) bool {
-	if a == b {
-		return true
-	}
-	sa, sb := a.Status(), b.Status()
-	return sa.Persistent && sa == sb
+	return store.SameBackend(a, b)
 }
 
 // emit logs e and delivers it to the Events hook of every open Client of

@@ -19,7 +19,8 @@ func (c Options) redacted() *redact.Fields {
 		Show("Issuer", c.Issuer).Show("Endpoints", c.Endpoints).Show("ClientID", c.ClientID).
 		Secret("ClientSecret", c.ClientSecret != "").Secret("PrivateKey", c.PrivateKey != nil).Show("KeyID", c.KeyID).
 		Show("AuthMethod", c.AuthMethod).Show("Grant", c.Grant).Show("Scopes", c.Scopes).Show("Resources", c.Resources).
-		Show("APIOrigins", c.APIOrigins).Show("AllowInsecureLoopback", c.AllowInsecureLoopback).Show("Profile", c.Profile).
+		Show("APIOrigins", c.APIOrigins).Show("RejectOtherOrigins", c.RejectOtherOrigins).
+		Show("AllowInsecureLoopback", c.AllowInsecureLoopback).Show("Profile", c.Profile).
 		Show("Store", c.Store != nil).Secret("AccessToken", c.AccessToken != "").Show("AccessTokenEnv", c.AccessTokenEnv).
 		Show("HTTP", c.HTTP).Show("RedirectHost", c.RedirectHost).Show("LoginTimeout", c.LoginTimeout)
 }

@@ -107,6 +107,7 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 			t.Base = g.base
 			t.Origins = origins
 			t.AllowInsecureLoopback = g.cfg.AllowInsecureLoopback
+			t.RejectOtherOrigins = g.cfg.RejectOtherOrigins
 			t.Logger = g.log
 		})
 		if err != nil {
@@ -124,10 +125,12 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 // ForResource returns the token handle for another API of the same login:
 // resource is its RFC 8707 resource indicator and origins the origins its
 // token may be sent to (default: the resource's own origin). Each resource
-// has its own access token, cached and refreshed on its own, and the login's
-// one refresh token mints them all (rotations are saved before use). For a
-// login, list every resource in Options.Resources so the authorization covers
-// it.
+// has its own access token, requested for that resource alone, cached and
+// refreshed on its own and sent only to its origins, and the login's one
+// refresh token mints them all (rotations are saved before use). It is how
+// a Client with several Options.Resources calls each of those APIs. For a
+// login, list every resource in Options.Resources so the authorization
+// covers it.
 func (c *Client) ForResource(resource string, origins ...string) (*Resource, error) {
 	if c.static != nil {
 		return nil, failure(opConfig, "a fixed access token serves only the configured API origins", ErrInvalidConfig)
@@ -157,15 +160,32 @@ func (c *Client) defaultResource() (*Resource, error) {
 	return r, nil
 }
 
-// HTTPClient returns an *http.Client whose requests to Options.APIOrigins
-// carry the default access token, refreshed in the background; requests to
-// other origins (including redirects to them) carry none. ctx is not
-// retained; it exists for symmetry with the other calls. It fails with
-// ErrInvalidConfig when no API origin is configured.
+// HTTPClient returns an *http.Client whose requests to the default token's
+// origins carry that token, refreshed in the background: Options.APIOrigins,
+// or, when that is empty, the origin of the one resource in
+// Options.Resources. Requests to other origins (including redirects to
+// them) carry none, or fail with ErrOriginNotAllowed under
+// Options.RejectOtherOrigins. ctx is not retained; it exists for symmetry
+// with the other calls.
+//
+// It fails with ErrInvalidConfig when the default token has no origin: with
+// several Options.Resources and no APIOrigins the default token is issued
+// for none of those APIs, so each API's client comes from
+// [Client.ForResource] (c.ForResource(api) for each, each with a token of
+// its own).
 func (c *Client) HTTPClient(ctx context.Context) (*http.Client, error) {
 	r, err := c.defaultResource()
 	if err != nil {
 		return nil, err
+	}
+	if r.tr == nil && len(c.cfg.Resources) > 1 {
+		msg := "Options.Resources lists several APIs and Options.APIOrigins is empty: the default token is requested without a resource indicator, so it is issued for none of them and is sent to none; "
+		if c.static != nil {
+			msg += "set Options.APIOrigins to the origins that accept the fixed access token"
+		} else {
+			msg += "use ForResource(api) and its HTTPClient for each API (each gets a token of its own), or set Options.APIOrigins to the origins that accept the default token"
+		}
+		return nil, failure(opConfig, msg, ErrInvalidConfig)
 	}
 	return r.HTTPClient(ctx)
 }
@@ -202,7 +222,7 @@ func (s errSource) Token() (*oauth2.Token, error) { return nil, s.err }
 // origins only. See [Client.HTTPClient].
 func (r *Resource) HTTPClient(ctx context.Context) (*http.Client, error) {
 	if r.tr == nil {
-		return nil, failure(opConfig, "no API origin configured for this token (set Options.APIOrigins or a resource URL)", ErrInvalidConfig)
+		return nil, failure(opConfig, "no API origin configured for this token (set Options.APIOrigins, or one http(s) resource in Options.Resources)", ErrInvalidConfig)
 	}
 	return &http.Client{Transport: r.tr}, nil
 }

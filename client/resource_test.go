@@ -158,3 +158,46 @@ func TestTwoClientsTwoHandlesOneBackend(t *testing.T) {
 		t.Fatalf("the second Client does not see the first one's login: %v", err)
 	}
 }
+
+// Two encrypted-file handles on one directory are one store only when they
+// open it with the same passphrase and lock it in the same lock directory:
+// with another passphrase the second Client could not read what the first
+// one saves (and would silently use the first one's handle, and its
+// passphrase, if they counted as one), and with another lock directory
+// their processes' refreshes would not exclude each other. Such a second
+// Client fails with ErrInvalidConfig.
+func TestTwoHandlesOfOneDirectoryDiffer(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	dir := t.TempDir()
+	open := func(pass, locks string) store.Store {
+		st, err := store.Open(t.Context(), func(o *store.Options) {
+			o.Mode, o.Dir, o.LockDir, o.Passphrase = store.ModeEncryptedFile, dir+"/data", dir+"/"+locks, pass
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	cfg := e.config()
+	cfg.Store = open("first passphrase", "locks")
+	c1 := mustNew(t, cfg)
+	for name, st := range map[string]store.Store{
+		"another passphrase":     open("second passphrase", "locks"),
+		"another lock directory": open("first passphrase", "other-locks"),
+	} {
+		if st.Status() != c1.grant.store.Status() {
+			t.Fatalf("%s: the Status differs (%v, %v): the test would not show what it means to", name, st.Status(), c1.grant.store.Status())
+		}
+		cfg.Store = st
+		c2, err := New(t.Context(), with(cfg))
+		if err == nil {
+			same := c2.grant.store == c1.grant.store
+			c2.Close()
+			t.Fatalf("%s: a second Client was created (using the first one's handle: %v), want ErrInvalidConfig", name, same)
+		}
+		if !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("%s: New = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}

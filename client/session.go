@@ -96,10 +96,11 @@ func (c *Client) derivedResources() []*Resource {
 
 // Login signs the user in (GrantLogin): in the browser with PKCE on a
 // loopback redirect, or with WithDevice through the device flow. The new
-// tokens are saved to the store (and read back) before Login returns, and
-// every token derived from the previous login (for the other resources,
-// stored by this or an earlier run) is dropped, so no API is called as the
-// previous user.
+// tokens are saved to the store (and read back) and published before
+// Login returns; then every token derived from the previous login (for the
+// other resources, stored by this or an earlier run) is dropped, so no API
+// is called as the previous user once Login has returned: the next request
+// on another resource mints its token from the new login.
 //
 // Before it shows a code or opens a browser, Login checks that the store
 // can save the tokens ([store.Store.CheckWrite]): a locked or unreachable
@@ -139,23 +140,45 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 		// (a cancelled context) is the login's.
 		return inOp(opLogin, err)
 	}
+	// Publish the new login first, then drop the tokens derived from the
+	// previous one. In the other order a request on another resource
+	// between the two steps would mint a token with the previous login's
+	// refresh token and store it after the drop, and the new user's calls
+	// to that API would go out as the previous user. In this order a mint
+	// in flight (started with the previous login) is waited for by Clear
+	// and dropped, and any later one uses the new login.
+	setErr := def.cache.Set(ctx, tok)
+	if c.betweenLoginSteps != nil {
+		c.betweenLoginSteps()
+	}
+	// Dropped even when Set failed: the derived tokens are then no use to
+	// anyone (a failed Set leaves the previous login in place, which mints
+	// them again when asked), and a user who signed in as someone else
+	// must never be served the previous user's.
+	c.dropDerivedTokens(ctx)
+	if setErr != nil {
+		if errors.Is(setErr, refresh.ErrPersistFailed) {
+			// The tokens work in this process; saving is retried on use.
+			c.grant.log.Warn("client: login succeeded but saving the tokens failed; retrying on next use", "error", setErr)
+			err := failure(opLogin, "signed in, but the tokens could not be saved (retried on next use): "+plain(setErr), setErr)
+			c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry, Err: err})
+			return err
+		}
+		return inOp(opLogin, setErr)
+	}
+	c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry})
+	return nil
+}
+
+// dropDerivedTokens clears the token of every resource derived from the
+// login, in memory and in the store. Each Clear first waits for a mint in
+// flight on its resource, so none outlives it.
+func (c *Client) dropDerivedTokens(ctx context.Context) {
 	for _, r := range c.derivedResources() {
 		if err := r.cache.Clear(ctx); err != nil {
 			c.grant.log.Warn("client: dropping a previous login's resource token failed", "error", err)
 		}
 	}
-	if err := def.cache.Set(ctx, tok); err != nil {
-		if errors.Is(err, refresh.ErrPersistFailed) {
-			// The tokens work in this process; saving is retried on use.
-			c.grant.log.Warn("client: login succeeded but saving the tokens failed; retrying on next use", "error", err)
-			err = failure(opLogin, "signed in, but the tokens could not be saved (retried on next use): "+plain(err), err)
-			c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry, Err: err})
-			return err
-		}
-		return inOp(opLogin, err)
-	}
-	c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry})
-	return nil
 }
 
 // logoutDeleteTimeout bounds the local delete of Logout, which runs even

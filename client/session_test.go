@@ -82,8 +82,8 @@ func TestLoginChecksStoreFirst(t *testing.T) {
 				opts = append(opts, WithDevice())
 			}
 			err = c.Login(t.Context(), opts...)
-			if !errors.Is(err, store.ErrLocked) {
-				t.Fatalf("Login with a locked keychain = %v, want store.ErrLocked", err)
+			if !errors.Is(err, store.ErrLocked) || !errors.Is(err, ErrStoreLocked) {
+				t.Fatalf("Login with a locked keychain = %v, want store.ErrLocked (client.ErrStoreLocked)", err)
 			}
 			st2 := e.as.Stats()
 			if n := st2.Requests[oauthtest.EndpointDeviceAuthorization] + st2.Requests[oauthtest.EndpointAuthorize]; n != 0 || prompted.Load() || opened.Load() {
@@ -201,5 +201,53 @@ func TestLogoutRemovesEarlierResourceTokens(t *testing.T) {
 	}
 	if _, err := e.store.Load(t.Context(), name); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("resource entry left behind: %v", err)
+	}
+}
+
+// Login publishes the new login before it drops the tokens derived from
+// the previous one. Between those two steps a request on another resource
+// may mint a token; it must mint with the new login's refresh token (or be
+// dropped by the second step), never with the old one's: a token minted
+// from the previous login and stored after the drop would serve the new
+// user's calls to that API as the previous user. The test hook runs such a
+// request exactly between the two steps.
+func TestLoginPublishesBeforeDroppingDerivedTokens(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{Subject: "alice"})
+	apiB := oauthtest.StartAPI(t, e.as, "")
+	c := e.loggedIn(t, func(o *Options) { o.Resources = []string{e.api.Resource(), apiB.Resource()} })
+	rb, err := c.ForResource(apiB.Resource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	e.as.Update(func(c *oauthtest.Config) { c.Subject = "bob" })
+	var between int
+	c.betweenLoginSteps = func() {
+		between++
+		if _, err := rb.Token(t.Context()); err != nil {
+			t.Errorf("a request on API B during the login: %v", err)
+		}
+	}
+	login(t, c)
+	if between != 1 {
+		t.Fatalf("the hook ran %d times, want 1", between)
+	}
+	tok, err := rb.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, ok := e.as.Introspect(tok.AccessToken); !ok || info.Subject != "bob" {
+		t.Fatalf("after bob's login API B's token belongs to %q", info.Subject)
+	}
+	stored, err := e.store.Load(t.Context(), rb.key.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, ok := e.as.Introspect(stored.AccessToken); !ok || info.Subject != "bob" {
+		t.Fatalf("after bob's login the store holds API B's token of %q", info.Subject)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,6 +31,10 @@ const (
 	scryptR   = 8
 	scryptP   = 1
 	minLogN   = 10 // the cost tests write with, through Options.kdfLogN
+
+	// maxFileSize bounds what is read of a token file: the largest entry,
+	// encrypted.
+	maxFileSize = int64(MaxEntrySize + encHdrLen + 64)
 )
 
 // sealer encrypts and decrypts entry files with a passphrase-derived key.
@@ -38,7 +43,10 @@ const (
 // cached per salt and parameters, rewriting a file keeps its salt, new
 // files take the salt of the files already there, and Open derives the keys
 // a store will use before any Load or Save (prepare): the work is done once
-// per process, and never inside an operation's deadline.
+// per process, and never inside an operation's deadline. A salt is taken
+// over only from a file that opens with this passphrase: anyone who can
+// write to the directory could otherwise plant a file whose salt every
+// later file of this store would be written with.
 type sealer struct {
 	pass []byte
 	logN uint8
@@ -65,57 +73,74 @@ const maxPrepared = 8
 
 // prepare derives, ahead of any Load or Save, the keys of the encrypted
 // files in dir (files ending in ext; their headers name their salts) and
-// chooses the salt of new files: that of a file already there, else a new
-// random one, whose key it derives too. Files it cannot read or parse are
-// left for the operation that meets them.
+// chooses the salt of new files: that of a file already there that opens
+// (decrypts and authenticates) with this passphrase, else a new random
+// one, whose key it derives too. Files it cannot read or parse, and files
+// that do not open (another passphrase's, altered, or planted), are left
+// for the operation that meets them; they choose nothing.
 func (s *sealer) prepare(dir, ext string) error {
-	var found []kdfParams
+	var good []kdfParams          // salts of files that open, in directory order
+	tried := map[kdfParams]bool{} // salts whose key was derived here
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if len(found) == maxPrepared {
-			break
-		}
-		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ext) || strings.HasPrefix(e.Name(), tmpPrefix) {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(name, ext) || strings.HasPrefix(name, tmpPrefix) {
 			continue
 		}
-		hdr, err := readHeader(filepath.Join(dir, e.Name()))
+		data, err := readSealed(filepath.Join(dir, name))
 		if err != nil {
 			continue
 		}
-		if kp, ok := s.parseHeader(hdr); ok && !slices.Contains(found, kp) {
-			found = append(found, kp)
+		kp, ok := s.parseHeader(data)
+		if !ok || slices.Contains(good, kp) || (!tried[kp] && len(tried) == maxPrepared) {
+			continue
+		}
+		tried[kp] = true
+		if _, err := s.open(strings.TrimSuffix(name, ext), data); err == nil {
+			good = append(good, kp)
 		}
 	}
-	if len(found) == 0 {
+	if len(good) == 0 {
 		kp := kdfParams{logN: s.logN, r: scryptR, p: scryptP}
 		if _, err := rand.Read(kp.salt[:]); err != nil {
 			return unavailable(noRandomness, "", err)
 		}
-		found = append(found, kp)
-	}
-	for _, kp := range found {
 		if _, err := s.key(kp); err != nil {
 			return err
 		}
+		good = append(good, kp)
 	}
 	s.mu.Lock()
-	s.fresh = &found[0]
+	s.fresh = &good[0]
 	s.mu.Unlock()
 	return nil
 }
 
-// readHeader reads the first encHdrLen bytes of the file at path.
-func readHeader(path string) ([]byte, error) {
+// samePassphrase reports whether s and o seal with the same passphrase
+// (both nil: plaintext files), comparing in constant time.
+func (s *sealer) samePassphrase(o *sealer) bool {
+	if s == nil || o == nil {
+		return s == nil && o == nil
+	}
+	return subtle.ConstantTimeCompare(s.pass, o.pass) == 1
+}
+
+// readSealed reads a whole encrypted file, of at most the size a token
+// file can have.
+func readSealed(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	hdr := make([]byte, encHdrLen)
-	if _, err := io.ReadFull(f, hdr); err != nil {
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
 		return nil, err
 	}
-	return hdr, nil
+	if int64(len(data)) > maxFileSize {
+		return nil, fail(ErrCorrupt, "token file too large", nil)
+	}
+	return data, nil
 }
 
 func (s *sealer) key(kp kdfParams) ([]byte, error) {
@@ -153,9 +178,15 @@ func aad(hdr []byte, id string) []byte {
 }
 
 // seal encrypts plain for item id. It reuses the salt and parameters of
-// prev (the file's current content) when prev has a valid header.
+// prev (the file's current content) when prev opens with this passphrase,
+// and otherwise (no file, a corrupt one, one of another passphrase) those
+// of new files.
 func (s *sealer) seal(id string, plain, prev []byte) ([]byte, error) {
 	kp, ok := s.parseHeader(prev)
+	if ok {
+		_, err := s.open(id, prev)
+		ok = err == nil
+	}
 	if !ok {
 		var err error
 		if kp, err = s.newFileParams(); err != nil {

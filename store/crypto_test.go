@@ -212,3 +212,82 @@ func TestEncryptedFileRejectsForeignKDFParams(t *testing.T) {
 		t.Error("header with the default cost rejected")
 	}
 }
+
+// fileSalt returns the salt in the header of the encrypted file of name.
+func fileSalt(t *testing.T, dir, name string) [saltLen]byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var salt [saltLen]byte
+	if len(raw) < encHdrLen {
+		t.Fatalf("%s: %d bytes, shorter than a header", name, len(raw))
+	}
+	copy(salt[:], raw[len(encMagic)+3:])
+	return salt
+}
+
+// TestPlantedFileDoesNotChooseSalt: a file in the store directory that does
+// not open with this store's passphrase (someone else's, or planted) never
+// chooses the salt of the files this store writes: not of new files, and
+// not of the file it replaces under the same name. New files take the salt
+// of a file that opens (decrypts and authenticates), else a new random one.
+func TestPlantedFileDoesNotChooseSalt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	plant := func(t *testing.T, dir, id string) [saltLen]byte {
+		t.Helper()
+		other := newSealer("another passphrase", minLogN)
+		raw, err := other.seal(id, []byte(`{"v":1}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id+".twenc"), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return fileSalt(t, dir, id+".twenc")
+	}
+
+	t.Run("only a planted file", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, encryptedFileMode)
+		planted := plant(t, e.dir, "0") // sorts before every item id
+		s := e.reopen(t)
+		if err := s.Save(ctx, "k", canaryEntry()); err != nil {
+			t.Fatal(err)
+		}
+		if fileSalt(t, e.dir, itemID("k")+".twenc") == planted {
+			t.Fatal("a new file took the salt of a file that does not open with this passphrase")
+		}
+	})
+
+	t.Run("a planted file beside ours", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, encryptedFileMode)
+		if err := e.Save(ctx, "ours", canaryEntry()); err != nil {
+			t.Fatal(err)
+		}
+		ours := fileSalt(t, e.dir, itemID("ours")+".twenc")
+		planted := plant(t, e.dir, "0")
+		// And one under the name this store will save next.
+		plantedThere := plant(t, e.dir, itemID("there"))
+		s := e.reopen(t)
+		for _, name := range []string{"new", "there"} {
+			if err := s.Save(ctx, name, canaryEntry()); err != nil {
+				t.Fatal(err)
+			}
+			got := fileSalt(t, e.dir, itemID(name)+".twenc")
+			if got == planted || got == plantedThere || got != ours {
+				t.Errorf("%s: written with salt %x, want this store's %x (planted: %x, %x)", name, got, ours, planted, plantedThere)
+			}
+			if _, err := s.Load(ctx, name); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+		// The planted file is left for the operation that meets it.
+		if _, err := os.Stat(filepath.Join(e.dir, "0.twenc")); err != nil {
+			t.Fatalf("the planted file was touched: %v", err)
+		}
+	})
+}

@@ -128,12 +128,11 @@ func (f *files) readRaw(ctx context.Context, id string) ([]byte, error) {
 		return nil, unavailable(storeDirUnavailable, "cannot read the token file", err)
 	}
 	defer fh.Close()
-	limit := int64(MaxEntrySize + encHdrLen + 64)
-	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	data, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
 	if err != nil {
 		return nil, unavailable(storeDirUnavailable, "cannot read the token file", err)
 	}
-	if int64(len(data)) > limit {
+	if int64(len(data)) > maxFileSize {
 		return nil, fail(ErrCorrupt, "token file too large", nil)
 	}
 	return data, nil

@@ -18,7 +18,7 @@ import (
 
 // Environment of the locked-keychain helper process.
 const (
-	helperScenario = "TOKENWARD_STORE_HELPER_SCENARIO" // "locked" or "no-keyring"
+	helperScenario = "TOKENWARD_STORE_HELPER_SCENARIO" // "locked", "no-keyring" or "activatable"
 	helperPassword = "TOKENWARD_STORE_HELPER_PASSWORD" // of the throwaway keyring
 )
 
@@ -36,7 +36,12 @@ func init() { helperModes["keychain-locked"] = lockedKeychainMain }
 // (gnome-keyring's UnlockWithMasterPassword, which needs no prompter)
 // everything works again and nothing is left behind. In "no-keyring" the
 // service has no keyring at all: Open fails with ErrLocked, because
-// creating one needs a person, and creates nothing.
+// creating one needs a person, says that there is none yet and how to
+// create one (not to unlock one), and creates nothing. In "activatable"
+// the service is not running yet, only D-Bus activatable (a headless
+// machine with gnome-keyring installed): Open succeeds without starting
+// it, and the first keychain call, which starts it, finds no keyring and
+// fails with the same advice.
 func TestKeychainLocked(t *testing.T) {
 	keychainSuite(t)
 	t.Parallel()
@@ -45,7 +50,7 @@ func TestKeychainLocked(t *testing.T) {
 			t.Fatalf("%s not found: the keychain suite needs it", tool)
 		}
 	}
-	for _, scenario := range []string{"locked", "no-keyring"} {
+	for _, scenario := range []string{"locked", "no-keyring", "activatable"} {
 		t.Run(scenario, func(t *testing.T) {
 			t.Parallel()
 			out, err := runInPrivateKeyring(t, scenario)
@@ -59,7 +64,8 @@ func TestKeychainLocked(t *testing.T) {
 
 // runInPrivateKeyring runs the keychain-locked helper in a new D-Bus
 // session with a gnome-keyring of its own: with its login keyring created
-// and unlocked by a password ("locked"), or with no keyring ("no-keyring").
+// and unlocked by a password ("locked"), with no keyring ("no-keyring"), or
+// not started at all, left for D-Bus to activate ("activatable").
 // No display is passed on, so no prompt can appear anywhere.
 func runInPrivateKeyring(t *testing.T, scenario string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "tw-keyring-") // short: gnome-keyring puts sockets in it
@@ -86,9 +92,12 @@ func runInPrivateKeyring(t *testing.T, scenario string) ([]byte, error) {
 		helperEnv+"=keychain-locked", helperScenario+"="+scenario, helperPassword+"=tokenward-locked-test",
 		"GORACE=atexit_sleep_ms=0")
 	start := `eval "$(gnome-keyring-daemon --start --components=secrets)"`
-	if scenario == "locked" {
+	switch scenario {
+	case "locked":
 		// A password on stdin creates the login keyring and unlocks it.
 		start = `eval "$(printf %s "$` + helperPassword + `" | gnome-keyring-daemon --unlock --components=secrets)"`
+	case "activatable":
+		start = "true"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*backstop)
 	defer cancel()
@@ -119,13 +128,45 @@ func lockedKeychainMain() error {
 	if err != nil {
 		return err
 	}
-	if os.Getenv(helperScenario) == "no-keyring" {
-		before := collections(conn)
-		_, err := Open(ctx, opts)
-		if err := wantLocked("Open without a keyring", err, "no keyring"); err != nil {
+	switch os.Getenv(helperScenario) {
+	case "activatable":
+		// Nothing may touch the service before Open: a call would start it.
+		s, err := Open(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("Open with an activatable Secret Service: %w", err)
+		}
+		if err := wantNoKeyring("CheckWrite without a keyring", s.CheckWrite(ctx)); err != nil {
 			return err
 		}
-		if err := wantLocked("Available without a keyring", available(ctx, backstop), "no keyring"); err != nil {
+		if err := wantNoKeyring("Save without a keyring", s.Save(ctx, "k", canaryEntry())); err != nil {
+			return err
+		}
+		if after := collections(conn); strings.Contains(after, string(loginCollection)) {
+			return fmt.Errorf("a login keyring appeared: %s", after)
+		}
+		// The advice works: after the command the message gives, the
+		// same store saves.
+		if err := createKeyringAsAdvised(); err != nil {
+			return err
+		}
+		if err := s.CheckWrite(ctx); err != nil {
+			return fmt.Errorf("CheckWrite after creating a keyring as advised: %w", err)
+		}
+		if err := s.Save(ctx, "k", canaryEntry()); err != nil {
+			return fmt.Errorf("Save after creating a keyring as advised: %w", err)
+		}
+		if err := s.Delete(ctx, "k"); err != nil {
+			return err
+		}
+		fmt.Println("activatable: Open succeeded; CheckWrite and Save reported ErrLocked saying there is no keyring yet and how to create one; after doing so, all well")
+		return nil
+	case "no-keyring":
+		before := collections(conn)
+		_, err := Open(ctx, opts)
+		if err := wantNoKeyring("Open without a keyring", err); err != nil {
+			return err
+		}
+		if err := wantNoKeyring("Available without a keyring", available(ctx, backstop)); err != nil {
 			return err
 		}
 		if calls := watch(conn); len(calls) != 0 {
@@ -134,7 +175,13 @@ func lockedKeychainMain() error {
 		if after := collections(conn); after != before {
 			return fmt.Errorf("collections changed from %s to %s", before, after)
 		}
-		fmt.Println("no keyring: Open and Available report ErrLocked and create nothing")
+		if err := createKeyringAsAdvised(); err != nil {
+			return err
+		}
+		if _, err := Open(ctx, opts); err != nil {
+			return fmt.Errorf("Open after creating a keyring as advised: %w", err)
+		}
+		fmt.Println("no keyring: Open and Available report ErrLocked and create nothing; after creating a keyring as advised, Open succeeds")
 		return nil
 	}
 
@@ -211,6 +258,36 @@ func wantLocked(what string, err error, text string) error {
 	for _, w := range []string{text, "Seahorse", "TOKENWARD_STORE=encrypted-file", "TOKENWARD_PASSPHRASE", "TOKENWARD_STORE=memory"} {
 		if !strings.Contains(err.Error(), w) {
 			return fmt.Errorf("%s: %q does not say %q", what, err, w)
+		}
+	}
+	return nil
+}
+
+// createKeyringAsAdvised runs the command the no-keyring error gives,
+// with the helper's password.
+func createKeyringAsAdvised() error {
+	cmd := exec.Command("sh", "-c", createKeyringCommand)
+	cmd.Env = append(os.Environ(), "PASSWORD="+os.Getenv(helperPassword))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", createKeyringCommand, err, out)
+	}
+	return nil
+}
+
+// wantNoKeyring checks that err is an ErrLocked that says there is no
+// keyring yet and how to create one, and does not ask to unlock one.
+func wantNoKeyring(what string, err error) error {
+	if err := wantLocked(what, err, "no keyring yet"); err != nil {
+		return err
+	}
+	for _, w := range noKeyringWant {
+		if !strings.Contains(err.Error(), w) {
+			return fmt.Errorf("%s: %q does not say %q", what, err, w)
+		}
+	}
+	for _, w := range noKeyringNot {
+		if strings.Contains(err.Error(), w) {
+			return fmt.Errorf("%s: %q says %q", what, err, w)
 		}
 	}
 	return nil

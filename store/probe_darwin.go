@@ -17,3 +17,7 @@ func probeOS(ctx context.Context) error {
 }
 
 func osBackendName() string { return "macOS Keychain (login keychain via /usr/bin/security)" }
+
+// explainLocked returns err as it is: only the Secret Service can have no
+// keyring at all, which a locked-looking failure there may mean.
+func explainLocked(err error) error { return err }

@@ -187,10 +187,12 @@ func startFakeSecretService(t *testing.T, addr string, collections map[dbus.Obje
 // TestProbeLockedCollection: with a Secret Service running, the probe
 // reads the Locked property of the collection go-keyring would store items
 // in (the "login" collection when the service lists it, else the "default"
-// alias) and reports ErrLocked, with a message that says how to unlock and
-// names the opt-ins, when it is locked or when there is no keyring at all
-// (creating one needs a person too). It only reads properties: it never
-// calls Unlock or CreateCollection, which show prompts.
+// alias) and reports ErrLocked, with a message that names the opt-ins,
+// when it is locked (saying how to unlock it) or when there is no keyring
+// at all (saying that there is none yet and how to create one: creating it
+// needs a person too, to choose its password; there is nothing to unlock).
+// It only reads properties: it never calls Unlock or CreateCollection,
+// which show prompts.
 func TestProbeLockedCollection(t *testing.T) {
 	t.Parallel()
 	const session = dbus.ObjectPath("/org/freedesktop/secrets/collection/session")
@@ -200,18 +202,19 @@ func TestProbeLockedCollection(t *testing.T) {
 		collections map[dbus.ObjectPath]bool
 		aliases     map[dbus.ObjectPath]dbus.ObjectPath
 		want        error           // nil or ErrLocked
-		wantText    string          // in the error
+		wantText    []string        // in the error
+		notText     []string        // not in the error
 		read        dbus.ObjectPath // whose Locked property the probe reads; "": one the service does not serve
 	}{
-		{"login unlocked", map[dbus.ObjectPath]bool{loginCollection: false, session: false}, nil, nil, "", loginCollection},
-		{"login locked", map[dbus.ObjectPath]bool{loginCollection: true, session: false}, nil, ErrLocked, "is locked", loginCollection},
+		{"login unlocked", map[dbus.ObjectPath]bool{loginCollection: false, session: false}, nil, nil, nil, nil, loginCollection},
+		{"login locked", map[dbus.ObjectPath]bool{loginCollection: true, session: false}, nil, ErrLocked, []string{"is locked"}, nil, loginCollection},
 		{"login unlocked, default alias locked", map[dbus.ObjectPath]bool{loginCollection: false, other: true},
-			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, nil, "", loginCollection},
+			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, nil, nil, nil, loginCollection},
 		{"no login, default alias locked", map[dbus.ObjectPath]bool{other: true},
-			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, ErrLocked, "is locked", defaultAlias},
+			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, ErrLocked, []string{"is locked"}, nil, defaultAlias},
 		{"no login, default alias unlocked", map[dbus.ObjectPath]bool{other: false},
-			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, nil, "", defaultAlias},
-		{"no keyring", map[dbus.ObjectPath]bool{session: false}, nil, ErrLocked, "no keyring", ""},
+			map[dbus.ObjectPath]dbus.ObjectPath{defaultAlias: other}, nil, nil, nil, defaultAlias},
+		{"no keyring", map[dbus.ObjectPath]bool{session: false}, nil, ErrLocked, noKeyringWant, noKeyringNot, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -228,9 +231,14 @@ func TestProbeLockedCollection(t *testing.T) {
 				if !errors.Is(err, tt.want) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) {
 					t.Fatalf("probe = %v, want %v", err, tt.want)
 				}
-				for _, w := range []string{tt.wantText, "Seahorse", "TOKENWARD_STORE=encrypted-file", "TOKENWARD_PASSPHRASE", "TOKENWARD_STORE=memory"} {
+				for _, w := range append([]string{"Seahorse", "TOKENWARD_STORE=encrypted-file", "TOKENWARD_PASSPHRASE", "TOKENWARD_STORE=memory"}, tt.wantText...) {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+				for _, w := range tt.notText {
+					if strings.Contains(err.Error(), w) {
+						t.Errorf("error %q says %q", err, w)
 					}
 				}
 			}
@@ -242,6 +250,68 @@ func TestProbeLockedCollection(t *testing.T) {
 			for _, c := range calls {
 				if !strings.Contains(c, "Properties.Get") {
 					t.Errorf("the probe made a call that is not a property read: %q", c)
+				}
+			}
+		})
+	}
+}
+
+// What an error about a Secret Service without any keyring must say, and
+// must not: there is nothing to unlock, one has to be created.
+var (
+	noKeyringWant = []string{"no keyring yet", "create", "Seahorse", createKeyringCommand}
+	noKeyringNot  = []string{"is locked", "unlock it", "unlock the login keyring"}
+)
+
+// TestMissingKeyringNamed: when a keychain call fails as locked (go-keyring
+// asked to unlock a collection and nobody could answer), the store looks,
+// by reading properties only, whether the Secret Service has any keyring;
+// with none, the error says so and how to create one instead of asking to
+// unlock a keyring that does not exist. It stays ErrLocked: a person must
+// act. With a keyring, locked or not, the call's own error is kept.
+func TestMissingKeyringNamed(t *testing.T) {
+	t.Parallel()
+	const session = dbus.ObjectPath("/org/freedesktop/secrets/collection/session")
+	cause := &dbus.Error{Name: "org.freedesktop.Secret.Error.IsLocked"}
+	for _, tt := range []struct {
+		name        string
+		collections map[dbus.ObjectPath]bool
+		missing     bool
+	}{
+		{"no keyring", map[dbus.ObjectPath]bool{session: false}, true},
+		{"login locked", map[dbus.ObjectPath]bool{loginCollection: true}, false},
+		{"login unlocked", map[dbus.ObjectPath]bool{loginCollection: false}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), backstop)
+			defer cancel()
+			addr := privateBus(t, nil)
+			f := startFakeSecretService(t, addr, tt.collections, nil)
+			err := explainLockedOn(ctx, addr, cause)
+			if !tt.missing {
+				if err != error(cause) {
+					t.Fatalf("explainLocked = %v, want the call's own error", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrLocked) || errors.Is(err, ErrUnavailable) {
+				t.Fatalf("explainLocked = %v, want ErrLocked", err)
+			}
+			err = withOp("check write", err)
+			for _, w := range append(noKeyringWant, "TOKENWARD_STORE=encrypted-file", "TOKENWARD_STORE=memory") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q does not say %q", err, w)
+				}
+			}
+			for _, w := range noKeyringNot {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("%q says %q", err, w)
+				}
+			}
+			for _, c := range f.recorded() {
+				if !strings.Contains(c, "Properties.Get") {
+					t.Errorf("a call that is not a property read: %q", c)
 				}
 			}
 		})

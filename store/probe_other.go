@@ -12,3 +12,7 @@ func probeOS(ctx context.Context) error {
 }
 
 func osBackendName() string { return "none (" + runtime.GOOS + ")" }
+
+// explainLocked returns err as it is: only the Secret Service can have no
+// keyring at all, which a locked-looking failure there may mean.
+func explainLocked(err error) error { return err }

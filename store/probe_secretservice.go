@@ -4,6 +4,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"strconv"
@@ -86,16 +87,27 @@ const (
 	defaultAlias    = dbus.ObjectPath("/org/freedesktop/secrets/aliases/default")
 )
 
-// Summaries of the probe's ErrLocked errors. They say how to unlock and
-// name the opt-ins, like ErrUnavailable's message: the probe runs where a
-// program decides where its tokens go.
+// Summaries of the probe's ErrLocked errors. They say what a person must
+// do (unlock the keyring, or create one: with no keyring there is nothing
+// to unlock) and name the opt-ins, like ErrUnavailable's message: the
+// probe runs where a program decides where its tokens go.
 const (
 	lockedCollection = "the Secret Service keyring is locked, and unlocking it needs a person to type its password " +
 		"(Linux: unlock the login keyring in Seahorse or by signing in graphically, then retry); " +
 		"tokenward does not show the unlock prompt at startup; " + optIns
-	noCollection = "the Secret Service has no keyring yet (no \"login\" collection and no \"default\" alias), and " +
-		"creating one needs a person to choose its password (Linux: sign in graphically or create a keyring in Seahorse, then retry); " +
-		optIns
+	noCollection = "the Secret Service has no keyring yet (no \"login\" collection and no \"default\" alias), so there is " +
+		"nothing to unlock: a person must create one and choose its password, then retry " +
+		"(in a desktop session: sign in graphically, or create a keyring in Seahorse (\"Passwords and Keys\") or your " +
+		"desktop's keyring manager, and make it the default; without a desktop, in the program's D-Bus session, " +
+		"(re)start gnome-keyring with the new keyring's password on its input, which creates and unlocks the login keyring: " +
+		createKeyringCommand + "); " + optIns
+
+	// createKeyringCommand (re)starts gnome-keyring in the current D-Bus
+	// session with the password in $PASSWORD, creating and unlocking the
+	// login keyring. --replace because the keychain call that found no
+	// keyring may have started a daemon already, and a second --unlock
+	// does not create a keyring in a running one.
+	createKeyringCommand = `printf '%s' "$PASSWORD" | gnome-keyring-daemon --replace --unlock --components=secrets`
 )
 
 // keyringCollection returns the collection go-keyring stores items in: the
@@ -126,7 +138,7 @@ func checkCollection(ctx context.Context, conn *dbus.Conn) error {
 	case ctx.Err() != nil:
 		return ctxError(ctx, "the Secret Service did not say whether its keyring is locked")
 	case isNoSuchObject(err):
-		return &opError{kind: ErrLocked, summary: noCollection, detail: string(path) + " does not exist", cause: err}
+		return noKeyring(path, err)
 	case err != nil:
 		return nil
 	}
@@ -134,6 +146,47 @@ func checkCollection(ctx context.Context, conn *dbus.Conn) error {
 		return &opError{kind: ErrLocked, summary: lockedCollection, detail: string(path) + " is locked"}
 	}
 	return nil
+}
+
+// noKeyring is the ErrLocked error of a Secret Service without any
+// keyring: path, the collection go-keyring would use, does not exist.
+func noKeyring(path dbus.ObjectPath, cause error) error {
+	return &opError{kind: ErrLocked, summary: noCollection, detail: string(path) + " does not exist", cause: cause}
+}
+
+// explainLocked returns err, the failure of a go-keyring call, as it is
+// unless it reads as a locked keychain and the Secret Service has no
+// keyring at all: then it returns noKeyring's error, with err as its
+// cause. Finding no collection, go-keyring asks to unlock the "default"
+// alias, and the failure of that looks like a locked keyring, whose advice
+// (unlock it) nobody can follow. This happens where Open's probe could not
+// look: a Secret Service that was only D-Bus activatable then, started by
+// this very call (a headless machine with gnome-keyring installed). The
+// look reads one property and shows no prompt.
+func explainLocked(err error) error {
+	if err == nil || classify(err) != ErrLocked {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	return explainLockedOn(ctx, os.Getenv("DBUS_SESSION_BUS_ADDRESS"), err)
+}
+
+// explainLockedOn is explainLocked on the bus at addr.
+func explainLockedOn(ctx context.Context, addr string, err error) error {
+	if addr == "" || strings.HasPrefix(addr, "autolaunch:") {
+		return err
+	}
+	conn, cerr := dbus.Connect(addr, dbus.WithContext(ctx))
+	if cerr != nil {
+		return err
+	}
+	defer conn.Close()
+	var oe *opError
+	if errors.As(checkCollection(ctx, conn), &oe) && oe.summary == noCollection {
+		return noKeyring(dbus.ObjectPath(strings.TrimSuffix(oe.detail, " does not exist")), err)
+	}
+	return err
 }
 
 // implName maps a process name to the product.

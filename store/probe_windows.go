@@ -10,3 +10,7 @@ import "context"
 func probeOS(ctx context.Context) error { return nil }
 
 func osBackendName() string { return "Windows Credential Manager" }
+
+// explainLocked returns err as it is: only the Secret Service can have no
+// keyring at all, which a locked-looking failure there may mean.
+func explainLocked(err error) error { return err }

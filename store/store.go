@@ -294,6 +294,57 @@ func (s *store) Delete(ctx context.Context, name string) error {
 // Status implements Store.
 func (s *store) Status() Status { return s.status }
 
+// SameBackend reports whether a and b are handles on one store: the same
+// handle, or two that Open made for one persistent backend, so that what
+// one saves the other loads and their writes and Locks exclude each other.
+// That is: the same mode and Status, the same lock directory, and
+//
+//   - ModeEncryptedFile: the same directory and the same passphrase (a
+//     handle with another passphrase cannot read the other's entries);
+//   - ModePlaintextFile: the same directory;
+//   - ModeKeychain: the same service name and the same Backend (the OS
+//     keychain, or one Options.Backend value).
+//
+// The passphrases are compared inside this process, in constant time, and
+// nothing derived from them is kept or shown: the answer tells only what
+// the caller, who holds both handles, could find out by using them. Memory
+// stores, and Stores that Open did not make, are the same only as
+// themselves (and a Store value that == cannot compare as nothing).
+func SameBackend(a, b Store) bool {
+	if equalValues(a, b) {
+		return true
+	}
+	sa, ok := a.(*store)
+	sb, ok2 := b.(*store)
+	if !ok || !ok2 || sa == nil || sb == nil {
+		return false
+	}
+	if sa.mode != sb.mode || sa.status != sb.status || !sa.status.Persistent ||
+		sa.lockDir != sb.lockDir || sa.lockScope != sb.lockScope {
+		return false
+	}
+	switch x := sa.b.(type) {
+	case *files:
+		y, ok := sb.b.(*files)
+		return ok && x.dir == y.dir && x.ext == y.ext && x.seal.samePassphrase(y.seal)
+	case *keychain:
+		y, ok := sb.b.(*keychain)
+		return ok && x.service == y.service && equalValues(x.be, y.be)
+	}
+	return false
+}
+
+// equalValues reports whether a == b, and false where == would panic (two
+// values of one type that cannot be compared).
+func equalValues(a, b any) (eq bool) {
+	defer func() {
+		if recover() != nil {
+			eq = false
+		}
+	}()
+	return a != nil && a == b
+}
+
 // getLocked reads the blob of id while holding its write lock, which every
 // writer of the entry holds while it writes (in every process that uses
 // the same lock directory).
