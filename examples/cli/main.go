@@ -49,7 +49,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/store"
 )
 
 func main() {
@@ -316,9 +315,11 @@ func hint(err error) string {
 	switch {
 	case errors.Is(err, client.ErrIssuerMismatch):
 		return "the server says its issuer is different from --issuer: use the exact issuer URL (trailing slash included) from its discovery document"
-	case errors.Is(err, store.ErrLocked):
-		return "unlock your keychain (Linux: the login keyring, e.g. in Seahorse; macOS: security unlock-keychain) and retry.\n" +
-			"Where it cannot be unlocked (SSH, CI), opt in to another store:\n" + optInHint
+	case errors.Is(err, client.ErrStoreLocked):
+		// The error itself says whether the keychain is locked or has no
+		// keyring yet, and how to fix either.
+		return "unlock your keychain, or create a keyring if the error above says there is none (Linux: Seahorse; macOS: security unlock-keychain), and retry.\n" +
+			"Where nobody can (SSH, CI), opt in to another store:\n" + optInHint
 	case errors.Is(err, client.ErrStoreUnavailable):
 		return "no OS keychain is available (headless Linux, SSH, container). Opt in to another store:\n" + optInHint
 	case errors.Is(err, client.ErrInsecureURL):
