@@ -107,3 +107,19 @@ func (g *grant) authFor(endpoint string) clientAuth {
 	return clientAuth{method: g.method, id: g.cfg.ClientID, secret: g.cfg.ClientSecret,
 		key: g.cfg.PrivateKey, keyID: g.cfg.KeyID, audience: g.endpoints.TokenURL, now: g.now}
 }
+
+// authHint says, for a rejected client, which authentication was used and
+// how it was chosen, so that a client registered for another method knows
+// to set Options.AuthMethod: a server lists methods in its discovery
+// document, but a client is registered for one of them.
+func (g *grant) authHint() string {
+	h := fmt.Sprintf("the client authenticated with %s", g.method)
+	if g.cfg.AuthMethod == "" {
+		h += " (chosen because Options.AuthMethod is empty"
+		if g.disco != nil && len(g.disco.TokenEndpointAuthMethodsSupported) > 0 {
+			h += "; the server lists " + redact.Terminal(redact.Truncate(strings.Join(g.disco.TokenEndpointAuthMethodsSupported, ", "), 200))
+		}
+		h += ")"
+	}
+	return h + "; if the client is registered for another method, set Options.AuthMethod"
+}

@@ -69,6 +69,8 @@ type grant struct {
 	method      AuthMethod
 	disco       *oauthwire.Discovery // nil without discovery
 	discoKey    string               // discoveryCache entry held (until Close)
+	bg          sync.WaitGroup       // the background revalidation of the discovery document
+	bgCancel    context.CancelFunc   // ends it (Close)
 
 	ep    *endpointClient
 	base  http.RoundTripper // base transport for API calls
@@ -153,16 +155,11 @@ func (c *Client) init(ctx context.Context) error {
 		return err
 	}
 
-	if err := g.discover(ctx); err != nil {
-		return err
-	}
-	if err := g.chooseAuthMethod(); err != nil {
-		return err
-	}
-
+	// The store first: it holds the discovery document of earlier runs,
+	// which spares the server a request at every start.
 	st := cfg.Store
 	if st == nil {
-		opts := append([]func(*store.Options){func(o *store.Options) { o.Logger = g.log }}, cfg.StoreOptions...)
+		opts := append([]func(*store.Options){func(o *store.Options) { o.Logger, o.Mode = g.log, cfg.StoreMode }}, cfg.StoreOptions...)
 		st, err = store.Open(ctx, opts...)
 		if err != nil {
 			return inOp("opening the token store", err)
@@ -174,6 +171,12 @@ func (c *Client) init(ctx context.Context) error {
 		// many programs log nowhere), and in the logs.
 		fmt.Fprintf(c.prompt, "tokenward: WARNING: %s\n", s.Warning)
 		g.log.Warn("client: insecure token storage", "mode", string(s.Mode), "warning", s.Warning)
+	}
+	if err := g.discover(ctx); err != nil {
+		return err
+	}
+	if err := g.chooseAuthMethod(); err != nil {
+		return err
 	}
 	if err := hub.join(g.baseKey().String(), c); err != nil {
 		return err
@@ -196,6 +199,14 @@ func (g *grant) validate() error {
 	}
 	if cfg.ClientID == "" {
 		return bad("ClientID is required")
+	}
+	if cfg.StoreMode != "" {
+		if cfg.Store != nil {
+			return bad("StoreMode and Store are both set: StoreMode chooses the store New opens, and Store replaces it")
+		}
+		if _, err := store.ParseMode(string(cfg.StoreMode)); err != nil {
+			return bad("StoreMode: %s", plain(err))
+		}
 	}
 	if cfg.Issuer == "" && cfg.Endpoints.TokenURL == "" {
 		return bad("Issuer (for discovery) or Endpoints.TokenURL is required")
@@ -344,6 +355,7 @@ func (c *Client) closeResources() {
 	c.closed = true
 	c.mu.Unlock()
 	if !wasClosed {
+		c.grant.stopBackground()
 		c.grant.releaseDiscovery()
 		if c.grant.store != nil {
 			hub.leave(c.grant.baseKey().String(), c)

@@ -36,7 +36,7 @@ func TestFixedTokenBypassesStore(t *testing.T) {
 	if _, err := c.Status(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Logout(t.Context()); err != nil {
+	if _, err := c.Logout(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if n := cs.calls(); n != 0 {
@@ -99,7 +99,7 @@ func TestProfilesIsolated(t *testing.T) {
 		t.Fatalf("alice's new client sees %q", st.Subject)
 	}
 	// Logging bob out leaves alice logged in.
-	if err := bob.Logout(t.Context()); err != nil {
+	if _, err := bob.Logout(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := alice.Status(t.Context()); !st.LoggedIn {

@@ -136,9 +136,17 @@ type Options struct {
 	// the same directory or keychain, lock directory and passphrase); New
 	// fails with ErrInvalidConfig otherwise.
 	Store store.Store
+	// StoreMode chooses the storage mode of the store opened when Store is
+	// nil, in one field: store.ModeMemory for a server job that keeps
+	// nothing across runs, store.ModeEncryptedFile for a headless machine
+	// (with a passphrase in StoreOptions or $TOKENWARD_PASSPHRASE), ...
+	// Empty means the TOKENWARD_STORE environment variable, then
+	// store.ModeKeychain. A mode set by StoreOptions wins over it.
+	StoreMode store.Mode
 	// StoreOptions configure the store opened when Store is nil (mode,
-	// directories, passphrase, ...). The mode is chosen by option, then the
-	// TOKENWARD_STORE environment variable, then "keychain".
+	// directories, passphrase, ...). The mode is chosen by option (these,
+	// then StoreMode), then the TOKENWARD_STORE environment variable, then
+	// "keychain".
 	StoreOptions []func(*store.Options)
 
 	// AccessToken, when set, is used as is for every request to APIOrigins

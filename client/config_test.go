@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tokenward/tokenward/oauthtest"
+	"github.com/tokenward/tokenward/store"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -36,6 +37,8 @@ func TestConfigValidation(t *testing.T) {
 		{"relative resource", func(c *Options) { c.Resources = []string{"/api"} }, ErrInvalidConfig},
 		{"non-loopback redirect host", func(c *Options) { c.RedirectHost = "0.0.0.0" }, ErrInvalidConfig},
 		{"token with white space", func(c *Options) { c.AccessToken = "a b" }, ErrInvalidConfig},
+		{"store mode and store", func(c *Options) { c.StoreMode = store.ModeMemory }, ErrInvalidConfig},
+		{"unknown store mode", func(c *Options) { c.Store, c.StoreMode = nil, "cloud" }, ErrInvalidConfig},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,6 +53,26 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("New = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// Options.StoreMode chooses the store New opens, in one field, and wins
+// over the environment.
+func TestStoreMode(t *testing.T) {
+	t.Setenv(store.EnvMode, string(store.ModePlaintextFile))
+	e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}})
+	c := e.client(t, clientCredentials("job", "job-secret"), func(o *Options) {
+		o.Store, o.StoreMode = nil, store.ModeMemory
+	})
+	st, err := c.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Storage.Mode != store.ModeMemory {
+		t.Fatalf("storage mode %q, want memory", st.Storage.Mode)
+	}
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -107,8 +107,9 @@ func (g *grant) discover(ctx context.Context) error {
 	return nil
 }
 
-// fetchDiscovery returns the issuer's document, from the process's cache
-// or fetched from its well-known URLs (the RFC 8414 one first).
+// fetchDiscovery returns the issuer's document: from the process's cache,
+// else from the store (see discovery_store.go), else fetched from its
+// well-known URLs (the RFC 8414 one first) and then kept in the store.
 func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error) {
 	cacheKey := g.cfg.Issuer
 	discoveryCache.Lock()
@@ -118,6 +119,31 @@ func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error
 		g.holdDiscovery(cacheKey, e.doc, false)
 		return e.doc, nil
 	}
+	stored := g.loadDiscovery(ctx)
+	if stored != nil && stored.age(g.now()) < storedDiscoveryMaxAge {
+		g.holdDiscovery(cacheKey, stored.doc, true)
+		if stored.age(g.now()) >= storedDiscoveryFresh {
+			g.revalidateDiscovery()
+		}
+		return stored.doc, nil
+	}
+	doc, err := g.fetchFromServer(ctx)
+	if err != nil {
+		if stored != nil && offlineUsable(err) {
+			g.log.Warn("client: the authorization server cannot be reached; using the discovery document kept since "+stored.at.UTC().Format(time.RFC3339), "error", err)
+			g.holdDiscovery(cacheKey, stored.doc, true)
+			return stored.doc, nil
+		}
+		return nil, err
+	}
+	g.holdDiscovery(cacheKey, doc, true)
+	g.saveDiscovery(ctx, doc, g.now())
+	return doc, nil
+}
+
+// fetchFromServer fetches the issuer's document from its well-known URLs,
+// the RFC 8414 one first.
+func (g *grant) fetchFromServer(ctx context.Context) (*oauthwire.Discovery, error) {
 	// One bound for the whole discovery, both well-known URLs included.
 	ctx, cancel := context.WithTimeout(ctx, g.ep.timeout)
 	defer cancel()
@@ -129,7 +155,6 @@ func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error
 	for _, u := range []string{oauthURL, openidURL} {
 		doc, err := g.getDiscovery(ctx, u)
 		if err == nil {
-			g.holdDiscovery(cacheKey, doc, true)
 			return doc, nil
 		}
 		errs = append(errs, err)

@@ -79,7 +79,10 @@
 // sanitized: bounded, and with every character a terminal could act on
 // shown escaped, so they can be printed as they are. Branch on the
 // sentinels with errors.Is: [ErrReauthRequired] (log in again),
-// [ErrClientRejected] (fix the registration or the secret),
+// [ErrClientRejected] (fix the registration or the secret; its
+// [ErrInvalidScope] and [ErrInvalidTarget] name a refused scope or
+// resource, and a rejected client's message names the authentication
+// used, to be set in Options.AuthMethod),
 // [ErrTemporarilyUnavailable], [ErrNetwork], [ErrTokenEndpointTimeout]
 // and [ErrRateLimited] (retry later), [ErrStoreUnavailable] (there is no
 // usable keychain: choose a store) and [ErrStoreLocked] (the keychain is

@@ -104,6 +104,16 @@ var (
 	// server, so it is never ignored.
 	ErrIssuerMismatch = errors.New("client: issuer mismatch")
 
+	// ErrInvalidScope: the server refused the requested scope (invalid_scope,
+	// RFC 6749 section 5.2): check Options.Scopes against what the client is
+	// registered for. It also matches ErrClientRejected.
+	ErrInvalidScope = errors.New("client: invalid scope")
+
+	// ErrInvalidTarget: the server refused the requested resource indicator
+	// (invalid_target, RFC 8707 section 2): check Options.Resources or the
+	// resource given to ForResource. It also matches ErrClientRejected.
+	ErrInvalidTarget = errors.New("client: invalid target (resource)")
+
 	// ErrAccessDenied: the user or the server refused the login.
 	ErrAccessDenied = errors.New("client: access denied")
 
@@ -157,6 +167,10 @@ type EndpointError struct {
 	Endpoint string
 	Status   int // HTTP status, 0 when there was no response
 	Err      error
+
+	// hint, when set, ends the message with what to check (the client
+	// authentication used when the server rejected the client).
+	hint string
 }
 
 // Error describes the failure; it never contains a secret and is safe to
@@ -188,11 +202,28 @@ func (e *EndpointError) detail() string {
 		b.WriteString(": ")
 		b.WriteString(plain(e.Err))
 	}
+	if e.hint != "" {
+		b.WriteString("; ")
+		b.WriteString(e.hint)
+	}
 	return b.String()
 }
 
 // Unwrap returns the cause.
 func (e *EndpointError) Unwrap() error { return e.Err }
+
+// Is matches ErrInvalidScope and ErrInvalidTarget by the server's error
+// code, which the token cache's classes (ErrClientRejected) do not tell
+// apart.
+func (e *EndpointError) Is(target error) bool {
+	switch target {
+	case ErrInvalidScope:
+		return oauthCode(e.Err) == oauthwire.CodeInvalidScope
+	case ErrInvalidTarget:
+		return oauthCode(e.Err) == oauthwire.CodeInvalidTarget
+	}
+	return false
+}
 
 // RateLimitError says the server asked to wait RetryAfter before trying
 // again, longer than the retry budget allowed. It matches ErrRateLimited and
@@ -231,7 +262,9 @@ func (e *RateLimitError) Is(target error) bool {
 type LogoutError struct {
 	NotRevoked   []string
 	LocalDeleted bool
-	Err          error
+	// Result is what Logout found and did, as it also returns it.
+	Result *LogoutResult
+	Err    error
 }
 
 // Error says what was not revoked, whether the local tokens are gone, and

@@ -85,7 +85,7 @@ func TestErrorMessagesNameTheOperation(t *testing.T) {
 				e := newFixture(t, oauthtest.Config{})
 				c := e.loggedIn(t)
 				e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
-				err := c.Logout(t.Context())
+				_, err := c.Logout(t.Context())
 				var ee *EndpointError
 				if !errors.As(err, &ee) {
 					t.Fatalf("Logout = %v, want it to hold the revocation's *EndpointError", err)
@@ -259,5 +259,55 @@ func TestDocListsEverySentinel(t *testing.T) {
 		if !strings.Contains(section, "["+s+"]") {
 			t.Errorf("the Errors section of doc.go does not list [%s]", s)
 		}
+	}
+}
+
+// invalid_scope and invalid_target have sentinels of their own (under
+// ErrClientRejected): the fix is in Options.Scopes or Options.Resources.
+func TestInvalidScopeAndTarget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code string
+		want error
+		not  error
+	}{
+		{"invalid_scope", ErrInvalidScope, ErrInvalidTarget},
+		{"invalid_target", ErrInvalidTarget, ErrInvalidScope},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			t.Parallel()
+			e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}})
+			c := e.client(t, clientCredentials("job", "job-secret"))
+			e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointToken, Code: tc.code})
+			_, err := c.Token(t.Context())
+			if !errors.Is(err, tc.want) || !errors.Is(err, ErrClientRejected) || errors.Is(err, tc.not) {
+				t.Fatalf("Token = %v, want %v (and ErrClientRejected), not %v", err, tc.want, tc.not)
+			}
+		})
+	}
+}
+
+// A server that rejects the client, when Options.AuthMethod was left empty
+// and the method chosen from discovery, hears which method was used, what
+// the server lists, and to set AuthMethod.
+func TestInvalidClientNamesAuthMethod(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	cfg := e.confidential(t, "poster", "post-secret", oauthtest.AuthClientSecretPost)
+	cfg.AuthMethod = ""
+	c := mustNew(t, cfg)
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointToken, Status: 401, Code: "invalid_client"})
+	_, err := c.Token(t.Context())
+	if !errors.Is(err, ErrClientRejected) {
+		t.Fatalf("Token = %v, want ErrClientRejected", err)
+	}
+	listed := strings.Join(c.disco.TokenEndpointAuthMethodsSupported, ", ")
+	for _, want := range []string{"authenticated with " + string(c.method), "Options.AuthMethod is empty", "the server lists " + listed, "set Options.AuthMethod"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "post-secret") {
+		t.Fatal("the client secret is in the error")
 	}
 }

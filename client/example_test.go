@@ -83,7 +83,7 @@ func ExampleClient_Login() {
 	}
 	st, _ := c.Status(ctx)
 	fmt.Println("logged in as", st.Subject, "with a refresh token:", st.HasRefreshToken)
-	if err := c.Logout(ctx); err != nil {
+	if _, err := c.Logout(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -58,7 +58,11 @@ func (g *grant) classify(op, endpoint string, status int, err error) error {
 		errors.Is(err, oauthwire.ErrInvalidDeviceResponse) {
 		return &EndpointError{Op: op, Endpoint: redact.URLString(endpoint), Status: status, Err: badResponse(err)}
 	}
-	return &EndpointError{Op: op, Endpoint: redact.URLString(endpoint), Status: status, Err: refresh.Classify(err)}
+	ee := &EndpointError{Op: op, Endpoint: redact.URLString(endpoint), Status: status, Err: refresh.Classify(err)}
+	if code := oauthCode(err); code == oauthwire.CodeInvalidClient || (code == "" && status == 401) {
+		ee.hint = g.authHint()
+	}
+	return ee
 }
 
 // clientCredentials is the upstream of GrantClientCredentials. Its requests

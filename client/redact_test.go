@@ -97,7 +97,9 @@ func TestCanarySecrets(t *testing.T) {
 	_, err = c2.Token(t.Context())
 	record(err)
 	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
-	record(c2.Logout(t.Context()))
+	res, err := c2.Logout(t.Context())
+	record(err)
+	errs = append(errs, fmt.Sprintf("%+v %v", res, res))
 	st, _ := c2.Status(t.Context())
 	errs = append(errs, fmt.Sprintf("%+v", st))
 

@@ -66,7 +66,7 @@ func TestTwoResourcesOneLogin(t *testing.T) {
 		t.Fatalf("refresh grants = %d, want >= 6", st.Grants[oauthtest.GrantRefreshToken])
 	}
 	// Logout revokes and forgets every resource's token.
-	if err := c.Logout(t.Context()); err != nil {
+	if _, err := c.Logout(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ra.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
@@ -99,7 +99,7 @@ func TestSharedResourceCacheOutlivesItsCreator(t *testing.T) {
 	if _, err := c1.Token(t.Context()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Token on a closed Client = %v, want ErrClosed", err)
 	}
-	if err := c1.Logout(t.Context()); !errors.Is(err, ErrClosed) {
+	if _, err := c1.Logout(t.Context()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Logout on a closed Client = %v, want ErrClosed", err)
 	}
 	if _, err := c1.Status(t.Context()); !errors.Is(err, ErrClosed) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/cli/browser"
 	"golang.org/x/oauth2"
 
-	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
@@ -26,10 +24,38 @@ type LoginOptions struct {
 	// browser: for headless machines, SSH sessions and devices without a
 	// browser. The user approves on another device.
 	Device bool
+	// IfNeeded makes Login return at once, without a prompt or a request,
+	// when the user is already logged in ([Client.LoggedIn]): the start of a
+	// program that logs in only the first time.
+	IfNeeded bool
 }
 
 // WithDevice sets [LoginOptions.Device]: c.Login(ctx, client.WithDevice()).
 func WithDevice() func(*LoginOptions) { return func(o *LoginOptions) { o.Device = true } }
+
+// IfNeeded sets [LoginOptions.IfNeeded]: the idiom of a program that logs
+// in only when it has no usable login,
+//
+//	if err := c.Login(ctx, client.IfNeeded()); err != nil {
+//		return err
+//	}
+//
+// A stored refresh token the server has since revoked is found out at the
+// first API call, which then fails with ErrReauthRequired: log in again
+// (without IfNeeded).
+func IfNeeded() func(*LoginOptions) { return func(o *LoginOptions) { o.IfNeeded = true } }
+
+// LoggedIn reports whether a usable login is stored (Status.LoggedIn): a
+// refresh token not past its known expiry, or, for client credentials and a
+// fixed token, a current access token. It reads the store only; it never
+// refreshes or contacts the server.
+func (c *Client) LoggedIn(ctx context.Context) (bool, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return false, err
+	}
+	return st.LoggedIn, nil
+}
 
 // show prints the authorization URL and opens the browser. The opener runs
 // on its own goroutine: some (xdg-open with a text browser over SSH) block
@@ -124,6 +150,15 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 			f(&o)
 		}
 	}
+	if o.IfNeeded {
+		in, err := c.LoggedIn(ctx)
+		if err != nil {
+			return inOp(opLogin, err)
+		}
+		if in {
+			return nil
+		}
+	}
 	if err := c.grant.store.CheckWrite(ctx); err != nil {
 		return failure(opLogin, "the token store cannot save the new tokens, so no login was started: "+plain(err), err)
 	}
@@ -179,140 +214,6 @@ func (c *Client) dropDerivedTokens(ctx context.Context) {
 			c.grant.log.Warn("client: dropping a previous login's resource token failed", "error", err)
 		}
 	}
-}
-
-// logoutDeleteTimeout bounds the local delete of Logout, which runs even
-// when the caller's context has ended (revocation may have used it up).
-const logoutDeleteTimeout = 30 * time.Second
-
-// Logout revokes the login at the server and deletes it locally: first the
-// refresh token, then the access tokens (RFC 7009, when the server has a
-// revocation endpoint), then every local entry of this client and profile:
-// the default token's and those of Options.Resources and of every resource
-// used through ForResource. The tokens revoked are the live ones (a refresh
-// token whose save failed included). Revocation uses ctx; the local delete
-// runs even after ctx has ended, bounded on its own, so a hanging
-// revocation endpoint never keeps tokens on disk. The returned *LogoutError
-// says which tokens the server may still honour and whether the local
-// delete completed.
-func (c *Client) Logout(ctx context.Context) error {
-	if c.static != nil {
-		return nil
-	}
-	def, err := c.defaultResource()
-	if err != nil {
-		return err
-	}
-	derived := c.derivedResources()
-
-	// The live tokens, read before anything is deleted.
-	type held struct {
-		what string
-		tok  *oauth2.Token
-	}
-	var tokens []held
-	var notRevoked []string
-	var errs []error
-	xerr := def.cache.Exchange(ctx, func(_ context.Context, full *oauth2.Token) (*oauth2.Token, error) {
-		cp := *full
-		tokens = append(tokens, held{"access token", &cp})
-		return nil, nil
-	})
-	switch {
-	case xerr == nil, errors.Is(xerr, ErrReauthRequired):
-	default:
-		// The store could not be read: whatever it holds was not revoked.
-		notRevoked = append(notRevoked, "the login's tokens (the store could not be read)")
-		errs = append(errs, xerr)
-	}
-	for _, r := range derived {
-		e, err := c.grant.store.Load(ctx, r.key.String())
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			notRevoked = append(notRevoked, "access token for "+redact.Terminal(redact.URLString(r.resources[0]))+" (the store could not be read)")
-			errs = append(errs, err)
-		default:
-			tokens = append(tokens, held{"access token for " + redact.Terminal(redact.URLString(r.resources[0])), e.Token()})
-		}
-	}
-
-	revoke := func(tok, hint, what string) {
-		if tok == "" {
-			return
-		}
-		if c.endpoints.RevocationURL == "" {
-			notRevoked = append(notRevoked, what)
-			return
-		}
-		if err := c.revoke(ctx, tok, hint); err != nil {
-			notRevoked = append(notRevoked, what)
-			errs = append(errs, err)
-		}
-	}
-	// The refresh token first: revoking it ends the whole grant on most
-	// servers, so a failure later matters less.
-	for _, h := range tokens {
-		revoke(h.tok.RefreshToken, "refresh_token", "refresh token")
-	}
-	for _, h := range tokens {
-		revoke(h.tok.AccessToken, "access_token", h.what)
-	}
-	if c.endpoints.RevocationURL == "" && len(tokens) > 0 {
-		errs = append(errs, errNoRevocation)
-	}
-
-	delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutDeleteTimeout)
-	defer cancel()
-	deleted := true
-	for _, r := range append([]*Resource{def}, derived...) {
-		if err := r.cache.Clear(delCtx); err != nil {
-			deleted = false
-			errs = append(errs, err)
-		}
-	}
-	c.grant.emit(Event{Kind: EventLogout, Time: c.now()})
-	if len(notRevoked) == 0 && deleted && len(errs) == 0 {
-		return nil
-	}
-	return &LogoutError{NotRevoked: dedupe(notRevoked), LocalDeleted: deleted, Err: errors.Join(errs...)}
-}
-
-// revoke sends one RFC 7009 revocation request. Revocation is idempotent,
-// so it may be retried.
-func (g *grant) revoke(ctx context.Context, tok, hint string) error {
-	form := url.Values{"token": {tok}, "token_type_hint": {hint}}
-	resp, err := g.ep.post(ctx, g.endpoints.RevocationURL, form, g.authFor(g.endpoints.RevocationURL), replaySafe)
-	if err != nil {
-		return inOp(opRevocation, err)
-	}
-	if resp.status == 200 {
-		return nil
-	}
-	return g.classify(opRevocation, g.endpoints.RevocationURL, resp.status, oauthwire.ParseErrorResponse(resp.status, resp.header, resp.body))
-}
-
-// errNoRevocation: the tokens could not be revoked, for want of an
-// endpoint.
-var errNoRevocation = errors.New("revocation: the server has no revocation endpoint")
-
-func dedupe(s []string) []string {
-	var out []string
-	for _, x := range s {
-		if !contains(out, x) {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func contains(s []string, x string) bool {
-	for _, y := range s {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Status describes the login without revealing any secret. Its text

@@ -31,7 +31,7 @@ func TestBrowserLoginThenAPIAndLogout(t *testing.T) {
 	if err != nil || !st.LoggedIn || !st.HasRefreshToken || st.Subject != oauthtest.DefaultSubject {
 		t.Fatalf("Status = %+v, %v", st, err)
 	}
-	if err := c.Logout(t.Context()); err != nil {
+	if _, err := c.Logout(t.Context()); err != nil {
 		t.Fatalf("Logout: %v", err)
 	}
 	if s := e.as.Stats(); s.Revocations < 1 {
@@ -136,7 +136,7 @@ func TestLogoutRevocationFails(t *testing.T) {
 	e := newFixture(t, oauthtest.Config{})
 	c := e.loggedIn(t)
 	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
-	err := c.Logout(t.Context())
+	_, err := c.Logout(t.Context())
 	var le *LogoutError
 	if !errors.As(err, &le) {
 		t.Fatalf("Logout = %v, want *LogoutError", err)
@@ -165,7 +165,7 @@ func TestLogoutDeletesWhenRevocationHangs(t *testing.T) {
 	defer e.as.ReleaseHangs()
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	err := c.Logout(ctx)
+	_, err := c.Logout(ctx)
 	var le *LogoutError
 	if !errors.As(err, &le) || !le.LocalDeleted || !contains(le.NotRevoked, "refresh token") {
 		t.Fatalf("Logout = %v", err)
@@ -196,7 +196,7 @@ func TestLogoutRemovesEarlierResourceTokens(t *testing.T) {
 		t.Fatalf("resource entry not stored: %v", err)
 	}
 	c2 := mustNew(t, cfg)
-	if err := c2.Logout(t.Context()); err != nil {
+	if _, err := c2.Logout(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Load(t.Context(), name); !errors.Is(err, store.ErrNotFound) {

@@ -125,7 +125,8 @@ func TestCanaryScan(t *testing.T) {
 	e1, _ := w.stored()
 	secrets = append(secrets, e1.AccessToken, e1.RefreshToken, e1.IDToken, code, challenge)
 	w.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultStatus500, Endpoint: oauthtest.EndpointRevocation})
-	rec(c.Logout(t.Context()))
+	_, lerr := c.Logout(t.Context())
+	rec(lerr)
 
 	// 6. A confidential client with a canary secret: client_secret_post
 	// through 503 retries (go-retryablehttp logs), a redirect and a rejected

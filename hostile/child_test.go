@@ -121,7 +121,12 @@ func (k *killStore) Lock(ctx context.Context, name string) (func() error, error)
 }
 
 // Save stops before or after saving, or announces the save, per the point.
+// Only token sets count: the client also keeps the server's discovery
+// document in the store, which is no step of a refresh.
 func (k *killStore) Save(ctx context.Context, name string, e *store.Entry) error {
+	if e.AccessToken == "" && e.RefreshToken == "" {
+		return k.Store.Save(ctx, name, e)
+	}
 	switch k.point {
 	case pointBeforeSave:
 		announce(pointBeforeSave)

@@ -205,6 +205,11 @@ type Config struct {
 	// DisableReuseDetection answers a reused refresh token with
 	// invalid_grant without revoking its family.
 	DisableReuseDetection bool
+	// RefuseAccessTokenRevocation makes the revocation endpoint answer an
+	// access token with 400 unsupported_token_type (RFC 7009 section 2.2.1),
+	// as servers that issue self-contained JWT access tokens often do;
+	// refresh tokens are revoked as usual.
+	RefuseAccessTokenRevocation bool
 
 	// Resources are the allowed RFC 8707 resource indicators. Optional:
 	// empty allows any absolute URI. Every API's resource is allowed as

@@ -21,6 +21,9 @@ func (s *Server) revoke(r *http.Request) *reply {
 	}
 	owner := ""
 	if at, ok := s.ats[tok]; ok {
+		if s.cfg.RefuseAccessTokenRevocation {
+			return oauthError(http.StatusBadRequest, "unsupported_token_type", "access tokens are not revocable")
+		}
 		owner = at.clientID
 	} else if rt, ok := s.rts[tok]; ok {
 		owner = rt.fam.clientID

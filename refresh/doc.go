@@ -114,7 +114,7 @@
 // int, code, description string) method, is mapped by its code and HTTP
 // status (invalid_grant, invalid_token: [ErrReauthRequired];
 // invalid_client, unauthorized_client, unsupported_grant_type,
-// invalid_scope, invalid_request, 401/403: [ErrClientRejected];
+// invalid_scope, invalid_target, invalid_request, 401/403: [ErrClientRejected];
 // temporarily_unavailable, server_error, slow_down, 5xx, 408, 429:
 // [ErrTemporarilyUnavailable]); net errors and timeouts are [ErrNetwork].
 // Store and lock failures are [*Error] values too ("refresh: loading the

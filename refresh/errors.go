@@ -28,7 +28,7 @@ var (
 
 	// ErrClientRejected: the authorization server rejected the client itself
 	// (invalid_client, unauthorized_client, unsupported_grant_type,
-	// invalid_scope, invalid_request, or HTTP 401/403 without an error code).
+	// invalid_scope, invalid_target, invalid_request, or HTTP 401/403 without an error code).
 	// Retrying will not help; fix the configuration.
 	ErrClientRejected = errors.New("refresh: the authorization server rejected the client")
 
@@ -262,7 +262,7 @@ func kindOf(status int, code string) error {
 	switch code {
 	case "invalid_grant", "invalid_token":
 		return ErrReauthRequired
-	case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope", "invalid_request", "unauthorized":
+	case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope", "invalid_target", "invalid_request", "unauthorized":
 		return ErrClientRejected
 	case "temporarily_unavailable", "server_error", "slow_down":
 		return ErrTemporarilyUnavailable

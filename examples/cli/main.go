@@ -162,7 +162,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 		}
 		return callURL(ctx, c, rest[0], stdout, stderr, cfg)
 	case "logout":
-		if err := c.Logout(ctx); err != nil {
+		res, err := c.Logout(ctx)
+		if err != nil {
 			var le *client.LogoutError
 			if errors.As(err, &le) && le.LocalDeleted {
 				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", strings.Join(le.NotRevoked, ", "))
@@ -170,12 +171,27 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 			}
 			return fail(stderr, err)
 		}
-		fmt.Fprintln(stdout, "signed out (tokens revoked at the server and deleted locally)")
+		printLogout(stdout, res)
 	default:
 		fs.Usage()
 		return 2
 	}
 	return 0
+}
+
+// printLogout says what Logout did, and claims nothing it did not do.
+func printLogout(w io.Writer, res *client.LogoutResult) {
+	if !res.Found {
+		fmt.Fprintln(w, "not signed in: nothing to revoke or delete")
+		return
+	}
+	if len(res.Revoked) > 0 {
+		fmt.Fprintf(w, "revoked at the server: %s\n", strings.Join(res.Revoked, ", "))
+	}
+	if len(res.NotRevocable) > 0 {
+		fmt.Fprintf(w, "the server does not revoke access tokens; they expire on their own: %s\n", strings.Join(res.NotRevocable, ", "))
+	}
+	fmt.Fprintln(w, "signed out (tokens deleted locally)")
 }
 
 // printStatus prints st. Its text fields (the subject and the scopes come

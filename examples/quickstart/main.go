@@ -221,10 +221,10 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	// 5. Logout: revoke at the server, delete locally.
 	step("5. Logout")
 	before := as.Stats().Revocations
-	if err := user.Logout(ctx); err != nil {
+	if _, err := user.Logout(ctx); err != nil {
 		return err
 	}
-	if err := job.Logout(ctx); err != nil {
+	if _, err := job.Logout(ctx); err != nil {
 		return err
 	}
 	loggedOut = true

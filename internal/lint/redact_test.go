@@ -39,7 +39,7 @@ var exportedTypes = []reflect.Type{
 	reflect.TypeFor[client.AuthMethod](), reflect.TypeFor[client.Client](),
 	reflect.TypeFor[client.DeviceCode](), reflect.TypeFor[client.EndpointError](), reflect.TypeFor[client.Endpoints](),
 	reflect.TypeFor[client.Event](), reflect.TypeFor[client.Grant](),
-	reflect.TypeFor[client.HTTPSettings](), reflect.TypeFor[client.LoginOptions](), reflect.TypeFor[client.Options](), reflect.TypeFor[client.LogoutError](),
+	reflect.TypeFor[client.HTTPSettings](), reflect.TypeFor[client.LoginOptions](), reflect.TypeFor[client.Options](), reflect.TypeFor[client.LogoutError](), reflect.TypeFor[client.LogoutResult](),
 	reflect.TypeFor[client.RateLimitError](), reflect.TypeFor[client.Resource](), reflect.TypeFor[client.Status](),
 
 	reflect.TypeFor[refresh.Cache](), reflect.TypeFor[refresh.Error](), reflect.TypeFor[refresh.Event](),

@@ -45,6 +45,11 @@ type Discovery struct {
 	// AuthorizationResponseIssParameterSupported: the server puts "iss" in
 	// authorization responses (RFC 9207); the client must then check it.
 	AuthorizationResponseIssParameterSupported bool
+
+	// Raw is the document as parsed (without a byte-order mark or
+	// surrounding white space), for keeping it where ParseDiscovery can
+	// read it again.
+	Raw []byte
 }
 
 // SupportsAuthMethod reports whether the document lists the token endpoint
@@ -123,7 +128,7 @@ func ParseDiscovery(body []byte, wantIssuer string) (*Discovery, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(trimmed, &m) != nil {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidDiscovery)
 	}
-	d := &Discovery{Issuer: jsonString(m["issuer"])}
+	d := &Discovery{Issuer: jsonString(m["issuer"]), Raw: bytes.Clone(trimmed)}
 	if d.Issuer != wantIssuer {
 		return nil, fmt.Errorf("%w: it names %q, expected %q", ErrIssuerMismatch,
 			sanitize(redact.URLString(d.Issuer), 200), sanitize(redact.URLString(wantIssuer), 200))

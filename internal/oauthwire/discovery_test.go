@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tokenward/tokenward/internal/twerr"
 )
@@ -49,8 +50,11 @@ func TestParseDiscovery(t *testing.T) {
 		ScopesSupported:                            []string{"openid"},
 		AuthorizationResponseIssParameterSupported: true,
 	}
-	if diff := cmp.Diff(want, d); diff != "" {
+	if diff := cmp.Diff(want, d, cmpopts.IgnoreFields(Discovery{}, "Raw")); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if again, err := ParseDiscovery(d.Raw, issuer); err != nil || !cmp.Equal(d, again) {
+		t.Fatalf("Raw does not parse back to the same document (err %v)", err)
 	}
 	if !d.SupportsAuthMethod("private_key_jwt") || d.SupportsAuthMethod("client_secret_post") || !d.SupportsS256() ||
 		!d.SupportsGrant("refresh_token") || d.SupportsGrant("implicit") {

@@ -1,0 +1,157 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tokenward/tokenward/internal/oauthwire"
+	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/store"
+)
+
+// The discovery document is kept in the store, next to the credential, so
+// that a process with a valid stored token starts and makes its first API
+// call without asking the authorization server anything, and so that
+// Status and the local half of Logout work while the server is down.
+const (
+	// storedDiscoveryFresh is the age up to which a stored document is used
+	// as it is. An older one is used too, and fetched again in the
+	// background after New, so that a server that changed its endpoints is
+	// seen by the next process.
+	storedDiscoveryFresh = discoveryTTL
+	// storedDiscoveryMaxAge bounds how old a stored document New uses
+	// without asking the server first. Older, New fetches the document; it
+	// falls back to the stored one only when the server cannot be reached
+	// (or is busy), so that the offline operations still work.
+	storedDiscoveryMaxAge = 7 * 24 * time.Hour
+	// storedDiscoveryMaxSize: larger documents are not kept (the keychain
+	// of some systems holds little); such a Client asks the server at
+	// every start.
+	storedDiscoveryMaxSize = 64 << 10
+)
+
+// The Extra fields of the discovery entry.
+const (
+	extraDocument  = "document"
+	extraFetchedAt = "fetched_at"
+)
+
+// discoveryKey is the store key of the issuer's document. It names no
+// client, profile or scopes: every client and account of the issuer shares
+// one document (like the process's cache), and Logout leaves it: it holds
+// no secret, and the next login needs it.
+func (g *grant) discoveryKey() string {
+	return store.Key{Issuer: g.cfg.Issuer, Role: "discovery"}.String()
+}
+
+// storedDiscovery is a document read back from the store.
+type storedDiscovery struct {
+	doc *oauthwire.Discovery
+	at  time.Time
+}
+
+// age is how long ago the document was fetched; a time in the future (a
+// clock set back) counts as too old, so the document is checked again.
+func (s *storedDiscovery) age(now time.Time) time.Duration {
+	if s.at.After(now.Add(time.Minute)) {
+		return storedDiscoveryMaxAge
+	}
+	return now.Sub(s.at)
+}
+
+// loadDiscovery returns the stored document, or nil when there is none or it
+// cannot be used (then the server is asked, as without one). A stored
+// document passes the checks of a fetched one again: the issuer must be the
+// configured one and every endpoint usable.
+func (g *grant) loadDiscovery(ctx context.Context) *storedDiscovery {
+	if g.store == nil {
+		return nil
+	}
+	e, err := g.store.Load(ctx, g.discoveryKey())
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			g.log.Debug("client: the stored discovery document could not be read; asking the server", "error", err)
+		}
+		return nil
+	}
+	at, err := time.Parse(time.RFC3339Nano, e.Extra[extraFetchedAt])
+	if err != nil {
+		g.log.Debug("client: the stored discovery document has no valid time; asking the server")
+		return nil
+	}
+	doc, err := oauthwire.ParseDiscovery([]byte(e.Extra[extraDocument]), g.cfg.Issuer)
+	if err == nil {
+		err = doc.CheckSecure(g.cfg.AllowInsecureLoopback)
+	}
+	if err != nil {
+		g.log.Debug("client: the stored discovery document is not usable; asking the server", "error", redact.String(err.Error()))
+		return nil
+	}
+	return &storedDiscovery{doc: doc, at: at}
+}
+
+// saveDiscovery keeps doc, fetched at, in the store. A failure costs only
+// the offline start, so it is logged, not returned.
+func (g *grant) saveDiscovery(ctx context.Context, doc *oauthwire.Discovery, at time.Time) {
+	if g.store == nil || len(doc.Raw) == 0 {
+		return
+	}
+	if len(doc.Raw) > storedDiscoveryMaxSize {
+		g.log.Debug("client: the discovery document is too large to keep; the server is asked at every start", "bytes", len(doc.Raw))
+		return
+	}
+	e := &store.Entry{Extra: map[string]string{
+		extraDocument:  string(doc.Raw),
+		extraFetchedAt: at.UTC().Format(time.RFC3339Nano),
+	}}
+	if err := g.store.Save(ctx, g.discoveryKey(), e); err != nil {
+		g.log.Debug("client: the discovery document could not be kept in the store; the server is asked at the next start", "error", err)
+	}
+}
+
+// revalidateDiscovery fetches the document again in the background and
+// keeps the new one for the next start (this Client goes on with the one it
+// has). It ends with Close. A document that no longer names this issuer is
+// deleted, so that the next start asks the server and reports the mismatch.
+func (g *grant) revalidateDiscovery() {
+	ctx, cancel := context.WithTimeout(context.Background(), g.ep.timeout)
+	g.bgCancel = cancel
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		defer cancel()
+		doc, err := g.fetchFromServer(ctx)
+		switch {
+		case err == nil:
+			if err := doc.CheckSecure(g.cfg.AllowInsecureLoopback); err != nil {
+				g.log.Warn("client: the revalidated discovery document names an endpoint tokenward may not use; it was not kept", "error", redact.String(err.Error()))
+				return
+			}
+			g.saveDiscovery(ctx, doc, g.now())
+		case errors.Is(err, ErrIssuerMismatch):
+			g.log.Warn("client: the issuer's discovery document now names another issuer; the stored one was deleted", "error", err)
+			if err := g.store.Delete(ctx, g.discoveryKey()); err != nil && !errors.Is(err, store.ErrNotFound) {
+				g.log.Debug("client: deleting the stored discovery document failed", "error", err)
+			}
+		default:
+			g.log.Debug("client: revalidating the discovery document failed; the stored one stays in use", "error", err)
+		}
+	}()
+}
+
+// stopBackground cancels the background revalidation and waits for it.
+func (g *grant) stopBackground() {
+	if g.bgCancel != nil {
+		g.bgCancel()
+	}
+	g.bg.Wait()
+}
+
+// offlineUsable reports whether err, a failed discovery, leaves the server
+// unreachable or busy: then a stored document, however old, is better than
+// none. A wrong or unusable document never is.
+func offlineUsable(err error) bool {
+	return !errors.Is(err, ErrIssuerMismatch) && !errors.Is(err, ErrInvalidConfig) &&
+		(errors.Is(err, ErrNetwork) || errors.Is(err, ErrTemporarilyUnavailable))
+}

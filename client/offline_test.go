@@ -1,0 +1,164 @@
+package client
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/tokenward/tokenward/oauthtest"
+	"github.com/tokenward/tokenward/store"
+)
+
+// serverRequests counts every request the authorization server received:
+// discovery, token, device, revocation, ...
+func serverRequests(as *oauthtest.Server) int {
+	n := 0
+	for _, v := range as.Stats().Requests {
+		n += v
+	}
+	return n
+}
+
+// A process that finds a valid token in the store starts and makes its
+// first API call without a single request to the authorization server:
+// the discovery document was kept in the store by the run that logged in.
+func TestOfflineStartMakesNoServerRequests(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	forgetDiscovery(e.as.Issuer())
+	first := e.loggedIn(t)
+	first.Close() // the last Client of the issuer: the process forgets the document
+
+	e.as.ResetStats()
+	c := e.client(t)
+	hc, err := c.HTTPClient(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, hc, e.api.URL()+"/things"); code != 200 {
+		t.Fatalf("API answered %d: %s", code, body)
+	}
+	if n := serverRequests(e.as); n != 0 {
+		st := e.as.Stats()
+		t.Fatalf("New and the first API call made %d requests to the authorization server (%v, discovery %v), want 0", n, st.Requests, st.Discovery)
+	}
+}
+
+// With the authorization server stopped, a new process still reports its
+// status, and Logout deletes the login locally and says what it could not
+// revoke.
+func TestStatusAndLogoutWithServerDown(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	forgetDiscovery(e.as.Issuer())
+	first := e.loggedIn(t)
+	first.Close()
+	e.as.Close()
+
+	c := e.client(t)
+	in, err := c.LoggedIn(t.Context())
+	if err != nil || !in {
+		t.Fatalf("LoggedIn = %v, %v with the server down; want true", in, err)
+	}
+	res, err := c.Logout(t.Context())
+	var le *LogoutError
+	if !errors.As(err, &le) || !errors.Is(err, ErrNetwork) {
+		t.Fatalf("Logout = %v, want a *LogoutError matching ErrNetwork", err)
+	}
+	if !res.Found || !res.LocalDeleted || !le.LocalDeleted || len(res.Revoked) != 0 {
+		t.Fatalf("Logout result %+v, want found, deleted locally, nothing revoked", res)
+	}
+	if !slices.Contains(le.NotRevoked, "refresh token") {
+		t.Fatalf("NotRevoked = %q, want the refresh token named", le.NotRevoked)
+	}
+	st, err := c.Status(t.Context())
+	if err != nil || st.LoggedIn || st.HasRefreshToken {
+		t.Fatalf("Status after Logout = %+v, %v; want logged out", st, err)
+	}
+	if _, err := e.store.Load(t.Context(), mustDefault(t, c).key.String()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the login is still stored after an offline Logout (%v)", err)
+	}
+}
+
+// A stored document older than an hour is used at once, and fetched again
+// in the background for the next start; one older than a week is fetched
+// before New returns, unless the server cannot be reached: then the old one
+// still serves (Status, Logout), with a warning.
+func TestStoredDiscoveryAge(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newFixture(t, oauthtest.Config{}, inMemory())
+		forgetDiscovery(e.as.Issuer())
+		c := e.client(t)
+		g := c.grant
+		first := g.loadDiscovery(t.Context())
+		if first == nil {
+			t.Fatal("New kept no discovery document in the store")
+		}
+		c.Close()
+
+		time.Sleep(2 * time.Hour) // the bubble's clock
+		e.as.ResetStats()
+		c = e.client(t)
+		if n := serverRequests(e.as); n != 0 {
+			t.Fatalf("New made %d requests with a two-hour-old stored document, want 0", n)
+		}
+		synctest.Wait() // the background revalidation
+		if n := len(e.as.Stats().Discovery); n == 0 {
+			t.Fatal("the two-hour-old document was not revalidated in the background")
+		}
+		if again := g.loadDiscovery(t.Context()); again == nil || !again.at.After(first.at) {
+			t.Fatal("the revalidated document was not kept")
+		}
+		c.Close()
+
+		time.Sleep(8 * 24 * time.Hour)
+		e.as.ResetStats()
+		c = e.client(t)
+		if n := len(e.as.Stats().Discovery); n == 0 {
+			t.Fatal("New used an eight-day-old document without asking the server")
+		}
+		c.Close()
+
+		time.Sleep(8 * 24 * time.Hour)
+		e.as.Close()
+		c = e.client(t)
+		if _, err := c.Status(t.Context()); err != nil {
+			t.Fatalf("Status with the server down and an old document: %v", err)
+		}
+		if !strings.Contains(e.log.String(), "using the discovery document kept since") {
+			t.Fatal("no warning that an old stored document is in use")
+		}
+	})
+}
+
+// A stored document is checked like a fetched one: one that names another
+// issuer is not used, and the server is asked.
+func TestStoredDiscoveryChecked(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	forgetDiscovery(e.as.Issuer())
+	c := e.client(t)
+	key := c.grant.discoveryKey()
+	ent, err := e.store.Load(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent.Extra[extraDocument] = strings.ReplaceAll(ent.Extra[extraDocument], e.as.Issuer(), "https://evil.example")
+	if err := e.store.Save(t.Context(), key, ent); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	e.as.ResetStats()
+	c = e.client(t)
+	if n := len(e.as.Stats().Discovery); n == 0 {
+		t.Fatal("New used a stored document that names another issuer")
+	}
+	if c.endpoints.TokenURL != e.as.TokenURL() {
+		t.Fatalf("token URL %q, want the server's", c.endpoints.TokenURL)
+	}
+}
