@@ -18,7 +18,7 @@ func (e *hintedErr) Error() string                 { return fmt.Sprintf("HTTP 42
 func (e *hintedErr) RetryAfterHint() time.Duration { return e.after }
 func (e *hintedErr) Is(target error) bool          { return target == ErrTemporarilyUnavailable }
 
-var _ RetryAfterHinter = (*hintedErr)(nil)
+var _ retryAfterHinter = (*hintedErr)(nil)
 
 // attemptGaps runs, inside a synctest bubble, a cache whose stored token
 // expires in one hour and whose server fails the first fails refreshes
@@ -185,7 +185,7 @@ func TestRetryAfterExpiredTokenFailsFast(t *testing.T) {
 		}}.start(t)
 		c := f.c
 		_, err := c.Token(t.Context()) // waits for one attempt
-		var h RetryAfterHinter
+		var h retryAfterHinter
 		if !errors.Is(err, ErrTemporarilyUnavailable) || !errors.As(err, &h) || h.RetryAfterHint() != 120*time.Second {
 			t.Fatalf("Token = %v, want ErrTemporarilyUnavailable carrying the server's hint", err)
 		}

@@ -106,15 +106,16 @@ type Options struct {
 	RetryBackoffMax time.Duration
 
 	// MaxRetryAfter caps the wait the authorization server may ask for
-	// after a failed refresh (a Retry-After, reported by an Upstream error
-	// that implements [RetryAfterHinter]): the next attempt comes no
-	// earlier than the server's delay, cut to MaxRetryAfter, or the
-	// jittered backoff when that is longer. The cap keeps a server, or
-	// anyone who can answer in its name, from stopping refreshes for days
-	// with a huge Retry-After. During the wait a still-valid token keeps
-	// being served; an expired one gets the last error at once. Optional:
-	// zero means 5 min; negative ignores the server's delay (backoff
-	// only). Clamped to at most 1 h.
+	// after a failed refresh (a Retry-After, which the Upstream reports
+	// through its error's RetryAfterHint method, see [Upstream]): the next
+	// attempt comes no earlier than the server's delay cut to
+	// MaxRetryAfter, or after the jittered backoff when that is longer.
+	// The cap keeps a server, or anyone who can answer in its name, from
+	// stopping refreshes for days with a huge Retry-After. During the wait
+	// a still-valid token keeps being served; once it has expired, callers
+	// get the last error at once instead of waiting. Optional: zero means
+	// 5 min; negative ignores the server's delay (backoff only). Clamped to
+	// at most 1 h.
 	MaxRetryAfter time.Duration
 
 	// RotationGrace is the server's grace period for reusing a rotated
