@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tokenward/tokenward/internal/httpretry"
@@ -164,5 +166,110 @@ func TestDeadlinesAndRetryAfterOnSingleUse(t *testing.T) {
 	var rl *RateLimitError
 	if !errors.As(err, &rl) || rl.RetryAfter != 2*time.Minute || !errors.Is(err, ErrTemporarilyUnavailable) || rl.Code != "temporarily_unavailable" {
 		t.Fatalf("err = %v (%+v), want a *RateLimitError with the 2m hint and the code", err, rl)
+	}
+}
+
+// The token cache waits as long as the token endpoint asked before its
+// next refresh. The server answers every refresh with Retry-After: 120 (a
+// 429 or a 503, which become a *RateLimitError, or a 500, an
+// *EndpointError), for client credentials and for a login's refresh
+// token. Counted on the server, in fake time: after the first failure no
+// token request goes out for 120 s, then exactly one; the old token is
+// served throughout, and once the fault is gone the next attempt succeeds.
+func TestCacheHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, grant := range []string{oauthtest.GrantClientCredentials, oauthtest.GrantRefreshToken} {
+		for _, kind := range []oauthtest.FaultKind{oauthtest.FaultRateLimited, oauthtest.FaultUnavailable, oauthtest.FaultStatus500} {
+			t.Run(grant+"/"+kind.String(), func(t *testing.T) {
+				t.Parallel()
+				synctest.Test(t, func(t *testing.T) {
+					ctx := t.Context()
+					var mu sync.Mutex
+					var failures []Event
+					events := func(o *Options) {
+						o.Logger = nil
+						o.Events = func(e Event) {
+							if e.Kind == EventRefreshFailed {
+								mu.Lock()
+								failures = append(failures, e)
+								mu.Unlock()
+							}
+						}
+					}
+					var as *oauthtest.Server
+					var c *Client
+					if grant == oauthtest.GrantClientCredentials {
+						f := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}}, inMemory())
+						as, c = f.as, f.client(t, clientCredentials("job", "job-secret"), func(o *Options) { o.Scopes = nil }, events)
+					} else {
+						f := newFixture(t, oauthtest.Config{DeviceInterval: time.Second, DevicePendingPolls: 1}, inMemory(), silentDevicePrompt)
+						as, c = f.as, f.client(t, events)
+						if err := c.Login(ctx, WithDevice()); err != nil {
+							t.Fatalf("Login: %v", err)
+						}
+					}
+					first, err := c.Token(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					as.ResetStats()
+					as.InjectFault(oauthtest.Fault{Kind: kind, Endpoint: oauthtest.EndpointToken, Grant: grant, RetryAfter: "120"})
+					requests := func() int { return as.Stats().Requests[oauthtest.EndpointToken] }
+					// step serves a token, as an application would, and lets one
+					// second of fake time pass.
+					step := func() {
+						t.Helper()
+						tok, err := c.Token(ctx)
+						if err != nil || tok.AccessToken != first.AccessToken {
+							t.Fatalf("Token while the old token was valid = %v, %v; want the old token", tok, err)
+						}
+						time.Sleep(time.Second)
+						synctest.Wait()
+					}
+					for requests() == 0 { // the background refresh, before the token expires
+						if !time.Now().Before(first.Expiry) {
+							t.Fatal("no refresh before the token expired")
+						}
+						step()
+					}
+					// One attempt is one request, except for client credentials
+					// answered 500: the client's own retries (three, moments
+					// apart) are made within the attempt.
+					perAttempt := requests()
+					failed := time.Now() // the attempt was made within the second before
+					for time.Since(failed) < 119*time.Second {
+						if n := requests(); n != perAttempt {
+							t.Fatalf("%d token requests %v after the failure, want %d: the server asked to wait 120s", n, time.Since(failed), perAttempt)
+						}
+						step()
+					}
+					step()
+					step()
+					if n := requests(); n != 2*perAttempt {
+						t.Fatalf("%d token requests %v after the first failure, want %d (one more attempt)", n, time.Since(failed), 2*perAttempt)
+					}
+					mu.Lock()
+					for _, e := range failures {
+						var h retryAfterHinter
+						if !errors.As(e.Err, &h) || h.RetryAfterHint() != 120*time.Second || !errors.Is(e.Err, ErrTemporarilyUnavailable) {
+							t.Errorf("refresh-failed event's error %v: want ErrTemporarilyUnavailable carrying the 120s hint", e.Err)
+						}
+					}
+					if len(failures) != 2 {
+						t.Errorf("refresh-failed events = %d, want 2", len(failures))
+					}
+					mu.Unlock()
+					as.ClearFaults()
+					time.Sleep(121 * time.Second)
+					synctest.Wait()
+					if n := requests(); n != 2*perAttempt+1 {
+						t.Fatalf("%d token requests after the fault was cleared, want %d", n, 2*perAttempt+1)
+					}
+					if tok, err := c.Token(ctx); err != nil || tok.AccessToken == first.AccessToken {
+						t.Fatalf("Token after recovery = %v, %v; want a new token", tok, err)
+					}
+				})
+			})
+		}
 	}
 }

@@ -225,6 +225,19 @@ func (e *EndpointError) Is(target error) bool {
 	return false
 }
 
+// RetryAfterHint returns the Retry-After the endpoint sent with its answer
+// (0 when it sent none). The token cache looks for this method in a failed
+// refresh's error and waits as long before its next attempt (capped, see
+// refresh.Upstream). A 429, and a 503 with Retry-After, come as a
+// [*RateLimitError] instead.
+func (e *EndpointError) RetryAfterHint() time.Duration {
+	var oe *oauthwire.Error
+	if errors.As(e.Err, &oe) {
+		return oe.RetryAfter
+	}
+	return 0
+}
+
 // RateLimitError says the server asked to wait RetryAfter before trying
 // again, longer than the retry budget allowed. It matches ErrRateLimited and
 // ErrTemporarilyUnavailable. Op names the operation, as in [EndpointError].
@@ -253,6 +266,12 @@ func (e *RateLimitError) Error() string {
 func (e *RateLimitError) Is(target error) bool {
 	return target == ErrRateLimited || target == ErrTemporarilyUnavailable
 }
+
+// RetryAfterHint returns RetryAfter, the server's hint. The token cache
+// looks for this method in a failed refresh's error and waits as long
+// before its next attempt, at most refresh.Options.MaxRetryAfter (see
+// refresh.Upstream).
+func (e *RateLimitError) RetryAfterHint() time.Duration { return e.RetryAfter }
 
 // LogoutError reports what Logout could not do. The local tokens are deleted
 // even when revocation fails; NotRevoked names the tokens ("refresh token",

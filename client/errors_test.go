@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/refresh"
@@ -309,5 +311,51 @@ func TestInvalidClientNamesAuthMethod(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "post-secret") {
 		t.Fatal("the client secret is in the error")
+	}
+}
+
+// retryAfterHinter is the method the token cache looks for in a failed
+// refresh's error to learn the server's Retry-After (refresh.Upstream).
+type retryAfterHinter interface{ RetryAfterHint() time.Duration }
+
+var (
+	_ retryAfterHinter = (*RateLimitError)(nil)
+	_ retryAfterHinter = (*EndpointError)(nil)
+)
+
+// The server's Retry-After reaches the token cache: a *RateLimitError and
+// an *EndpointError whose answer carried one report it through their
+// RetryAfterHint method, also after forCache and the cache's own
+// classification wrapped them.
+func TestRetryAfterHintSurvivesWrapping(t *testing.T) {
+	t.Parallel()
+	op := opToken("refresh_token")
+	answered := func(retryAfter time.Duration) error {
+		return &EndpointError{Endpoint: "https://as.example/token", Status: 500,
+			Err: refresh.Classify(&oauthwire.Error{StatusCode: 500, Code: "server_error", RetryAfter: retryAfter})}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"rate-limit", &RateLimitError{Endpoint: "https://as.example/token", Status: 429, RetryAfter: 2 * time.Minute}, 2 * time.Minute},
+		{"rate-limit-without-hint", &RateLimitError{Status: 429}, 0},
+		{"endpoint-500", answered(90 * time.Second), 90 * time.Second},
+		{"endpoint-without-hint", answered(0), 0},
+		{"network", &EndpointError{Err: netCause(errors.New("connection reset"))}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for _, err := range []error{tc.err, forCache(inOp(op, tc.err)), refresh.Classify(forCache(inOp(op, tc.err)))} {
+				var h retryAfterHinter
+				if !errors.As(err, &h) {
+					t.Fatalf("%v: no RetryAfterHinter in the chain", err)
+				}
+				if got := h.RetryAfterHint(); got != tc.want {
+					t.Fatalf("%v: RetryAfterHint = %v, want %v", err, got, tc.want)
+				}
+			}
+		})
 	}
 }

@@ -63,6 +63,10 @@ type endpointRow struct {
 	// nothing can have been sent; then one retry is allowed and succeeds.
 	orRetried bool
 	caller    time.Duration // the caller's own deadline, when the row has one
+	// recovery bounds the wait for a token once the fault is cleared;
+	// zero means 5 s. A row whose server asked to wait needs that long
+	// more: the cache makes no attempt before the server's Retry-After.
+	recovery time.Duration
 }
 
 // fault returns an inject function for f on the refresh grant.
@@ -157,7 +161,7 @@ func endpointRows() []endpointRow {
 	add(endpointRow{name: "503", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable}),
 		want: []error{client.ErrTemporarilyUnavailable}, posts: 1})
 	add(endpointRow{name: "429-retry-after", inject: fault(oauthtest.Fault{Kind: oauthtest.FaultRateLimited, RetryAfter: "7"}),
-		want: []error{client.ErrRateLimited, client.ErrTemporarilyUnavailable}, posts: 1,
+		want: []error{client.ErrRateLimited, client.ErrTemporarilyUnavailable}, posts: 1, recovery: 7*time.Second + 5*time.Second,
 		check: func(t *testing.T, w *world, err error) {
 			var rl *client.RateLimitError
 			if !errors.As(err, &rl) || rl.RetryAfter != 7*time.Second {
@@ -379,7 +383,11 @@ func runEndpointRow(t *testing.T, row endpointRow) {
 				t.Fatalf("the failure changed or removed the stored token set (present %v)", ok)
 			}
 		}
-		if err := tokenEventually(t, c, 5*time.Second); err != nil {
+		recovery := row.recovery
+		if recovery == 0 {
+			recovery = 5 * time.Second
+		}
+		if err := tokenEventually(t, c, recovery); err != nil {
 			t.Fatalf("no recovery after the fault: %v", err)
 		}
 		w.assertStoredActive()
@@ -433,7 +441,11 @@ func runEndpointRow(t *testing.T, row endpointRow) {
 		rotated := e.RefreshToken
 		// The next refresh (the access token is still the expired one)
 		// presents the rotated refresh token, and nothing else.
-		if err := tokenEventually(t, c, 5*time.Second); err != nil {
+		recovery := row.recovery
+		if recovery == 0 {
+			recovery = 5 * time.Second
+		}
+		if err := tokenEventually(t, c, recovery); err != nil {
 			t.Fatalf("no refresh with the rotated refresh token after the refused answer: %v; presentations %s", w.rec.err(err), describePresentations(w.as))
 		}
 		ps := w.as.RefreshPresentations()

@@ -16,7 +16,8 @@ import (
 //   - state.go: the immutable snapshot of the token and its schedule, read
 //     lock-free by Cache.Token (cur);
 //   - flight.go: the one operation in flight (fl), Token's slow path and
-//     the backoff after failures;
+//     the backoff after failures (at least the server's Retry-After,
+//     retryafter.go);
 //   - protocol.go and answer.go: the lock, reload, present, persist,
 //     publish path of a refresh and of an Exchange (exchange.go);
 //   - persist.go: saving before use, reduced sets and save retries;

@@ -85,9 +85,14 @@
 //
 // While the token is valid, a failed refresh changes nothing for callers:
 // the old token is served and the refresh retried with jittered exponential
-// backoff ([Options.RetryBackoffMin] to [Options.RetryBackoffMax]). After
-// expiry a caller waits for one attempt; during backoff it gets the last
-// error at once. An expired or invalidated token is never returned.
+// backoff ([Options.RetryBackoffMin] to [Options.RetryBackoffMax]). When
+// the failure's error carries the server's Retry-After (a RetryAfterHint()
+// time.Duration method, see [Upstream]), the next attempt waits at least
+// that long, capped at [Options.MaxRetryAfter] (default 5 min), so the
+// cache does not hammer a server that asked it to wait. After expiry a
+// caller waits for one attempt; during backoff, or the server's delay, it
+// gets the last error at once rather than being held for the delay. An
+// expired or invalidated token is never returned.
 //
 // An answer the cache refuses (no access token, a token type other than
 // Bearer) that carries a new refresh token still gives its refresh token

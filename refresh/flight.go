@@ -229,7 +229,11 @@ func (c *core) finish(f *flight) {
 		case f.err != nil, f.noProgress:
 			c.failures++
 			c.lastErr = f.err
-			next := now.Add(c.backoff(c.failures))
+			// The server may have said how long to wait (Retry-After):
+			// no attempt before then, capped so that a huge value cannot
+			// stop refreshes for days; the backoff when it is longer.
+			wait := max(c.backoff(c.failures), retryAfter(f.err, c.o.MaxRetryAfter))
+			next := now.Add(wait)
 			if f.err == nil && s.servable(now) && s.expiry.Before(next) {
 				// An unchanged token: back off, but no longer than it
 				// lives, so a valid token is always at hand.

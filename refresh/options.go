@@ -20,6 +20,7 @@ const (
 	DefaultLockTimeout       = 60 * time.Second
 	DefaultRetryBackoffMin   = time.Second
 	DefaultRetryBackoffMax   = 30 * time.Second
+	DefaultMaxRetryAfter     = 5 * time.Minute
 	DefaultRefreshTokenLead  = 24 * time.Hour
 )
 
@@ -104,6 +105,19 @@ type Options struct {
 	RetryBackoffMin time.Duration
 	RetryBackoffMax time.Duration
 
+	// MaxRetryAfter caps the wait the authorization server may ask for
+	// after a failed refresh (a Retry-After, which the Upstream reports
+	// through its error's RetryAfterHint method, see [Upstream]): the next
+	// attempt comes no earlier than the server's delay cut to
+	// MaxRetryAfter, or after the jittered backoff when that is longer.
+	// The cap keeps a server, or anyone who can answer in its name, from
+	// stopping refreshes for days with a huge Retry-After. During the wait
+	// a still-valid token keeps being served; once it has expired, callers
+	// get the last error at once instead of waiting. Optional: zero means
+	// 5 min; negative ignores the server's delay (backoff only). Clamped to
+	// at most 1 h.
+	MaxRetryAfter time.Duration
+
 	// RotationGrace is the server's grace period for reusing a rotated
 	// refresh token. When a refresh fails in transit (the server may have
 	// rotated the token and the answer got lost), the cache reloads the
@@ -155,6 +169,13 @@ func (o Options) resolve() Options {
 	o.LockTimeout = clampDur(defDur(o.LockTimeout, DefaultLockTimeout), 100*time.Millisecond, 10*time.Minute)
 	o.RetryBackoffMin = clampDur(defDur(o.RetryBackoffMin, DefaultRetryBackoffMin), 10*time.Millisecond, time.Hour)
 	o.RetryBackoffMax = clampDur(defDur(o.RetryBackoffMax, DefaultRetryBackoffMax), o.RetryBackoffMin, time.Hour)
+	switch {
+	case o.MaxRetryAfter == 0:
+		o.MaxRetryAfter = DefaultMaxRetryAfter
+	case o.MaxRetryAfter < 0:
+		o.MaxRetryAfter = 0 // the server's delay is ignored
+	}
+	o.MaxRetryAfter = min(o.MaxRetryAfter, time.Hour)
 	o.RotationGrace = max(o.RotationGrace, 0)
 	if o.RefreshTokenLead == 0 {
 		o.RefreshTokenLead = DefaultRefreshTokenLead
@@ -194,6 +215,7 @@ func conflict(open, asked Options) error {
 		{"LockTimeout", open.LockTimeout, asked.LockTimeout},
 		{"RetryBackoffMin", open.RetryBackoffMin, asked.RetryBackoffMin},
 		{"RetryBackoffMax", open.RetryBackoffMax, asked.RetryBackoffMax},
+		{"MaxRetryAfter", open.MaxRetryAfter, asked.MaxRetryAfter},
 		{"RotationGrace", open.RotationGrace, asked.RotationGrace},
 		{"RefreshTokenLead", open.RefreshTokenLead, asked.RefreshTokenLead},
 		{"DisableIdleRefresh", open.DisableIdleRefresh, asked.DisableIdleRefresh},

@@ -22,8 +22,15 @@ func TestOptionsResolve(t *testing.T) {
 	}
 	d := Options{}.resolve()
 	if d.DefaultLifetime != time.Hour || d.MandatoryWindow != 10*time.Second || d.MaxAdvisoryMargin != 5*time.Minute || d.Jitter != 0.25 ||
-		d.LockTimeout != 60*time.Second || d.RefreshTimeout != 30*time.Second {
+		d.LockTimeout != 60*time.Second || d.RefreshTimeout != 30*time.Second || d.MaxRetryAfter != 5*time.Minute {
 		t.Fatalf("defaults %+v", d)
+	}
+	// MaxRetryAfter: negative ignores the server's delay, and a cap above
+	// an hour is cut to one.
+	for set, want := range map[time.Duration]time.Duration{-time.Second: 0, 2 * time.Minute: 2 * time.Minute, 48 * time.Hour: time.Hour} {
+		if got := (Options{MaxRetryAfter: set}).resolve().MaxRetryAfter; got != want {
+			t.Fatalf("MaxRetryAfter %v resolved to %v, want %v", set, got, want)
+		}
 	}
 }
 
@@ -71,6 +78,7 @@ func TestNewConflictingOptions(t *testing.T) {
 		{"LockTimeout", func(o *Options) { o.LockTimeout = time.Second }},
 		{"RetryBackoffMin", func(o *Options) { o.RetryBackoffMin = 2 * time.Second }},
 		{"RetryBackoffMax", func(o *Options) { o.RetryBackoffMax = time.Minute }},
+		{"MaxRetryAfter", func(o *Options) { o.MaxRetryAfter = time.Minute }},
 		{"RotationGrace", func(o *Options) { o.RotationGrace = 0 }},
 		{"RefreshTokenLead", func(o *Options) { o.RefreshTokenLead = -1 }},
 		{"DisableIdleRefresh", func(o *Options) { o.DisableIdleRefresh = true }},

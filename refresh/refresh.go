@@ -25,6 +25,14 @@ import (
 // this package's sentinels, or as a net error, so the cache can classify
 // them. The cache never calls Token concurrently for one key, nor while an
 // [Cache.Exchange] function runs.
+//
+// When the server asked to wait before the next request (an HTTP
+// Retry-After on a 429 or 503), report it with an error that has a method
+// RetryAfterHint() time.Duration, anywhere in the chain [errors.As] walks
+// (wrapped with %w, joined, or the cause of an [*Error]); the client
+// package's *client.RateLimitError and *client.EndpointError have it. The
+// cache then makes its next attempt no earlier than that delay, capped at
+// [Options.MaxRetryAfter] (see the package comment, "Failures").
 type Upstream interface {
 	Token(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error)
 }
