@@ -55,7 +55,7 @@ var exportedTypes = []reflect.Type{
 	reflect.TypeFor[transport.Transport](),
 
 	reflect.TypeFor[oauthtest.API](), reflect.TypeFor[oauthtest.APIRequest](), reflect.TypeFor[oauthtest.APIStats](),
-	reflect.TypeFor[oauthtest.Client](), reflect.TypeFor[oauthtest.Config](), reflect.TypeFor[oauthtest.DeviceInfo](),
+	reflect.TypeFor[oauthtest.Client](), reflect.TypeFor[oauthtest.Config](), reflect.TypeFor[oauthtest.DeviceInfo](), reflect.TypeFor[oauthtest.EndpointRequest](),
 	reflect.TypeFor[oauthtest.ExpiresInMode](), reflect.TypeFor[oauthtest.Fault](), reflect.TypeFor[oauthtest.FaultKind](),
 	reflect.TypeFor[oauthtest.Grant](), reflect.TypeFor[oauthtest.Presentation](), reflect.TypeFor[oauthtest.Server](),
 	reflect.TypeFor[oauthtest.Stats](), reflect.TypeFor[oauthtest.TokenInfo](), reflect.TypeFor[oauthtest.Trap](),
