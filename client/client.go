@@ -113,6 +113,7 @@ func (c *Client) init(ctx context.Context) error {
 	cfg.Scopes = slices.Clone(cfg.Scopes)
 	cfg.Resources = slices.Clone(cfg.Resources)
 	cfg.APIOrigins = slices.Clone(cfg.APIOrigins)
+	cloneParamOptions(cfg)
 	g.log = cfg.Logger
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -243,6 +244,9 @@ func (g *grant) validate() error {
 		if err != nil || !u.IsAbs() || u.Fragment != "" {
 			return bad("resource %q is not an absolute URI without fragment (RFC 8707)", redact.URLString(r))
 		}
+	}
+	if err := checkOptionParams(cfg); err != nil {
+		return err
 	}
 	for _, u := range []string{cfg.Issuer, cfg.Endpoints.AuthURL, cfg.Endpoints.TokenURL, cfg.Endpoints.DeviceAuthURL, cfg.Endpoints.RevocationURL} {
 		if u == "" {

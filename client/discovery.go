@@ -99,6 +99,7 @@ func (g *grant) discover(ctx context.Context) error {
 	fill(&g.endpoints.TokenURL, doc.TokenEndpoint)
 	fill(&g.endpoints.DeviceAuthURL, doc.DeviceAuthorizationEndpoint)
 	fill(&g.endpoints.RevocationURL, doc.RevocationEndpoint)
+	fill(&g.endpoints.PARURL, doc.PushedAuthorizationRequestEndpoint)
 	g.issRequired = doc.AuthorizationResponseIssParameterSupported
 	g.disco = doc
 	if g.endpoints.TokenURL == "" {

@@ -85,13 +85,18 @@
 // usable keychain: choose a store) and [ErrStoreLocked] (the keychain is
 // locked, or has no keyring yet: a person must unlock or create it; it
 // does not match ErrStoreUnavailable, so check both), [ErrDiscovery],
-// [ErrIssuerMismatch], [ErrAccessDenied], [ErrLoginExpired],
+// [ErrIssuerMismatch], [ErrAccessDenied], [ErrInteractionRequired] (the
+// server answered prompt=none with a need for the user: log in again
+// without it), matched too by [ErrLoginRequired] and [ErrConsentRequired],
+// [ErrLoginExpired],
 // [ErrCallbackRejected], [ErrBadResponse], [ErrUnsupportedTokenType],
 // [ErrInvalidConfig], [ErrInsecureURL], [ErrOriginNotAllowed] (a request
 // to another origin under Options.RejectOtherOrigins),
 // [ErrTokenRejected], [ErrClosed]. The details are in types, for
 // errors.As: [*EndpointError] (which endpoint, which HTTP status),
-// [*RateLimitError] (the server's Retry-After) and [*LogoutError].
+// [*RateLimitError] (the server's Retry-After), [*AuthorizationError] (the
+// server's refusal of a login, its code and description) and
+// [*LogoutError].
 //
 //	_, err := c.Token(ctx)
 //	var rl *client.RateLimitError

@@ -104,8 +104,26 @@ var (
 	// server, so it is never ignored.
 	ErrIssuerMismatch = errors.New("client: issuer mismatch")
 
-	// ErrAccessDenied: the user or the server refused the login.
+	// ErrAccessDenied: the user or the server refused the login
+	// (access_denied). The [*AuthorizationError] in the chain has the
+	// server's description.
 	ErrAccessDenied = errors.New("client: access denied")
+
+	// ErrInteractionRequired: the authorization server needs the user to
+	// act (sign in, consent, pick an account) and the login asked it not
+	// to (prompt=none): interaction_required, and every more precise
+	// answer, login_required and consent_required included (OpenID
+	// Connect Core 1.0 section 3.1.2.6). Log in again without prompt=none.
+	ErrInteractionRequired = errors.New("client: the user must interact with the authorization server")
+
+	// ErrLoginRequired: the user must sign in at the authorization server
+	// (login_required, typically for prompt=none without a session there).
+	// It also matches ErrInteractionRequired.
+	ErrLoginRequired = errors.New("client: the user must sign in")
+
+	// ErrConsentRequired: the user must consent at the authorization
+	// server (consent_required). It also matches ErrInteractionRequired.
+	ErrConsentRequired = errors.New("client: the user must consent")
 
 	// ErrLoginExpired: the login was not completed in time (the device code
 	// expired, or the browser callback did not arrive before the timeout).
@@ -125,6 +143,7 @@ const (
 	opDiscovery  = "discovery"
 	opDeviceAuth = "device authorization"
 	opRevocation = "revocation"
+	opPAR        = "pushed authorization request"
 	opLogin      = "login"
 	opLogout     = "logout"
 	opStatus     = "status"

@@ -26,6 +26,13 @@ type LoginOptions struct {
 	// browser: for headless machines, SSH sessions and devices without a
 	// browser. The user approves on another device.
 	Device bool
+	// AuthParams are extra parameters of this login's authorization
+	// request (the browser's, or the device authorization request with
+	// Device): added to Options.AuthParams (or DeviceAuthParams), whose
+	// values of the same name they replace; a name without values removes
+	// the configured one. The parameters tokenward sets itself are refused
+	// with ErrInvalidConfig, as in Options.AuthParams. See [WithAuthParam].
+	AuthParams url.Values
 }
 
 // WithDevice sets [LoginOptions.Device]: c.Login(ctx, client.WithDevice()).
@@ -124,13 +131,16 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 			f(&o)
 		}
 	}
+	if err := o.check(); err != nil {
+		return err
+	}
 	if err := c.grant.store.CheckWrite(ctx); err != nil {
 		return failure(opLogin, "the token store cannot save the new tokens, so no login was started: "+plain(err), err)
 	}
 	start := c.now()
 	var tok *oauth2.Token
 	if o.Device {
-		tok, err = c.deviceLogin(ctx)
+		tok, err = c.deviceLogin(ctx, &o)
 	} else {
 		tok, err = c.browserLogin(ctx, &o)
 	}

@@ -36,7 +36,7 @@ import (
 // (TestExportedTypesListed keeps the list complete, so a new type cannot
 // escape TestExportedTypesRedact).
 var exportedTypes = []reflect.Type{
-	reflect.TypeFor[client.AuthMethod](), reflect.TypeFor[client.Client](),
+	reflect.TypeFor[client.AuthMethod](), reflect.TypeFor[client.AuthorizationError](), reflect.TypeFor[client.Client](),
 	reflect.TypeFor[client.DeviceCode](), reflect.TypeFor[client.EndpointError](), reflect.TypeFor[client.Endpoints](),
 	reflect.TypeFor[client.Event](), reflect.TypeFor[client.Grant](),
 	reflect.TypeFor[client.HTTPSettings](), reflect.TypeFor[client.LoginOptions](), reflect.TypeFor[client.Options](), reflect.TypeFor[client.LogoutError](),
