@@ -2,6 +2,9 @@ package client
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -123,6 +126,30 @@ func TestLoginUsePAROptIn(t *testing.T) {
 			t.Errorf("%s: PushedRequests %d, ClientAuthFailures %d", method, st.PushedRequests, st.ClientAuthFailures)
 		}
 		checkPushed(t, f.as, b.last(t))
+	}
+
+	// private_key_jwt: the push carries a fresh assertion, which the
+	// server accepts for its PAR endpoint.
+	f = newFixture(t, oauthtest.Config{})
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.as.Update(func(c *oauthtest.Config) {
+		c.Clients = append(c.Clients, oauthtest.Client{ID: "web-jwt", PublicKey: &key.PublicKey, RedirectURIs: []string{"http://127.0.0.1/callback"}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	forgetDiscovery(f.as.Issuer())
+	c := f.client(t, func(o *Options) { o.UsePAR, o.ClientID, o.PrivateKey = true, "web-jwt", key })
+	if err := c.Login(t.Context()); err != nil {
+		t.Fatalf("private_key_jwt: %v", err)
+	}
+	if st := f.as.Stats(); st.PushedRequests != 1 || st.ClientAuthFailures != 0 {
+		t.Errorf("private_key_jwt: PushedRequests %d, ClientAuthFailures %d", st.PushedRequests, st.ClientAuthFailures)
+	}
+	if pushed := lastRequest(t, f.as, oauthtest.EndpointPAR, ""); pushed.Get("client_assertion") == "" {
+		t.Error("the push carried no client assertion")
 	}
 }
 
