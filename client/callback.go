@@ -103,10 +103,10 @@ func (c *Client) checkCallback(q url.Values) callbackResult {
 	if e := q.Get("error"); e != "" {
 		// The server's words, through the browser: redacted, and escaped
 		// where a terminal could act on them.
-		what := joinNonEmpty(redact.Terminal(redact.Truncate(e, 64)), redact.Terminal(redact.Truncate(q.Get("error_description"), 200)))
-		if e == "access_denied" {
-			return callbackResult{err: failure(opLogin, "access denied: "+what, ErrAccessDenied)}
+		if ae := newAuthorizationError(e, q.Get("error_description"), c.cfg.ClientSecret); ae != nil {
+			return callbackResult{err: authorizationFailure(opLogin, ae, ErrCallbackRejected)}
 		}
+		what := joinNonEmpty(redact.Terminal(redact.Truncate(e, 64)), redact.Scrub(q.Get("error_description"), 200, c.cfg.ClientSecret))
 		return callbackResult{err: failure(opLogin, "callback rejected: the authorization server answered "+what, ErrCallbackRejected)}
 	}
 	code := q.Get("code")

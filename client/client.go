@@ -69,6 +69,7 @@ type grant struct {
 	method      AuthMethod
 	disco       *oauthwire.Discovery // nil without discovery
 	discoKey    string               // discoveryCache entry held (until Close)
+	discoCached bool                 // disco came from a cache (the process's or the store), not the server just now
 	bg          sync.WaitGroup       // the background revalidation of the discovery document
 	bgCancel    context.CancelFunc   // ends it (Close)
 
@@ -115,6 +116,7 @@ func (c *Client) init(ctx context.Context) error {
 	cfg.Scopes = slices.Clone(cfg.Scopes)
 	cfg.Resources = slices.Clone(cfg.Resources)
 	cfg.APIOrigins = slices.Clone(cfg.APIOrigins)
+	cloneParamOptions(cfg)
 	g.log = cfg.Logger
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -172,11 +174,23 @@ func (c *Client) init(ctx context.Context) error {
 		fmt.Fprintf(c.prompt, "tokenward: WARNING: %s\n", s.Warning)
 		g.log.Warn("client: insecure token storage", "mode", string(s.Mode), "warning", s.Warning)
 	}
-	if err := g.discover(ctx); err != nil {
+	if err := g.discover(ctx, false); err != nil {
 		return err
 	}
 	if err := g.chooseAuthMethod(); err != nil {
-		return err
+		if !g.discoCached {
+			return err
+		}
+		// A document kept from earlier may predate a change of the
+		// server's configuration: the server has the last word.
+		g.log.Debug("client: the kept discovery document does not fit the configuration; asking the server", "error", err)
+		g.releaseDiscovery()
+		if err := g.discover(ctx, true); err != nil {
+			return err
+		}
+		if err := g.chooseAuthMethod(); err != nil {
+			return err
+		}
 	}
 	if err := hub.join(g.baseKey().String(), c); err != nil {
 		return err
@@ -254,6 +268,9 @@ func (g *grant) validate() error {
 		if err != nil || !u.IsAbs() || u.Fragment != "" {
 			return bad("resource %q is not an absolute URI without fragment (RFC 8707)", redact.URLString(r))
 		}
+	}
+	if err := checkOptionParams(cfg); err != nil {
+		return err
 	}
 	for _, u := range []string{cfg.Issuer, cfg.Endpoints.AuthURL, cfg.Endpoints.TokenURL, cfg.Endpoints.DeviceAuthURL, cfg.Endpoints.RevocationURL} {
 		if u == "" {

@@ -34,6 +34,10 @@ type Endpoints struct {
 	TokenURL      string // token endpoint. Required unless discovered.
 	DeviceAuthURL string // device authorization endpoint (RFC 8628)
 	RevocationURL string // revocation endpoint (RFC 7009), used by Logout
+	// PARURL is the pushed authorization request endpoint (RFC 9126), used
+	// by browser logins when the server requires it or Options.UsePAR is
+	// set. Discovery fills it from pushed_authorization_request_endpoint.
+	PARURL string
 }
 
 // HTTPSettings configures the HTTP clients tokenward builds, for the
@@ -123,6 +127,32 @@ type Options struct {
 	// such requests go out without a token, as a plain *http.Client would
 	// send them.
 	RejectOtherOrigins bool
+	// AuthParams are extra parameters of every browser login's
+	// authorization request, such as prompt, login_hint, acr_values,
+	// max_age, ui_locales or Auth0's audience. DeviceAuthParams are those
+	// of the device authorization request (WithDevice), TokenParams those
+	// of every token request of the credential (authorization_code,
+	// device_code, refresh_token, client_credentials; for example an
+	// audience the server wants on each). Per login,
+	// LoginOptions.AuthParams (or [WithAuthParam]) adds to AuthParams or
+	// DeviceAuthParams and replaces their values of the same name. New
+	// copies them; it refuses with ErrInvalidConfig a name or value with
+	// control characters, and the parameters tokenward sets itself
+	// (state, code_challenge, redirect_uri, client_id, grant_type, ...),
+	// scope and resource among them: set Scopes and Resources instead.
+	// Clients of one credential share its token caches, and with them the
+	// TokenParams of the first one: a token for another audience needs its
+	// own Profile. Optional.
+	AuthParams, DeviceAuthParams, TokenParams url.Values
+	// UsePAR sends every browser login's authorization parameters to the
+	// pushed authorization request endpoint (RFC 9126) first, so that the
+	// browser's URL carries only client_id and a request_uri. tokenward
+	// does so anyway when discovery says
+	// require_pushed_authorization_requests. It needs Endpoints.PARURL or
+	// a discovery document that names the endpoint; Login fails with
+	// ErrInvalidConfig otherwise. Optional.
+	UsePAR bool
+
 	// AllowInsecureLoopback permits http:// URLs whose host is a loopback
 	// address (127.0.0.0/8, ::1, localhost), for local development and tests.
 	AllowInsecureLoopback bool

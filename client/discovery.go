@@ -67,7 +67,7 @@ func (g *grant) releaseDiscovery() {
 // discovery document (RFC 8414 first, then OpenID Connect), whose issuer
 // must equal the configured one exactly. Its errors match ErrDiscovery and
 // read "client: discovery: ...".
-func (g *grant) discover(ctx context.Context) error {
+func (g *grant) discover(ctx context.Context, force bool) error {
 	g.endpoints = g.cfg.Endpoints
 	g.issuer, g.keyIssuer = g.cfg.Issuer, g.cfg.Issuer
 	if g.cfg.Issuer == "" {
@@ -76,7 +76,7 @@ func (g *grant) discover(ctx context.Context) error {
 		g.keyIssuer = g.cfg.Endpoints.TokenURL
 		return nil
 	}
-	doc, err := g.fetchDiscovery(ctx)
+	doc, err := g.fetchDiscovery(ctx, force)
 	if err != nil {
 		// A mismatched issuer is a mix-up signal (RFC 8414 section 3.3):
 		// never ignored, even with explicit endpoints.
@@ -99,6 +99,7 @@ func (g *grant) discover(ctx context.Context) error {
 	fill(&g.endpoints.TokenURL, doc.TokenEndpoint)
 	fill(&g.endpoints.DeviceAuthURL, doc.DeviceAuthorizationEndpoint)
 	fill(&g.endpoints.RevocationURL, doc.RevocationEndpoint)
+	fill(&g.endpoints.PARURL, doc.PushedAuthorizationRequestEndpoint)
 	g.issRequired = doc.AuthorizationResponseIssParameterSupported
 	g.disco = doc
 	if g.endpoints.TokenURL == "" {
@@ -109,18 +110,23 @@ func (g *grant) discover(ctx context.Context) error {
 
 // fetchDiscovery returns the issuer's document: from the process's cache,
 // else from the store (see discovery_store.go), else fetched from its
-// well-known URLs (the RFC 8414 one first) and then kept in the store.
-func (g *grant) fetchDiscovery(ctx context.Context) (*oauthwire.Discovery, error) {
+// well-known URLs (the RFC 8414 one first) and then kept in the store. With
+// force it skips both caches (but falls back to the stored document when the
+// server cannot be reached).
+func (g *grant) fetchDiscovery(ctx context.Context, force bool) (*oauthwire.Discovery, error) {
 	cacheKey := g.cfg.Issuer
+	g.discoCached = false
 	discoveryCache.Lock()
 	e, ok := discoveryCache.m[cacheKey]
 	discoveryCache.Unlock()
-	if ok && g.now().Sub(e.at) < discoveryTTL {
+	if !force && ok && g.now().Sub(e.at) < discoveryTTL {
 		g.holdDiscovery(cacheKey, e.doc, false)
+		g.discoCached = true
 		return e.doc, nil
 	}
 	stored := g.loadDiscovery(ctx)
-	if stored != nil && stored.age(g.now()) < storedDiscoveryMaxAge {
+	if !force && stored != nil && stored.age(g.now()) < storedDiscoveryMaxAge {
+		g.discoCached = true
 		g.holdDiscovery(cacheKey, stored.doc, true)
 		if stored.age(g.now()) >= storedDiscoveryFresh {
 			g.revalidateDiscovery()

@@ -50,7 +50,7 @@ func TestDiscoveryFallbackAndCache(t *testing.T) {
 			if diff := cmp.Diff(tc.want, e.as.Stats().Discovery); diff != "" {
 				t.Fatalf("discovery fetches after New (-want +got):\n%s", diff)
 			}
-			wantEP := Endpoints{AuthURL: e.as.AuthorizeURL(), TokenURL: e.as.TokenURL(), DeviceAuthURL: e.as.DeviceAuthorizationURL(), RevocationURL: e.as.RevocationURL()}
+			wantEP := Endpoints{AuthURL: e.as.AuthorizeURL(), TokenURL: e.as.TokenURL(), DeviceAuthURL: e.as.DeviceAuthorizationURL(), RevocationURL: e.as.RevocationURL(), PARURL: e.as.PARURL()}
 			if diff := cmp.Diff(wantEP, c1.endpoints); diff != "" {
 				t.Fatalf("endpoints (-want +got):\n%s", diff)
 			}

@@ -28,6 +28,19 @@
 // Options.Grant to [GrantClientCredentials] with a ClientSecret or
 // PrivateKey and skips Login.
 //
+// Servers often want more on their requests: Options.AuthParams adds
+// parameters to the authorization request (prompt, login_hint,
+// acr_values, max_age, ui_locales, Auth0's audience),
+// Options.DeviceAuthParams to the device authorization request and
+// Options.TokenParams to every token request; [WithAuthParam] (or
+// LoginOptions.AuthParams) adds or replaces them for one login. The
+// parameters tokenward sets itself (state, PKCE, redirect_uri, client
+// authentication, scope and resource, ...) are refused with
+// ErrInvalidConfig. With Options.UsePAR, or when the server requires it,
+// a browser login first pushes its parameters to the server (RFC 9126
+// pushed authorization requests, Endpoints.PARURL), so the browser's
+// address carries only client_id and a request_uri.
+//
 // [Client.HTTPClient] returns an *http.Client that attaches the access token
 // to requests to the API origins (Options.APIOrigins, or the origin of the
 // one resource in Options.Resources) and to no other origin, redirects
@@ -70,6 +83,8 @@
 //
 //	client: discovery: https://login.example.com/.well-known/oauth-authorization-server answered HTTP 404: no discovery document at this URL; ...
 //	client: device authorization: authorization server temporarily unavailable: https://login.example.com/device answered HTTP 500
+//	client: pushed authorization request: the authorization server rejected the client: https://login.example.com/par answered invalid_client (HTTP 401)
+//	client: login: the user must sign in at the authorization server: login_required: ...
 //	client: token request (refresh_token): re-authentication required: https://login.example.com/token answered invalid_grant (HTTP 400): Token revoked
 //	client: token request (client_credentials): the authorization server rejected the client: ... answered invalid_client (HTTP 401)
 //	client: login: no browser callback arrived within 5m0s; the login expired
@@ -88,13 +103,18 @@
 // usable keychain: choose a store) and [ErrStoreLocked] (the keychain is
 // locked, or has no keyring yet: a person must unlock or create it; it
 // does not match ErrStoreUnavailable, so check both), [ErrDiscovery],
-// [ErrIssuerMismatch], [ErrAccessDenied], [ErrLoginExpired],
+// [ErrIssuerMismatch], [ErrAccessDenied], [ErrInteractionRequired] (the
+// server answered prompt=none with a need for the user: log in again
+// without it), matched too by [ErrLoginRequired] and [ErrConsentRequired],
+// [ErrLoginExpired],
 // [ErrCallbackRejected], [ErrBadResponse], [ErrUnsupportedTokenType],
 // [ErrInvalidConfig], [ErrInsecureURL], [ErrOriginNotAllowed] (a request
 // to another origin under Options.RejectOtherOrigins),
 // [ErrTokenRejected], [ErrClosed]. The details are in types, for
 // errors.As: [*EndpointError] (which endpoint, which HTTP status),
-// [*RateLimitError] (the server's Retry-After) and [*LogoutError].
+// [*RateLimitError] (the server's Retry-After), [*AuthorizationError] (the
+// server's refusal of a login, its code and description) and
+// [*LogoutError].
 //
 //	_, err := c.Token(ctx)
 //	var rl *client.RateLimitError

@@ -114,8 +114,26 @@ var (
 	// resource given to ForResource. It also matches ErrClientRejected.
 	ErrInvalidTarget = errors.New("client: invalid target (resource)")
 
-	// ErrAccessDenied: the user or the server refused the login.
+	// ErrAccessDenied: the user or the server refused the login
+	// (access_denied). The [*AuthorizationError] in the chain has the
+	// server's description.
 	ErrAccessDenied = errors.New("client: access denied")
+
+	// ErrInteractionRequired: the authorization server needs the user to
+	// act (sign in, consent, pick an account) and the login asked it not
+	// to (prompt=none): interaction_required, and every more precise
+	// answer, login_required and consent_required included (OpenID
+	// Connect Core 1.0 section 3.1.2.6). Log in again without prompt=none.
+	ErrInteractionRequired = errors.New("client: the user must interact with the authorization server")
+
+	// ErrLoginRequired: the user must sign in at the authorization server
+	// (login_required, typically for prompt=none without a session there).
+	// It also matches ErrInteractionRequired.
+	ErrLoginRequired = errors.New("client: the user must sign in")
+
+	// ErrConsentRequired: the user must consent at the authorization
+	// server (consent_required). It also matches ErrInteractionRequired.
+	ErrConsentRequired = errors.New("client: the user must consent")
 
 	// ErrLoginExpired: the login was not completed in time (the device code
 	// expired, or the browser callback did not arrive before the timeout).
@@ -135,6 +153,7 @@ const (
 	opDiscovery  = "discovery"
 	opDeviceAuth = "device authorization"
 	opRevocation = "revocation"
+	opPAR        = "pushed authorization request"
 	opLogin      = "login"
 	opLogout     = "logout"
 	opStatus     = "status"
@@ -272,42 +291,6 @@ func (e *RateLimitError) Is(target error) bool {
 // before its next attempt, at most refresh.Options.MaxRetryAfter (see
 // refresh.Upstream).
 func (e *RateLimitError) RetryAfterHint() time.Duration { return e.RetryAfter }
-
-// LogoutError reports what Logout could not do. The local tokens are deleted
-// even when revocation fails; NotRevoked names the tokens ("refresh token",
-// "access token for https://api.example") the server may still honour. Err
-// holds the causes (the revocation failures, as *EndpointError, among
-// them).
-type LogoutError struct {
-	NotRevoked   []string
-	LocalDeleted bool
-	// Result is what Logout found and did, as it also returns it.
-	Result *LogoutResult
-	Err    error
-}
-
-// Error says what was not revoked, whether the local tokens are gone, and
-// why: "client: logout: incomplete: not revoked at the server: refresh
-// token; local tokens deleted (revocation: ...)".
-func (e *LogoutError) Error() string {
-	var parts []string
-	if len(e.NotRevoked) > 0 {
-		parts = append(parts, "not revoked at the server: "+strings.Join(e.NotRevoked, ", "))
-	}
-	if e.LocalDeleted {
-		parts = append(parts, "local tokens deleted")
-	} else {
-		parts = append(parts, "local tokens NOT deleted")
-	}
-	s := "incomplete: " + strings.Join(parts, "; ")
-	if e.Err != nil {
-		s += " (" + plain(e.Err) + ")"
-	}
-	return message(opLogout, s)
-}
-
-// Unwrap returns the causes.
-func (e *LogoutError) Unwrap() error { return e.Err }
 
 // opError is the failure of an operation that is not an endpoint's answer
 // (a login that expired, a rejected callback, no refresh token): its

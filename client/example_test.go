@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"time"
 
 	"github.com/tokenward/tokenward/client"
@@ -228,4 +229,48 @@ func ExampleClient_ForResource() {
 	// 200 OK
 	// 200 OK
 	// 401 Unauthorized
+}
+
+// Extra parameters: a login_hint on every login and an audience on every
+// token request, and first a silent login (prompt=none), which a server
+// where the user has no session answers login_required; the program then
+// lets the user sign in.
+func ExampleWithAuthParam() {
+	ctx := context.Background()
+	as, _ := oauthtest.New(oauthtest.Config{NoSession: true})
+	defer as.Close()
+	api, _ := as.NewAPI("")
+
+	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
+	c, err := client.New(ctx, func(o *client.Options) {
+		o.Issuer, o.ClientID = as.Issuer(), oauthtest.DefaultClientID
+		o.Resources = []string{api.Resource()}
+		o.AuthParams = url.Values{"login_hint": {"ada@example.com"}}
+		o.TokenParams = url.Values{"audience": {"https://api.example.com"}}
+		o.AllowInsecureLoopback = true
+		o.Store = mem
+		o.Prompt = io.Discard
+		o.OpenBrowser = func(u string) error { go as.Browse(ctx, u); return nil } // the example server plays the browser
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	err = c.Login(ctx, client.WithAuthParam("prompt", "none"))
+	fmt.Println("silent login needs the user:", errors.Is(err, client.ErrInteractionRequired))
+	if errors.Is(err, client.ErrInteractionRequired) {
+		err = c.Login(ctx)
+	}
+	fmt.Println("login error:", err)
+	az := as.EndpointRequests(oauthtest.EndpointAuthorize)
+	fmt.Println("login_hint sent:", az[len(az)-1].Params.Get("login_hint"))
+	tr := as.EndpointRequests(oauthtest.EndpointToken)
+	fmt.Println("audience sent:", tr[len(tr)-1].Params.Get("audience"))
+	// Output:
+	// silent login needs the user: true
+	// login error: <nil>
+	// login_hint sent: ada@example.com
+	// audience sent: https://api.example.com
 }

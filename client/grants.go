@@ -20,6 +20,7 @@ import (
 // (refresh_token): ...".
 func (g *grant) tokenRequest(ctx context.Context, form url.Values, policy replay) (*oauth2.Token, error) {
 	op := opToken(form.Get("grant_type"))
+	form = withParams(form, g.cfg.TokenParams)
 	resp, err := g.ep.post(ctx, g.endpoints.TokenURL, form, g.authFor(g.endpoints.TokenURL), policy)
 	if err != nil {
 		return nil, inOp(op, err)

@@ -107,7 +107,8 @@ func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Tok
 	for _, r := range c.allResources() {
 		q.Add("resource", r)
 	}
-	authURL, err := authorizationURL(c.endpoints.AuthURL, q)
+	q = withParams(q, mergeParams(c.cfg.AuthParams, o.AuthParams))
+	authURL, err := c.authRequestURL(ctx, q)
 	if err != nil {
 		return nil, err
 	}

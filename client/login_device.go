@@ -36,7 +36,7 @@ type DeviceCode struct {
 // code's expiry. A poll is never retried blindly: the device code is a
 // credential, and a poll the server may have seen is not sent twice. Before
 // anything is shown, the response is checked (see checkDeviceAuth).
-func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
+func (c *Client) deviceLogin(ctx context.Context, o *LoginOptions) (*oauth2.Token, error) {
 	if c.endpoints.DeviceAuthURL == "" {
 		return nil, failure(opLogin, "the server has no device authorization endpoint; use browser login", ErrInvalidConfig)
 	}
@@ -47,13 +47,14 @@ func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 	for _, r := range c.allResources() {
 		form.Add("resource", r)
 	}
+	form = withParams(form, mergeParams(c.cfg.DeviceAuthParams, o.AuthParams))
 	resp, err := c.ep.post(ctx, c.endpoints.DeviceAuthURL, form, c.authFor(c.endpoints.DeviceAuthURL), replaySafe)
 	if err != nil {
 		return nil, inOp(opDeviceAuth, err)
 	}
 	da, err := oauthwire.ParseDeviceAuthResponse(resp.status, resp.header, resp.body, resp.sent)
 	if err != nil {
-		return nil, c.classify(opDeviceAuth, c.endpoints.DeviceAuthURL, resp.status, err)
+		return nil, c.classifyAuthz(opDeviceAuth, c.endpoints.DeviceAuthURL, resp.status, err)
 	}
 	if err := c.checkDeviceAuth(da); err != nil {
 		return nil, c.classify(opDeviceAuth, c.endpoints.DeviceAuthURL, resp.status, err)
@@ -79,7 +80,7 @@ func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 	deadline := time.NewTimer(time.Until(da.Expiry))
 	defer deadline.Stop()
 	interval := da.Interval
-	poll := url.Values{"grant_type": {oauthwire.GrantTypeDeviceCode}, "device_code": {da.DeviceCode}}
+	poll := withParams(url.Values{"grant_type": {oauthwire.GrantTypeDeviceCode}, "device_code": {da.DeviceCode}}, c.cfg.TokenParams)
 	op := opToken(oauthwire.GrantTypeDeviceCode)
 	for {
 		wait := time.NewTimer(interval)
@@ -116,10 +117,14 @@ func (c *Client) deviceLogin(ctx context.Context) (*oauth2.Token, error) {
 		case oauthwire.DevicePollSlowDown:
 			interval += oauthwire.SlowDownIncrement
 		case oauthwire.DevicePollDenied:
-			return nil, failure(opLogin, "access denied: the device login was refused", ErrAccessDenied)
+			ae := newAuthorizationError(e.Code, e.Description, c.cfg.ClientSecret)
+			return nil, failure(opLogin, "access denied: the device login was refused", ae)
 		case oauthwire.DevicePollExpired:
 			return nil, failure(opLogin, "the device code expired before the login was approved", ErrLoginExpired)
 		default:
+			if ae := newAuthorizationError(e.Code, e.Description, c.cfg.ClientSecret); ae != nil {
+				return nil, authorizationFailure(opLogin, ae, nil)
+			}
 			return nil, c.classify(op, c.endpoints.TokenURL, resp.status, e)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -196,3 +197,39 @@ func contains(s []string, x string) bool {
 	}
 	return false
 }
+
+// LogoutError reports what Logout could not do. The local tokens are deleted
+// even when revocation fails; NotRevoked names the tokens ("refresh token",
+// "access token for https://api.example") the server may still honour. Err
+// holds the causes (the revocation failures, as *EndpointError, among
+// them).
+type LogoutError struct {
+	NotRevoked   []string
+	LocalDeleted bool
+	// Result is what Logout found and did, as it also returns it.
+	Result *LogoutResult
+	Err    error
+}
+
+// Error says what was not revoked, whether the local tokens are gone, and
+// why: "client: logout: incomplete: not revoked at the server: refresh
+// token; local tokens deleted (revocation: ...)".
+func (e *LogoutError) Error() string {
+	var parts []string
+	if len(e.NotRevoked) > 0 {
+		parts = append(parts, "not revoked at the server: "+strings.Join(e.NotRevoked, ", "))
+	}
+	if e.LocalDeleted {
+		parts = append(parts, "local tokens deleted")
+	} else {
+		parts = append(parts, "local tokens NOT deleted")
+	}
+	s := "incomplete: " + strings.Join(parts, "; ")
+	if e.Err != nil {
+		s += " (" + plain(e.Err) + ")"
+	}
+	return message(opLogout, s)
+}
+
+// Unwrap returns the causes.
+func (e *LogoutError) Unwrap() error { return e.Err }

@@ -22,7 +22,9 @@ func (c Options) redacted() *redact.Fields {
 		Show("APIOrigins", c.APIOrigins).Show("RejectOtherOrigins", c.RejectOtherOrigins).
 		Show("AllowInsecureLoopback", c.AllowInsecureLoopback).Show("Profile", c.Profile).
 		Show("Store", c.Store != nil).Secret("AccessToken", c.AccessToken != "").Show("AccessTokenEnv", c.AccessTokenEnv).
-		Show("HTTP", c.HTTP).Show("RedirectHost", c.RedirectHost).Show("LoginTimeout", c.LoginTimeout)
+		Show("HTTP", c.HTTP).Show("RedirectHost", c.RedirectHost).Show("LoginTimeout", c.LoginTimeout).
+		Show("AuthParams", paramNames(c.AuthParams)).Show("DeviceAuthParams", paramNames(c.DeviceAuthParams)).
+		Show("TokenParams", paramNames(c.TokenParams)).Show("UsePAR", c.UsePAR)
 }
 
 // String describes c without its secrets: ClientSecret, PrivateKey and

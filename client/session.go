@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,13 @@ type LoginOptions struct {
 	// when the user is already logged in ([Client.LoggedIn]): the start of a
 	// program that logs in only the first time.
 	IfNeeded bool
+	// AuthParams are extra parameters of this login's authorization
+	// request (the browser's, or the device authorization request with
+	// Device): added to Options.AuthParams (or DeviceAuthParams), whose
+	// values of the same name they replace; a name without values removes
+	// the configured one. The parameters tokenward sets itself are refused
+	// with ErrInvalidConfig, as in Options.AuthParams. See [WithAuthParam].
+	AuthParams url.Values
 }
 
 // WithDevice sets [LoginOptions.Device]: c.Login(ctx, client.WithDevice()).
@@ -150,6 +158,9 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 			f(&o)
 		}
 	}
+	if err := o.check(); err != nil {
+		return err
+	}
 	if o.IfNeeded {
 		in, err := c.LoggedIn(ctx)
 		if err != nil {
@@ -165,7 +176,7 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 	start := c.now()
 	var tok *oauth2.Token
 	if o.Device {
-		tok, err = c.deviceLogin(ctx)
+		tok, err = c.deviceLogin(ctx, &o)
 	} else {
 		tok, err = c.browserLogin(ctx, &o)
 	}

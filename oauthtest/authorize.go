@@ -33,7 +33,10 @@ type authCode struct {
 // request at once (as DefaultSubject / Config.Subject) and redirects to the
 // client's redirect URI with code, state and iss (RFC 9207). Requests whose
 // client or redirect URI is invalid get an HTML error page and are never
-// redirected (RFC 6749 section 4.1.2.1).
+// redirected (RFC 6749 section 4.1.2.1). A request that names a pushed
+// request (client_id and request_uri, RFC 9126 section 4) is served with
+// the parameters pushed, once; with Config.RequirePAR any other request is
+// refused.
 func (s *Server) authorize(r *http.Request) *reply {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return textReply(http.StatusMethodNotAllowed, "text/plain; charset=utf-8", "method not allowed\n")
@@ -48,20 +51,24 @@ func (s *Server) authorize(r *http.Request) *reply {
 		return textReply(http.StatusBadRequest, "text/html; charset=utf-8",
 			"<!DOCTYPE html><html><head><title>Authorization error</title></head><body><p>"+html.EscapeString(msg)+"</p></body></html>\n")
 	}
+	pushed := false
+	if _, ok := q["request_uri"]; ok {
+		// Only the pushed parameters count: anything else in the query
+		// is ignored (RFC 9126 section 4).
+		p, msg := s.takePushed(q.Get("client_id"), q.Get("request_uri"))
+		if msg != "" {
+			return page(msg)
+		}
+		q, pushed = p, true
+	}
 	c := s.clients[q.Get("client_id")]
 	if c == nil {
 		return page("unknown client")
 	}
 	redirect := q.Get("redirect_uri")
-	target := redirect
-	if target == "" {
-		if len(c.RedirectURIs) != 1 || isLoopbackRedirect(c.RedirectURIs[0]) {
-			return page("redirect_uri required")
-		}
-		target = c.RedirectURIs[0]
-	}
-	if !redirectAllowed(target, c.RedirectURIs) {
-		return page("redirect_uri not registered for this client")
+	target, msg := redirectTarget(c, redirect)
+	if msg != "" {
+		return page(msg)
 	}
 	back := func(params url.Values) *reply {
 		u, _ := url.Parse(target)
@@ -87,26 +94,17 @@ func (s *Server) authorize(r *http.Request) *reply {
 	fail := func(code, desc string) *reply {
 		return back(url.Values{"error": {code}, "error_description": {desc}})
 	}
+	if s.cfg.RequirePAR && !pushed {
+		return fail("invalid_request", "pushed authorization request required")
+	}
+	if code, desc := s.checkAuthRequest(c, q); code != "" {
+		return fail(code, desc)
+	}
 	switch {
-	case q.Get("response_type") != "code":
-		return fail("unsupported_response_type", "only response_type=code")
-	case !c.allowsGrant(GrantAuthorizationCode):
-		return fail("unauthorized_client", "client may not use the authorization code grant")
-	case q.Get("code_challenge") == "":
-		return fail("invalid_request", "PKCE required: code_challenge missing")
-	case q.Get("code_challenge_method") != "S256":
-		return fail("invalid_request", "PKCE: only code_challenge_method=S256")
-	case len(q.Get("code_challenge")) != 43:
-		return fail("invalid_request", "PKCE: malformed code_challenge")
 	case s.cfg.AuthorizeError != "":
 		return fail(s.cfg.AuthorizeError, "injected by the test")
-	case !scopeSubset(q.Get("scope"), c.Scopes):
-		return fail("invalid_scope", "scope not allowed for this client")
-	}
-	for _, res := range q["resource"] {
-		if !validResource(res) || !s.resourceAllowed(res) {
-			return fail("invalid_target", "unknown resource")
-		}
+	case s.cfg.NoSession && slices.Contains(strings.Fields(q.Get("prompt")), "none"):
+		return fail("login_required", "no session, and prompt=none forbids asking the user to sign in")
 	}
 	code := &authCode{
 		clientID: c.ID, redirectURI: redirect, challenge: q.Get("code_challenge"),
@@ -116,6 +114,51 @@ func (s *Server) authorize(r *http.Request) *reply {
 	value := canary.New("code")
 	s.codes[value] = code
 	return back(url.Values{"code": {value}})
+}
+
+// redirectTarget returns where the authorization response of client c goes:
+// the redirect URI requested, or the one registered when none was and one
+// alone is (never a loopback one, whose port varies), or a message saying
+// why there is no safe target.
+func redirectTarget(c *Client, redirect string) (target, msg string) {
+	target = redirect
+	if target == "" {
+		if len(c.RedirectURIs) != 1 || isLoopbackRedirect(c.RedirectURIs[0]) {
+			return "", "redirect_uri required"
+		}
+		target = c.RedirectURIs[0]
+	}
+	if !redirectAllowed(target, c.RedirectURIs) {
+		return "", "redirect_uri not registered for this client"
+	}
+	return target, ""
+}
+
+// checkAuthRequest checks the parameters of an authorization request of
+// client c, sent to the authorization endpoint or pushed: the OAuth error
+// code and description of the first problem, or "" when there is none.
+// The caller holds s.mu.
+func (s *Server) checkAuthRequest(c *Client, q url.Values) (code, desc string) {
+	switch {
+	case q.Get("response_type") != "code":
+		return "unsupported_response_type", "only response_type=code"
+	case !c.allowsGrant(GrantAuthorizationCode):
+		return "unauthorized_client", "client may not use the authorization code grant"
+	case q.Get("code_challenge") == "":
+		return "invalid_request", "PKCE required: code_challenge missing"
+	case q.Get("code_challenge_method") != "S256":
+		return "invalid_request", "PKCE: only code_challenge_method=S256"
+	case len(q.Get("code_challenge")) != 43:
+		return "invalid_request", "PKCE: malformed code_challenge"
+	case !scopeSubset(q.Get("scope"), c.Scopes):
+		return "invalid_scope", "scope not allowed for this client"
+	}
+	for _, res := range q["resource"] {
+		if !validResource(res) || !s.resourceAllowed(res) {
+			return "invalid_target", "unknown resource"
+		}
+	}
+	return "", ""
 }
 
 // isLoopbackRedirect: http with a loopback IP literal host (RFC 8252 7.3).

@@ -229,6 +229,19 @@ type Config struct {
 	// AuthorizeError makes /authorize answer with this error code
 	// ("access_denied") instead of a code.
 	AuthorizeError string
+	// NoSession makes the server act as if the user had no session with
+	// it: an authorization request with prompt=none is answered
+	// login_required (OpenID Connect Core 1.0 section 3.1.2.6), as a real
+	// server does when it may not ask the user to sign in. Other requests
+	// are approved as usual.
+	NoSession bool
+	// RequirePAR makes discovery say require_pushed_authorization_requests
+	// and the authorization endpoint refuse (error=invalid_request) every
+	// request that does not name a pushed one (RFC 9126 section 5).
+	RequirePAR bool
+	// PARLifetime is the lifetime of a pushed request's request_uri.
+	// Optional: default one minute.
+	PARLifetime time.Duration
 	// CodeLifetime is the lifetime of authorization codes. Optional:
 	// default one minute.
 	CodeLifetime time.Duration
@@ -335,6 +348,9 @@ func (s *Server) setConfig(cfg Config) error {
 	}
 	if cfg.Subject == "" {
 		cfg.Subject = DefaultSubject
+	}
+	if cfg.PARLifetime <= 0 {
+		cfg.PARLifetime = time.Minute
 	}
 	if cfg.CodeLifetime <= 0 {
 		cfg.CodeLifetime = time.Minute

@@ -45,6 +45,12 @@ func (s *Server) discovery(r *http.Request) *reply {
 	if enabled(EndpointRevocation) {
 		doc["revocation_endpoint"] = s.issuer + PathRevocation
 	}
+	if enabled(EndpointPAR) {
+		doc["pushed_authorization_request_endpoint"] = s.issuer + PathPAR
+	}
+	if s.cfg.RequirePAR {
+		doc["require_pushed_authorization_requests"] = true
+	}
 	if enabled(EndpointUserinfo) {
 		doc["userinfo_endpoint"] = s.issuer + PathUserinfo
 	}

@@ -34,6 +34,7 @@ func TestDiscovery(t *testing.T) {
 			DeviceAuthorizationEndpoint:                srv.DeviceAuthorizationURL(),
 			RevocationEndpoint:                         srv.RevocationURL(),
 			UserinfoEndpoint:                           srv.URL(oauthtest.PathUserinfo),
+			PushedAuthorizationRequestEndpoint:         srv.PARURL(),
 			TokenEndpointAuthMethodsSupported:          []string{"none", "client_secret_basic"},
 			CodeChallengeMethodsSupported:              []string{"S256"},
 			GrantTypesSupported:                        []string{"authorization_code", "refresh_token", "client_credentials", oauthtest.GrantDeviceCode},

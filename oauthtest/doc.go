@@ -29,6 +29,7 @@
 //	/.well-known/oauth-authorization-server   RFC 8414 discovery
 //	/.well-known/openid-configuration         OpenID Connect discovery (the same document)
 //	/authorize                                authorization code with S256 PKCE, RFC 9207 iss
+//	/par                                      RFC 9126 pushed authorization requests
 //	/token                                    client_credentials, authorization_code,
 //	                                          refresh_token (rotation, reuse detection),
 //	                                          device_code (RFC 8628), RFC 8707 resource
@@ -43,7 +44,26 @@
 // device logins are approved after Config.DevicePendingPolls polls (or by
 // Server.ApproveDevice with Config.DeviceManualApproval).
 // Server.Mint issues tokens without any request, for tests that start
-// logged in.
+// logged in. Config.NoSession answers prompt=none with login_required, and
+// Config.AuthorizeError any other authorization error.
+//
+// # Pushed authorization requests
+//
+// The PAR endpoint (RFC 9126, advertised in discovery as
+// pushed_authorization_request_endpoint) authenticates the client as the
+// token endpoint does, checks the parameters the authorization endpoint
+// checks, and answers 201 with a request_uri
+// ("urn:ietf:params:oauth:request_uri:...") that expires after
+// Config.PARLifetime (one minute). The authorization endpoint then takes
+// client_id and request_uri in place of the parameters, and accepts each
+// request_uri once. With Config.RequirePAR, discovery says
+// require_pushed_authorization_requests and the authorization endpoint
+// refuses every request that does not name a pushed one.
+// Stats.PushedRequests counts accepted pushes, and
+// Server.EndpointRequests lists the parameters each endpoint received
+// (credentials hidden), so a test can prove that the browser saw only
+// client_id and request_uri, or that an extra parameter reached the token
+// endpoint.
 //
 // Each API (NewAPI) runs on an origin of its own and accepts only
 // unexpired, unrevoked access tokens the server issued for its resource

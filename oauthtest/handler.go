@@ -21,6 +21,8 @@ const (
 	EndpointDeviceVerification  = "device" // the page a user enters the code on
 	EndpointRevocation          = "revoke"
 	EndpointUserinfo            = "userinfo"
+	// EndpointPAR is the pushed authorization request endpoint (RFC 9126).
+	EndpointPAR = "par"
 )
 
 // Paths of the endpoints, relative to Server.Issuer.
@@ -33,6 +35,7 @@ const (
 	PathDeviceVerification  = "/device"
 	PathRevocation          = "/revoke"
 	PathUserinfo            = "/userinfo"
+	PathPAR                 = "/par" // RFC 9126 pushed authorization requests
 )
 
 // reply is a response computed by an endpoint, written (or replaced by a
@@ -88,6 +91,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(PathDeviceVerification, s.endpoint(EndpointDeviceVerification, s.deviceVerification))
 	mux.Handle(PathRevocation, s.endpoint(EndpointRevocation, s.revoke))
 	mux.Handle(PathUserinfo, s.endpoint(EndpointUserinfo, s.userinfo))
+	mux.Handle(PathPAR, s.endpoint(EndpointPAR, s.par))
 	return mux
 }
 
@@ -115,6 +119,9 @@ func (s *Server) endpoint(name string, fn endpointFunc) http.Handler {
 
 		s.mu.Lock()
 		s.stats.Requests[name]++
+		if name != EndpointDiscovery {
+			s.record(name, r)
+		}
 		if name == EndpointDiscovery {
 			s.stats.Discovery[r.URL.Path]++
 		}

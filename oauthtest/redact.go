@@ -83,7 +83,7 @@ func (c Config) redacted() *redact.Fields {
 		Show("DisableReuseDetection", c.DisableReuseDetection).Show("Resources", c.Resources).
 		Show("DefaultResource", c.DefaultResource).Show("DeviceInterval", c.DeviceInterval).
 		Show("DevicePendingPolls", c.DevicePendingPolls).Show("DeviceManualApproval", c.DeviceManualApproval).
-		Show("DisabledEndpoints", c.DisabledEndpoints)
+		Show("DisabledEndpoints", c.DisabledEndpoints).Show("RequirePAR", c.RequirePAR).Show("NoSession", c.NoSession)
 }
 
 // String describes c's main settings; client secrets show as [REDACTED].

@@ -37,6 +37,8 @@ type Server struct {
 	faults     []*faultState
 	hang       chan struct{} // closed by ReleaseHangs
 	codes      map[string]*authCode
+	pushed     map[string]*pushedRequest // by request_uri
+	received   []EndpointRequest
 	devices    map[string]*deviceGrant // by device code
 	userCodes  map[string]*deviceGrant
 	ats        map[string]*accessToken
@@ -61,6 +63,7 @@ func New(cfg Config) (*Server, error) {
 		closed:    make(chan struct{}),
 		hang:      make(chan struct{}),
 		codes:     map[string]*authCode{},
+		pushed:    map[string]*pushedRequest{},
 		devices:   map[string]*deviceGrant{},
 		userCodes: map[string]*deviceGrant{},
 		ats:       map[string]*accessToken{},

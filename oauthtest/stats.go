@@ -55,6 +55,10 @@ type Stats struct {
 	// DevicePolls counts device_code token requests; SlowDowns those
 	// answered slow_down.
 	DevicePolls, SlowDowns int
+	// PushedRequests counts authorization requests the pushed authorization
+	// request endpoint accepted (RFC 9126); Requests[EndpointPAR] counts
+	// every request to it.
+	PushedRequests int
 	// ClientAuthFailures counts requests rejected with invalid_client.
 	ClientAuthFailures int
 	// Faults counts injected faults that fired, by kind (a request that
@@ -94,6 +98,7 @@ func (s *Server) ResetStats() {
 	s.stats = Stats{}
 	s.stats.init()
 	s.presented = nil
+	s.received = nil
 	s.rtSeen = map[string]int{}
 }
 

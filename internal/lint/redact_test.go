@@ -36,7 +36,7 @@ import (
 // (TestExportedTypesListed keeps the list complete, so a new type cannot
 // escape TestExportedTypesRedact).
 var exportedTypes = []reflect.Type{
-	reflect.TypeFor[client.AuthMethod](), reflect.TypeFor[client.Client](),
+	reflect.TypeFor[client.AuthMethod](), reflect.TypeFor[client.AuthorizationError](), reflect.TypeFor[client.Client](),
 	reflect.TypeFor[client.DeviceCode](), reflect.TypeFor[client.EndpointError](), reflect.TypeFor[client.Endpoints](),
 	reflect.TypeFor[client.Event](), reflect.TypeFor[client.Grant](),
 	reflect.TypeFor[client.HTTPSettings](), reflect.TypeFor[client.LoginOptions](), reflect.TypeFor[client.Options](), reflect.TypeFor[client.LogoutError](), reflect.TypeFor[client.LogoutResult](),
@@ -55,7 +55,7 @@ var exportedTypes = []reflect.Type{
 	reflect.TypeFor[transport.Transport](),
 
 	reflect.TypeFor[oauthtest.API](), reflect.TypeFor[oauthtest.APIRequest](), reflect.TypeFor[oauthtest.APIStats](),
-	reflect.TypeFor[oauthtest.Client](), reflect.TypeFor[oauthtest.Config](), reflect.TypeFor[oauthtest.DeviceInfo](),
+	reflect.TypeFor[oauthtest.Client](), reflect.TypeFor[oauthtest.Config](), reflect.TypeFor[oauthtest.DeviceInfo](), reflect.TypeFor[oauthtest.EndpointRequest](),
 	reflect.TypeFor[oauthtest.ExpiresInMode](), reflect.TypeFor[oauthtest.Fault](), reflect.TypeFor[oauthtest.FaultKind](),
 	reflect.TypeFor[oauthtest.Grant](), reflect.TypeFor[oauthtest.Presentation](), reflect.TypeFor[oauthtest.Server](),
 	reflect.TypeFor[oauthtest.Stats](), reflect.TypeFor[oauthtest.TokenInfo](), reflect.TypeFor[oauthtest.Trap](),

@@ -36,6 +36,9 @@ type Discovery struct {
 	RevocationEndpoint          string
 	UserinfoEndpoint            string
 	JWKSURI                     string
+	// PushedAuthorizationRequestEndpoint is the RFC 9126 endpoint, "" when
+	// the server has none.
+	PushedAuthorizationRequestEndpoint string
 
 	TokenEndpointAuthMethodsSupported []string
 	CodeChallengeMethodsSupported     []string
@@ -45,6 +48,10 @@ type Discovery struct {
 	// AuthorizationResponseIssParameterSupported: the server puts "iss" in
 	// authorization responses (RFC 9207); the client must then check it.
 	AuthorizationResponseIssParameterSupported bool
+	// RequirePushedAuthorizationRequests: the server accepts authorization
+	// requests only through its pushed authorization request endpoint
+	// (RFC 9126 section 5).
+	RequirePushedAuthorizationRequests bool
 
 	// Raw is the document as parsed (without a byte-order mark or
 	// surrounding white space), for keeping it where ParseDiscovery can
@@ -81,12 +88,13 @@ func (d *Discovery) SupportsGrant(grant string) bool {
 func (d *Discovery) Endpoints() map[string]string {
 	out := map[string]string{}
 	for name, v := range map[string]string{
-		"authorization_endpoint":        d.AuthorizationEndpoint,
-		"token_endpoint":                d.TokenEndpoint,
-		"device_authorization_endpoint": d.DeviceAuthorizationEndpoint,
-		"revocation_endpoint":           d.RevocationEndpoint,
-		"userinfo_endpoint":             d.UserinfoEndpoint,
-		"jwks_uri":                      d.JWKSURI,
+		"authorization_endpoint":                d.AuthorizationEndpoint,
+		"token_endpoint":                        d.TokenEndpoint,
+		"device_authorization_endpoint":         d.DeviceAuthorizationEndpoint,
+		"revocation_endpoint":                   d.RevocationEndpoint,
+		"userinfo_endpoint":                     d.UserinfoEndpoint,
+		"jwks_uri":                              d.JWKSURI,
+		"pushed_authorization_request_endpoint": d.PushedAuthorizationRequestEndpoint,
 	} {
 		if v != "" {
 			out[name] = v
@@ -149,6 +157,7 @@ func ParseDiscovery(body []byte, wantIssuer string) (*Discovery, error) {
 		{"revocation_endpoint", &d.RevocationEndpoint},
 		{"userinfo_endpoint", &d.UserinfoEndpoint},
 		{"jwks_uri", &d.JWKSURI},
+		{"pushed_authorization_request_endpoint", &d.PushedAuthorizationRequestEndpoint},
 	} {
 		raw, ok := m[ep.name]
 		if !ok || string(raw) == "null" {
@@ -169,6 +178,7 @@ func ParseDiscovery(body []byte, wantIssuer string) (*Discovery, error) {
 	d.ResponseTypesSupported = stringList(m["response_types_supported"])
 	d.ScopesSupported = stringList(m["scopes_supported"])
 	d.AuthorizationResponseIssParameterSupported = jsonBool(m["authorization_response_iss_parameter_supported"])
+	d.RequirePushedAuthorizationRequests = jsonBool(m["require_pushed_authorization_requests"])
 	return d, nil
 }
 
