@@ -16,7 +16,7 @@ import (
 func TestClientCredentials(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t)
-	ctx := t.Context()
+	ctx := testContext(t)
 	a := newAPI(t, func(ctx context.Context, tok string) (string, error) {
 		in, err := p.introspect(ctx, tok)
 		if err != nil {
@@ -52,7 +52,7 @@ func TestClientCredentials(t *testing.T) {
 	}
 	status, body := a.call(ctx, t, hc)
 	if status != 200 || body != serviceClientID {
-		t.Fatalf("API answered %d %q, want 200 %q (rejections: %q)", status, body, serviceClientID, a.rejections)
+		t.Fatalf("API answered %d %q, want 200 %q (rejections: %q)", status, body, serviceClientID, a.refusals())
 	}
 	tok, err := c.Token(ctx)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 func TestDiscovery(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t)
-	ctx := t.Context()
+	ctx := testContext(t)
 
 	t.Run("endpoints found", func(t *testing.T) {
 		s, opts := p.options(t)

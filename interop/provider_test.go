@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
@@ -50,8 +51,12 @@ const (
 	apiSecret   = "canary-secret-api-52d0"
 
 	// userName and userPassword sign in on the provider's login pages.
-	userID       = "user-1"
-	userName     = "alice@example.test"
+	// The user's ID is her username: the example's device pages record the
+	// username as the subject of an approved device request, and the
+	// storage then looks the subject up as an ID (any other ID makes the
+	// device token request fail with server_error, "user not found").
+	userID       = userName
+	userName     = "alice"
 	userPassword = "canary-password-e93b"
 )
 
@@ -204,6 +209,19 @@ func (s *suiteStorage) ClientCredentialsTokenRequest(_ context.Context, id strin
 		return nil, errors.New("unknown client")
 	}
 	return &oidc.JWTTokenRequest{Subject: id, Audience: []string{id, apiClientID}, Scopes: scopes}, nil
+}
+
+// testTimeout bounds each test's calls, so a flow that never completes
+// fails the test instead of waiting for the provider's own expiry (the
+// device code lives 5 minutes, and tokenward keeps polling through the
+// provider's server errors until then).
+const testTimeout = 25 * time.Second
+
+// testContext returns the context of one test's calls.
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // direct is an HTTP client for the tests' own calls to the provider and
@@ -359,6 +377,13 @@ func (a *api) tokens() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]string(nil), a.seen...)
+}
+
+// refusals returns why the API refused tokens, for failure messages.
+func (a *api) refusals() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.rejections...)
 }
 
 // call sends GET / through hc and returns the status and body.
