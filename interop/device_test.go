@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -29,7 +30,7 @@ func TestDeviceLogin(t *testing.T) {
 		o.APIOrigins = []string{a.srv.URL}
 		o.DevicePrompt = func(ctx context.Context, d client.DeviceCode) {
 			shown = d
-			b.done <- b.approveDevice(ctx, d)
+			b.done <- b.approveDevice(ctx, d, "allowed")
 			<-ctx.Done()
 		}
 	})
@@ -63,4 +64,39 @@ func TestDeviceLogin(t *testing.T) {
 		t.Fatalf("API answered %d %q, want 200 %q (rejections: %q)", status, body, userID, a.refusals())
 	}
 	s.noLeaks(t, append(append(a.tokens(), s.store.refreshTokens()...), shown.UserCode))
+}
+
+// TestDeviceLoginDenied: the user refuses the request on the provider's
+// confirmation page; the provider answers the next poll with access_denied
+// and Login fails with ErrAccessDenied, storing nothing.
+func TestDeviceLoginDenied(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t)
+	ctx := testContext(t)
+	b := newBrowser(t)
+
+	s, opts := p.options(t)
+	c, err := client.New(ctx, opts, func(o *client.Options) {
+		o.ClientID = nativeClientID
+		o.Scopes = loginScopes
+		o.DevicePrompt = func(ctx context.Context, d client.DeviceCode) {
+			b.done <- b.approveDevice(ctx, d, "denied")
+			<-ctx.Done()
+		}
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer c.Close()
+	err = c.Login(ctx, client.WithDevice())
+	if derr := <-b.done; derr != nil {
+		t.Fatalf("device denial: %v", derr)
+	}
+	if !errors.Is(err, client.ErrAccessDenied) {
+		t.Fatalf("Login: err = %v, want ErrAccessDenied", err)
+	}
+	if n := s.store.entries(); n != 0 {
+		t.Errorf("%d entries stored after a denied login, want 0", n)
+	}
+	s.noLeaks(t, nil, err.Error())
 }

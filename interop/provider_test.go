@@ -621,10 +621,11 @@ func (b *browser) signIn(authURL string) error {
 	return nil
 }
 
-// approveDevice signs in on the provider's device pages and approves the
-// user code, the way a person on another device would: the code form, the
-// login form, then "allow" on the confirmation page.
-func (b *browser) approveDevice(ctx context.Context, d client.DeviceCode) error {
+// approveDevice signs in on the provider's device pages and answers the
+// request, the way a person on another device would: the code form, the
+// login form, then the confirmation page with action "allowed" or
+// "denied".
+func (b *browser) approveDevice(ctx context.Context, d client.DeviceCode, action string) error {
 	get := func(u string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
@@ -668,6 +669,6 @@ func (b *browser) approveDevice(ctx context.Context, d client.DeviceCode) error 
 		return err
 	}
 	confirmURL := base.ResolveReference(&url.URL{Path: "/device/confirm"}).String()
-	resp, err = post(confirmURL, url.Values{"action": {"allowed"}})
-	return check("device confirmation", resp, err, "Device authorization allowed")
+	resp, err = post(confirmURL, url.Values{"action": {action}})
+	return check("device confirmation", resp, err, "Device authorization "+action)
 }
