@@ -3,6 +3,9 @@ package interop
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -18,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -37,6 +41,12 @@ const (
 	// provider matches any port, as section 7.3 asks.
 	nativeClientID = "tokenward-cli"
 	nativeRedirect = "http://127.0.0.1/callback"
+
+	// jwtClientID is a native client that authenticates at the token
+	// endpoint with private_key_jwt (RFC 7523 section 2.2), with the key
+	// jwtKeyID of provider.jwtKey.
+	jwtClientID = "tokenward-cli-jwt"
+	jwtKeyID    = "interop-key-1"
 
 	// serviceClientID and serviceSecret are the confidential client of the
 	// client credentials grant. The secret holds characters that must be
@@ -71,6 +81,7 @@ type provider struct {
 	storage *suiteStorage
 	srv     *httptest.Server
 	doc     providerMetadata
+	jwtKey  *ecdsa.PrivateKey // jwtClientID's private key
 }
 
 // providerMetadata is the part of the provider's discovery document the
@@ -111,7 +122,12 @@ func newProvider(t *testing.T) *provider {
 	}
 	clients := map[string]*storage.Client{
 		nativeClientID: storage.NativeClient(nativeClientID, nativeRedirect),
+		jwtClientID:    storage.NativeClient(jwtClientID, nativeRedirect),
 		apiClientID:    storage.WebClient(apiClientID, apiSecret),
+	}
+	jwtKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
 	st := &suiteStorage{
 		Storage: storage.NewStorageWithClients(users, clients),
@@ -119,6 +135,10 @@ func newProvider(t *testing.T) *provider {
 		// refresh token grants only; the device flow is added so that one
 		// public client covers both logins.
 		extraGrants: map[string][]oidc.GrantType{nativeClientID: {oidc.GrantTypeDeviceCode}},
+		// The example's constructors make public clients use "none" and
+		// confidential ones a secret; private_key_jwt is set here.
+		authMethods: map[string]oidc.AuthMethod{jwtClientID: oidc.AuthMethodPrivateKeyJWT},
+		jwtKey:      &jose.JSONWebKey{KeyID: jwtKeyID, Use: "sig", Algorithm: string(jose.ES256), Key: &jwtKey.PublicKey},
 		service:     storage.WebClient(serviceClientID, serviceSecret),
 	}
 	// A nil logger keeps exampleop from replacing the process's default
@@ -127,7 +147,7 @@ func newProvider(t *testing.T) *provider {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	p := &provider{issuer: issuer, storage: st, srv: srv}
+	p := &provider{issuer: issuer, storage: st, srv: srv, jwtKey: jwtKey}
 	resp, err := http.Get(issuer + "/.well-known/openid-configuration")
 	if err != nil {
 		t.Fatalf("provider discovery: %v", err)
@@ -160,21 +180,34 @@ func (u userStore) GetUserByUsername(name string) *storage.User {
 // this suite does not use.
 func (u userStore) ExampleClientID() string { return "service" }
 
-// suiteStorage is the example storage with two changes, both of client
-// registration, not of protocol: a client may be granted more grant types
-// than the example's constructors give it, and the client credentials
-// grant authenticates the suite's service client (the example hard-codes
-// its own service user and secret).
+// suiteStorage is the example storage with changes of client
+// registration only, not of protocol: a client may be granted more grant
+// types, or another authentication method, than the example's
+// constructors give it; the JWT client's public key is registered; and the
+// client credentials grant authenticates the suite's service client (the
+// example hard-codes its own service user and secret).
 type suiteStorage struct {
 	*storage.Storage
 	extraGrants map[string][]oidc.GrantType
+	authMethods map[string]oidc.AuthMethod
+	jwtKey      *jose.JSONWebKey
 	service     *storage.Client
 }
 
-// grantClient adds grant types to a registered client.
+// grantClient changes a registered client: more grant types, and an
+// authentication method when method is set.
 type grantClient struct {
 	op.Client
-	extra []oidc.GrantType
+	extra  []oidc.GrantType
+	method oidc.AuthMethod
+}
+
+// AuthMethod returns the changed authentication method, if any.
+func (c grantClient) AuthMethod() oidc.AuthMethod {
+	if c.method != "" {
+		return c.method
+	}
+	return c.Client.AuthMethod()
 }
 
 // GrantTypes returns the client's grant types and the added ones.
@@ -188,10 +221,24 @@ func (s *suiteStorage) GetClientByClientID(ctx context.Context, id string) (op.C
 	if err != nil {
 		return nil, err
 	}
-	if g := s.extraGrants[id]; len(g) > 0 {
-		return grantClient{Client: c, extra: g}, nil
+	g, m := s.extraGrants[id], s.authMethods[id]
+	if len(g) > 0 || m != "" {
+		return grantClient{Client: c, extra: g, method: m}, nil
 	}
 	return c, nil
+}
+
+// GetKeyByIDAndClientID returns the JWT client's public key, and the
+// example's keys for anything else.
+func (s *suiteStorage) GetKeyByIDAndClientID(ctx context.Context, keyID, clientID string) (*jose.JSONWebKey, error) {
+	if clientID == jwtClientID {
+		if keyID != jwtKeyID {
+			return nil, errors.New("key not found")
+		}
+		k := *s.jwtKey
+		return &k, nil
+	}
+	return s.Storage.GetKeyByIDAndClientID(ctx, keyID, clientID)
 }
 
 // ClientCredentials authenticates the service client.
