@@ -3,9 +3,8 @@ package interop
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -81,7 +80,7 @@ type provider struct {
 	storage *suiteStorage
 	srv     *httptest.Server
 	doc     providerMetadata
-	jwtKey  *ecdsa.PrivateKey // jwtClientID's private key
+	jwtKey  *rsa.PrivateKey // jwtClientID's private key
 }
 
 // providerMetadata is the part of the provider's discovery document the
@@ -96,6 +95,17 @@ type providerMetadata struct {
 	DeviceAuthorizationEndpoint string   `json:"device_authorization_endpoint"`
 	GrantTypesSupported         []string `json:"grant_types_supported"`
 }
+
+// jwtClientKey is jwtClientID's key: RSA, since the provider accepts
+// client assertions signed with RS256 only (its discovery document says
+// so). One key serves every test: generating one costs more than a test.
+var jwtClientKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
 
 // newProvider starts the provider for one test and stops it when the test
 // ends. It is the suite's one fixture constructor: every test gets a
@@ -125,10 +135,7 @@ func newProvider(t *testing.T) *provider {
 		jwtClientID:    storage.NativeClient(jwtClientID, nativeRedirect),
 		apiClientID:    storage.WebClient(apiClientID, apiSecret),
 	}
-	jwtKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jwtKey := jwtClientKey()
 	st := &suiteStorage{
 		Storage: storage.NewStorageWithClients(users, clients),
 		// The example's NativeClient allows the authorization code and
@@ -138,7 +145,7 @@ func newProvider(t *testing.T) *provider {
 		// The example's constructors make public clients use "none" and
 		// confidential ones a secret; private_key_jwt is set here.
 		authMethods: map[string]oidc.AuthMethod{jwtClientID: oidc.AuthMethodPrivateKeyJWT},
-		jwtKey:      &jose.JSONWebKey{KeyID: jwtKeyID, Use: "sig", Algorithm: string(jose.ES256), Key: &jwtKey.PublicKey},
+		jwtKey:      &jose.JSONWebKey{KeyID: jwtKeyID, Use: "sig", Algorithm: string(jose.RS256), Key: &jwtKey.PublicKey},
 		service:     storage.WebClient(serviceClientID, serviceSecret),
 	}
 	// A nil logger keeps exampleop from replacing the process's default
@@ -148,7 +155,7 @@ func newProvider(t *testing.T) *provider {
 	t.Cleanup(srv.Close)
 
 	p := &provider{issuer: issuer, storage: st, srv: srv, jwtKey: jwtKey}
-	resp, err := http.Get(issuer + "/.well-known/openid-configuration")
+	resp, err := direct.Get(issuer + "/.well-known/openid-configuration")
 	if err != nil {
 		t.Fatalf("provider discovery: %v", err)
 	}
@@ -623,7 +630,10 @@ func newBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &browser{hc: &http.Client{Jar: jar, Transport: &http.Transport{Proxy: nil}}, done: make(chan error, 1)}
+	// The timeout ends a sign-in that hangs, so its goroutine (started by
+	// tokenward) does not outlive the test.
+	hc := &http.Client{Jar: jar, Transport: &http.Transport{Proxy: nil}, Timeout: testTimeout}
+	return &browser{hc: hc, done: make(chan error, 1)}
 }
 
 // open is Options.OpenBrowser: it signs in at authURL and follows the
