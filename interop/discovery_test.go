@@ -2,6 +2,7 @@ package interop
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -16,6 +17,14 @@ func TestDiscovery(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t)
 	ctx := testContext(t)
+	resp, err := direct.Get(p.issuer + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the provider's RFC 8414 address answered HTTP %d; this test expects 404, to cover the fallback", resp.StatusCode)
+	}
 
 	t.Run("endpoints found", func(t *testing.T) {
 		s, opts := p.options(t)

@@ -76,24 +76,20 @@ var canaries = []string{serviceSecret, apiSecret, userPassword}
 // its example in-memory storage, the example server's login and device
 // pages, and the clients and user above registered.
 type provider struct {
-	issuer  string
-	storage *suiteStorage
-	srv     *httptest.Server
-	doc     providerMetadata
-	jwtKey  *rsa.PrivateKey // jwtClientID's private key
+	issuer string
+	srv    *httptest.Server
+	doc    providerMetadata
+	jwtKey *rsa.PrivateKey // jwtClientID's private key
 }
 
 // providerMetadata is the part of the provider's discovery document the
 // tests use directly (tokenward reads the document on its own).
 type providerMetadata struct {
-	Issuer                      string   `json:"issuer"`
-	AuthorizationEndpoint       string   `json:"authorization_endpoint"`
-	TokenEndpoint               string   `json:"token_endpoint"`
-	UserinfoEndpoint            string   `json:"userinfo_endpoint"`
-	IntrospectionEndpoint       string   `json:"introspection_endpoint"`
-	RevocationEndpoint          string   `json:"revocation_endpoint"`
-	DeviceAuthorizationEndpoint string   `json:"device_authorization_endpoint"`
-	GrantTypesSupported         []string `json:"grant_types_supported"`
+	Issuer                string `json:"issuer"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	UserinfoEndpoint      string `json:"userinfo_endpoint"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	RevocationEndpoint    string `json:"revocation_endpoint"`
 }
 
 // jwtClientKey is jwtClientID's key: RSA, since the provider accepts
@@ -154,7 +150,7 @@ func newProvider(t *testing.T) *provider {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	p := &provider{issuer: issuer, storage: st, srv: srv, jwtKey: jwtKey}
+	p := &provider{issuer: issuer, srv: srv, jwtKey: jwtKey}
 	resp, err := direct.Get(issuer + "/.well-known/openid-configuration")
 	if err != nil {
 		t.Fatalf("provider discovery: %v", err)
