@@ -105,7 +105,24 @@ func (g *grant) chooseAuthMethod() error {
 // authFor returns the client authentication for a request to endpoint.
 func (g *grant) authFor(endpoint string) clientAuth {
 	return clientAuth{method: g.method, id: g.cfg.ClientID, secret: g.cfg.ClientSecret,
-		key: g.cfg.PrivateKey, keyID: g.cfg.KeyID, audience: g.endpoints.TokenURL, now: g.now}
+		key: g.cfg.PrivateKey, keyID: g.cfg.KeyID, audience: g.assertionAudience(), now: g.now}
+}
+
+// assertionAudience is the "aud" of private_key_jwt assertions: the
+// configured one, else the issuer identifier, else (without an issuer) the
+// token endpoint. The issuer, not the endpoint the assertion is sent to:
+// an assertion whose audience is an endpoint URL can be replayed by a
+// malicious server that names another server's endpoint in its metadata
+// (audience injection), and the update of RFC 7523 under way in the IETF
+// asks clients for the issuer alone.
+func (g *grant) assertionAudience() string {
+	switch {
+	case g.cfg.AssertionAudience != "":
+		return g.cfg.AssertionAudience
+	case g.issuer != "":
+		return g.issuer
+	}
+	return g.endpoints.TokenURL
 }
 
 // authHint says, for a rejected client, which authentication was used and

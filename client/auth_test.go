@@ -5,7 +5,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/tokenward/tokenward/oauthtest"
@@ -75,6 +78,53 @@ func TestPrivateKeyJWT(t *testing.T) {
 			}
 			if n := e.as.Stats().ClientAuthFailures; n != 0 {
 				t.Fatalf("client auth failures: %d", n)
+			}
+		})
+	}
+}
+
+// A private_key_jwt assertion names the issuer alone as its audience, so a
+// server cannot collect assertions valid at another server's endpoint
+// (audience injection); AssertionAudience overrides it for a server that
+// accepts nothing else, and without an issuer the token endpoint is used.
+func TestAssertionAudience(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, tc := range []struct {
+		name string
+		mod  func(o *Options, as *oauthtest.Server)
+		want func(as *oauthtest.Server) string
+	}{
+		{"issuer", func(*Options, *oauthtest.Server) {}, func(as *oauthtest.Server) string { return as.Issuer() }},
+		{"configured", func(o *Options, as *oauthtest.Server) { o.AssertionAudience = as.TokenURL() }, func(as *oauthtest.Server) string { return as.TokenURL() }},
+		{"no issuer", func(o *Options, as *oauthtest.Server) { o.Issuer, o.Endpoints.TokenURL = "", as.TokenURL() }, func(as *oauthtest.Server) string { return as.TokenURL() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "signer", PublicKey: &key.PublicKey}}}, recordWire())
+			cfg := e.config()
+			cfg.ClientID, cfg.Grant, cfg.PrivateKey = "signer", GrantClientCredentials, key
+			tc.mod(&cfg, e.as)
+			if _, err := mustNew(t, cfg).Token(t.Context()); err != nil {
+				t.Fatalf("Token: %v", err)
+			}
+			posts := e.wire.posts(oauthtest.PathToken, "client_credentials")
+			if len(posts) != 1 {
+				t.Fatalf("%d token POSTs", len(posts))
+			}
+			parts := strings.Split(posts[0].form.Get("client_assertion"), ".")
+			if len(parts) != 3 {
+				t.Fatal("no client assertion")
+			}
+			raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			var claims struct {
+				Aud any `json:"aud"`
+			}
+			if err := json.Unmarshal(raw, &claims); err != nil {
+				t.Fatal(err)
+			}
+			if want := tc.want(e.as); claims.Aud != want {
+				t.Fatalf("aud = %v, want %q", claims.Aud, want)
 			}
 		})
 	}

@@ -91,6 +91,12 @@ type Options struct {
 	PrivateKey crypto.Signer
 	// KeyID is the "kid" header of private_key_jwt assertions. Optional.
 	KeyID string
+	// AssertionAudience is the "aud" claim of private_key_jwt assertions.
+	// Empty means the issuer identifier (Issuer), or the token endpoint URL
+	// without an Issuer: the issuer alone is what guards against audience
+	// injection. Set it (usually to the token endpoint URL) only for a
+	// server that accepts nothing else.
+	AssertionAudience string
 	// AuthMethod is the token-endpoint client authentication. Empty means:
 	// from discovery's token_endpoint_auth_methods_supported and the
 	// credentials given (private_key_jwt with a PrivateKey, basic or post

@@ -528,11 +528,19 @@ func (w *watchStore) refreshTokens() []string {
 	return out
 }
 
-// entries returns how many entries are saved and not deleted.
+// entries returns how many token entries are saved and not deleted (the
+// client also keeps the provider's discovery document in the store, an
+// entry without tokens, which is not counted).
 func (w *watchStore) entries() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.saved)
+	n := 0
+	for _, e := range w.saved {
+		if e.AccessToken != "" || e.RefreshToken != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // session is what a test's tokenward Client writes to: its debug log, its

@@ -50,7 +50,7 @@ func TestLogoutRevokes(t *testing.T) {
 		t.Fatalf("before Logout: userinfo = %q, %v; want %q", sub, err, userID)
 	}
 
-	if err := c.Logout(ctx); err != nil {
+	if _, err := c.Logout(ctx); err != nil {
 		var le *client.LogoutError
 		errors.As(err, &le)
 		t.Fatalf("Logout: %v (details: %+v)", err, le)
