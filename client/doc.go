@@ -6,8 +6,13 @@
 // # From Options to logout
 //
 // [New] takes option functions that set the fields of [Options], checks
-// them, runs discovery when Issuer is set (RFC 8414, then OpenID Connect)
-// and opens the token store. It sends no token request.
+// them, opens the token store and runs discovery when Issuer is set (RFC
+// 8414, then OpenID Connect). It sends no token request. The discovery
+// document is kept in the store: a later process takes it from there
+// (fetching it again in the background once it is an hour old), so a
+// program with a valid stored token starts and makes its first API call
+// without a single request to the authorization server, and Status and
+// the local half of Logout work while the server is down.
 //
 //	c, err := client.New(ctx, func(o *client.Options) {
 //		o.Issuer = "https://login.example.com"
@@ -24,9 +29,11 @@
 // redirect (the default), or with the device flow, for machines without a
 // browser ([WithDevice]: the user approves a short code on another device,
 // shown by Options.DevicePrompt or [TextDevicePrompt]). The tokens are
-// saved, and read back, before Login returns. A server job sets
-// Options.Grant to [GrantClientCredentials] with a ClientSecret or
-// PrivateKey and skips Login.
+// saved, and read back, before Login returns. A program that should log in
+// only the first time calls c.Login(ctx, client.IfNeeded()), which returns
+// at once when [Client.LoggedIn]. A server job sets Options.Grant to
+// [GrantClientCredentials] with a ClientSecret or PrivateKey and skips
+// Login; Options.StoreMode = store.ModeMemory keeps its token in memory only.
 //
 // Servers often want more on their requests: Options.AuthParams adds
 // parameters to the authorization request (prompt, login_hint,
@@ -57,9 +64,11 @@
 //
 // [Client.Status] says who is logged in, until when, and where tokens are
 // kept, from the store alone. [Client.Logout] revokes the tokens at the
-// server (RFC 7009) and deletes them locally, even when revocation fails;
-// a [*LogoutError] says what the server may still honour. [Client.Close]
-// releases the Client without logging out.
+// server (RFC 7009) and deletes them locally, even when revocation fails.
+// Its [LogoutResult] says what it found and did (nothing stored: nothing
+// claimed; an access token the server declines to revoke by policy is
+// named, not a failure); a [*LogoutError] says what the server may still
+// honour. [Client.Close] releases the Client without logging out.
 //
 // # Where tokens live
 //
