@@ -13,6 +13,17 @@
 // refresh with rotation, revocation on logout, and the tokens reaching a
 // small loopback API that checks them with the provider.
 //
+// It also covers an extra authorization parameter and its typed refusal
+// (prompt=none without a session: ErrLoginRequired), private_key_jwt with
+// the issuer as the assertion's audience, and the offline start (no
+// request to the provider with a valid stored token; Status and Logout
+// with the provider stopped).
+//
+// Not covered, and why: pushed authorization requests (the provider does
+// not offer them; oauthtest does, and the client tests use it); token
+// exchange and the JWT bearer grant (the provider offers them, tokenward
+// has no public API for these grants yet).
+//
 // Where the provider departs from the RFCs, or its example storage is
 // limited, the test that meets it says so in a comment. The suite runs in
 // `go test -race ./...` and needs no network beyond loopback.
