@@ -31,6 +31,26 @@ func browserLogin(ctx context.Context, t *testing.T, c *client.Client, b *browse
 	}
 }
 
+// signedIn returns a Client of the public client, with mod's changes to
+// its Options, logged in through the headless browser, and its session.
+// The Client is closed when the test ends.
+func signedIn(ctx context.Context, t *testing.T, p *provider, mod func(*client.Options)) (*session, *client.Client) {
+	t.Helper()
+	b := newBrowser(t)
+	s, opts := p.options(t)
+	c, err := client.New(ctx, opts, func(o *client.Options) {
+		o.ClientID = nativeClientID
+		o.Scopes = loginScopes
+		o.OpenBrowser = b.open
+	}, mod)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	browserLogin(ctx, t, c, b)
+	return s, c
+}
+
 // TestBrowserLogin: the authorization code flow with PKCE (S256) on a
 // loopback redirect with a random port, which the provider matches
 // against the registered port-less redirect URI (RFC 8252 section 7.3).
@@ -43,20 +63,7 @@ func TestBrowserLogin(t *testing.T) {
 	p := newProvider(t)
 	ctx := testContext(t)
 	a := userAPI(t, p)
-	b := newBrowser(t)
-
-	s, opts := p.options(t)
-	c, err := client.New(ctx, opts, func(o *client.Options) {
-		o.ClientID = nativeClientID
-		o.Scopes = loginScopes
-		o.APIOrigins = []string{a.srv.URL}
-		o.OpenBrowser = b.open
-	})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer c.Close()
-	browserLogin(ctx, t, c, b)
+	s, c := signedIn(ctx, t, p, func(o *client.Options) { o.APIOrigins = []string{a.srv.URL} })
 
 	st, err := c.Status(ctx)
 	if err != nil {

@@ -21,20 +21,7 @@ func TestForResource(t *testing.T) {
 	p := newProvider(t)
 	ctx := testContext(t)
 	first, second := userAPI(t, p), userAPI(t, p)
-	b := newBrowser(t)
-
-	s, opts := p.options(t)
-	c, err := client.New(ctx, opts, func(o *client.Options) {
-		o.ClientID = nativeClientID
-		o.Scopes = loginScopes
-		o.Resources = []string{first.srv.URL, second.srv.URL}
-		o.OpenBrowser = b.open
-	})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer c.Close()
-	browserLogin(ctx, t, c, b)
+	s, c := signedIn(ctx, t, p, func(o *client.Options) { o.Resources = []string{first.srv.URL, second.srv.URL} })
 
 	var spent []string
 	for i, a := range []*api{first, second} {

@@ -22,20 +22,7 @@ func TestLogoutRevokes(t *testing.T) {
 	p := newProvider(t)
 	ctx := testContext(t)
 	a := userAPI(t, p)
-	b := newBrowser(t)
-
-	s, opts := p.options(t)
-	c, err := client.New(ctx, opts, func(o *client.Options) {
-		o.ClientID = nativeClientID
-		o.Scopes = loginScopes
-		o.APIOrigins = []string{a.srv.URL}
-		o.OpenBrowser = b.open
-	})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer c.Close()
-	browserLogin(ctx, t, c, b)
+	s, c := signedIn(ctx, t, p, func(o *client.Options) { o.APIOrigins = []string{a.srv.URL} })
 	tok, err := c.Token(ctx)
 	if err != nil {
 		t.Fatalf("Token: %v", err)
