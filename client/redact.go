@@ -18,10 +18,10 @@ func (c Options) redacted() *redact.Fields {
 	return redact.Of("client.Options").
 		Show("Issuer", c.Issuer).Show("Endpoints", c.Endpoints).Show("ClientID", c.ClientID).
 		Secret("ClientSecret", c.ClientSecret != "").Secret("PrivateKey", c.PrivateKey != nil).Show("KeyID", c.KeyID).
-		Show("AuthMethod", c.AuthMethod).Show("Grant", c.Grant).Show("Scopes", c.Scopes).Show("Resources", c.Resources).
+		Show("AssertionAudience", c.AssertionAudience).Show("AuthMethod", c.AuthMethod).Show("Grant", c.Grant).Show("Scopes", c.Scopes).Show("Resources", c.Resources).
 		Show("APIOrigins", c.APIOrigins).Show("RejectOtherOrigins", c.RejectOtherOrigins).
 		Show("AllowInsecureLoopback", c.AllowInsecureLoopback).Show("Profile", c.Profile).
-		Show("Store", c.Store != nil).Secret("AccessToken", c.AccessToken != "").Show("AccessTokenEnv", c.AccessTokenEnv).
+		Show("Store", c.Store != nil).Show("StoreMode", c.StoreMode).Secret("AccessToken", c.AccessToken != "").Show("AccessTokenEnv", c.AccessTokenEnv).
 		Show("HTTP", c.HTTP).Show("RedirectHost", c.RedirectHost).Show("LoginTimeout", c.LoginTimeout).
 		Show("AuthParams", paramNames(c.AuthParams)).Show("DeviceAuthParams", paramNames(c.DeviceAuthParams)).
 		Show("TokenParams", paramNames(c.TokenParams)).Show("UsePAR", c.UsePAR)
