@@ -138,5 +138,9 @@ func (g *grant) authHint() string {
 		}
 		h += ")"
 	}
-	return h + "; if the client is registered for another method, set Options.AuthMethod"
+	h += "; if the client is registered for another method, set Options.AuthMethod"
+	if g.method == AuthPrivateKeyJWT && g.cfg.AssertionAudience == "" && g.issuer != "" {
+		h += "; the assertion's audience was the issuer: a server that accepts only its token endpoint there needs Options.AssertionAudience"
+	}
+	return h
 }

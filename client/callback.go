@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 )
 
@@ -107,7 +108,16 @@ func (c *Client) checkCallback(q url.Values) callbackResult {
 			return callbackResult{err: authorizationFailure(opLogin, ae, ErrCallbackRejected)}
 		}
 		what := joinNonEmpty(redact.Terminal(redact.Truncate(e, 64)), redact.Scrub(q.Get("error_description"), 200, c.cfg.ClientSecret))
-		return callbackResult{err: failure(opLogin, "callback rejected: the authorization server answered "+what, ErrCallbackRejected)}
+		errs := []error{ErrCallbackRejected}
+		// A scope or resource the server refused shows up here first; the
+		// sentinels say so whichever way the answer came.
+		switch e {
+		case oauthwire.CodeInvalidScope:
+			errs = append(errs, ErrInvalidScope)
+		case oauthwire.CodeInvalidTarget:
+			errs = append(errs, ErrInvalidTarget)
+		}
+		return callbackResult{err: failure(opLogin, "callback rejected: the authorization server answered "+what, errs...)}
 	}
 	code := q.Get("code")
 	if code == "" || len(q["code"]) != 1 {

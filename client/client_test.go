@@ -36,8 +36,10 @@ func TestFixedTokenBypassesStore(t *testing.T) {
 	if _, err := c.Status(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Logout(t.Context()); err != nil {
-		t.Fatal(err)
+	// Logout cannot undo a fixed token: it says so, claims nothing, and
+	// touches no store.
+	if res, err := c.Logout(t.Context()); !errors.Is(err, ErrInvalidConfig) || res.Found || res.LocalDeleted {
+		t.Fatalf("Logout with a fixed token = %+v, %v; want ErrInvalidConfig and nothing claimed", res, err)
 	}
 	if n := cs.calls(); n != 0 {
 		t.Fatalf("store called %d times", n)

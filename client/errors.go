@@ -105,13 +105,16 @@ var (
 	ErrIssuerMismatch = errors.New("client: issuer mismatch")
 
 	// ErrInvalidScope: the server refused the requested scope (invalid_scope,
-	// RFC 6749 section 5.2): check Options.Scopes against what the client is
-	// registered for. It also matches ErrClientRejected.
+	// RFC 6749 sections 4.1.2.1 and 5.2: in the browser's callback or a
+	// token response): check Options.Scopes against what the client is
+	// registered for. From the token endpoint it also matches
+	// ErrClientRejected, from the callback ErrCallbackRejected.
 	ErrInvalidScope = errors.New("client: invalid scope")
 
 	// ErrInvalidTarget: the server refused the requested resource indicator
 	// (invalid_target, RFC 8707 section 2): check Options.Resources or the
-	// resource given to ForResource. It also matches ErrClientRejected.
+	// resource given to ForResource. Like ErrInvalidScope it also matches
+	// ErrClientRejected or ErrCallbackRejected.
 	ErrInvalidTarget = errors.New("client: invalid target (resource)")
 
 	// ErrAccessDenied: the user or the server refused the login

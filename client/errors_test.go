@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -357,5 +358,47 @@ func TestRetryAfterHintSurvivesWrapping(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A scope refused in the browser's callback (RFC 6749 section 4.1.2.1)
+// matches ErrInvalidScope, as one refused by the token endpoint does.
+func TestInvalidScopeInCallback(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: oauthtest.DefaultClientID, Scopes: []string{"read"}, RedirectURIs: []string{"http://127.0.0.1/callback"}}}})
+	c := e.client(t, func(o *Options) { o.Scopes = []string{"admin"} })
+	err := c.Login(t.Context())
+	if !errors.Is(err, ErrInvalidScope) || !errors.Is(err, ErrCallbackRejected) {
+		t.Fatalf("Login = %v, want ErrInvalidScope and ErrCallbackRejected", err)
+	}
+}
+
+// A short client secret that the server echoes in its error description
+// never reaches an error: the client knows its own secret and removes it,
+// whatever its length.
+func TestShortSecretEchoedByServer(t *testing.T) {
+	t.Parallel()
+	const secret = "pa55w0rdX"
+	e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: secret}}})
+	for _, code := range []string{"invalid_request", "invalid_client", "access_denied", "invalid_scope"} {
+		// A Client (and token cache) per answer: a cache that has just
+		// failed answers with its last error until its backoff ends.
+		c := e.client(t, clientCredentials("job", secret), func(o *Options) { o.Profile = code })
+		e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultOAuthError, Endpoint: oauthtest.EndpointToken, Code: code, Description: "not for you " + secret, Times: 1})
+		_, err := c.Token(t.Context())
+		if err == nil {
+			t.Fatalf("%s: Token succeeded", code)
+		}
+		for _, text := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
+			if strings.Contains(text, secret) {
+				t.Fatalf("%s: the client secret is in the error: %s", code, text)
+			}
+		}
+	}
+	if n := e.as.Stats().Requests[oauthtest.EndpointToken]; n != 4 {
+		t.Fatalf("%d token requests, want 4 (one per answer)", n)
+	}
+	if strings.Contains(e.log.String(), secret) {
+		t.Fatal("the client secret is in the log")
 	}
 }

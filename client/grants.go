@@ -54,6 +54,14 @@ func (g *grant) parseToken(op string, resp *response) (*oauth2.Token, error) {
 // ErrClientRejected for invalid_client, ErrTemporarilyUnavailable for a
 // 5xx, ...).
 func (g *grant) classify(op, endpoint string, status int, err error) error {
+	// A server may echo what it was sent, the client secret included, in its
+	// error description; the text is sanitized for terminals but nothing
+	// else knows this client's secret, however short it is.
+	var oe *oauthwire.Error
+	if errors.As(err, &oe) && len(g.cfg.ClientSecret) >= 4 {
+		oe.Description = strings.ReplaceAll(oe.Description, g.cfg.ClientSecret, redact.Placeholder)
+		oe.Excerpt = strings.ReplaceAll(oe.Excerpt, g.cfg.ClientSecret, redact.Placeholder)
+	}
 	if errors.Is(err, oauthwire.ErrBodyTooLarge) || errors.Is(err, oauthwire.ErrMalformedResponse) ||
 		errors.Is(err, oauthwire.ErrUnexpectedContentType) || errors.Is(err, oauthwire.ErrMissingAccessToken) ||
 		errors.Is(err, oauthwire.ErrInvalidDeviceResponse) {

@@ -55,8 +55,9 @@ type LogoutResult struct {
 func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 	res := &LogoutResult{}
 	if c.static != nil {
-		res.LocalDeleted = true
-		return res, nil
+		// Nothing is stored, and the token is the application's: it goes
+		// on being sent until the application stops passing it.
+		return res, failure(opLogout, "a fixed access token is configured (Options.AccessToken): tokenward neither stores nor revokes it", ErrInvalidConfig)
 	}
 	def, err := c.defaultResource()
 	if err != nil {
@@ -78,7 +79,20 @@ func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 		return nil, nil
 	})
 	switch {
-	case xerr == nil, errors.Is(xerr, ErrReauthRequired):
+	case xerr == nil:
+	case errors.Is(xerr, ErrReauthRequired):
+		// No refresh token (client credentials, or a server that issues
+		// none): the default entry may still hold a live access token.
+		e, err := c.grant.store.Load(ctx, def.key.String())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			res.Found = true
+			notRevoked = append(notRevoked, "access token (the store could not be read)")
+			errs = append(errs, err)
+		default:
+			tokens = append(tokens, held{"access token", e.Token()})
+		}
 	default:
 		// The store could not be read: whatever it holds was not revoked.
 		res.Found = true

@@ -97,3 +97,25 @@ func TestLoginIfNeeded(t *testing.T) {
 		t.Fatalf("%d logins after a logout, want 2", n)
 	}
 }
+
+// Without a refresh token (client credentials here) the stored access token
+// is still found and revoked: Logout never claims "nothing stored" while a
+// live token is stored.
+func TestLogoutWithoutRefreshToken(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}})
+	c := e.client(t, clientCredentials("job", "job-secret"))
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Logout(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Found || !slices.Equal(res.Revoked, []string{"access token"}) || !res.LocalDeleted {
+		t.Fatalf("result %+v, want the access token found, revoked and deleted", res)
+	}
+	if n := e.as.Stats().Revocations; n != 1 {
+		t.Fatalf("%d revocations, want 1", n)
+	}
+}

@@ -234,8 +234,9 @@ func (c *Client) dropDerivedTokens(ctx context.Context) {
 // overrides) shown escaped, as \x1b or \u202e.
 type Status struct {
 	// LoggedIn reports whether a usable refresh token (GrantLogin: stored
-	// and not past its known expiry) or a current access token
-	// (GrantClientCredentials, fixed token) is available.
+	// and not past its known expiry; without one, a current access token)
+	// or a current access token (GrantClientCredentials, fixed token) is
+	// available.
 	LoggedIn bool
 	// Subject is the user the tokens belong to, when known (from the ID
 	// token, unverified: for display only, never for a decision).
@@ -296,10 +297,14 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	st.RefreshTokenExpiry = e.RefreshTokenExpiry
 	st.HasRefreshToken = e.RefreshToken != ""
 	now := c.now()
+	usableAT := e.AccessToken != "" && (e.Expiry.IsZero() || now.Before(e.Expiry))
 	if g.cfg.Grant == GrantLogin {
-		st.LoggedIn = st.HasRefreshToken && (e.RefreshTokenExpiry.IsZero() || now.Before(e.RefreshTokenExpiry))
+		// A login without a refresh token (some servers issue none) lasts
+		// as long as its access token.
+		usableRT := st.HasRefreshToken && (e.RefreshTokenExpiry.IsZero() || now.Before(e.RefreshTokenExpiry))
+		st.LoggedIn = usableRT || (!st.HasRefreshToken && usableAT)
 	} else {
-		st.LoggedIn = e.AccessToken != "" && (e.Expiry.IsZero() || now.Before(e.Expiry))
+		st.LoggedIn = usableAT
 	}
 	return st, nil
 }
