@@ -29,6 +29,9 @@ const (
 	// of some systems holds little); such a Client asks the server at
 	// every start.
 	storedDiscoveryMaxSize = 64 << 10
+	// revalidateDelay is how long after New the background revalidation
+	// starts.
+	revalidateDelay = 5 * time.Second
 )
 
 // The Extra fields of the discovery entry.
@@ -39,8 +42,9 @@ const (
 
 // discoveryKey is the store key of the issuer's document. It names no
 // client, profile or scopes: every client and account of the issuer shares
-// one document (like the process's cache), and Logout leaves it: it holds
-// no secret, and the next login needs it.
+// one document (like the process's cache). Logout deletes it with the
+// login, so that nothing is left behind; another login of the issuer then
+// fetches it again at its next start.
 func (g *grant) discoveryKey() string {
 	return store.Key{Issuer: g.cfg.Issuer, Role: "discovery"}.String()
 }
@@ -115,12 +119,23 @@ func (g *grant) saveDiscovery(ctx context.Context, doc *oauthwire.Discovery, at 
 // has). It ends with Close. A document that no longer names this issuer is
 // deleted, so that the next start asks the server and reports the mismatch.
 func (g *grant) revalidateDiscovery() {
-	ctx, cancel := context.WithTimeout(context.Background(), g.ep.timeout)
+	bg, cancel := context.WithCancel(context.Background())
 	g.bgCancel = cancel
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()
 		defer cancel()
+		// Not at once: the program's first requests come first, and the
+		// start costs the server nothing.
+		t := time.NewTimer(revalidateDelay)
+		defer t.Stop()
+		select {
+		case <-bg.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancelFetch := context.WithTimeout(bg, g.ep.timeout)
+		defer cancelFetch()
 		doc, err := g.fetchFromServer(ctx)
 		switch {
 		case err == nil:

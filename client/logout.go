@@ -157,6 +157,15 @@ func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 			errs = append(errs, err)
 		}
 	}
+	if c.grant.cfg.Issuer != "" {
+		// The kept discovery document goes too, so that a program that
+		// logs out leaves nothing behind; it holds no secret, so a failure
+		// is only logged, and another login of the issuer fetches it again
+		// at its next start.
+		if err := c.grant.store.Delete(delCtx, c.grant.discoveryKey()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			c.grant.log.Debug("client: deleting the kept discovery document failed", "error", err)
+		}
+	}
 	res.Revoked, res.NotRevocable = dedupe(res.Revoked), dedupe(res.NotRevocable)
 	c.grant.emit(Event{Kind: EventLogout, Time: c.now()})
 	if len(notRevoked) == 0 && res.LocalDeleted && len(errs) == 0 {

@@ -106,6 +106,11 @@ func TestStoredDiscoveryAge(t *testing.T) {
 		if n := serverRequests(e.as); n != 0 {
 			t.Fatalf("New made %d requests with a two-hour-old stored document, want 0", n)
 		}
+		synctest.Wait()
+		if n := serverRequests(e.as); n != 0 {
+			t.Fatalf("%d requests before the background revalidation was due", n)
+		}
+		time.Sleep(revalidateDelay)
 		synctest.Wait() // the background revalidation
 		if n := len(e.as.Stats().Discovery); n == 0 {
 			t.Fatal("the two-hour-old document was not revalidated in the background")
@@ -160,5 +165,23 @@ func TestStoredDiscoveryChecked(t *testing.T) {
 	}
 	if c.endpoints.TokenURL != e.as.TokenURL() {
 		t.Fatalf("token URL %q, want the server's", c.endpoints.TokenURL)
+	}
+}
+
+// Logout leaves nothing behind: the kept discovery document goes with the
+// login.
+func TestLogoutDeletesKeptDiscovery(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	c := e.loggedIn(t)
+	key := c.grant.discoveryKey()
+	if _, err := e.store.Load(t.Context(), key); err != nil {
+		t.Fatalf("no discovery document kept after the login: %v", err)
+	}
+	if _, err := c.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Load(t.Context(), key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the discovery document is still kept after Logout (%v)", err)
 	}
 }
