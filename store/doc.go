@@ -81,6 +81,31 @@
 // entry and compared on load. The only other items are those of
 // [Store.CheckWrite], named "tw1-check-" and 16 hex digits.
 //
+// The hash is an item's identity; what a person sees in the keychain is
+// only decoration. On the Secret Service (Seahorse and other keyring
+// managers on Linux) the store gives the items of an entry a label that
+// names the credential, after every write that commits it:
+//
+//	tokenward: login.example.com, client my-cli, profile alice@example.com, scopes email openid
+//	tokenward: login.example.com, profile default, role discovery
+//
+// and chunks add " (part i of n)". A name made by [Key.String] shows the
+// issuer's host (never its user information, path or query), the client
+// ID, the profile, the scopes and the role; any other name shows none of
+// itself ("tokenward: stored entry"). Every part is printable ASCII, cut
+// at 64 bytes, and the label at 256. The label is the Secret Service
+// item's Label property, set over D-Bus without touching the item's
+// attributes or secret; nothing reads it back, and failing to set it fails
+// nothing (the entry is saved by then). Items stored before labels existed
+// are the same items and read as before; they show go-keyring's label
+// ("Password for 'tw1-...' on '<service>'") until the entry's next write.
+// On macOS and Windows items keep showing the service name and the hashed
+// account: there the visible names are the identity itself (the macOS
+// account name, Windows' "<service>:<user>" target name), and making them
+// readable would move every stored item and split an entry between old
+// and new versions of tokenward that share the keychain; the macOS label
+// could only be changed by writing the secret again.
+//
 // # Keychain layout and crash safety
 //
 // OS keychains hold small items: 2560 bytes per credential on Windows,

@@ -149,7 +149,7 @@ func (f *files) get(ctx context.Context, id string) ([]byte, error) {
 	return f.seal.open(id, raw)
 }
 
-func (f *files) put(ctx context.Context, id string, data []byte) error {
+func (f *files) put(ctx context.Context, id string, data []byte, _ string) error {
 	out := data
 	if f.seal != nil {
 		prev, err := f.readRaw(ctx, id)

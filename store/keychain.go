@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Backend is a keychain with go-keyring's shape: one secret string per
@@ -81,6 +82,9 @@ type keychain struct {
 	chunkSize int
 	inlineMax int
 	log       *slog.Logger
+	// labelTimeout bounds the relabelling after a write (labelTimeout
+	// when zero; tests shorten it).
+	labelTimeout time.Duration
 
 	checkMu sync.Mutex // guards unswept
 	unswept []string   // write-check items whose delete failed; the next check retries it
@@ -221,8 +225,9 @@ func (k *keychain) readEntry(ctx context.Context, id string, m *manifest) ([]byt
 // the old manifest and the old generation's chunks are untouched; after it
 // the new manifest names chunks that were all written and verified. Old
 // chunks are deleted afterwards, and leftovers of a crash are swept by the
-// next put (see the package documentation).
-func (k *keychain) put(ctx context.Context, id string, data []byte) error {
+// next put (see the package documentation). Last, the items get a label
+// where the keychain shows one (see labelEntry).
+func (k *keychain) put(ctx context.Context, id string, data []byte, label string) error {
 	old, raw, err := k.readManifestRaw(ctx, id)
 	gen := uint64(1)
 	switch {
@@ -289,6 +294,7 @@ func (k *keychain) put(ctx context.Context, id string, data []byte) error {
 			k.log.Debug("store: keychain clean-up deferred", slog.String("item", id), slog.String("error", err.Error()))
 		}
 	}
+	k.labelEntry(ctx, id, &m, label)
 	k.log.Debug("store: keychain entry written", slog.String("item", id), slog.Uint64("gen", gen), slog.Int("chunks", m.N))
 	return nil
 }

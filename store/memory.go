@@ -27,7 +27,7 @@ func (m *memory) get(ctx context.Context, id string) ([]byte, error) {
 	return bytes.Clone(v), nil
 }
 
-func (m *memory) put(ctx context.Context, id string, data []byte) error {
+func (m *memory) put(ctx context.Context, id string, data []byte, _ string) error {
 	if ctx.Err() != nil {
 		return ctxError(ctx, "")
 	}

@@ -98,8 +98,11 @@ func (s Status) String() string {
 type blobs interface {
 	// get returns the blob stored under id (ErrNotFound when absent).
 	get(ctx context.Context, id string) ([]byte, error)
-	// put stores data under id, atomically, and reads it back (ErrWriteVerify).
-	put(ctx context.Context, id string, data []byte) error
+	// put stores data under id, atomically, and reads it back
+	// (ErrWriteVerify). label is what a person sees for the stored item
+	// where the storage shows one (the Secret Service); it holds no
+	// secret, decides nothing, and modes without labels ignore it.
+	put(ctx context.Context, id string, data []byte, label string) error
 	// del removes the blob; nil when absent.
 	del(ctx context.Context, id string) error
 	// check writes and removes something of its own where blobs are
@@ -253,7 +256,7 @@ func (s *store) Save(ctx context.Context, name string, e *Entry) error {
 		return withOp("save", err)
 	}
 	defer unlock()
-	if err := s.b.put(ctx, id, data); err != nil {
+	if err := s.b.put(ctx, id, data, itemLabel(name)); err != nil {
 		return s.failed("save", id, err, secrets...)
 	}
 	s.log.Debug("store: saved", slog.String("item", id), slog.Int("bytes", len(data)), slog.String("mode", string(s.mode)))
