@@ -146,4 +146,3 @@ func TestCLIHints(t *testing.T) {
 		t.Fatalf("web-only server: %d authorization requests, %d code exchanges; want 1 and 0", st.Requests[oauthtest.EndpointAuthorize], st.CodeExchanges)
 	}
 }
-
