@@ -89,7 +89,7 @@ func (a *app) doLogout() int {
 				printRevoked(a.stdout, le.Result)
 			}
 			return a.report(err.Error(), advice{text: "you are signed out here, but the server may still honour: " + strings.Join(le.NotRevoked, ", ") +
-				", until it expires; to end it sooner, revoke this app's access in your account's settings at the authorization server"}, 1)
+				", each until it expires; to end that sooner, revoke this app's access in your account's settings at the authorization server"}, 1)
 		}
 		return a.fail(err)
 	}

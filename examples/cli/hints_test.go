@@ -146,3 +146,51 @@ func TestCLIHints(t *testing.T) {
 		t.Fatalf("web-only server: %d authorization requests, %d code exchanges; want 1 and 0", st.Requests[oauthtest.EndpointAuthorize], st.CodeExchanges)
 	}
 }
+
+// The suggested command keeps the flags the user typed, before or after
+// the command: here the profile and the scopes of a call made before
+// signing in.
+func TestHintsKeepTypedFlags(t *testing.T) {
+	as, api := fixedToken(t)
+	t.Setenv("TOKENWARD_ACCESS_TOKEN", "")
+	fileStore(t)
+	r := cliRun(t, nil, "--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", oauthtest.DefaultClientID,
+		"--scopes", "openid read", "call", "--profile", "work", "--resource", api.Resource(), api.URL()+"/me")
+	r.want(t, 1, "hint: you are not signed in",
+		"  cli --allow-insecure-loopback --client-id "+oauthtest.DefaultClientID+" --issuer "+as.Issuer()+" --profile work --resource "+api.Resource()+" --scopes 'openid read' login\n")
+	if strings.Count(r.stderr, "hint:") != 1 {
+		t.Fatalf("want one hint:\n%s", r.stderr)
+	}
+}
+
+// A server that does not answer: the message says how long was waited
+// (the client's default is 30 s; the test seam shortens it), whether
+// discovery or a token-endpoint call timed out, not "context deadline
+// exceeded".
+func TestTimeoutSaysHowLong(t *testing.T) {
+	as := oauthtest.Start(t, oauthtest.Config{})
+	memoryStore(t)
+	short := func(cfg *client.Options) { cfg.HTTP.Timeout = 200 * time.Millisecond; cfg.HTTP.RetryMax = -1 }
+	base := []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", oauthtest.DefaultClientID, "--profile", "p"}
+
+	as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointDiscovery})
+	r := cliRun(t, short, append(base, "status")...)
+	r.want(t, 1, "cli: timed out after 200ms waiting for the authorization server", "hint: the server did not answer",
+		"cli --allow-insecure-loopback --client-id "+oauthtest.DefaultClientID+" --issuer "+as.Issuer()+" --profile p status")
+	if strings.Contains(r.all(), "deadline exceeded") {
+		t.Fatalf("the raw error is shown: %s", r.all())
+	}
+	as.ClearFaults()
+	as.ReleaseHangs()
+
+	as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointDeviceAuthorization})
+	r = cliRun(t, short, append(base, "login", "--device")...)
+	r.want(t, 1, "cli: timed out after 200ms waiting for the authorization server (device authorization at "+as.DeviceAuthorizationURL()+")")
+	as.ClearFaults()
+	as.ReleaseHangs()
+
+	// Without the seam, the message names the client's default.
+	if got := httpTimeout(client.Options{}); got != 30*time.Second {
+		t.Fatalf("default timeout %s, want 30s", got)
+	}
+}
