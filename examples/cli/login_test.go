@@ -135,6 +135,15 @@ func TestLoginParam(t *testing.T) {
 	r.want(t, 1, `parameter "state" cannot be set`, "hint: drop --param state",
 		"cli --allow-insecure-loopback --client-id "+oauthtest.DefaultClientID+" --issuer "+as.Issuer()+" login --param login_hint=ada@example.com\n")
 
+	// A parameter that may carry a credential is never repeated in the
+	// suggested command.
+	const hint = "canary-id-token-hint-5d1e"
+	r = cliRun(t, browser(as), append(base, "--param", "id_token_hint="+hint, "--param", "redirect_uri=http://evil.example/")...)
+	r.want(t, 1, `parameter "redirect_uri" cannot be set`, "login --param id_token_hint=...\n")
+	if strings.Contains(r.all(), hint) {
+		t.Fatalf("the id_token_hint was printed: %s", r.all())
+	}
+
 	r = cliRun(t, browser(as), append(base, "--force", "--param", "prompt=none")...)
 	r.want(t, 1, "login_required", "which --param prompt=... did not allow",
 		"cli --allow-insecure-loopback --client-id "+oauthtest.DefaultClientID+" --issuer "+as.Issuer()+" login --force\n")
