@@ -46,7 +46,9 @@ func (a *app) fail(err error) int {
 		if errors.As(err, &ee) && ee.Endpoint != "" {
 			what += " (" + ee.Op + " at " + ee.Endpoint + ")"
 		}
-		a.cfg.Logger.Debug("cli: timed out", "error", err)
+		if a.cfg.Logger != nil {
+			a.cfg.Logger.Debug("cli: timed out", "error", err)
+		}
 		return a.report(fmt.Sprintf("timed out after %s waiting for %s", httpTimeout(a.cfg), what),
 			advice{text: "the server did not answer: check --issuer, your network, VPN or proxy, then retry:", run: &a.line}, 1)
 	}
