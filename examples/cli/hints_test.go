@@ -87,7 +87,12 @@ func TestCLIHints(t *testing.T) {
 				"3. the browser window was closed", "cli --allow-insecure-loopback --client-id " + webClient + " --issuer " + webAS.Issuer() + " login --device"}},
 		{name: "login refused after redirect", args: []string{"--allow-insecure-loopback", "--issuer", refusingAS.Issuer(), "--client-id", oauthtest.DefaultClientID, "login"}, store: "memory",
 			configure: func(t *testing.T, cfg *client.Options) {
-				cfg.OpenBrowser = func(u string) error { return refusingAS.Browse(context.Background(), u) }
+				cfg.OpenBrowser = func(u string) error {
+					// The browser opened; what the callback answered is
+					// the login's business, not the opener's.
+					_ = refusingAS.Browse(context.Background(), u)
+					return nil
+				}
 			},
 			// The callback arrived, so the redirect URI is registered:
 			// the hint must not send the user to change it.

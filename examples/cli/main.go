@@ -106,7 +106,9 @@ var commandArgs = map[string]int{"login": 0, "status": 0, "call": 1, "logout": 0
 // created (tests inject a fake keychain, a fake browser, a short login
 // timeout). main never sets it.
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Options)) int {
-	a := &app{ctx: ctx, stdout: stdout, stderr: &lockedWriter{w: stderr}}
+	errw := &lockedWriter{w: stderr}
+	defer errw.close()
+	a := &app{ctx: ctx, stdout: stdout, stderr: errw}
 	if code, done := a.parse(args); done {
 		return code
 	}

@@ -10,17 +10,30 @@ import (
 
 // lockedWriter serializes writes to w: the program, the client's prompt
 // and its logger (whose browser opener runs on its own goroutine) share
-// stderr, and their lines must not interleave.
+// stderr, and their lines must not interleave. Once closed it drops what
+// is written: the opener's goroutine may outlive the run, and nothing
+// may be printed after the program has said how it ended.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
 }
 
-// Write writes p to w under the lock.
+// Write writes p to w under the lock, unless the writer is closed.
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return len(p), nil
+	}
 	return l.w.Write(p)
+}
+
+// close makes later writes do nothing.
+func (l *lockedWriter) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
 }
 
 // waitingPrompt is the client's Prompt during a browser login: after the
