@@ -1,32 +1,53 @@
 // Command cli is a small, real command-line client for any OAuth 2.0 /
 // OpenID Connect issuer, built on tokenward:
 //
-//	cli [flags] login [--device]   sign in (browser with PKCE, or device flow)
-//	cli [flags] status             who is signed in, token expiry, storage
-//	cli [flags] call URL           GET URL with the access token
-//	cli [flags] logout             revoke at the server and delete locally
+//	cli [flags] login [--device] [--force] [--param key=value]...
+//	                           sign in (browser with PKCE, or device flow)
+//	cli [flags] status         who is signed in, token expiry, storage
+//	cli [flags] call URL|PATH  GET a URL with the access token; a PATH
+//	                           (/things) is resolved against the API
+//	cli [flags] logout         revoke at the server and delete locally
+//	cli help                   commands, flags and environment variables
 //
-// Flags (each also read from an environment variable):
+// Flags (each also read from an environment variable; they may come
+// before or after the command):
 //
-//	--issuer       TOKENWARD_ISSUER       issuer URL (discovery)
-//	--client-id    TOKENWARD_CLIENT_ID    registered client ID
-//	--scopes       TOKENWARD_SCOPES       space-separated scopes
-//	--resource     TOKENWARD_RESOURCE     RFC 8707 resource (the API's identifier)
-//	--api-origin   TOKENWARD_API_ORIGIN   origin(s) the token may be sent to (comma-separated;
-//	                                      default: the resource's origin); call refuses others
-//	--profile      TOKENWARD_PROFILE      account name, for several accounts
-//	--allow-insecure-loopback             accept http:// on 127.0.0.1 (local testing)
+//	--issuer         TOKENWARD_ISSUER         issuer URL (discovery)
+//	--client-id      TOKENWARD_CLIENT_ID      registered client ID
+//	--scopes         TOKENWARD_SCOPES         space-separated scopes
+//	--resource       TOKENWARD_RESOURCE       RFC 8707 resource (the API's identifier)
+//	--api-origin     TOKENWARD_API_ORIGIN     more origins the token may be sent to
+//	                                          (comma-separated), added to the
+//	                                          resource's origin; call refuses others
+//	--profile        TOKENWARD_PROFILE        account name, for several accounts
+//	--store          TOKENWARD_STORE          keychain (default), encrypted-file,
+//	                                          memory or plaintext-file
+//	--ca-file        TOKENWARD_CA_FILE        PEM CA bundle trusted besides the
+//	                                          system's (a private or self-signed CA)
+//	--login-timeout  TOKENWARD_LOGIN_TIMEOUT  how long a browser login waits (5m)
+//	--verbose, -v    TOKENWARD_VERBOSE        log to stderr through log/slog
+//	--allow-insecure-loopback                 accept http:// on 127.0.0.1 (local testing)
+//
+// login signs in only when no login is stored ("already signed in as X"),
+// unless --force; --param adds a parameter to the authorization request
+// (login_hint, prompt, audience, ...), the last value of a repeated key
+// winning. A browser login says while it waits how long it will, and when
+// it gives up names the likely causes, a wrong client ID first: the server
+// shows that one in the browser, never to this program.
 //
 // A confidential client's secret comes only from TOKENWARD_CLIENT_SECRET
 // (never a flag: flags show up in the process list). Tokens are kept in the
-// OS keychain; TOKENWARD_STORE=encrypted-file (with TOKENWARD_PASSPHRASE) or
-// memory opts in to something else; TOKENWARD_ACCESS_TOKEN supplies a fixed
-// token instead (CI), and then no keychain is touched. The program never
-// prints a token. Text that comes from the server (error descriptions, the
-// subject, scopes) reaches it through the client with every character a
-// terminal could act on already escaped, so it prints it as it is; the one
-// piece of server text it gets on its own, the API's answer to call (its
-// status line, or net/http's error), it escapes itself (printable).
+// OS keychain; --store encrypted-file (with TOKENWARD_PASSPHRASE) or memory
+// opts in to something else, and memory is said to last only for the
+// process. TOKENWARD_ACCESS_TOKEN supplies a fixed token instead (CI), and
+// then no keychain is touched and status says so. The program never prints
+// a token, not even with --verbose. Each error ends with one hint whose
+// suggested command keeps the flags you typed. Text that comes from the
+// server (error descriptions, the subject, scopes) reaches it through the
+// client with every character a terminal could act on already escaped, so
+// it prints it as it is; the one piece of server text it gets on its own,
+// the API's answer to call (its status line, or net/http's error), it
+// escapes itself (printable).
 //
 // The program imports only tokenward's public packages and the standard
 // library, so it can be copied as the start of your own.
@@ -38,15 +59,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
-	"time"
-	"unicode"
-	"unicode/utf8"
+	"sync/atomic"
 
 	"github.com/tokenward/tokenward/client"
 )
@@ -57,334 +73,199 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runWith(ctx, args, stdout, stderr, nil)
 }
+
+// app is one run of the program: what the user asked for, and the client.
+type app struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer // shared with the client's prompt and logger: writes are serialized
+	set    settings
+	login  loginFlags
+	line   cmdline // the command line as typed, for the hints' suggestions
+	cfg    client.Options
+	c      *client.Client
+	// loginDone is set when a login took place (EventLogin), to tell it
+	// from Login(IfNeeded) returning at once for a stored login.
+	loginDone atomic.Bool
+}
+
+// loginFlags are login's own flags.
+type loginFlags struct {
+	device, force bool
+	params        paramList
+}
+
+// commandArgs says how many arguments each command takes.
+var commandArgs = map[string]int{"login": 0, "status": 0, "call": 1, "logout": 0}
 
 // runWith is run with a test seam: configure, when non-nil, adjusts the
 // client.Options built from flags and environment before the client is
 // created (tests inject a fake keychain, a fake browser, a short login
 // timeout). main never sets it.
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, configure func(*client.Options)) int {
-	fs := flag.NewFlagSet("cli", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	issuer := fs.String("issuer", env("TOKENWARD_ISSUER", ""), "issuer URL")
-	clientID := fs.String("client-id", env("TOKENWARD_CLIENT_ID", ""), "client ID")
-	scopes := fs.String("scopes", env("TOKENWARD_SCOPES", ""), "space-separated scopes")
-	resource := fs.String("resource", env("TOKENWARD_RESOURCE", ""), "RFC 8707 resource indicator")
-	origins := fs.String("api-origin", env("TOKENWARD_API_ORIGIN", ""), "comma-separated API origins")
-	profile := fs.String("profile", env("TOKENWARD_PROFILE", ""), "profile (account) name")
-	insecure := fs.Bool("allow-insecure-loopback", false, "accept http:// URLs on loopback hosts")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cli [flags] login [--device] | status | call URL | logout")
-		fs.PrintDefaults()
+	errw := &lockedWriter{w: stderr}
+	defer errw.close()
+	a := &app{ctx: ctx, stdout: stdout, stderr: errw}
+	if code, done := a.parse(args); done {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cfg, err := a.options()
+	if err != nil {
+		return a.report(err.Error(), advice{text: "fix the flag or variable above and retry:", run: &a.line}, 2)
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
-	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	if *issuer == "" || *clientID == "" {
-		fmt.Fprintln(stderr, "cli: --issuer and --client-id are required (or TOKENWARD_ISSUER and TOKENWARD_CLIENT_ID)")
-		return 2
-	}
-	cfg := client.Options{
-		Issuer: *issuer, ClientID: *clientID, ClientSecret: os.Getenv("TOKENWARD_CLIENT_SECRET"),
-		Scopes: strings.Fields(*scopes), Profile: *profile,
-		AllowInsecureLoopback: *insecure, Prompt: stderr,
-	}
-	if *resource != "" {
-		cfg.Resources = []string{*resource}
-	}
-	for _, o := range strings.Split(*origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			cfg.APIOrigins = append(cfg.APIOrigins, o)
-		}
-	}
-	cfg.AccessTokenEnv = "TOKENWARD_ACCESS_TOKEN" // CI: a token from the environment, no keychain
 	if configure != nil {
 		configure(&cfg)
 	}
-
+	a.cfg = cfg
 	c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 	if err != nil {
-		return fail(stderr, err)
+		return a.fail(err)
 	}
 	defer c.Close()
+	a.c = c
 
-	switch cmd {
+	switch a.line.cmd {
 	case "login":
-		lf := flag.NewFlagSet("login", flag.ContinueOnError)
-		lf.SetOutput(stderr)
-		device := lf.Bool("device", false, "use the device flow (no browser on this machine)")
-		if err := lf.Parse(rest); err != nil {
-			return 2
-		}
-		var opts []func(*client.LoginOptions)
-		if *device {
-			opts = append(opts, client.WithDevice())
-		}
-		if err := c.Login(ctx, opts...); err != nil {
-			if !*device && errors.Is(err, client.ErrLoginExpired) {
-				// No callback arrived. The usual cause: the server refused
-				// the loopback redirect URI and showed an error page in the
-				// browser instead of redirecting back here.
-				return report(stderr, err, redirectHint(cfg))
-			}
-			return fail(stderr, err)
-		}
-		st, _ := c.Status(ctx)
-		who := "signed in"
-		if st != nil && st.Subject != "" {
-			who = "signed in as " + st.Subject // escaped by the client
-		}
-		fmt.Fprintln(stdout, who)
+		return a.doLogin()
 	case "status":
-		st, err := c.Status(ctx)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		printStatus(stdout, st)
+		return a.doStatus()
 	case "call":
-		if len(rest) != 1 {
-			fmt.Fprintln(stderr, "usage: cli call URL")
-			return 2
+		return a.doCall(a.line.args[0])
+	default: // logout: parse admits no other command
+		return a.doLogout()
+	}
+}
+
+// parse reads args into a. It returns done when the run ends there (help,
+// a usage error), with the exit code.
+func (a *app) parse(args []string) (code int, done bool) {
+	set, err := envDefaults()
+	if err != nil {
+		fmt.Fprintln(a.stderr, "cli:", err)
+		return 2, true
+	}
+	fs := flag.NewFlagSet("cli", flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	fs.Usage = func() {} // help goes to stdout, usage errors to stderr: printed below
+	set.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return a.usageError(err)
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(a.stderr, "cli: no command given")
+		printUsage(a.stderr)
+		return 2, true
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	if cmd == "help" {
+		printHelp(a.stdout)
+		return 0, true
+	}
+	nargs, ok := commandArgs[cmd]
+	if !ok {
+		fmt.Fprintf(a.stderr, "cli: unknown command %q\n", printable(cmd))
+		printUsage(a.stderr)
+		return 2, true
+	}
+	cf := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	cf.SetOutput(a.stderr)
+	cf.Usage = func() {}
+	set.register(cf)
+	if cmd == "login" {
+		cf.BoolVar(&a.login.device, "device", false, "use the device flow (no browser on this machine)")
+		cf.BoolVar(&a.login.force, "force", false, "sign in again even when already signed in")
+		cf.Var(&a.login.params, "param", "extra authorization parameter key=value (repeatable)")
+	}
+	if err := cf.Parse(rest); err != nil {
+		return a.usageError(err)
+	}
+	if cf.NArg() != nargs {
+		fmt.Fprintf(a.stderr, "cli: %s takes %d argument(s), got %d\n", cmd, nargs, cf.NArg())
+		printUsage(a.stderr)
+		return 2, true
+	}
+	a.set = set
+	var global, own []typedFlag
+	for _, f := range typedFlags(cf) {
+		switch f.name {
+		case "device", "force":
+			own = append(own, f)
+		case "param":
+		default:
+			global = append(global, f)
 		}
-		return callURL(ctx, c, rest[0], stdout, stderr, cfg)
-	case "logout":
-		res, err := c.Logout(ctx)
+	}
+	for _, p := range a.login.params {
+		own = append(own, typedFlag{"param", p.key + "=" + p.value})
+	}
+	a.line = cmdline{flags: mergeTyped(typedFlags(fs), global)}.command(cmd, own, cf.Args()...)
+	if set.issuer == "" || set.clientID == "" {
+		line := a.line
+		if set.issuer == "" {
+			line = line.with("issuer", "https://login.example.com")
+		}
+		if set.clientID == "" {
+			line = line.with("client-id", "my-app")
+		}
+		return a.report("--issuer and --client-id are required (or TOKENWARD_ISSUER and TOKENWARD_CLIENT_ID)",
+			advice{text: "name the authorization server and your app's registration there, for example:", run: &line}, 2), true
+	}
+	return 0, false
+}
+
+// usageError handles a failed flag parse: help asked for (exit 0, the
+// help on stdout) or a bad flag (exit 2, the usage on stderr; the flag
+// package has printed what was wrong).
+func (a *app) usageError(err error) (int, bool) {
+	if errors.Is(err, flag.ErrHelp) {
+		printHelp(a.stdout)
+		return 0, true
+	}
+	printUsage(a.stderr)
+	return 2, true
+}
+
+// options builds the client's Options from the settings.
+func (a *app) options() (client.Options, error) {
+	s := a.set
+	cfg := client.Options{
+		Issuer: s.issuer, ClientID: s.clientID, ClientSecret: os.Getenv("TOKENWARD_CLIENT_SECRET"),
+		Scopes: strings.Fields(s.scopes), Profile: s.profile,
+		AllowInsecureLoopback: s.insecure, Prompt: a.stderr,
+		LoginTimeout: s.loginTimeout,
+		APIOrigins:   s.origins(),
+		Logger:       a.logger(),
+		Events: func(e client.Event) {
+			if e.Kind == client.EventLogin {
+				a.loginDone.Store(true)
+			}
+		},
+	}
+	cfg.AccessTokenEnv = "TOKENWARD_ACCESS_TOKEN" // CI: a token from the environment, no keychain
+	if s.resource != "" {
+		cfg.Resources = []string{s.resource}
+	}
+	if s.store != "" {
+		m, err := parseStore(s.store)
 		if err != nil {
-			var le *client.LogoutError
-			if errors.As(err, &le) && le.LocalDeleted {
-				fmt.Fprintf(stdout, "signed out locally; the server may still honour: %s\n", strings.Join(le.NotRevoked, ", "))
-				return 1
-			}
-			return fail(stderr, err)
+			return cfg, err
 		}
-		printLogout(stdout, res)
-	default:
-		fs.Usage()
-		return 2
+		cfg.StoreMode = m
 	}
-	return 0
-}
-
-// printLogout says what Logout did, and claims nothing it did not do.
-func printLogout(w io.Writer, res *client.LogoutResult) {
-	if !res.Found {
-		fmt.Fprintln(w, "not signed in: nothing to revoke or delete")
-		return
-	}
-	if len(res.Revoked) > 0 {
-		fmt.Fprintf(w, "revoked at the server: %s\n", strings.Join(res.Revoked, ", "))
-	}
-	if len(res.NotRevocable) > 0 {
-		fmt.Fprintf(w, "the server does not revoke access tokens; they expire on their own: %s\n", strings.Join(res.NotRevocable, ", "))
-	}
-	fmt.Fprintln(w, "signed out (tokens deleted locally)")
-}
-
-// printStatus prints st. Its text fields (the subject and the scopes come
-// from the server) are escaped by the client, so they are printed as they
-// are.
-func printStatus(w io.Writer, st *client.Status) {
-	if !st.LoggedIn {
-		fmt.Fprintf(w, "not signed in (profile %s); run: cli login\n", st.Profile)
-	} else {
-		who := st.Subject
-		if who == "" {
-			who = "(subject unknown)"
+	if s.caFile != "" {
+		tc, err := loadCA(s.caFile)
+		if err != nil {
+			return cfg, err
 		}
-		fmt.Fprintf(w, "signed in as %s (profile %s)\n", who, st.Profile)
-		if len(st.Scopes) > 0 {
-			fmt.Fprintf(w, "scopes:        %s\n", strings.Join(st.Scopes, " "))
-		}
-		if !st.AccessTokenExpiry.IsZero() {
-			fmt.Fprintf(w, "access token:  expires in %s\n", until(st.AccessTokenExpiry))
-		}
-		switch {
-		case !st.HasRefreshToken:
-			fmt.Fprintln(w, "refresh token: none")
-		case st.RefreshTokenExpiry.IsZero():
-			fmt.Fprintln(w, "refresh token: stored")
-		default:
-			fmt.Fprintf(w, "refresh token: stored, expires in %s\n", until(st.RefreshTokenExpiry))
-		}
+		cfg.HTTP.TLSConfig = tc
 	}
-	s := st.Storage
-	fmt.Fprintf(w, "storage:       %s %s (encrypted: %v)\n", s.Backend, s.Location, s.Encrypted)
-	if s.Warning != "" {
-		fmt.Fprintf(w, "WARNING:       %s\n", s.Warning)
+	if a.line.cmd == "login" && !a.login.device {
+		// The client writes the address to open on Prompt; the line
+		// saying that the program now waits follows it.
+		cfg.Prompt = &waitingPrompt{w: a.stderr, timeout: func() string { return loginTimeout(a.cfg).String() }}
 	}
+	return cfg, nil
 }
-
-func until(t time.Time) string {
-	d := time.Until(t).Round(time.Second)
-	if d < 0 {
-		return "0s (expired; it is refreshed on next use)"
-	}
-	return d.String()
-}
-
-func callURL(ctx context.Context, c *client.Client, target string, stdout, stderr io.Writer, cfg client.Options) int {
-	hc, err := c.HTTPClient(ctx)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "cli: bad URL:", printable(err.Error()))
-		return 2
-	}
-	// The token goes only to the origins the user configured, never to
-	// whatever URL was typed: refuse the call rather than send it without.
-	origin := req.URL.Scheme + "://" + req.URL.Host
-	if !allowed(origin, cfg) {
-		origin = printable(origin)
-		fmt.Fprintf(stderr, "cli: %s is not an API origin of this profile; add --api-origin %s (or TOKENWARD_API_ORIGIN) if it should receive your token\n", origin, origin)
-		return 2
-	}
-	if _, err := c.Token(ctx); err != nil {
-		return fail(stderr, err)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fail(stderr, escaped{err})
-	}
-	defer resp.Body.Close()
-	// The status line's reason phrase is the API's own text, which does not
-	// come through the client: escaped here. The body is the output the
-	// user asked for and is copied as it is, as curl does.
-	fmt.Fprintf(stderr, "%s %s\n", printable(resp.Proto), printable(resp.Status))
-	if _, err := io.Copy(stdout, io.LimitReader(resp.Body, 10<<20)); err != nil {
-		return fail(stderr, escaped{err})
-	}
-	if resp.StatusCode >= 400 {
-		return 1
-	}
-	return 0
-}
-
-// allowed reports whether origin is one the token may go to: a configured
-// API origin, or the origin of the configured resource.
-func allowed(origin string, cfg client.Options) bool {
-	list := cfg.APIOrigins
-	if len(list) == 0 {
-		for _, r := range cfg.Resources {
-			if u, err := url.Parse(r); err == nil && u.Host != "" {
-				list = append(list, u.Scheme+"://"+u.Host)
-			}
-		}
-	}
-	for _, o := range list {
-		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
-			return true
-		}
-	}
-	return false
-}
-
-// optInHint names the storage modes a user can opt in to instead of the OS
-// keychain (store.EnvMode and store.EnvPassphrase; README "Configuration").
-const optInHint = "  TOKENWARD_STORE=encrypted-file TOKENWARD_PASSPHRASE=... cli ...   (encrypted file)\n" +
-	"  TOKENWARD_STORE=memory cli ...                                 (nothing kept)"
-
-// redirectHint names the redirect URI to register for a browser login.
-func redirectHint(cfg client.Options) string {
-	return "no login callback arrived; if the browser showed an error about the redirect URI, register " +
-		"http://127.0.0.1/callback (any port, RFC 8252) for client " + cfg.ClientID + ", or use: cli login --device"
-}
-
-// fail prints err with a hint for the common mistakes and returns the exit
-// code. Errors from tokenward never contain a token.
-func fail(w io.Writer, err error) int {
-	return report(w, err, hint(err))
-}
-
-// report prints err and, when there is any, the advice; it returns the
-// exit code.
-func report(w io.Writer, err error, advice string) int {
-	// tokenward's errors are safe to print as they are: no secret, and
-	// server text in them escaped.
-	fmt.Fprintln(w, "cli:", err)
-	if errors.Is(err, context.Canceled) {
-		return 130
-	}
-	if advice != "" {
-		fmt.Fprintln(w, "hint:", advice)
-	}
-	return 1
-}
-
-// hint returns advice for the common mistakes behind err, or "".
-func hint(err error) string {
-	switch {
-	case errors.Is(err, client.ErrIssuerMismatch):
-		return "the server says its issuer is different from --issuer: use the exact issuer URL (trailing slash included) from its discovery document"
-	case errors.Is(err, client.ErrStoreLocked):
-		// The error itself says whether the keychain is locked or has no
-		// keyring yet, and how to fix either.
-		return "unlock your keychain, or create a keyring if the error above says there is none (Linux: Seahorse; macOS: security unlock-keychain), and retry.\n" +
-			"Where nobody can (SSH, CI), opt in to another store:\n" + optInHint
-	case errors.Is(err, client.ErrStoreUnavailable):
-		return "no OS keychain is available (headless Linux, SSH, container). Opt in to another store:\n" + optInHint
-	case errors.Is(err, client.ErrInsecureURL):
-		return "tokens only travel over https; for a local test server on 127.0.0.1 add --allow-insecure-loopback"
-	case errors.Is(err, client.ErrCallbackRejected):
-		return "the login did not complete (see above); if the server refused the request, check --scopes, --resource and the client's registration, then run cli login again"
-	case errors.Is(err, client.ErrReauthRequired):
-		return "run: cli login"
-	case errors.Is(err, client.ErrClientRejected):
-		return "the server rejected the client: check --client-id, TOKENWARD_CLIENT_SECRET and the client's registration"
-	case errors.Is(err, client.ErrNetwork), errors.Is(err, client.ErrTokenEndpointTimeout):
-		return "could not reach the authorization server: check --issuer and your network"
-	case errors.Is(err, client.ErrDiscovery):
-		return "discovery failed: check that --issuer is the issuer URL (it serves /.well-known/openid-configuration or /.well-known/oauth-authorization-server)"
-	}
-	return ""
-}
-
-// printable returns s with every character that is not graphic (control
-// characters such as ESC and carriage return, bidi overrides, line
-// separators) shown as a Go escape (\x1b, \r, \u202e), and every byte
-// that is not UTF-8 as \xff, so that text from a server cannot act on the
-// terminal. It is for the little text that does not come through the
-// client, which escapes what it returns.
-func printable(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsGraphic(r):
-			b.WriteString(s[i : i+size])
-		default:
-			q := strconv.QuoteRuneToGraphic(r) // '\u202e'
-			b.WriteString(q[1 : len(q)-1])
-		}
-		i += size
-	}
-	return b.String()
-}
-
-// escaped is an error that did not come from the client (net/http's, when
-// calling the API), printed through printable: it may quote what the API
-// sent, such as a redirect's target.
-type escaped struct{ err error }
-
-// Error is the message, escaped.
-func (e escaped) Error() string { return printable(e.err.Error()) }
-
-// Unwrap returns the error, for errors.Is (context.Canceled: exit 130).
-func (e escaped) Unwrap() error { return e.err }

@@ -3,16 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokenward/tokenward/client"
-	"github.com/tokenward/tokenward/internal/fakekeychain"
 	"github.com/tokenward/tokenward/internal/leakscan"
 	"github.com/tokenward/tokenward/oauthtest"
-	"github.com/tokenward/tokenward/store"
 )
 
 // TestCLI runs login (device flow), status, call, logout against the fake
@@ -46,7 +43,7 @@ func TestCLI(t *testing.T) {
 	if s := cli(0, "status"); !strings.Contains(s, "not signed in") {
 		t.Fatalf("status before login: %s", s)
 	}
-	if s := cli(1, "call", api.URL()+"/me"); !strings.Contains(s, "cli login") {
+	if s := cli(1, "call", api.URL()+"/me"); !strings.Contains(s, "--scopes 'openid read' login\n") {
 		t.Fatalf("call before login: %s", s)
 	}
 	if s := cli(0, "login", "--device"); !strings.Contains(s, "signed in as grace") || !strings.Contains(s, "enter the code") {
@@ -72,153 +69,61 @@ func TestCLI(t *testing.T) {
 	}
 }
 
-// TestCLIHints checks the helpful errors for common mistakes: each case
-// provokes one mistake against the fake server (or a fake keychain) and
-// asserts the hint that names the fix, and that nothing secret is printed.
-func TestCLIHints(t *testing.T) {
-	as := oauthtest.Start(t, oauthtest.Config{})
-	// A server where the client registered only a web redirect URI, so the
-	// browser login's loopback redirect URI is refused with an error page.
-	const webClient = "web-only-client"
-	webAS := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: webClient, RedirectURIs: []string{"https://app.example/callback"}}}})
-	// A server that answers every authorization request by redirecting
-	// back with an OAuth error: the redirect URI is fine, the request not.
-	refusingAS := oauthtest.Start(t, oauthtest.Config{AuthorizeError: "invalid_scope"})
-	loopback := []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", "x"}
-	optIn := []string{"TOKENWARD_STORE=encrypted-file", "TOKENWARD_PASSPHRASE", "TOKENWARD_STORE=memory"}
+// result is what one run of the program printed and returned.
+type result struct {
+	code           int
+	stdout, stderr string
+}
 
-	// keychain returns a configure func that puts the fake keychain fk in
-	// place of the OS keychain (the mode stays the default, keychain).
-	keychain := func(fk *fakekeychain.Fake) func(*testing.T, *client.Options) {
-		return func(t *testing.T, cfg *client.Options) {
-			lockDir := t.TempDir()
-			cfg.StoreOptions = append(cfg.StoreOptions, func(o *store.Options) { o.Backend = fk; o.LockDir = lockDir })
+// all is everything the run printed.
+func (r result) all() string { return r.stdout + r.stderr }
+
+// cliRun runs the program with args, through the test seam when configure
+// is non-nil, and fails the test when anything printed looks like a
+// secret.
+func cliRun(t *testing.T, configure func(*client.Options), args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := runWith(t.Context(), args, &out, &errOut, configure)
+	r := result{code, out.String(), errOut.String()}
+	if f := leakscan.Find(r.all()); len(f) > 0 {
+		t.Fatalf("cli %v printed secrets: %v", args, f)
+	}
+	return r
+}
+
+// want fails the test unless r exited with code and printed every one of
+// the strings.
+func (r result) want(t *testing.T, code int, strs ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.stdout, r.stderr)
+	}
+	for _, s := range strs {
+		if !strings.Contains(r.all(), s) {
+			t.Errorf("output lacks %q\nstdout: %s\nstderr: %s", s, r.stdout, r.stderr)
 		}
-	}
-	locked := func(m fakekeychain.Model) *fakekeychain.Fake {
-		fk := fakekeychain.New(m)
-		fk.SetLocked(true)
-		return fk
-	}
-	missing := fakekeychain.NewSecretService()
-	missing.SetNoBus(true)
-	browsed := make(chan error, 1)
-
-	cases := []struct {
-		name      string
-		args      []string
-		store     string // TOKENWARD_STORE
-		configure func(*testing.T, *client.Options)
-		want      []string
-		not       []string // must not be in the hint
-	}{
-		{name: "http issuer", args: []string{"--issuer", as.Issuer(), "--client-id", "x", "status"}, store: "memory",
-			want: []string{"hint: tokens only travel over https", "--allow-insecure-loopback"}},
-		{name: "wrong issuer", args: []string{"--allow-insecure-loopback", "--issuer", as.Issuer() + "/", "--client-id", "x", "status"}, store: "memory",
-			want: []string{"hint: the server says its issuer is different", "exact issuer URL"}},
-		{name: "unreachable issuer", args: []string{"--allow-insecure-loopback", "--issuer", "http://127.0.0.1:1", "--client-id", "x", "status"}, store: "memory",
-			want: []string{"hint: could not reach the authorization server", "check --issuer"}},
-		{name: "no issuer", args: []string{"status"}, store: "memory",
-			want: []string{"--issuer and --client-id are required"}},
-		{name: "keychain missing", args: slices.Concat(loopback, []string{"status"}), configure: keychain(missing),
-			want: slices.Concat([]string{"hint: no OS keychain is available"}, optIn)},
-		{name: "keychain locked (Secret Service)", args: slices.Concat(loopback, []string{"status"}), configure: keychain(locked(fakekeychain.SecretService)),
-			want: slices.Concat([]string{"hint: unlock your keychain"}, optIn)},
-		{name: "keychain locked (macOS)", args: slices.Concat(loopback, []string{"status"}), configure: keychain(locked(fakekeychain.MacOS)),
-			want: slices.Concat([]string{"hint: unlock your keychain"}, optIn)},
-		{name: "unregistered redirect", args: []string{"--allow-insecure-loopback", "--issuer", webAS.Issuer(), "--client-id", webClient, "login"}, store: "memory",
-			configure: func(t *testing.T, cfg *client.Options) {
-				// The login can only end by its timeout: the server never
-				// redirects back. Keep it short.
-				cfg.LoginTimeout = 300 * time.Millisecond
-				cfg.OpenBrowser = func(u string) error {
-					err := webAS.Browse(context.Background(), u)
-					browsed <- err
-					return err
-				}
-			},
-			want: []string{"hint: no login callback arrived", "register http://127.0.0.1/callback", "for client " + webClient, "cli login --device"}},
-		{name: "login refused after redirect", args: []string{"--allow-insecure-loopback", "--issuer", refusingAS.Issuer(), "--client-id", oauthtest.DefaultClientID, "login"}, store: "memory",
-			configure: func(t *testing.T, cfg *client.Options) {
-				cfg.OpenBrowser = func(u string) error { return refusingAS.Browse(context.Background(), u) }
-			},
-			// The callback arrived, so the redirect URI is registered:
-			// the hint must not send the user to change it.
-			want: []string{"hint: the login did not complete", "check --scopes"},
-			not:  []string{"redirect URI"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Setenv("TOKENWARD_STORE", c.store)
-			var configure func(*client.Options)
-			if c.configure != nil {
-				configure = func(cfg *client.Options) { c.configure(t, cfg) }
-			}
-			var out, errOut bytes.Buffer
-			if code := runWith(t.Context(), c.args, &out, &errOut, configure); code == 0 {
-				t.Fatalf("%v succeeded\nstdout: %s", c.args, out.String())
-			}
-			// Check the hint alone where there is one: the error above it
-			// may name the opt-ins too (store.ErrUnavailable does).
-			got := errOut.String()
-			if i := strings.Index(got, "\nhint: "); i >= 0 {
-				got = got[i+1:]
-			}
-			for _, w := range c.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("%q lacks %q\nstderr: %s", got, w, errOut.String())
-				}
-			}
-			for _, w := range c.not {
-				if strings.Contains(got, w) {
-					t.Errorf("%q contains %q", got, w)
-				}
-			}
-			if f := leakscan.Find(out.String() + errOut.String()); len(f) > 0 {
-				t.Fatalf("the CLI printed secrets: %v", f)
-			}
-		})
-	}
-
-	// The unregistered-redirect case really was one: the browser got the
-	// server's error page, and no code was ever issued or exchanged.
-	select {
-	case err := <-browsed:
-		if err == nil {
-			t.Fatal("the fake server accepted the unregistered loopback redirect URI")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the CLI never opened the browser")
-	}
-	if st := webAS.Stats(); st.Requests[oauthtest.EndpointAuthorize] != 1 || st.CodeExchanges != 0 {
-		t.Fatalf("web-only server: %d authorization requests, %d code exchanges; want 1 and 0", st.Requests[oauthtest.EndpointAuthorize], st.CodeExchanges)
 	}
 }
 
-// TestCLICallRefusesOtherOrigins: the token never goes to a URL outside the
-// configured origins, whatever the user types.
-func TestCLICallRefusesOtherOrigins(t *testing.T) {
-	as := oauthtest.Start(t, oauthtest.Config{})
-	api := oauthtest.StartAPI(t, as, "")
-	other := oauthtest.StartAPI(t, as, "")
-	tok, err := as.Mint(oauthtest.Grant{Resources: []string{api.Resource()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("TOKENWARD_ACCESS_TOKEN", tok.AccessToken)
-	var out, errOut bytes.Buffer
-	code := run(t.Context(), []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", "x",
-		"--resource", api.Resource(), "call", other.URL() + "/steal"}, &out, &errOut)
-	if code == 0 || !strings.Contains(errOut.String(), "not an API origin") {
-		t.Fatalf("call to another origin: exit %d, stderr %q", code, errOut.String())
-	}
-	if n := other.Stats().Calls; n != 0 {
-		t.Fatalf("the other origin received %d requests", n)
-	}
-	out.Reset()
-	errOut.Reset()
-	if code := run(t.Context(), []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", "x",
-		"--resource", api.Resource(), "call", api.URL() + "/ok"}, &out, &errOut); code != 0 {
-		t.Fatalf("call to the API: exit %d, stderr %q", code, errOut.String())
+// memoryStore keeps tokens in process memory for the test, with no
+// keychain or file touched.
+func memoryStore(t *testing.T) { t.Setenv("TOKENWARD_STORE", "memory") }
+
+// fileStore keeps tokens in an encrypted file under a temporary
+// directory, so that they outlive one run of the program.
+func fileStore(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", dir+"/config")
+	t.Setenv("XDG_CACHE_HOME", dir+"/cache")
+	t.Setenv("TOKENWARD_STORE", "encrypted-file")
+	t.Setenv("TOKENWARD_PASSPHRASE", "correct horse battery staple")
+}
+
+// browser returns a configure func whose browser completes the login at
+// as, as a person who signs in would.
+func browser(as *oauthtest.Server) func(*client.Options) {
+	return func(cfg *client.Options) {
+		cfg.OpenBrowser = func(u string) error { return as.Browse(context.Background(), u) }
 	}
 }
