@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -149,9 +150,9 @@ func (g *grant) fetchDiscovery(ctx context.Context, force bool) (*oauthwire.Disc
 
 // fetchFromServer fetches the issuer's document from its well-known URLs,
 // the RFC 8414 one first.
-func (g *grant) fetchFromServer(ctx context.Context) (*oauthwire.Discovery, error) {
+func (g *grant) fetchFromServer(parent context.Context) (*oauthwire.Discovery, error) {
 	// One bound for the whole discovery, both well-known URLs included.
-	ctx, cancel := context.WithTimeout(ctx, g.ep.timeout)
+	ctx, cancel := context.WithTimeout(parent, g.ep.timeout)
 	defer cancel()
 	oauthURL, openidURL, err := oauthwire.WellKnownURLs(g.cfg.Issuer)
 	if err != nil {
@@ -179,7 +180,14 @@ func (g *grant) fetchFromServer(ctx context.Context) (*oauthwire.Discovery, erro
 			details[i] = plain(err)
 		}
 	}
-	return nil, failure(opDiscovery, strings.Join(details, "; "), append([]error{ErrDiscovery}, errs...)...)
+	classes := []error{ErrDiscovery}
+	if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The server's silence, not the caller's deadline: the same
+		// timeout as every other endpoint's, under the same name.
+		classes = append(classes, ErrTokenEndpointTimeout)
+		details = append(details, fmt.Sprintf("no answer within %s (Options.HTTP.Timeout)", g.ep.timeout))
+	}
+	return nil, failure(opDiscovery, strings.Join(details, "; "), append(classes, errs...)...)
 }
 
 // errNoDiscoveryDocument: a well-known URL answered, but not with a

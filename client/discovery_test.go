@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -201,4 +203,29 @@ func TestIssuerChecks(t *testing.T) {
 	if _, err := New(t.Context(), with(cfg)); !errors.Is(err, ErrIssuerMismatch) {
 		t.Fatalf("New with a mismatched discovery issuer and explicit endpoints = %v", err)
 	}
+}
+
+// A discovery the server never answers ends after Options.HTTP.Timeout
+// with the same error as any other endpoint's silence:
+// ErrTokenEndpointTimeout (and ErrNetwork), besides ErrDiscovery.
+func TestDiscoveryTimeout(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newFixture(t, oauthtest.Config{}, inMemory())
+		forgetDiscovery(e.as.Issuer())
+		release := make(chan struct{})
+		defer close(release)
+		e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointDiscovery, Release: release})
+		cfg := e.config()
+		cfg.HTTP.Timeout = 3 * time.Second
+		_, err := New(t.Context(), with(cfg))
+		for _, want := range []error{ErrDiscovery, ErrTokenEndpointTimeout, ErrNetwork} {
+			if !errors.Is(err, want) {
+				t.Errorf("New = %v, want it to match %v", err, want)
+			}
+		}
+		if err != nil && !strings.Contains(err.Error(), "no answer within 3s") {
+			t.Errorf("New = %v, want it to say how long it waited", err)
+		}
+	})
 }

@@ -72,28 +72,43 @@ func (o *LoginOptions) show(c *Client, authURL string) {
 	fmt.Fprintf(c.prompt, "Opening your browser to sign in. If it does not open, visit:\n\n  %s\n\n", authURL)
 	open := c.cfg.OpenBrowser
 	if open == nil {
-		open = openSystemBrowser
+		open = OpenSystemBrowser
 	}
 	log := c.grant.log
 	go func() {
 		if err := open(authURL); err != nil {
-			log.Debug("client: could not open a browser", "error", redact.String(err.Error()))
+			log.Warn("client: could not open a browser; the address is on the prompt", "error", redact.String(err.Error()))
 		}
 	}()
 }
 
-// errNoBrowser: the system browser could not be started; the URL printed
-// on the prompt is the way left.
-var errNoBrowser = errors.New("client: no browser could be opened")
+// ErrNoBrowser: the system browser could not be started (no desktop, no
+// xdg-open); the address printed on the prompt is the way left.
+var ErrNoBrowser = errors.New("client: no browser could be opened")
 
 var browserOutput sync.Once
 
-// openSystemBrowser opens url with github.com/cli/browser, whose own output
-// (the launched command's) is discarded.
-func openSystemBrowser(u string) error {
+// OpenSystemBrowser opens url in the system browser (through
+// github.com/cli/browser, whose launched command's output is discarded). It
+// is what Login uses when Options.OpenBrowser is nil; an application wraps
+// it to react when no browser starts, for example to suggest the device
+// flow:
+//
+//	o.OpenBrowser = func(u string) error {
+//		err := client.OpenSystemBrowser(u)
+//		if err != nil {
+//			fmt.Fprintln(os.Stderr, "no browser: open the address above, or use --device")
+//		}
+//		return err
+//	}
+//
+// Its errors match ErrNoBrowser. It may return before the browser has
+// shown the page, or only once the browser exits (a text browser over SSH):
+// Login calls it on a goroutine of its own and never waits for it.
+func OpenSystemBrowser(url string) error {
 	browserOutput.Do(func() { browser.Stdout, browser.Stderr = discardWriter{}, discardWriter{} })
-	if err := browser.OpenURL(u); err != nil {
-		return errors.Join(errNoBrowser, err)
+	if err := browser.OpenURL(url); err != nil {
+		return errors.Join(ErrNoBrowser, err)
 	}
 	return nil
 }

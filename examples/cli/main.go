@@ -119,6 +119,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, confi
 	if configure != nil {
 		configure(&cfg)
 	}
+	a.tellWhenNoBrowser(&cfg)
 	a.cfg = cfg
 	c, err := client.New(ctx, func(opts *client.Options) { *opts = cfg })
 	if err != nil {

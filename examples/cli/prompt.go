@@ -1,11 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+
+	"github.com/tokenward/tokenward/client"
 )
 
 // lockedWriter serializes writes to w: the program, the client's prompt
@@ -55,59 +56,29 @@ func (p *waitingPrompt) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// browserFailedMsg is the message the client logs when the system browser
-// could not be started. The client exposes no default opener to wrap
-// (Options.OpenBrowser nil means its own), so its log is the only sign.
-const browserFailedMsg = "client: could not open a browser"
-
 // logger returns the client's logger: with --verbose, a text handler on
-// stderr; in every case it watches for the browser failing to open, to
-// tell the user.
+// stderr (tokenward redacts what it logs); otherwise none.
 func (a *app) logger() *slog.Logger {
-	var inner slog.Handler = slog.DiscardHandler
-	if a.set.verbose {
-		inner = slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
+	if !a.set.verbose {
+		return slog.New(slog.DiscardHandler)
 	}
-	w := &watch{inner: inner, once: &sync.Once{}, tell: func() {
-		fmt.Fprintln(a.stderr, "cli: the browser could not be opened: open the address above in a browser yourself, or sign in from another device with:")
-		fmt.Fprintln(a.stderr, " ", a.line.command("login", []typedFlag{{"device", "true"}}).String())
-	}}
-	return slog.New(w)
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// watch is a slog.Handler that passes records on to inner and calls tell
-// once when the client reports that no browser could be opened.
-type watch struct {
-	inner slog.Handler
-	once  *sync.Once
-	tell  func()
-}
-
-// Enabled is true at every level: the browser's failure is a debug record.
-func (w *watch) Enabled(context.Context, slog.Level) bool { return true }
-
-// Handle watches for the browser's failure and passes r on when inner
-// wants it.
-func (w *watch) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == browserFailedMsg {
-		w.once.Do(w.tell)
+// tellWhenNoBrowser wraps cfg's browser opener (the system browser when
+// none is set) so that the user hears at once when no browser starts, and
+// how to go on: the address the client printed, or the device flow.
+func (a *app) tellWhenNoBrowser(cfg *client.Options) {
+	open := cfg.OpenBrowser
+	if open == nil {
+		open = client.OpenSystemBrowser
 	}
-	if w.inner.Enabled(ctx, r.Level) {
-		return w.inner.Handle(ctx, r)
+	cfg.OpenBrowser = func(u string) error {
+		err := open(u)
+		if err != nil {
+			fmt.Fprintln(a.stderr, "cli: the browser could not be opened: open the address above in a browser yourself, or sign in from another device with:")
+			fmt.Fprintln(a.stderr, " ", a.line.command("login", []typedFlag{{"device", "true"}}).String())
+		}
+		return err
 	}
-	return nil
-}
-
-// WithAttrs returns a watch over inner with attrs.
-func (w *watch) WithAttrs(attrs []slog.Attr) slog.Handler {
-	c := *w
-	c.inner = w.inner.WithAttrs(attrs)
-	return &c
-}
-
-// WithGroup returns a watch over inner with the group.
-func (w *watch) WithGroup(name string) slog.Handler {
-	c := *w
-	c.inner = w.inner.WithGroup(name)
-	return &c
 }
