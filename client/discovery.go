@@ -33,13 +33,19 @@ type discoveryEntry struct {
 	users int // open Clients that took the document from this entry
 }
 
-// holdDiscovery records that g uses the document cached under key.
-func (g *grant) holdDiscovery(key string, doc *oauthwire.Discovery, fetched bool) {
+// holdDiscovery records that g uses the document cached under key. A
+// document not taken from the cache (fresh, or from the store) replaces the
+// entry's, with the time it was fetched: a stored document keeps its age, so
+// that the process does not take an old one for a fresh one.
+func (g *grant) holdDiscovery(key string, doc *oauthwire.Discovery, fetchedAt time.Time) {
 	discoveryCache.Lock()
 	defer discoveryCache.Unlock()
 	e, ok := discoveryCache.m[key]
-	if !ok || fetched {
-		e.doc, e.at = doc, g.now()
+	if !ok || !fetchedAt.IsZero() {
+		e.doc, e.at = doc, fetchedAt
+		if fetchedAt.IsZero() {
+			e.at = g.now()
+		}
 	}
 	e.users++
 	discoveryCache.m[key] = e
@@ -121,14 +127,14 @@ func (g *grant) fetchDiscovery(ctx context.Context, force bool) (*oauthwire.Disc
 	e, ok := discoveryCache.m[cacheKey]
 	discoveryCache.Unlock()
 	if !force && ok && g.now().Sub(e.at) < discoveryTTL {
-		g.holdDiscovery(cacheKey, e.doc, false)
+		g.holdDiscovery(cacheKey, e.doc, time.Time{})
 		g.discoCached = true
 		return e.doc, nil
 	}
 	stored := g.loadDiscovery(ctx)
 	if !force && stored != nil && stored.age(g.now()) < storedDiscoveryMaxAge {
 		g.discoCached = true
-		g.holdDiscovery(cacheKey, stored.doc, true)
+		g.holdDiscovery(cacheKey, stored.doc, stored.at)
 		if stored.age(g.now()) >= storedDiscoveryFresh {
 			g.revalidateDiscovery()
 		}
@@ -138,12 +144,12 @@ func (g *grant) fetchDiscovery(ctx context.Context, force bool) (*oauthwire.Disc
 	if err != nil {
 		if stored != nil && offlineUsable(err) {
 			g.log.Warn("client: the authorization server cannot be reached; using the discovery document kept since "+stored.at.UTC().Format(time.RFC3339), "error", err)
-			g.holdDiscovery(cacheKey, stored.doc, true)
+			g.holdDiscovery(cacheKey, stored.doc, stored.at)
 			return stored.doc, nil
 		}
 		return nil, err
 	}
-	g.holdDiscovery(cacheKey, doc, true)
+	g.holdDiscovery(cacheKey, doc, g.now())
 	g.saveDiscovery(ctx, doc, g.now())
 	return doc, nil
 }

@@ -145,6 +145,11 @@ func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth
 	defer login.Close()
 	var minted *oauth2.Token
 	err = login.Exchange(ctx, func(ctx context.Context, full *oauth2.Token) (*oauth2.Token, error) {
+		// Listed before the mint, so that a later Login or Logout finds
+		// and drops the token even if this process is gone by then.
+		if err := g.recordDerived(ctx, resources); err != nil {
+			return nil, forCache(inOp(op, err))
+		}
 		tok, err := g.tokenRequest(ctx, g.refreshForm(full.RefreshToken, resources), replayNever)
 		if err != nil {
 			return nil, forCache(err)

@@ -63,7 +63,8 @@ func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	derived := c.derivedResources()
+	derived, release := c.derivedResources(ctx)
+	defer release()
 
 	// The live tokens, read before anything is deleted.
 	type held struct {
@@ -153,6 +154,14 @@ func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 	res.LocalDeleted = true
 	for _, r := range append([]*Resource{def}, derived...) {
 		if err := r.cache.Clear(delCtx); err != nil {
+			res.LocalDeleted = false
+			errs = append(errs, err)
+		}
+	}
+	if res.LocalDeleted {
+		// Every derived token is gone (and no new one can be minted: the
+		// login is gone), so the index of them goes too.
+		if err := c.grant.store.Delete(delCtx, c.grant.derivedIndexKey()); err != nil && !errors.Is(err, store.ErrNotFound) {
 			res.LocalDeleted = false
 			errs = append(errs, err)
 		}

@@ -70,8 +70,13 @@ func checkParams(op, field string, v url.Values) error {
 		if why, ok := ownedParams[strings.ToLower(k)]; ok {
 			return failure(op, fmt.Sprintf("%s: parameter %q cannot be set there: %s", field, name, why), ErrInvalidConfig)
 		}
-		if k == "" || !safeParamText(k) {
-			return failure(op, fmt.Sprintf("%s: parameter name %q is empty or holds control characters", field, name), ErrInvalidConfig)
+		if !paramName(k) {
+			return failure(op, fmt.Sprintf("%s: parameter name %q must be letters, digits, '_', '-' or '.' (ASCII)", field, name), ErrInvalidConfig)
+		}
+		// Servers that fold case beyond ASCII, or read '.' and '-' as '_'
+		// (as PHP does), must not see one of tokenward's own parameters.
+		if why, ok := ownedParams[strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToLower(k))]; ok {
+			return failure(op, fmt.Sprintf("%s: parameter %q cannot be set there: %s", field, name, why), ErrInvalidConfig)
 		}
 		for _, val := range v[k] {
 			if !safeParamText(val) {
@@ -80,6 +85,24 @@ func checkParams(op, field string, v url.Values) error {
 		}
 	}
 	return nil
+}
+
+// paramName reports whether s is a parameter name tokenward passes on:
+// ASCII letters, digits, '_', '-' and '.', which every extension parameter
+// in use fits. Anything else could be read by a server as one of the
+// parameters tokenward owns ("ſtate" folds to "state" in Unicode) or not
+// at all.
+func paramName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // safeParamText reports whether s is valid UTF-8 without control

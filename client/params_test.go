@@ -161,6 +161,11 @@ func TestOwnedParamsRefused(t *testing.T) {
 		{"login_hint": {hidden + "\u202e"}},
 		{"bad\nname": {"x"}},
 		{"": {"x"}},
+		{"ſtate": {"x"}},        // folds to "state" in Unicode
+		{"redırect_uri": {"x"}}, // dotless i
+		{"request.uri": {"x"}},  // PHP reads "." as "_"
+		{"request-uri": {"x"}},
+		{"state ": {"x"}},
 	} {
 		cfg := f.config()
 		cfg.AuthParams = bad

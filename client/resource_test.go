@@ -201,3 +201,65 @@ func TestTwoHandlesOfOneDirectoryDiffer(t *testing.T) {
 		}
 	}
 }
+
+// A token an earlier run minted for a resource this process never uses is
+// dropped by a new Login and by Logout all the same: the next process to
+// ask for that resource is never served the previous user's token.
+func TestDerivedTokensOfEarlierRunsDropped(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"login", "logout"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			// The login names no resource, so it may mint tokens for any.
+			e := newFixture(t, oauthtest.Config{Subject: "alice"}, withOptions(func(o *Options) {
+				o.Resources, o.APIOrigins = nil, []string{"http://127.0.0.1:1"}
+			}))
+			apiB := oauthtest.StartAPI(t, e.as, "")
+			// Run 1: alice uses API B through ForResource, and exits.
+			c := e.client(t)
+			login(t, c)
+			rb, err := c.ForResource(apiB.Resource())
+			if err != nil {
+				t.Fatal(err)
+			}
+			alices, err := rb.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+
+			// Run 2 never touches API B: it logs in as bob, or logs out.
+			c = e.client(t)
+			if how == "login" {
+				if err := e.as.Update(func(cfg *oauthtest.Config) { cfg.Subject = "bob" }); err != nil {
+					t.Fatal(err)
+				}
+				login(t, c)
+			} else if _, err := c.Logout(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+
+			// Nothing of alice's for API B is left in the store.
+			if _, err := e.store.Load(t.Context(), c.grant.resourceKey([]string{apiB.Resource()}).String()); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("alice's token for API B is still stored after a %s (%v)", how, err)
+			}
+			if how == "logout" {
+				return
+			}
+			// Run 3: API B gets a token minted from bob's login.
+			c = e.client(t)
+			rb, err = c.ForResource(apiB.Resource())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := rb.Token(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.AccessToken == alices.AccessToken {
+				t.Fatal("run 3 was served alice's token for API B after bob logged in")
+			}
+		})
+	}
+}

@@ -120,29 +120,6 @@ func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func discardLog() *log.Logger { return log.New(discardWriter{}, "", 0) }
 
-// derivedResources returns the handles of every resource token derived from
-// the login: those of Options.Resources (with several, each has its own
-// token; one may be stored by an earlier run) and those used through
-// ForResource.
-func (c *Client) derivedResources() []*Resource {
-	if len(c.grant.cfg.Resources) > 1 {
-		for _, r := range c.grant.cfg.Resources {
-			if _, err := c.ForResource(r); err != nil {
-				c.grant.log.Debug("client: resource not usable", "error", err)
-			}
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*Resource
-	for id, r := range c.resources {
-		if id != "\x00default" && r.cache != nil {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // Login signs the user in (GrantLogin): in the browser with PKCE on a
 // loopback redirect, or with WithDevice through the device flow. The new
 // tokens are saved to the store (and read back) and published before
@@ -229,17 +206,6 @@ func (c *Client) Login(ctx context.Context, optFns ...func(*LoginOptions)) error
 	}
 	c.grant.emit(Event{Kind: EventLogin, Time: c.now(), Duration: c.now().Sub(start), Expiry: tok.Expiry})
 	return nil
-}
-
-// dropDerivedTokens clears the token of every resource derived from the
-// login, in memory and in the store. Each Clear first waits for a mint in
-// flight on its resource, so none outlives it.
-func (c *Client) dropDerivedTokens(ctx context.Context) {
-	for _, r := range c.derivedResources() {
-		if err := r.cache.Clear(ctx); err != nil {
-			c.grant.log.Warn("client: dropping a previous login's resource token failed", "error", err)
-		}
-	}
 }
 
 // Status describes the login without revealing any secret. Its text
