@@ -274,3 +274,46 @@ func ExampleWithAuthParam() {
 	// login_hint sent: ada@example.com
 	// audience sent: https://api.example.com
 }
+
+// A program that logs in only the first time (IfNeeded), and a logout that
+// says what it found and did.
+func ExampleIfNeeded() {
+	ctx := context.Background()
+	as, _ := oauthtest.New(oauthtest.Config{DeviceInterval: time.Second})
+	defer as.Close()
+	api, _ := as.NewAPI("")
+
+	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
+	newClient := func() (*client.Client, error) {
+		return client.New(ctx, func(o *client.Options) {
+			o.Issuer = as.Issuer()
+			o.ClientID = oauthtest.DefaultClientID
+			o.Resources = []string{api.Resource()}
+			o.AllowInsecureLoopback = true
+			o.Store = mem
+			o.Prompt = io.Discard
+			o.DevicePrompt = func(ctx context.Context, _ client.DeviceCode) { <-ctx.Done() }
+		})
+	}
+	for run := 1; run <= 2; run++ { // two starts of the program
+		c, err := newClient()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if err := c.Login(ctx, client.WithDevice(), client.IfNeeded()); err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("run %d: device logins so far: %d\n", run, as.Stats().Requests[oauthtest.EndpointDeviceAuthorization])
+		if run == 2 {
+			res, err := c.Logout(ctx)
+			fmt.Println("found:", res.Found, "revoked:", res.Revoked, "deleted:", res.LocalDeleted, "error:", err)
+		}
+		c.Close()
+	}
+	// Output:
+	// run 1: device logins so far: 1
+	// run 2: device logins so far: 1
+	// found: true revoked: [refresh token access token] deleted: true error: <nil>
+}
