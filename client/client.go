@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -70,6 +71,9 @@ type grant struct {
 	disco       *oauthwire.Discovery // nil without discovery
 	discoKey    string               // discoveryCache entry held (until Close)
 	discoCached bool                 // disco came from a cache (the process's or the store), not the server just now
+	resolveMu   sync.Mutex           // serialises ready
+	resolved    atomic.Bool          // endpoints, method, disco and issRequired are set, and never change again
+	discoErr    error                // the last failure of ready (under resolveMu)
 	bg          sync.WaitGroup       // the background revalidation of the discovery document
 	bgCancel    context.CancelFunc   // ends it (Close)
 
@@ -89,11 +93,18 @@ type grant struct {
 //		o.Resources = []string{"https://api.example.com"}
 //	})
 //
-// It validates the options, runs discovery when Issuer is set (Clients of
-// one issuer that are open at the same time share one fetch, for at most an
-// hour), opens the store and prepares the default token cache. It makes no
-// token request: the first one happens on the first API call (client
-// credentials) or at Login.
+// It validates the options, opens the store, runs discovery when Issuer is
+// set and prepares the default token cache. Discovery asks the server only
+// when neither the process (Clients of one issuer that are open at the same
+// time share one fetch, for at most an hour) nor the store (the document of
+// an earlier run, see [Client.Logout]) has the document. When the server
+// cannot be reached (or is busy) and no document is kept, New still
+// returns a Client: Status and the local half of Logout need no server, and
+// the first operation that does (a token request, Login, revocation) asks
+// for the document again and reports the failure if it persists. A
+// document that is wrong (another issuer, an unusable endpoint) fails New.
+// It makes no token request: the first one happens on the first API call
+// (client credentials) or at Login.
 func New(ctx context.Context, optFns ...func(*Options)) (*Client, error) {
 	var cfg Options
 	for _, fn := range optFns {
@@ -174,23 +185,14 @@ func (c *Client) init(ctx context.Context) error {
 		fmt.Fprintf(c.prompt, "tokenward: WARNING: %s\n", s.Warning)
 		g.log.Warn("client: insecure token storage", "mode", string(s.Mode), "warning", s.Warning)
 	}
-	if err := g.discover(ctx, false); err != nil {
-		return err
-	}
-	if err := g.chooseAuthMethod(); err != nil {
-		if !g.discoCached {
+	if err := g.ready(ctx); err != nil {
+		if !offlineUsable(err) {
 			return err
 		}
-		// A document kept from earlier may predate a change of the
-		// server's configuration: the server has the last word.
-		g.log.Debug("client: the kept discovery document does not fit the configuration; asking the server", "error", err)
-		g.releaseDiscovery()
-		if err := g.discover(ctx, true); err != nil {
-			return err
-		}
-		if err := g.chooseAuthMethod(); err != nil {
-			return err
-		}
+		// The server cannot be reached and no document of it is kept:
+		// what needs no server (Status, the local half of Logout) works
+		// now, and the first operation that needs the server asks again.
+		g.log.Warn("client: the authorization server cannot be reached; starting without its discovery document", "error", err)
 	}
 	if err := hub.join(g.baseKey().String(), c); err != nil {
 		return err

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/httpretry"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
+	"github.com/tokenward/tokenward/refresh"
 	"github.com/tokenward/tokenward/store"
 )
 
@@ -169,4 +173,83 @@ func (g *grant) stopBackground() {
 func offlineUsable(err error) bool {
 	return !errors.Is(err, ErrIssuerMismatch) && !errors.Is(err, ErrInvalidConfig) &&
 		(errors.Is(err, ErrNetwork) || errors.Is(err, ErrTemporarilyUnavailable))
+}
+
+// ready settles what requests to the server need: the endpoints (from the
+// configuration and discovery) and the client authentication method. New
+// calls it; when the server could not be reached then, every operation that
+// needs the server calls it again first. Once it has succeeded the fields it
+// set never change, so that reading them after ready returned nil is safe
+// from any goroutine.
+func (g *grant) ready(ctx context.Context) error {
+	if g.resolved.Load() {
+		return nil
+	}
+	g.resolveMu.Lock()
+	defer g.resolveMu.Unlock()
+	if g.resolved.Load() {
+		return nil
+	}
+	if err := g.resolve(ctx); err != nil {
+		g.releaseDiscovery()
+		g.discoErr = err
+		return err
+	}
+	g.resolved.Store(true)
+	return nil
+}
+
+// readyNow is ready for code that holds a credential's lock (a token cache's
+// upstream): it never asks the server, since a slow discovery would hold
+// the lock, and a failure there would read as a lost token request. Without
+// the endpoints it returns the last discovery failure, marked as not sent;
+// the callers of the token caches (readySource) ask the server first,
+// outside the lock.
+func (g *grant) readyNow() error {
+	if g.resolved.Load() {
+		return nil
+	}
+	g.resolveMu.Lock()
+	err := g.discoErr
+	g.resolveMu.Unlock()
+	if err == nil {
+		err = failure(opDiscovery, "the server's endpoints are not known yet", ErrDiscovery, ErrTemporarilyUnavailable)
+	}
+	return &classified{err: err, class: httpretry.ErrNotSent}
+}
+
+// readySource is a token cache as the Client hands it out: before a token
+// is asked for, it makes sure the endpoints are known (ready), outside the
+// cache's lock. A failure is left to the cache, which answers with a valid
+// token it holds or with the failure (readyNow). The cache's other methods
+// (the transport's feedback on rejected tokens among them) are its own.
+type readySource struct {
+	g *grant
+	*refresh.Cache
+}
+
+// Token returns the cache's token, once the endpoints are known.
+func (s readySource) Token(ctx context.Context) (*oauth2.Token, error) {
+	if !s.g.resolved.Load() {
+		_ = s.g.ready(ctx)
+	}
+	return s.Cache.Token(ctx)
+}
+
+func (g *grant) resolve(ctx context.Context) error {
+	if err := g.discover(ctx, false); err != nil {
+		return err
+	}
+	err := g.chooseAuthMethod()
+	if err == nil || !g.discoCached {
+		return err
+	}
+	// A document kept from earlier may predate a change of the server's
+	// configuration: the server has the last word.
+	g.log.Debug("client: the kept discovery document does not fit the configuration; asking the server", "error", err)
+	g.releaseDiscovery()
+	if err := g.discover(ctx, true); err != nil {
+		return err
+	}
+	return g.chooseAuthMethod()
 }

@@ -12,7 +12,9 @@
 // (fetching it again in the background once it is an hour old), so a
 // program with a valid stored token starts and makes its first API call
 // without a single request to the authorization server, and Status and
-// the local half of Logout work while the server is down.
+// the local half of Logout work while the server is down. With the server
+// down and no document kept, New still returns a Client, and the first
+// operation that needs the server asks for the document again.
 //
 //	c, err := client.New(ctx, func(o *client.Options) {
 //		o.Issuer = "https://login.example.com"

@@ -20,6 +20,9 @@ import (
 // (refresh_token): ...".
 func (g *grant) tokenRequest(ctx context.Context, form url.Values, policy replay) (*oauth2.Token, error) {
 	op := opToken(form.Get("grant_type"))
+	if err := g.readyNow(); err != nil {
+		return nil, err
+	}
 	form = withParams(form, g.cfg.TokenParams)
 	resp, err := g.ep.post(ctx, g.endpoints.TokenURL, form, g.authFor(g.endpoints.TokenURL), policy)
 	if err != nil {

@@ -77,6 +77,9 @@ const (
 // for iss (RFC 9207) and error, and its code is exchanged once. The
 // listener is closed on every exit path.
 func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Token, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
 	if c.endpoints.AuthURL == "" {
 		return nil, failure(opLogin, "the server has no authorization endpoint; use device login (WithDevice)", ErrInvalidConfig)
 	}

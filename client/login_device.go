@@ -37,6 +37,9 @@ type DeviceCode struct {
 // credential, and a poll the server may have seen is not sent twice. Before
 // anything is shown, the response is checked (see checkDeviceAuth).
 func (c *Client) deviceLogin(ctx context.Context, o *LoginOptions) (*oauth2.Token, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
 	if c.endpoints.DeviceAuthURL == "" {
 		return nil, failure(opLogin, "the server has no device authorization endpoint; use browser login", ErrInvalidConfig)
 	}

@@ -119,6 +119,12 @@ func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 			return
 		}
 		res.Found = true
+		if err := c.ready(ctx); err != nil {
+			// The server is still out of reach: nothing can be revoked.
+			notRevoked = append(notRevoked, what)
+			errs = append(errs, err)
+			return
+		}
 		if c.endpoints.RevocationURL == "" {
 			notRevoked = append(notRevoked, what)
 			return
@@ -145,7 +151,7 @@ func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 	for _, h := range tokens {
 		revoke(h.tok.AccessToken, "access_token", h.what, h.tok.Expiry)
 	}
-	if c.endpoints.RevocationURL == "" && res.Found {
+	if c.resolved.Load() && c.endpoints.RevocationURL == "" && res.Found {
 		errs = append(errs, errNoRevocation)
 	}
 

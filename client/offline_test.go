@@ -185,3 +185,61 @@ func TestLogoutDeletesKeptDiscovery(t *testing.T) {
 		t.Fatalf("the discovery document is still kept after Logout (%v)", err)
 	}
 }
+
+// With the server unreachable and no document kept (nothing was ever
+// stored), New still starts: Status and Logout answer from the store, and
+// the first operation that needs the server asks for the document again,
+// and works once the server is back.
+func TestStartWithServerDownAndNothingKept(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{})
+	forgetDiscovery(e.as.Issuer())
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultBadGateway, Endpoint: oauthtest.EndpointDiscovery, Times: 4})
+	c := e.client(t)
+	if in, err := c.LoggedIn(t.Context()); err != nil || in {
+		t.Fatalf("LoggedIn = %v, %v; want false, nil", in, err)
+	}
+	res, err := c.Logout(t.Context())
+	if err != nil || res.Found {
+		t.Fatalf("Logout = %+v, %v; want nothing found, no error", res, err)
+	}
+	// The server is still busy: the login reports the discovery failure.
+	if err := c.Login(t.Context()); !errors.Is(err, ErrDiscovery) || !errors.Is(err, ErrTemporarilyUnavailable) {
+		t.Fatalf("Login with the server busy = %v, want ErrDiscovery and ErrTemporarilyUnavailable", err)
+	}
+	// Back: the next login fetches the document and signs in.
+	login(t, c)
+	if in, err := c.LoggedIn(t.Context()); err != nil || !in {
+		t.Fatalf("LoggedIn after the login = %v, %v", in, err)
+	}
+}
+
+// A job that starts while the server is busy gets its token once the
+// server is back: the endpoints are asked for again outside the token
+// cache's lock, and a failure to learn them reads as nothing sent (not as
+// a token request whose answer was lost).
+func TestClientCredentialsAfterServerBack(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}})
+	forgetDiscovery(e.as.Issuer())
+	e.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultBadGateway, Endpoint: oauthtest.EndpointDiscovery, Times: 4})
+	c := e.client(t, clientCredentials("job", "job-secret"))
+	hc, err := c.HTTPClient(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hc.Get(e.api.URL() + "/things"); !errors.Is(err, ErrDiscovery) {
+		t.Fatalf("API call with the server busy = %v, want ErrDiscovery", err)
+	}
+	if n := e.as.Stats().TokenPosts; n != 0 {
+		t.Fatalf("%d token requests without known endpoints", n)
+	}
+	// The faults are used up: the next call learns the endpoints (after
+	// the cache's backoff, which a new Client of its own does not have).
+	c.Close()
+	c = e.client(t, clientCredentials("job", "job-secret"))
+	hc, _ = c.HTTPClient(t.Context())
+	if code, body := get(t, hc, e.api.URL()+"/things"); code != 200 {
+		t.Fatalf("API answered %d %s once the server was back", code, body)
+	}
+}

@@ -100,7 +100,7 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 			return nil, inOp("token cache", err)
 		}
 		r.cache = cache
-		src = cache
+		src = readySource{g, cache}
 	}
 	if len(origins) > 0 {
 		tr, err := transport.New(src, func(t *transport.Options) {
@@ -232,7 +232,7 @@ func (r *Resource) Token(ctx context.Context) (*oauth2.Token, error) {
 	if r.cache == nil {
 		return r.c.static, nil
 	}
-	return r.cache.Token(ctx)
+	return readySource{r.c.grant, r.cache}.Token(ctx)
 }
 
 // TokenSource returns this resource's token as an oauth2.TokenSource.
@@ -240,7 +240,7 @@ func (r *Resource) TokenSource() oauth2.TokenSource {
 	if r.cache == nil {
 		return oauth2.StaticTokenSource(r.c.static)
 	}
-	return refresh.TokenSource(r.cache)
+	return refresh.TokenSource(readySource{r.c.grant, r.cache})
 }
 
 // defaultResources are the resource indicators on the default token's

@@ -61,8 +61,8 @@ func TestCLIHints(t *testing.T) {
 			want: []string{"hint: tokens only travel over https", "cli --allow-insecure-loopback --client-id x --issuer " + as.Issuer() + " status"}},
 		{name: "wrong issuer", args: []string{"--allow-insecure-loopback", "--issuer", as.Issuer() + "/", "--client-id", "x", "status"}, store: "memory",
 			want: []string{"hint: the server says its issuer is different", "exact issuer URL"}},
-		{name: "unreachable issuer", args: []string{"--allow-insecure-loopback", "--issuer", "http://127.0.0.1:1", "--client-id", "x", "status"}, store: "memory",
-			want: []string{"hint: could not reach the authorization server", "check --issuer", "cli --allow-insecure-loopback --client-id x --issuer http://127.0.0.1:1 status"}},
+		{name: "unreachable issuer", args: []string{"--allow-insecure-loopback", "--issuer", "http://127.0.0.1:1", "--client-id", "x", "login"}, store: "memory",
+			want: []string{"hint: could not reach the authorization server", "check --issuer", "cli --allow-insecure-loopback --client-id x --issuer http://127.0.0.1:1 login"}},
 		{name: "no issuer", args: []string{"status"}, store: "memory",
 			msg: []string{"cli: --issuer and --client-id are required"}, want: []string{"cli --client-id my-app --issuer https://login.example.com status"}},
 		{name: "keychain missing", args: slices.Concat(loopback, []string{"status"}), configure: keychain(missing),
@@ -178,10 +178,12 @@ func TestTimeoutSaysHowLong(t *testing.T) {
 	short := func(cfg *client.Options) { cfg.HTTP.Timeout = 200 * time.Millisecond; cfg.HTTP.RetryMax = -1 }
 	base := []string{"--allow-insecure-loopback", "--issuer", as.Issuer(), "--client-id", oauthtest.DefaultClientID, "--profile", "p"}
 
+	// status needs no server (it answers from the store); login does.
 	as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointDiscovery})
-	r := cliRun(t, short, append(base, "status")...)
+	cliRun(t, short, append(base, "status")...).want(t, 0, "not signed in (profile p)")
+	r := cliRun(t, short, append(base, "login")...)
 	r.want(t, 1, "cli: timed out after 200ms waiting for the authorization server", "hint: the server did not answer",
-		"cli --allow-insecure-loopback --client-id "+oauthtest.DefaultClientID+" --issuer "+as.Issuer()+" --profile p status")
+		"cli --allow-insecure-loopback --client-id "+oauthtest.DefaultClientID+" --issuer "+as.Issuer()+" --profile p login")
 	if strings.Contains(r.all(), "deadline exceeded") {
 		t.Fatalf("the raw error is shown: %s", r.all())
 	}

@@ -41,9 +41,9 @@ func TestCAFile(t *testing.T) {
 	memoryStore(t)
 	base := []string{"--issuer", as.Issuer(), "--client-id", "x", "--profile", "work"}
 
-	r := cliRun(t, nil, append(base, "status")...)
+	r := cliRun(t, nil, append(base, "login", "--device")...)
 	r.want(t, 1, "certificate signed by unknown authority", "hint: the server's certificate is signed by a CA this machine does not trust",
-		"cli --ca-file ca.pem --client-id x --issuer "+as.Issuer()+" --profile work status")
+		"cli --ca-file ca.pem --client-id x --issuer "+as.Issuer()+" --profile work login --device")
 
 	pemPath := caFile(t, as)
 	cliRun(t, nil, append(base, "--ca-file", pemPath, "status")...).want(t, 0, "not signed in (profile work)")

@@ -8,6 +8,11 @@ import (
 	"syscall"
 )
 
+// ErrNotSent marks the failure of a step before a request (such as
+// finding the server's endpoints): the request was never made, so NotSent
+// reports true for any error that wraps it.
+var ErrNotSent = errors.New("the request was not sent")
+
 // NotSent reports whether err, the failure of an HTTP request, certainly
 // happened before any byte of the request reached the server: the name did
 // not resolve, the connection was never made (refused, unreachable, dial
@@ -30,6 +35,8 @@ func NotSent(err error) bool {
 	switch {
 	case err == nil:
 		return false
+	case errors.Is(err, ErrNotSent):
+		return true
 	case errors.As(err, &dns), errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
 		return true
 	case errors.As(err, &op) && op.Op == "dial":

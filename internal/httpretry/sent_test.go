@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -24,5 +25,6 @@ func TestNotSent(t *testing.T) {
 		{"deadline", asURLError(context.DeadlineExceeded), false},
 		{"unknown", errors.New("something"), false},
 		{"nil", nil, false},
+		{"a step before the request failed", fmt.Errorf("discovery: %w", errors.Join(ErrNotSent, asURLError(&net.OpError{Op: "read", Err: syscall.ECONNRESET}))), true},
 	})
 }
