@@ -95,6 +95,15 @@ func fastHTU(s string) (string, bool) {
 		return "", false
 	}
 	end := schemeLen + i
+	// net/url refuses control characters anywhere and bad escapes in the
+	// fragment; leave those to it, so that both paths fail alike.
+	inFragment := false
+	for _, c := range []byte(rest[i:]) {
+		if c < 0x20 || c == 0x7f || inFragment && c == '%' {
+			return "", false
+		}
+		inFragment = inFragment || c == '#'
+	}
 	if end == authEnd {
 		return s[:end] + "/", true
 	}
