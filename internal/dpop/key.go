@@ -249,6 +249,8 @@ func (k *Key) MarshalPKCS8() ([]byte, error) {
 
 // ParseKey reads a private key that MarshalPKCS8 wrote (or any PKCS #8
 // ECDSA, Ed25519 or RSA key) and wraps it as NewKey does; alg as there.
+// PKCS #8 does not record the algorithm: an RSA key used with RS256 needs
+// RS256 again here, or it comes back as PS256.
 func ParseKey(pkcs8 []byte, alg string) (*Key, error) {
 	priv, err := x509.ParsePKCS8PrivateKey(pkcs8)
 	if err != nil {
@@ -271,14 +273,20 @@ func ParseKey(pkcs8 []byte, alg string) (*Key, error) {
 // Supported reports whether a server accepts the key's proofs, given the
 // dpop_signing_alg_values_supported of its discovery document (RFC 9449
 // section 5.1). An empty list means the server did not say, and any
-// algorithm is tried.
+// algorithm is tried. A nil key is never supported.
 func Supported(k *Key, serverAlgs []string) bool {
+	if k == nil {
+		return false
+	}
 	return len(serverAlgs) == 0 || slices.Contains(serverAlgs, k.alg)
 }
 
 // CheckAlg is Supported as an error: nil, or ErrAlgNotSupportedByServer
 // naming the key's algorithm and the server's.
 func CheckAlg(k *Key, serverAlgs []string) error {
+	if k == nil {
+		return fmt.Errorf("dpop: check algorithm: %w", ErrUnsupportedKey)
+	}
 	if Supported(k, serverAlgs) {
 		return nil
 	}

@@ -270,6 +270,9 @@ func TestCheckAlg(t *testing.T) {
 	if Supported(k, []string{ES256}) || !errors.Is(err, ErrAlgNotSupportedByServer) || !strings.HasPrefix(err.Error(), "dpop: check algorithm: ") {
 		t.Errorf("CheckAlg = %v, want ErrAlgNotSupportedByServer", err)
 	}
+	if Supported(nil, nil) || !errors.Is(CheckAlg(nil, nil), ErrUnsupportedKey) {
+		t.Error("a nil key must not be supported")
+	}
 }
 
 // TestPrintedFormsHideKey: no printer shows the private key, its PKCS #8
