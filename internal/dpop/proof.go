@@ -1,0 +1,162 @@
+package dpop
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// jtiBytes is the size of a proof's random jti: 128 bits, so that two
+// proofs of one key never share one (RFC 9449 section 11.1 asks for enough
+// entropy to make collisions negligible).
+const jtiBytes = 16
+
+// ErrInvalidProofParams means a proof cannot be built from the parameters:
+// no time, a method that is not an HTTP token, or a nonce that is not the
+// printable characters RFC 9449 section 8 allows or is longer than
+// MaxNonceLen.
+var ErrInvalidProofParams = errors.New("invalid DPoP proof parameters")
+
+// ProofParams describe the request a proof is for. Its printed forms hide
+// AccessToken.
+type ProofParams struct {
+	// Method is the request's HTTP method ("POST", "GET"), the htm claim.
+	Method string
+	// URL is the request's URL; HTU turns it into the htu claim.
+	URL string
+	// Now is the proof's time, the iat claim, already corrected for the
+	// server's clock skew by the caller. It must not be zero.
+	Now time.Time
+	// Nonce is the server's last DPoP-Nonce for the URL's origin, if any.
+	Nonce string
+	// AccessToken is the DPoP-bound access token sent with the request,
+	// whose hash becomes the ath claim; empty for token requests.
+	AccessToken string
+}
+
+// Proof returns a signed DPoP proof JWT (RFC 9449 section 4) for one
+// request: header {"typ":"dpop+jwt","alg","jwk"} and claims jti (128
+// random bits), htm, htu, iat, and ath and nonce when p has them. Every
+// call makes a new proof; a proof is sent once.
+func (k *Key) Proof(p ProofParams) (string, error) {
+	if k == nil || k.signer == nil {
+		return "", fmt.Errorf("dpop: proof: %w", ErrUnsupportedKey)
+	}
+	if p.Now.IsZero() {
+		return "", fmt.Errorf("dpop: proof: %w: no time", ErrInvalidProofParams)
+	}
+	if !isToken(p.Method) {
+		return "", fmt.Errorf("dpop: proof: %w: method is not an HTTP token", ErrInvalidProofParams)
+	}
+	if p.Nonce != "" && !isNonce(p.Nonce) {
+		return "", fmt.Errorf("dpop: proof: %w: nonce has characters a nonce cannot have or is too long", ErrInvalidProofParams)
+	}
+	htu, err := HTU(p.URL)
+	if err != nil {
+		return "", fmt.Errorf("dpop: proof: %w", errors.Unwrap(err))
+	}
+
+	// Both buffers live on the stack for every usual proof; they grow on
+	// the heap only for an unusually long URL or nonce, or a large key.
+	var payloadBuf [512]byte
+	payload := appendPayload(payloadBuf[:0], p, htu)
+	var inputBuf [1536]byte
+	input := append(inputBuf[:0], k.header...)
+	input = base64.RawURLEncoding.AppendEncode(input, payload)
+
+	var sigBuf [132]byte // ES512's r || s, the longest but RSA's
+	sig, err := k.sign(sigBuf[:0], input)
+	if err != nil {
+		return "", fmt.Errorf("dpop: proof: sign with %s: %w", k.alg, err)
+	}
+	var b strings.Builder
+	b.Grow(len(input) + 1 + base64.RawURLEncoding.EncodedLen(len(sig)))
+	b.Write(input)
+	b.WriteByte('.')
+	var sigB64 [704]byte // RSA 4096's 512 bytes, encoded
+	b.Write(base64.RawURLEncoding.AppendEncode(sigB64[:0], sig))
+	return b.String(), nil
+}
+
+// appendPayload writes the claims as JSON. Every value but htu is known
+// to need no escaping (base64url, an HTTP token, digits, a nonce of
+// NQCHARs); htu is escaped anyway, since it comes from a URL.
+func appendPayload(b []byte, p ProofParams, htu string) []byte {
+	var jti [jtiBytes]byte
+	_, _ = rand.Read(jti[:]) // crypto/rand.Read never fails (it crashes the program instead)
+	b = append(b, `{"jti":"`...)
+	b = base64.RawURLEncoding.AppendEncode(b, jti[:])
+	b = append(b, `","htm":"`...)
+	b = append(b, p.Method...)
+	b = append(b, `","htu":"`...)
+	b = appendJSONString(b, htu)
+	b = append(b, `","iat":`...)
+	b = strconv.AppendInt(b, p.Now.Unix(), 10)
+	if p.AccessToken != "" {
+		b = append(b, `,"ath":"`...)
+		b = appendATH(b, p.AccessToken)
+		b = append(b, '"')
+	}
+	if p.Nonce != "" {
+		b = append(b, `,"nonce":"`...)
+		b = append(b, p.Nonce...)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// AccessTokenHash returns the ath claim for an access token: base64url
+// (no padding) of the SHA-256 of its ASCII octets (RFC 9449 section 4.2).
+func AccessTokenHash(accessToken string) string {
+	var buf [43]byte
+	return string(appendATH(buf[:0], accessToken))
+}
+
+func appendATH(b []byte, accessToken string) []byte {
+	sum := sha256.Sum256([]byte(accessToken))
+	return base64.RawURLEncoding.AppendEncode(b, sum[:])
+}
+
+// appendJSONString appends the contents of a JSON string for s, without
+// the quotes: '"', '\\' and control characters escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// isToken reports whether s is a non-empty HTTP token (RFC 9110 section
+// 5.6.2), as a method must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTchar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTchar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return c < 0x80 && strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
