@@ -198,7 +198,12 @@ func (s *Server) checkProof(pc proofCheck) (*dpopProof, *dpopError) {
 		return nil, refuse(DPoPRefusedHTU, "DPoP proof htu does not match the request URL")
 	}
 	now := s.now()
-	iat := time.Unix(0, 0).Add(time.Duration(*claims.IAT * float64(time.Second)))
+	if *claims.IAT < 0 || *claims.IAT > 1e11 {
+		// Far beyond any window; converting it could overflow.
+		return nil, refuse(DPoPRefusedIAT, "DPoP proof iat out of range")
+	}
+	sec, frac := math.Modf(*claims.IAT)
+	iat := time.Unix(int64(sec), int64(frac*1e9))
 	if iat.Before(now.Add(-s.cfg.DPoPProofWindow)) {
 		return nil, refuse(DPoPRefusedIAT, "DPoP proof iat too old")
 	}

@@ -172,6 +172,7 @@ func TestDPoPProofRefusals(t *testing.T) {
 		{"htu relative", oauthtest.DPoPRefusedHTU, []string{es.proof(t, "POST", oauthtest.PathToken, now)}},
 		{"iat too old", oauthtest.DPoPRefusedIAT, []string{es.proof(t, "POST", tokenURL, now.Add(-61*time.Second))}},
 		{"iat in the future", oauthtest.DPoPRefusedIAT, []string{es.proof(t, "POST", tokenURL, now.Add(6*time.Second))}},
+		{"iat huge", oauthtest.DPoPRefusedIAT, []string{es.proof(t, "POST", tokenURL, now, set("claims", "iat", 1e300))}},
 	}
 	for _, tc := range cases {
 		r := dpopPost(t, srv, oauthtest.PathToken, svc, url.Values{"grant_type": {oauthtest.GrantClientCredentials}}, tc.proofs...)
