@@ -15,7 +15,7 @@ import (
 // Outcomes of a request to an API (APIRequest.Outcome).
 const (
 	OutcomeOK                = "ok"
-	OutcomeMissing           = "missing"            // no Bearer credential
+	OutcomeMissing           = "missing"            // no credential (of an accepted scheme)
 	OutcomeUnknown           = "unknown"            // not a token this server issued
 	OutcomeForeign           = "foreign"            // issued by this server for another resource
 	OutcomeExpired           = "expired"            // expired by the server's clock
@@ -23,6 +23,12 @@ const (
 	OutcomeRejected          = "rejected"           // forced by RejectNext
 	OutcomeInsufficientScope = "insufficient_scope" // lacks the required scope
 	OutcomeRedirect          = "redirect"           // a /redirect/ route
+	// The DPoP outcomes (Config.DPoP on).
+	OutcomeInvalidDPoPProof = "invalid_dpop_proof" // the DPoP proof failed a check
+	OutcomeDPoPNonce        = "use_dpop_nonce"     // the proof lacked the API's current nonce
+	OutcomeDPoPKeyMismatch  = "dpop_key_mismatch"  // the proof's key is not the token's (or the token is unbound)
+	OutcomeDPoPDowngrade    = "dpop_downgrade"     // a DPoP-bound token shown with the Bearer scheme
+	OutcomeDPoPRequired     = "dpop_required"      // the Bearer scheme under DPoPRequired
 )
 
 // maxRecords bounds the request records of an API and of the trap
@@ -66,8 +72,15 @@ type API struct {
 type APIRequest struct {
 	// Method and Path are the request's method and URL path.
 	Method, Path string
-	// Token is the Bearer credential presented ("" when none).
+	// Token is the credential presented ("" when none).
 	Token string
+	// Scheme is the Authorization scheme it came with: SchemeBearer,
+	// SchemeDPoP (only when Config.DPoP is on), or "".
+	Scheme string
+	// DPoPJKT is the RFC 7638 thumbprint of the key of the DPoP proof
+	// that passed the checks ("" when none did). The proof itself is not
+	// kept.
+	DPoPJKT string
 	// Audience is the token's audience when this server issued it.
 	Audience string
 	// Status is the HTTP status the API answered.
@@ -187,21 +200,27 @@ func (a *API) Stats() APIStats {
 		Foreign: a.foreign.Load(), Unknown: a.unknown.Load()}
 }
 
-func (a *API) record(r *http.Request, tok, aud string, status int, outcome string) {
+func (a *API) record(rec APIRequest, status int, outcome string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.records) >= maxRecords {
 		a.records = slices.Delete(a.records, 0, maxRecords/10)
 	}
-	a.records = append(a.records, APIRequest{Method: r.Method, Path: r.URL.Path, Token: tok, Audience: aud, Status: status, Outcome: outcome})
+	rec.Status, rec.Outcome = status, outcome
+	a.records = append(a.records, rec)
 }
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.calls.Add(1)
 	s := a.srv
-	tok, has := bearer(r)
+	scheme, tok := credential(r)
 	s.mu.RLock()
+	if s.cfg.DPoP == DPoPOff && scheme != SchemeBearer {
+		// A server that does not know DPoP sees no credential.
+		scheme, tok = "", ""
+	}
+	has := tok != ""
 	now := s.now()
 	var (
 		issued           bool
@@ -226,32 +245,48 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			to = s.trap.URL() + "/from-api"
 		}
 		status := map[string]int{"302": http.StatusFound, "307": http.StatusTemporaryRedirect, "308": http.StatusPermanentRedirect}[code]
-		a.record(r, tok, aud, status, OutcomeRedirect)
+		a.record(APIRequest{Method: r.Method, Path: r.URL.Path, Token: tok, Scheme: scheme, Audience: aud}, status, OutcomeRedirect)
 		w.Header().Set("Location", to)
 		w.WriteHeader(status)
 		return
 	}
 
-	fail := func(status int, outcome, header string) {
+	var g guard
+	if has {
+		g = s.resourceGuard(r, EndpointAPI, scheme, tok)
+	} else {
+		g = s.resourceGuard(r, EndpointAPI, "", "")
+	}
+	rec := APIRequest{Method: r.Method, Path: r.URL.Path, Token: tok, Scheme: scheme, DPoPJKT: g.jkt, Audience: aud}
+	if g.nonce != "" {
+		w.Header().Set("DPoP-Nonce", g.nonce)
+	}
+	fail := func(status int, outcome string, challenges ...string) {
 		a.rejected.Add(1)
-		a.record(r, tok, aud, status, outcome)
-		w.Header().Set("WWW-Authenticate", header)
+		a.record(rec, status, outcome)
+		for _, c := range challenges {
+			w.Header().Add("WWW-Authenticate", c)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		if outcome == OutcomeMissing {
+		switch {
+		case outcome == OutcomeMissing:
 			io.WriteString(w, `{"error":"unauthorized"}`)
-			return
-		}
-		if outcome == OutcomeInsufficientScope {
+		case outcome == OutcomeInsufficientScope:
 			io.WriteString(w, `{"error":"insufficient_scope"}`)
-			return
+		case g.refused:
+			io.WriteString(w, `{"error":"`+g.errCode+`"}`)
+		default:
+			io.WriteString(w, `{"error":"invalid_token"}`)
 		}
-		io.WriteString(w, `{"error":"invalid_token"}`)
 	}
-	const invalid = `Bearer realm="oauthtest", error="invalid_token"`
+	invalid := g.challenge(scheme, `error="invalid_token"`)
 	switch {
 	case !has:
-		fail(http.StatusUnauthorized, OutcomeMissing, `Bearer realm="oauthtest"`)
+		fail(http.StatusUnauthorized, OutcomeMissing, g.missing()...)
+		return
+	case g.refused:
+		fail(http.StatusUnauthorized, g.outcome, g.challenges...)
 		return
 	case !issued:
 		a.unknown.Add(1)
@@ -280,11 +315,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if need != "" && !slices.Contains(strings.Fields(scope), need) {
-		fail(http.StatusForbidden, OutcomeInsufficientScope, `Bearer realm="oauthtest", error="insufficient_scope", scope="`+need+`"`)
+		fail(http.StatusForbidden, OutcomeInsufficientScope, g.challenge(scheme, `error="insufficient_scope", scope="`+need+`"`))
 		return
 	}
 	a.ok.Add(1)
-	a.record(r, tok, aud, http.StatusOK, OutcomeOK)
+	a.record(rec, http.StatusOK, OutcomeOK)
 	body, _ := json.Marshal(map[string]string{"resource": a.resource, "sub": sub, "scope": scope, "path": r.URL.Path})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

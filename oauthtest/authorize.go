@@ -27,6 +27,7 @@ type authCode struct {
 	expiry      time.Time
 	used        bool
 	fam         *family // what the code produced, revoked on replay
+	dpopJKT     string  // RFC 9449 section 10: the DPoP key that must redeem it
 }
 
 // authorize serves the authorization endpoint: it approves every valid
@@ -111,6 +112,9 @@ func (s *Server) authorize(r *http.Request) *reply {
 		scope: q.Get("scope"), resources: slices.Clone(q["resource"]), nonce: q.Get("nonce"),
 		subject: s.cfg.Subject, expiry: s.now().Add(s.cfg.CodeLifetime),
 	}
+	if s.cfg.DPoP != DPoPOff {
+		code.dpopJKT = q.Get("dpop_jkt")
+	}
 	value := canary.New("code")
 	s.codes[value] = code
 	return back(url.Values{"code": {value}})
@@ -157,6 +161,9 @@ func (s *Server) checkAuthRequest(c *Client, q url.Values) (code, desc string) {
 		if !validResource(res) || !s.resourceAllowed(res) {
 			return "invalid_target", "unknown resource"
 		}
+	}
+	if _, ok := q["dpop_jkt"]; ok && s.cfg.DPoP != DPoPOff && (len(q["dpop_jkt"]) != 1 || !validJKT(q.Get("dpop_jkt"))) {
+		return "invalid_request", "dpop_jkt is not one base64url SHA-256 JWK thumbprint"
 	}
 	return "", ""
 }

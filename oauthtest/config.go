@@ -277,6 +277,30 @@ type Config struct {
 	// DisabledEndpoints lists endpoint names (EndpointRevocation, ...) that
 	// are not advertised and answer 404.
 	DisabledEndpoints []string
+
+	// DPoP turns DPoP (RFC 9449) on: DPoPOptional or DPoPRequired. See
+	// the package documentation's DPoP section. Optional: default DPoPOff,
+	// which ignores DPoP headers.
+	DPoP DPoPMode
+	// DPoPSigningAlgs are the proof algorithms accepted (and advertised as
+	// dpop_signing_alg_values_supported): any of ES256, ES384, ES512,
+	// EdDSA (Ed25519), RS256, RS384, RS512, PS256, PS384, PS512. Optional:
+	// default DefaultDPoPSigningAlgs.
+	DPoPSigningAlgs []string
+	// DPoPNonceAS makes the token and PAR endpoints demand the server's
+	// current nonce in every proof (RFC 9449 section 8): a proof without
+	// it is answered use_dpop_nonce with a DPoP-Nonce header.
+	DPoPNonceAS bool
+	// DPoPNonceAPI makes the APIs (and userinfo) demand their current
+	// nonce (RFC 9449 section 9), a value distinct from the token
+	// endpoint's.
+	DPoPNonceAPI bool
+	// DPoPProofWindow is how old (by iat, on the server's clock) a proof
+	// may be; its jti is remembered that long. Optional: default 60 s.
+	DPoPProofWindow time.Duration
+	// DPoPProofSkew is how far in the future a proof's iat may be, for
+	// clients whose clock runs ahead. Optional: default 5 s.
+	DPoPProofSkew time.Duration
 }
 
 // clone returns a copy of c whose slices are its own.
@@ -284,6 +308,7 @@ func (c Config) clone() Config {
 	c.Clients = slices.Clone(c.Clients)
 	c.Resources = slices.Clone(c.Resources)
 	c.DisabledEndpoints = slices.Clone(c.DisabledEndpoints)
+	c.DPoPSigningAlgs = slices.Clone(c.DPoPSigningAlgs)
 	return c
 }
 
@@ -363,6 +388,25 @@ func (s *Server) setConfig(cfg Config) error {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DPoP < DPoPOff || cfg.DPoP > DPoPRequired {
+		return errDPoPConfig("unknown DPoP mode " + cfg.DPoP.String())
+	}
+	if cfg.DPoP != DPoPOff && len(cfg.DPoPSigningAlgs) == 0 {
+		cfg.DPoPSigningAlgs = slices.Clone(DefaultDPoPSigningAlgs)
+	}
+	for _, a := range cfg.DPoPSigningAlgs {
+		if !slices.Contains(dpopSupportedAlgs, a) {
+			// Never "none" nor a MAC: a proof must be signed with a
+			// private key only the client holds.
+			return errDPoPConfig("DPoP signing alg " + strconv.Quote(a) + " is not a supported asymmetric algorithm")
+		}
+	}
+	if cfg.DPoPProofWindow <= 0 {
+		cfg.DPoPProofWindow = 60 * time.Second
+	}
+	if cfg.DPoPProofSkew <= 0 {
+		cfg.DPoPProofSkew = 5 * time.Second
 	}
 	s.cfg = cfg
 	s.clients = clients

@@ -134,7 +134,7 @@ func (s *Server) newUserCode() string {
 
 // deviceGrant answers a device access token poll (RFC 8628 section 3.4/3.5).
 // The caller holds s.mu.
-func (s *Server) deviceGrant(r *http.Request, c *Client) *reply {
+func (s *Server) deviceGrant(r *http.Request, c *Client, jkt string) *reply {
 	s.stats.DevicePolls++
 	g := s.devices[r.PostForm.Get("device_code")]
 	now := s.now()
@@ -178,7 +178,7 @@ func (s *Server) deviceGrant(r *http.Request, c *Client) *reply {
 		return errRep
 	}
 	g.state = DeviceConsumed
-	return s.issueForFamily(fam, aud)
+	return s.issueForFamily(fam, aud, c, jkt)
 }
 
 // SlowDownNext makes the next n device polls answer slow_down, whatever

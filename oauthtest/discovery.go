@@ -55,6 +55,9 @@ func (s *Server) discovery(r *http.Request) *reply {
 		doc["userinfo_endpoint"] = s.issuer + PathUserinfo
 	}
 	doc["grant_types_supported"] = grants
+	if s.cfg.DPoP != DPoPOff {
+		doc["dpop_signing_alg_values_supported"] = s.cfg.DPoPSigningAlgs
+	}
 	var methods []string
 	for _, m := range []string{AuthNone, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT} {
 		for _, c := range s.cfg.Clients {

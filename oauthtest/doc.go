@@ -38,6 +38,9 @@
 //	/revoke                                   RFC 7009 revocation
 //	/userinfo                                 minimal OpenID Connect userinfo
 //
+// and, with Config.DPoP, checks DPoP proofs (RFC 9449) at the token, PAR
+// and userinfo endpoints and at every API.
+//
 // Logins are approved at once, as Config.Subject: Server.Authorize plays
 // the browser's visit to the authorization endpoint and returns the
 // redirect to the client's callback, Server.Browse also delivers it, and
@@ -71,6 +74,55 @@
 // (API.Requests, API.Tokens), so a test can check that each API received
 // only its own tokens. The Trap, on yet another origin, records whatever
 // is redirected to it.
+//
+// # DPoP
+//
+// Config.DPoP turns on DPoP (RFC 9449), off by default: a server with it
+// off ignores DPoP headers, as one that does not know DPoP does. With
+// DPoPOptional a token request that carries a DPoP proof gets a token of
+// type "DPoP" bound to the proof's key (its RFC 7638 thumbprint is the
+// access token's cnf.jkt and TokenInfo.DPoPJKT), and one without a proof a
+// Bearer token; DPoPRequired refuses token requests without a proof, and
+// its APIs take only the DPoP scheme. Discovery advertises
+// dpop_signing_alg_values_supported (Config.DPoPSigningAlgs).
+//
+// Proofs are checked as strictly as RFC 9449 section 4.3 says: exactly one
+// DPoP header holding a compact JWS; typ "dpop+jwt"; an asymmetric alg
+// among DPoPSigningAlgs (never none or an HMAC); a public jwk of the kind
+// alg needs, without private members; a valid signature; htm equal to the
+// request method; htu equal to the request URL without query and fragment,
+// after RFC 3986 normalisation; iat within Config.DPoPProofWindow in the
+// past and Config.DPoPProofSkew in the future, by the server's clock
+// (ClockOffset and Now included); a jti not seen from that key while the
+// proof could be accepted. A failed check is answered 400
+// invalid_dpop_proof with a description at the token and PAR endpoints,
+// and 401 with WWW-Authenticate: DPoP error="invalid_dpop_proof" and
+// algs="..." at an API. With Config.DPoPNonceAS (token and PAR endpoints)
+// or Config.DPoPNonceAPI (APIs and userinfo) the proof must also carry the
+// current nonce, else the answer is use_dpop_nonce with a DPoP-Nonce
+// header (400 at the token endpoint, a 401 challenge at an API); every
+// answer carries the current nonce, and Server.RotateDPoPNonce replaces
+// both nonces, the authorization server's and the APIs', which differ.
+//
+// Bindings follow the RFC: a public client's refresh token is bound to the
+// key of the proof it was issued with (section 5), so a refresh with
+// another key or none is refused invalid_grant, before reuse detection and
+// without revoking anything; a confidential client's is not. An
+// authorization request or pushed request may carry dpop_jkt, and a pushed
+// request a DPoP proof instead (sections 10 and 10.1; both must then
+// agree): the code is then redeemed only with a proof of that key, else
+// invalid_grant. An API (and userinfo) takes "Authorization: DPoP <token>"
+// with a proof whose ath is the token's hash and whose key is the token's;
+// a bound token shown as Bearer is refused with a Bearer
+// error="invalid_token" challenge per RFC 6750 (section 7.2) and a DPoP
+// challenge naming the algorithms. Server.Mint binds with Grant.DPoPJKT.
+//
+// Stats.DPoPProofs counts the proofs accepted by endpoint,
+// Stats.DPoPRefusals the refusals by endpoint and reason ("token:htu",
+// "api:downgrade"), Stats.DPoPNonceChallenges the use_dpop_nonce answers;
+// APIRequest.Scheme and APIRequest.DPoPJKT say how each API request was
+// authorised, without keeping the proof. Server.LastDPoPProof returns the
+// last proof an endpoint accepted, for a test to replay it.
 //
 // # Faults, counters and the clock
 //

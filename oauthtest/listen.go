@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -103,18 +104,12 @@ func closeHTTP(hs *http.Server) {
 // listen prepares serving h on a new 127.0.0.1 listener (TLS when
 // configured); serve starts it. In memory mode it only picks an address.
 func (s *Server) listen(h http.Handler, resettable bool) (*listening, error) {
+	if s.inMemory {
+		return s.memAddress()
+	}
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("oauthtest: listen: %w", err)
-	}
-	if s.inMemory {
-		host := raw.Addr().String()
-		raw.Close()
-		scheme := "http"
-		if s.tlsCert != nil {
-			scheme = "https"
-		}
-		return &listening{url: scheme + "://" + host, host: host}, nil
 	}
 	var ln net.Listener = raw
 	var rl *resetListener
@@ -139,6 +134,37 @@ func (s *Server) listen(h http.Handler, resettable bool) (*listening, error) {
 	}
 	host := raw.Addr().String()
 	return &listening{url: scheme + "://" + host, host: host, hs: hs, reset: rl, ln: ln}, nil
+}
+
+// memAddress picks the address of an in-memory server, API or trap: a
+// port reserved and released at once, so dialing it fails fast. A port
+// released can come back at the next pick, so a port this server already
+// uses is skipped, and the new one is held (answering 404) until the
+// caller registers its handler: else a trap could take over the server's
+// address.
+func (s *Server) memAddress() (*listening, error) {
+	scheme := "http"
+	if s.tlsCert != nil {
+		scheme = "https"
+	}
+	for range 100 {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("oauthtest: listen: %w", err)
+		}
+		host := raw.Addr().String()
+		raw.Close()
+		s.mu.Lock()
+		_, taken := s.hosts[host]
+		if !taken {
+			s.hosts[host] = http.NotFoundHandler()
+		}
+		s.mu.Unlock()
+		if !taken {
+			return &listening{url: scheme + "://" + host, host: host}, nil
+		}
+	}
+	return nil, errors.New("oauthtest: listen: no free port")
 }
 
 // serve starts serving; call it once the handler's fields are set.

@@ -38,6 +38,16 @@ func (s *Server) par(r *http.Request) *reply {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.withASNonce(s.pushRequest(r))
+}
+
+// pushRequest serves a pushed authorization request. The caller holds
+// s.mu.
+func (s *Server) pushRequest(r *http.Request) *reply {
+	proof, errRep := s.asProof(r, EndpointPAR)
+	if errRep != nil {
+		return errRep
+	}
 	c, errRep := s.authenticate(r)
 	if errRep != nil {
 		return errRep
@@ -59,6 +69,14 @@ func (s *Server) par(r *http.Request) *reply {
 	}
 	for _, k := range clientAuthParams {
 		delete(params, k)
+	}
+	if proof != nil {
+		// RFC 9449 section 10.1: a proof at the PAR endpoint binds the
+		// code as dpop_jkt does, and both must then name the same key.
+		if j, ok := params["dpop_jkt"]; ok && j[0] != proof.jkt {
+			return s.dpopRefusal(EndpointPAR, DPoPRefusedKey, "invalid_dpop_proof", "dpop_jkt does not match the DPoP proof's key")
+		}
+		params.Set("dpop_jkt", proof.jkt)
 	}
 	params.Set("client_id", c.ID)
 	var b [16]byte

@@ -83,7 +83,9 @@ func (c Config) redacted() *redact.Fields {
 		Show("DisableReuseDetection", c.DisableReuseDetection).Show("Resources", c.Resources).
 		Show("DefaultResource", c.DefaultResource).Show("DeviceInterval", c.DeviceInterval).
 		Show("DevicePendingPolls", c.DevicePendingPolls).Show("DeviceManualApproval", c.DeviceManualApproval).
-		Show("DisabledEndpoints", c.DisabledEndpoints).Show("RequirePAR", c.RequirePAR).Show("NoSession", c.NoSession)
+		Show("DisabledEndpoints", c.DisabledEndpoints).Show("RequirePAR", c.RequirePAR).Show("NoSession", c.NoSession).
+		Show("DPoP", c.DPoP.String()).Show("DPoPSigningAlgs", c.DPoPSigningAlgs).
+		Show("DPoPNonceAS", c.DPoPNonceAS).Show("DPoPNonceAPI", c.DPoPNonceAPI)
 }
 
 // String describes c's main settings; client secrets show as [REDACTED].
@@ -167,6 +169,7 @@ func (t *Trap) LogValue() slog.Value { return t.redacted().LogValue() }
 func (r APIRequest) redacted() *redact.Fields {
 	return redact.Of("oauthtest.APIRequest").
 		Show("Method", r.Method).Show("Path", r.Path).Secret("Token", r.Token != "").
+		Show("Scheme", r.Scheme).Show("DPoPJKT", r.DPoPJKT).
 		Show("Audience", r.Audience).Show("Status", r.Status).Show("Outcome", r.Outcome)
 }
 

@@ -52,6 +52,10 @@ type Server struct {
 	apis       []*API
 	hosts      map[string]http.Handler // host:port -> handler, for Transport
 	defaultAud string                  // set by the first API when Config.DefaultResource is empty
+	dpopJTIs   map[[32]byte]time.Time  // hash of DPoP proof key and jti -> when to forget it
+	nonceAS    string                  // DPoP nonce of the token and PAR endpoints
+	nonceAPI   string                  // DPoP nonce of the APIs and userinfo
+	lastProof  map[string]string       // endpoint -> last DPoP proof accepted
 }
 
 // New starts a server on 127.0.0.1 with a random port (no listener with
@@ -71,6 +75,10 @@ func New(cfg Config) (*Server, error) {
 		jtis:      map[string]time.Time{},
 		rtSeen:    map[string]int{},
 		hosts:     map[string]http.Handler{},
+		dpopJTIs:  map[[32]byte]time.Time{},
+		nonceAS:   randomB64(18),
+		nonceAPI:  randomB64(18),
+		lastProof: map[string]string{},
 	}
 	s.stats.init()
 	s.inMemory = cfg.InMemory

@@ -28,7 +28,9 @@ type Stats struct {
 	RefreshTokensPresented int
 	// RefreshTokensPresentedTwice counts distinct refresh tokens that were
 	// presented more than once. With rotation on, anything but 0 means a
-	// client replayed a refresh token.
+	// client replayed a refresh token. Presentations answered
+	// use_dpop_nonce (RefreshDPoPNonce) are not counted here: the client
+	// must send the same token again with the nonce.
 	RefreshTokensPresentedTwice int
 	// ReuseDetections counts presentations of an already-rotated refresh
 	// token outside the grace window that revoked a live family. Once the
@@ -64,6 +66,16 @@ type Stats struct {
 	// Faults counts injected faults that fired, by kind (a request that
 	// met a delay and then an error counts under both).
 	Faults map[FaultKind]int
+	// DPoPProofs counts DPoP proofs accepted, by endpoint name
+	// (EndpointToken, EndpointPAR, EndpointUserinfo, EndpointAPI).
+	DPoPProofs map[string]int
+	// DPoPRefusals counts DPoP refusals by endpoint and reason, joined by
+	// a colon ("token:htu", "api:downgrade"; reasons are the
+	// DPoPRefused... constants). A proof that only lacks the current
+	// nonce is not a refusal: it counts in DPoPNonceChallenges.
+	DPoPRefusals map[string]int
+	// DPoPNonceChallenges counts use_dpop_nonce answers, by endpoint name.
+	DPoPNonceChallenges map[string]int
 }
 
 func (st *Stats) init() {
@@ -71,6 +83,9 @@ func (st *Stats) init() {
 	st.Grants = map[string]int{}
 	st.Discovery = map[string]int{}
 	st.Faults = map[FaultKind]int{}
+	st.DPoPProofs = map[string]int{}
+	st.DPoPRefusals = map[string]int{}
+	st.DPoPNonceChallenges = map[string]int{}
 }
 
 func (st Stats) clone() Stats {
@@ -78,6 +93,9 @@ func (st Stats) clone() Stats {
 	st.Grants = maps.Clone(st.Grants)
 	st.Discovery = maps.Clone(st.Discovery)
 	st.Faults = maps.Clone(st.Faults)
+	st.DPoPProofs = maps.Clone(st.DPoPProofs)
+	st.DPoPRefusals = maps.Clone(st.DPoPRefusals)
+	st.DPoPNonceChallenges = maps.Clone(st.DPoPNonceChallenges)
 	return st
 }
 
@@ -117,6 +135,9 @@ const (
 	RefreshInvalidTarget      = "invalid-target"      // asked for a resource the grant lacks
 	RefreshUnauthorizedClient = "unauthorized-client" // the client may not use the refresh grant
 	RefreshClientAuthFailed   = "client-auth-failed"  // the client failed to authenticate
+	RefreshDPoPInvalid        = "dpop-invalid"        // its DPoP proof was refused (or missing where required)
+	RefreshDPoPNonce          = "dpop-nonce"          // answered use_dpop_nonce; the client retries with the same token
+	RefreshDPoPKeyMismatch    = "dpop-key-mismatch"   // bound to a DPoP key the request did not prove
 	// RefreshFaultPrefix starts the outcome of a presentation that an
 	// injected fault answered before processing: "fault:" followed by
 	// the FaultKind ("fault:unavailable"). A fault that answers after
@@ -151,6 +172,11 @@ func (s *Server) present(tok, outcome string) {
 	}
 	s.presented = append(s.presented, Presentation{Token: tok, At: s.now(), Outcome: outcome})
 	s.stats.RefreshTokensPresented++
+	if outcome == RefreshDPoPNonce {
+		// RFC 9449 section 8 makes the client send the same request
+		// again with the nonce: that is no replay.
+		return
+	}
 	s.rtSeen[tok]++
 	if s.rtSeen[tok] == 2 {
 		s.stats.RefreshTokensPresentedTwice++

@@ -19,6 +19,24 @@ func (s *Server) token(r *http.Request) *reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	grant := r.PostForm.Get("grant_type")
+	proof, errRep := s.asProof(r, EndpointToken)
+	if errRep != nil {
+		// The refresh token went over the wire all the same.
+		outcome := RefreshDPoPInvalid
+		if errRep.header.Get("DPoP-Nonce") != "" {
+			outcome = RefreshDPoPNonce
+		}
+		if grant == GrantRefreshToken {
+			s.present(r.PostForm.Get("refresh_token"), outcome)
+		}
+		return s.withASNonce(errRep)
+	}
+	return s.withASNonce(s.grant(r, grant, proofJKT(proof)))
+}
+
+// grant serves a token request whose DPoP proof, if any, was accepted:
+// jkt is its key's thumbprint ("" without one). The caller holds s.mu.
+func (s *Server) grant(r *http.Request, grant, jkt string) *reply {
 	if grant == GrantRefreshToken {
 		// Authentication failures still count as a presentation: the
 		// refresh token went over the wire.
@@ -27,7 +45,7 @@ func (s *Server) token(r *http.Request) *reply {
 			s.present(r.PostForm.Get("refresh_token"), RefreshClientAuthFailed)
 			return errRep
 		}
-		return s.refreshGrant(r, c)
+		return s.refreshGrant(r, c, jkt)
 	}
 	c, errRep := s.authenticate(r)
 	if errRep != nil {
@@ -41,16 +59,16 @@ func (s *Server) token(r *http.Request) *reply {
 	}
 	switch grant {
 	case GrantClientCredentials:
-		return s.clientCredentialsGrant(r, c)
+		return s.clientCredentialsGrant(r, c, jkt)
 	case GrantAuthorizationCode:
-		return s.codeGrant(r, c)
+		return s.codeGrant(r, c, jkt)
 	case GrantDeviceCode:
-		return s.deviceGrant(r, c)
+		return s.deviceGrant(r, c, jkt)
 	}
 	return oauthError(http.StatusBadRequest, "unsupported_grant_type", "")
 }
 
-func (s *Server) clientCredentialsGrant(r *http.Request, c *Client) *reply {
+func (s *Server) clientCredentialsGrant(r *http.Request, c *Client, jkt string) *reply {
 	scope := r.PostForm.Get("scope")
 	if scope == "" {
 		scope = strings.Join(c.Scopes, " ")
@@ -61,11 +79,11 @@ func (s *Server) clientCredentialsGrant(r *http.Request, c *Client) *reply {
 	if errRep != nil {
 		return errRep
 	}
-	at := s.mintAccess(c.ID, c.ID, scope, aud, nil)
+	at := s.mintAccess(c.ID, c.ID, scope, aud, nil, jkt)
 	return s.tokenReply(at, nil, "")
 }
 
-func (s *Server) codeGrant(r *http.Request, c *Client) *reply {
+func (s *Server) codeGrant(r *http.Request, c *Client, jkt string) *reply {
 	code := s.codes[r.PostForm.Get("code")]
 	now := s.now()
 	switch {
@@ -82,6 +100,11 @@ func (s *Server) codeGrant(r *http.Request, c *Client) *reply {
 		return oauthError(http.StatusBadRequest, "invalid_grant", "authorization code expired")
 	case code.redirectURI != "" && r.PostForm.Get("redirect_uri") != code.redirectURI:
 		return oauthError(http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
+	case code.dpopJKT != "" && jkt != code.dpopJKT:
+		// RFC 9449 section 10: the code names the key that may redeem
+		// it, so a stolen code is of no use with another key. The code
+		// stays usable by its owner.
+		return s.dpopRefusal(EndpointToken, DPoPRefusedKey, "invalid_grant", "authorization code is bound to another DPoP key (dpop_jkt)")
 	}
 	verifier := r.PostForm.Get("code_verifier")
 	if !validVerifier(verifier) {
@@ -101,18 +124,19 @@ func (s *Server) codeGrant(r *http.Request, c *Client) *reply {
 	}
 	code.fam = fam
 	s.stats.CodeExchanges++
-	return s.issueForFamily(fam, aud)
+	return s.issueForFamily(fam, aud, c, jkt)
 }
 
 // issueForFamily mints an access token, a refresh token and maybe an ID
-// token for a new grant. The caller holds s.mu.
-func (s *Server) issueForFamily(fam *family, aud string) *reply {
-	at := s.mintAccess(fam.clientID, fam.subject, fam.scope, aud, fam)
-	rt := s.mintRefresh(fam)
+// token for a new grant of client c, bound to the DPoP key jkt when it is
+// not "". The caller holds s.mu.
+func (s *Server) issueForFamily(fam *family, aud string, c *Client, jkt string) *reply {
+	at := s.mintAccess(fam.clientID, fam.subject, fam.scope, aud, fam, jkt)
+	rt := s.mintRefresh(fam, s.refreshJKT(c, jkt))
 	return s.tokenReply(at, rt, s.mintIDToken(fam))
 }
 
-func (s *Server) refreshGrant(r *http.Request, c *Client) *reply {
+func (s *Server) refreshGrant(r *http.Request, c *Client, jkt string) *reply {
 	presented := r.PostForm.Get("refresh_token")
 	if !c.allowsGrant(GrantRefreshToken) {
 		s.present(presented, RefreshUnauthorizedClient)
@@ -136,6 +160,12 @@ func (s *Server) refreshGrant(r *http.Request, c *Client) *reply {
 		return invalid(RefreshRevoked, "refresh token revoked")
 	case !rt.expiry.IsZero() && !now.Before(rt.expiry):
 		return invalid(RefreshExpired, "refresh token expired")
+	case rt.jkt != "" && jkt != rt.jkt:
+		// RFC 9449 section 5: a public client's refresh token is bound
+		// to its DPoP key. Checked before reuse detection, so that a
+		// thief without the key cannot even revoke the family.
+		s.stats.DPoPRefusals[EndpointToken+":"+DPoPRefusedKey]++
+		return invalid(RefreshDPoPKeyMismatch, "refresh token is bound to another DPoP key")
 	}
 	fam := rt.fam
 	outcome := RefreshAccepted
@@ -171,14 +201,14 @@ func (s *Server) refreshGrant(r *http.Request, c *Client) *reply {
 	if outcome == RefreshGrace {
 		s.stats.GraceReuses++
 	}
-	at := s.mintAccess(fam.clientID, fam.subject, scope, aud, fam)
+	at := s.mintAccess(fam.clientID, fam.subject, scope, aud, fam, jkt)
 	var next *refreshToken
 	switch {
 	case !s.cfg.DisableRotation:
 		if !rt.used {
 			rt.used, rt.usedAt = true, now
 		}
-		next = s.mintRefresh(fam)
+		next = s.mintRefresh(fam, s.refreshJKT(c, jkt))
 	case s.cfg.EchoRefreshToken:
 		next = rt
 	}

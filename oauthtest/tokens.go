@@ -42,6 +42,7 @@ type accessToken struct {
 	expiry   time.Time
 	revoked  bool
 	fam      *family // nil for client credentials
+	jkt      string  // DPoP key thumbprint it is bound to (cnf.jkt); "" for Bearer
 }
 
 type refreshToken struct {
@@ -52,6 +53,7 @@ type refreshToken struct {
 	used    bool      // rotated away
 	usedAt  time.Time
 	revoked bool
+	jkt     string // DPoP key thumbprint it is bound to (public clients only)
 }
 
 // TokenInfo describes a token the server issued (Server.Introspect). It
@@ -84,6 +86,10 @@ type TokenInfo struct {
 	// Active: usable now (not revoked, not expired by the server's clock,
 	// not rotated away).
 	Active bool
+	// DPoPJKT is the RFC 7638 thumbprint of the DPoP key the token is
+	// bound to (an access token's cnf.jkt; a public client's refresh
+	// token), "" when it is not bound.
+	DPoPJKT string
 }
 
 // Introspect describes a token the server issued, access or refresh; ok is
@@ -95,7 +101,7 @@ func (s *Server) Introspect(token string) (TokenInfo, bool) {
 	now := s.now()
 	if at, ok := s.ats[token]; ok {
 		info := TokenInfo{ClientID: at.clientID, Subject: at.subject, Scope: at.scope, Audience: at.audience,
-			Expiry: at.expiry, Revoked: at.revoked || (at.fam != nil && at.fam.revoked)}
+			Expiry: at.expiry, Revoked: at.revoked || (at.fam != nil && at.fam.revoked), DPoPJKT: at.jkt}
 		if at.fam != nil {
 			info.Family, info.Resources = at.fam.id, slices.Clone(at.fam.resources)
 		}
@@ -106,7 +112,7 @@ func (s *Server) Introspect(token string) (TokenInfo, bool) {
 		f := rt.fam
 		info := TokenInfo{Refresh: true, ClientID: f.clientID, Subject: f.subject, Scope: f.scope,
 			Resources: slices.Clone(f.resources), Expiry: rt.expiry, Family: f.id,
-			Revoked: rt.revoked || f.revoked, Rotated: rt.used}
+			Revoked: rt.revoked || f.revoked, Rotated: rt.used, DPoPJKT: rt.jkt}
 		info.Active = !info.Revoked && !rt.used && (rt.expiry.IsZero() || now.Before(rt.expiry))
 		return info, true
 	}
@@ -184,8 +190,9 @@ func jwt(typ string, claims map[string]any, size int) string {
 	return tok
 }
 
-// mintAccess issues an access token. The caller holds s.mu.
-func (s *Server) mintAccess(clientID, subject, scope, audience string, fam *family) *accessToken {
+// mintAccess issues an access token, bound to the DPoP key with
+// thumbprint jkt unless jkt is "". The caller holds s.mu.
+func (s *Server) mintAccess(clientID, subject, scope, audience string, fam *family, jkt string) *accessToken {
 	now := s.now()
 	exp := now.Add(s.cfg.AccessTokenLifetime)
 	aud := audience
@@ -199,10 +206,14 @@ func (s *Server) mintAccess(clientID, subject, scope, audience string, fam *fami
 	if scope != "" {
 		claims["scope"] = scope
 	}
+	if jkt != "" {
+		// RFC 9449 section 6.1: the JWT names the key it is bound to.
+		claims["cnf"] = map[string]string{"jkt": jkt}
+	}
 	at := &accessToken{
 		value:    jwt("at+jwt", claims, s.cfg.AccessTokenSize),
 		clientID: clientID, subject: subject, scope: scope, audience: audience,
-		issued: now, expiry: exp, fam: fam,
+		issued: now, expiry: exp, fam: fam, jkt: jkt,
 	}
 	s.ats[at.value] = at
 	if fam != nil {
@@ -212,10 +223,11 @@ func (s *Server) mintAccess(clientID, subject, scope, audience string, fam *fami
 	return at
 }
 
-// mintRefresh issues a refresh token in fam. The caller holds s.mu.
-func (s *Server) mintRefresh(fam *family) *refreshToken {
+// mintRefresh issues a refresh token in fam, bound to the DPoP key with
+// thumbprint jkt unless jkt is "". The caller holds s.mu.
+func (s *Server) mintRefresh(fam *family, jkt string) *refreshToken {
 	now := s.now()
-	rt := &refreshToken{value: canary.New("rt"), fam: fam, issued: now}
+	rt := &refreshToken{value: canary.New("rt"), fam: fam, issued: now, jkt: jkt}
 	if s.cfg.RefreshTokenLifetime > 0 {
 		rt.expiry = now.Add(s.cfg.RefreshTokenLifetime)
 	}
@@ -254,7 +266,11 @@ func (s *Server) tokenReply(at *accessToken, rt *refreshToken, idt string) *repl
 	var fields []kv
 	fields = append(fields, kv{"access_token", at.value})
 	if !c.OmitTokenType {
-		fields = append(fields, kv{"token_type", c.TokenType})
+		typ := c.TokenType
+		if at.jkt != "" {
+			typ = "DPoP" // RFC 9449 section 5: the sign that the token is bound
+		}
+		fields = append(fields, kv{"token_type", typ})
 	}
 	switch c.ExpiresIn {
 	case ExpiresInNumber:
@@ -327,6 +343,10 @@ type Grant struct {
 	Resources []string
 	// NoRefreshToken mints an access token only.
 	NoRefreshToken bool
+	// DPoPJKT binds the tokens to the DPoP key with this RFC 7638
+	// thumbprint: the access token (token type "DPoP"), and the refresh
+	// token when the client is public. Optional.
+	DPoPJKT string
 }
 
 // Mint issues tokens for g without any request, as if a login had just
@@ -352,13 +372,20 @@ func (s *Server) Mint(g Grant) (*oauth2.Token, error) {
 			return nil, errors.New("oauthtest: resource is not an absolute URI")
 		}
 	}
+	if g.DPoPJKT != "" && !validJKT(g.DPoPJKT) {
+		return nil, errors.New("oauthtest: DPoPJKT is not a base64url SHA-256 thumbprint")
+	}
 	fam := s.newFamily(g.ClientID, g.Subject, g.Scope, g.Resources, "")
 	aud, _ := s.audience(nil, fam)
-	at := s.mintAccess(g.ClientID, g.Subject, g.Scope, aud, fam)
-	tok := &oauth2.Token{AccessToken: at.value, TokenType: s.cfg.TokenType, Expiry: at.expiry,
+	at := s.mintAccess(g.ClientID, g.Subject, g.Scope, aud, fam, g.DPoPJKT)
+	typ := s.cfg.TokenType
+	if g.DPoPJKT != "" {
+		typ = "DPoP"
+	}
+	tok := &oauth2.Token{AccessToken: at.value, TokenType: typ, Expiry: at.expiry,
 		ExpiresIn: int64(s.cfg.AccessTokenLifetime / time.Second)}
 	if !g.NoRefreshToken {
-		tok.RefreshToken = s.mintRefresh(fam).value
+		tok.RefreshToken = s.mintRefresh(fam, s.refreshJKT(s.clients[g.ClientID], g.DPoPJKT)).value
 	}
 	extra := map[string]any{}
 	if g.Scope != "" {
