@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 t=${1:-60s}
-required="FuzzParseTokenResponse FuzzParseErrorResponse FuzzParseDiscovery FuzzParseChallenges FuzzDecodeEntry FuzzJWTExpiry FuzzOriginCheck FuzzTerminal"
+required="FuzzParseTokenResponse FuzzParseErrorResponse FuzzParseDiscovery FuzzParseChallenges FuzzDecodeEntry FuzzJWTExpiry FuzzOriginCheck FuzzTerminal FuzzHTU FuzzChallenge"
 list=$(mktemp)
 trap 'rm -f "$list"' EXIT
 pkgs=$($GO list ./...) # an assignment, so that set -e sees a failure

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tokenward/tokenward/client"
 	"github.com/tokenward/tokenward/internal/canary"
+	"github.com/tokenward/tokenward/internal/dpop"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/oauthtest"
@@ -59,7 +60,9 @@ var exportedTypes = []reflect.Type{
 	reflect.TypeFor[oauthtest.ExpiresInMode](), reflect.TypeFor[oauthtest.Fault](), reflect.TypeFor[oauthtest.FaultKind](),
 	reflect.TypeFor[oauthtest.Grant](), reflect.TypeFor[oauthtest.Presentation](), reflect.TypeFor[oauthtest.Server](),
 	reflect.TypeFor[oauthtest.Stats](), reflect.TypeFor[oauthtest.TokenInfo](), reflect.TypeFor[oauthtest.Trap](),
-	reflect.TypeFor[oauthtest.TrapRequest](),
+	reflect.TypeFor[oauthtest.TrapRequest](), reflect.TypeFor[oauthtest.DPoPMode](),
+
+	reflect.TypeFor[dpop.Challenge](), reflect.TypeFor[dpop.Key](), reflect.TypeFor[dpop.NonceCache](), reflect.TypeFor[dpop.ProofParams](),
 
 	reflect.TypeFor[oauthwire.DeviceAuth](), reflect.TypeFor[oauthwire.DevicePoll](), reflect.TypeFor[oauthwire.Discovery](),
 	reflect.TypeFor[oauthwire.Error](),
@@ -72,7 +75,7 @@ var exportedTypes = []reflect.Type{
 // code logs or wraps into errors. The rest of internal/ is test machinery
 // (the fake keychains, canaries, scanners).
 var typePackages = []string{"client", "refresh", "store", "transport", "oauthtest", "bench/stall", "bench/stampede",
-	"internal/oauthwire", "internal/redact", "internal/tokenx", "internal/twerr"}
+	"internal/oauthwire", "internal/redact", "internal/tokenx", "internal/twerr", "internal/dpop"}
 
 // TestExportedTypesListed fails when exportedTypes misses an exported type
 // of typePackages, or lists one that is gone.
