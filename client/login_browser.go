@@ -111,7 +111,7 @@ func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Tok
 		q.Add("resource", r)
 	}
 	q = withParams(q, mergeParams(c.cfg.AuthParams, o.AuthParams))
-	authURL, err := c.authRequestURL(ctx, q)
+	authURL, validFor, err := c.authRequestURL(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Tok
 		}
 	}()
 
-	o.show(c, authURL)
+	o.show(c, authURL, validFor)
 
 	timeout := c.cfg.LoginTimeout
 	timer := time.NewTimer(timeout)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"time"
 
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
@@ -39,19 +40,23 @@ func (g *grant) usePAR() (bool, error) {
 // parameters then travel from this process to the server directly, with
 // the client's authentication, instead of through the browser's address
 // bar, history and extensions.
-func (c *Client) authRequestURL(ctx context.Context, q url.Values) (string, error) {
+// With PAR it also returns how long the address works (0 when the server
+// did not say), for the person who opens it by hand.
+func (c *Client) authRequestURL(ctx context.Context, q url.Values) (string, time.Duration, error) {
 	par, err := c.usePAR()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if !par {
-		return authorizationURL(c.endpoints.AuthURL, q)
+		u, err := authorizationURL(c.endpoints.AuthURL, q)
+		return u, 0, err
 	}
-	uri, err := c.pushAuthRequest(ctx, q)
+	uri, validFor, err := c.pushAuthRequest(ctx, q)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	return authorizationURL(c.endpoints.AuthURL, url.Values{"client_id": {c.cfg.ClientID}, "request_uri": {uri}})
+	u, err := authorizationURL(c.endpoints.AuthURL, url.Values{"client_id": {c.cfg.ClientID}, "request_uri": {uri}})
+	return u, validFor, err
 }
 
 // pushAuthRequest posts the authorization parameters q to the PAR
@@ -60,20 +65,20 @@ func (c *Client) authRequestURL(ctx context.Context, q url.Values) (string, erro
 // credential (the PKCE verifier stays here; the state and challenge are
 // fresh for this login), so it is retried like the other replay-safe
 // requests.
-func (g *grant) pushAuthRequest(ctx context.Context, q url.Values) (string, error) {
+func (g *grant) pushAuthRequest(ctx context.Context, q url.Values) (string, time.Duration, error) {
 	endpoint := g.endpoints.PARURL
 	resp, err := g.ep.post(ctx, endpoint, q, g.authFor(endpoint), replaySafe)
 	if err != nil {
-		return "", inOp(opPAR, err)
+		return "", 0, inOp(opPAR, err)
 	}
 	if resp.status < 200 || resp.status > 299 {
-		return "", g.classifyAuthz(opPAR, endpoint, resp.status, oauthwire.ParseErrorResponse(resp.status, resp.header, resp.body))
+		return "", 0, g.classifyAuthz(opPAR, endpoint, resp.status, oauthwire.ParseErrorResponse(resp.status, resp.header, resp.body))
 	}
-	uri, err := parseRequestURI(resp.body)
+	uri, validFor, err := parseRequestURI(resp.body)
 	if err != nil {
-		return "", &EndpointError{Op: opPAR, Endpoint: redact.URLString(endpoint), Status: resp.status, Err: badResponse(err)}
+		return "", 0, &EndpointError{Op: opPAR, Endpoint: redact.URLString(endpoint), Status: resp.status, Err: badResponse(err)}
 	}
-	return uri, nil
+	return uri, validFor, nil
 }
 
 // errBadPARResponse: the PAR endpoint's success answer has no usable
@@ -82,17 +87,30 @@ func (g *grant) pushAuthRequest(ctx context.Context, q url.Values) (string, erro
 var errBadPARResponse = errors.New("the answer holds no usable request_uri (a JSON object with a request_uri string of printable characters is required)")
 
 // parseRequestURI reads the request_uri of a PAR endpoint's success answer
-// (RFC 9126 section 2.2). expires_in is not needed: the browser is sent at
-// once, and an expired request_uri is the server's to refuse.
-func parseRequestURI(body []byte) (string, error) {
+// (RFC 9126 section 2.2) and its expires_in: the browser is sent at once,
+// but a person who opens the address by hand (no browser could be
+// started) must do so before it expires. An absent or unusable expires_in
+// is 0.
+func parseRequestURI(body []byte) (string, time.Duration, error) {
 	var m struct {
-		RequestURI string `json:"request_uri"`
+		RequestURI string  `json:"request_uri"`
+		ExpiresIn  float64 `json:"expires_in"`
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
-		return "", errBadPARResponse
+		var uriOnly struct {
+			RequestURI string `json:"request_uri"`
+		}
+		if json.Unmarshal(body, &uriOnly) != nil {
+			return "", 0, errBadPARResponse
+		}
+		m.RequestURI, m.ExpiresIn = uriOnly.RequestURI, 0
 	}
 	if m.RequestURI == "" || len(m.RequestURI) > maxRequestURI || !printableASCII(m.RequestURI) {
-		return "", errBadPARResponse
+		return "", 0, errBadPARResponse
 	}
-	return m.RequestURI, nil
+	var validFor time.Duration
+	if m.ExpiresIn >= 1 && m.ExpiresIn <= 86400 {
+		validFor = time.Duration(m.ExpiresIn) * time.Second
+	}
+	return m.RequestURI, validFor, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokenward/tokenward/internal/canary"
 	"github.com/tokenward/tokenward/oauthtest"
@@ -254,5 +255,18 @@ func TestPARErrors(t *testing.T) {
 	f.as.ClearFaults()
 	if found := canary.Find(strings.Join(errs, "\n")+logs.String()+f.log.String(), secret); len(found) > 0 {
 		t.Errorf("the client secret leaked into errors or logs")
+	}
+}
+
+// A pushed request's address expires (expires_in): the prompt says for how
+// long it works, for the person who opens it by hand.
+func TestPARPromptSaysHowLongTheAddressWorks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, oauthtest.Config{RequirePAR: true, PARLifetime: 90 * time.Second})
+	prompt := &syncBuffer{}
+	c := f.client(t, func(o *Options) { o.Prompt = prompt })
+	login(t, c)
+	if !strings.Contains(prompt.String(), "The address works for 1m30s") {
+		t.Fatalf("the prompt does not say how long the address works:\n%s", prompt.String())
 	}
 }

@@ -68,8 +68,13 @@ func (c *Client) LoggedIn(ctx context.Context) (bool, error) {
 // show prints the authorization URL and opens the browser. The opener runs
 // on its own goroutine: some (xdg-open with a text browser over SSH) block
 // until the browser exits, and the login must not wait for them.
-func (o *LoginOptions) show(c *Client, authURL string) {
+func (o *LoginOptions) show(c *Client, authURL string, validFor time.Duration) {
 	fmt.Fprintf(c.prompt, "Opening your browser to sign in. If it does not open, visit:\n\n  %s\n\n", authURL)
+	if validFor > 0 {
+		// A pushed request's address expires; the sign-in it starts
+		// does not, so only its opening is bounded.
+		fmt.Fprintf(c.prompt, "The address works for %s: open it before then, or sign in again.\n\n", validFor)
+	}
 	open := c.cfg.OpenBrowser
 	if open == nil {
 		open = OpenSystemBrowser
