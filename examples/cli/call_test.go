@@ -106,3 +106,23 @@ func TestCallRelativePath(t *testing.T) {
 	other := oauthtest.StartAPI(t, as, "")
 	cliRun(t, nil, append(base, "--api-origin", api.URL()+","+other.URL(), "call", "/things")...).want(t, 2, "several API origins are configured")
 }
+
+// A fixed token needs no issuer or client ID (nothing is asked of a
+// server), and one the API refuses says so, with a hint, instead of ending
+// on the API's 401 alone.
+func TestCallFixedTokenRefused(t *testing.T) {
+	_, api := fixedToken(t)
+	cliRun(t, nil, "--allow-insecure-loopback", "--resource", api.Resource(), "call", "/things").want(t, 0)
+	t.Setenv("TOKENWARD_ACCESS_TOKEN", "not-a-token-the-api-knows")
+	r := cliRun(t, nil, "--allow-insecure-loopback", "--resource", api.Resource(), "call", "/things")
+	r.want(t, 1, "cli: the API did not accept the token from TOKENWARD_ACCESS_TOKEN", "hint: replace it")
+}
+
+// Without a fixed token, the missing flag is named alone.
+func TestMissingClientIDNamed(t *testing.T) {
+	r := cliRun(t, nil, "--issuer", "https://login.example.com", "status")
+	r.want(t, 2, "cli: --client-id (or TOKENWARD_CLIENT_ID) required")
+	if strings.Contains(r.all(), "cli: --issuer") {
+		t.Fatalf("the issuer was given, but is named as missing: %s", r.all())
+	}
+}

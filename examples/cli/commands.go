@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/tokenward/tokenward/client"
@@ -143,6 +144,14 @@ func (a *app) doCall(arg string) int {
 	fmt.Fprintf(a.stderr, "%s %s\n", printable(resp.Proto), printable(resp.Status))
 	if _, err := io.Copy(a.stdout, io.LimitReader(resp.Body, 10<<20)); err != nil {
 		return a.fail(escaped{err})
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		fmt.Fprintln(a.stdout)
+		if a.cfg.AccessToken != "" || os.Getenv("TOKENWARD_ACCESS_TOKEN") != "" {
+			return a.report("the API did not accept the token from TOKENWARD_ACCESS_TOKEN", advice{text: "replace it with a current token for this API, or unset it to use the stored login"}, 1)
+		}
+		login := a.line.command("login", []typedFlag{{"force", "true"}})
+		return a.report("the API did not accept the token, even after a refresh", advice{text: "the token may be meant for another API (check --resource and --scopes), or the login was revoked; sign in again with:", run: &login}, 1)
 	}
 	if resp.StatusCode >= 400 {
 		return 1

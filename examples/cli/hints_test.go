@@ -64,7 +64,7 @@ func TestCLIHints(t *testing.T) {
 		{name: "unreachable issuer", args: []string{"--allow-insecure-loopback", "--issuer", "http://127.0.0.1:1", "--client-id", "x", "login"}, store: "memory",
 			want: []string{"hint: could not reach the authorization server", "check --issuer", "cli --allow-insecure-loopback --client-id x --issuer http://127.0.0.1:1 login"}},
 		{name: "no issuer", args: []string{"status"}, store: "memory",
-			msg: []string{"cli: --issuer and --client-id are required"}, want: []string{"cli --client-id my-app --issuer https://login.example.com status"}},
+			msg: []string{"cli: --issuer (or TOKENWARD_ISSUER) and --client-id (or TOKENWARD_CLIENT_ID) required"}, want: []string{"cli --client-id my-app --issuer https://login.example.com status"}},
 		{name: "keychain missing", args: slices.Concat(loopback, []string{"status"}), configure: keychain(missing),
 			want: slices.Concat([]string{"hint: no OS keychain is available"}, optIn)},
 		{name: "keychain locked (Secret Service)", args: slices.Concat(loopback, []string{"status"}), configure: keychain(locked(fakekeychain.SecretService)),

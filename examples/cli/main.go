@@ -203,15 +203,19 @@ func (a *app) parse(args []string) (code int, done bool) {
 		own = append(own, typedFlag{"param", p.key + "=" + p.value})
 	}
 	a.line = cmdline{flags: mergeTyped(typedFlags(fs), global)}.command(cmd, own, cf.Args()...)
-	if set.issuer == "" || set.clientID == "" {
+	// A fixed token (CI) needs neither: nothing is requested from a server.
+	if (set.issuer == "" || set.clientID == "") && os.Getenv("TOKENWARD_ACCESS_TOKEN") == "" {
 		line := a.line
+		var missing []string
 		if set.issuer == "" {
 			line = line.with("issuer", "https://login.example.com")
+			missing = append(missing, "--issuer (or TOKENWARD_ISSUER)")
 		}
 		if set.clientID == "" {
 			line = line.with("client-id", "my-app")
+			missing = append(missing, "--client-id (or TOKENWARD_CLIENT_ID)")
 		}
-		return a.report("--issuer and --client-id are required (or TOKENWARD_ISSUER and TOKENWARD_CLIENT_ID)",
+		return a.report(strings.Join(missing, " and ")+" required",
 			advice{text: "name the authorization server and your app's registration there, for example:", run: &line}, 2), true
 	}
 	return 0, false

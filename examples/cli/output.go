@@ -70,7 +70,7 @@ func printStatus(w io.Writer, st *client.Status, login cmdline, origins []string
 		}
 	}
 	s := st.Storage
-	fmt.Fprintf(w, "storage:       %s %s (encrypted: %v)\n", s.Backend, s.Location, s.Encrypted)
+	fmt.Fprintf(w, "storage:       %s (encrypted: %v)\n", strings.TrimSpace(s.Backend+" "+s.Location), s.Encrypted)
 	if !s.Persistent {
 		fmt.Fprintln(w, "WARNING:       nothing is kept after this command: a login lasts only for the process that made it")
 	}
