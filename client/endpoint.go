@@ -82,7 +82,7 @@ func newEndpointClient(hc *http.Client, log *slog.Logger, timeout, budget, waitM
 		WaitMax:    waitMax,
 		Budget:     budget,
 		Logger:     log,
-		LogPrefix:  "client: token endpoint: ",
+		LogPrefix:  "client: authorization server: ",
 	}
 	return &endpointClient{rc: rc, log: log, timeout: timeout, now: time.Now}
 }

@@ -308,12 +308,12 @@ func ExampleIfNeeded() {
 		fmt.Printf("run %d: device logins so far: %d\n", run, as.Stats().Requests[oauthtest.EndpointDeviceAuthorization])
 		if run == 2 {
 			res, err := c.Logout(ctx)
-			fmt.Println("found:", res.Found, "revoked:", res.Revoked, "deleted:", res.LocalDeleted, "error:", err)
+			fmt.Println("logout:", res, "error:", err)
 		}
 		c.Close()
 	}
 	// Output:
 	// run 1: device logins so far: 1
 	// run 2: device logins so far: 1
-	// found: true revoked: [refresh token access token] deleted: true error: <nil>
+	// logout: revoked: refresh token, access token; deleted locally error: <nil>
 }

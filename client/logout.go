@@ -37,6 +37,30 @@ type LogoutResult struct {
 	LocalDeleted bool
 }
 
+// String says what Logout found and did, in one line: "nothing stored",
+// or "revoked: refresh token, access token; deleted locally".
+func (r *LogoutResult) String() string {
+	if r == nil {
+		return "<nil>"
+	}
+	if !r.Found {
+		return "nothing stored"
+	}
+	var parts []string
+	if len(r.Revoked) > 0 {
+		parts = append(parts, "revoked: "+strings.Join(r.Revoked, ", "))
+	}
+	if len(r.NotRevocable) > 0 {
+		parts = append(parts, "not revocable by the server's policy: "+strings.Join(r.NotRevocable, ", "))
+	}
+	if r.LocalDeleted {
+		parts = append(parts, "deleted locally")
+	} else {
+		parts = append(parts, "NOT deleted locally")
+	}
+	return strings.Join(parts, "; ")
+}
+
 // Logout revokes the login at the server and deletes it locally: first the
 // refresh token, then the access tokens (RFC 7009, when the server has a
 // revocation endpoint), then every local entry of this client and profile:

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,16 @@ func (s *Server) TLSConfig() *tls.Config {
 		return nil
 	}
 	return &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12}
+}
+
+// CertificatePEM returns the server's self-signed certificate in PEM form
+// (nil without TLS), for programs that take a CA file, such as
+// examples/cli's --ca-file.
+func (s *Server) CertificatePEM() []byte {
+	if s.cert == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.cert.Raw})
 }
 
 // HTTPClient returns a new *http.Client that reaches the server, its APIs

@@ -1,6 +1,8 @@
 package oauthtest_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,5 +36,25 @@ func TestTLS(t *testing.T) {
 	srv.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultResponseLost, Times: 1})
 	if _, err := tokenReq(t, srv, srv.HTTPClient(), auth{id: oauthtest.DefaultClientID}, refresh(tok.RefreshToken)); err == nil {
 		t.Error("lost response over TLS returned a token")
+	}
+}
+
+// CertificatePEM is the certificate the server presents, in a form a CA
+// file can hold.
+func TestCertificatePEM(t *testing.T) {
+	t.Parallel()
+	srv := oauthtest.Start(t, oauthtest.Config{TLS: true})
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(srv.CertificatePEM()) {
+		t.Fatal("CertificatePEM holds no certificate")
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := hc.Get(srv.URL(oauthtest.PathOAuthDiscovery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if plain := oauthtest.Start(t, oauthtest.Config{}); plain.CertificatePEM() != nil {
+		t.Fatal("a server without TLS has a certificate")
 	}
 }

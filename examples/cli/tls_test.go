@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"encoding/pem"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,18 +12,8 @@ import (
 // file and returns its path.
 func caFile(t *testing.T, as *oauthtest.Server) string {
 	t.Helper()
-	u, err := url.Parse(as.Issuer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := tls.Dial("tcp", u.Host, as.TLSConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	path := filepath.Join(t.TempDir(), "ca.pem")
-	cert := conn.ConnectionState().PeerCertificates[0]
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+	if err := os.WriteFile(path, as.CertificatePEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
