@@ -2,17 +2,11 @@ package oauthtest
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"hash"
 	"math"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -210,31 +204,8 @@ func (s *Server) verifyAssertion(jws string, c *Client, r *http.Request) error {
 	return nil
 }
 
+// verifySig checks a client assertion's signature: the same JWS check as a
+// DPoP proof's (verifyProofSig).
 func verifySig(pub crypto.PublicKey, alg string, input, sig []byte) bool {
-	var h hash.Hash
-	var ch crypto.Hash
-	switch alg {
-	case "RS256", "ES256":
-		h, ch = sha256.New(), crypto.SHA256
-	case "ES384":
-		h, ch = sha512.New384(), crypto.SHA384
-	case "ES512":
-		h, ch = sha512.New(), crypto.SHA512
-	default:
-		return false
-	}
-	h.Write(input)
-	digest := h.Sum(nil)
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return alg == "RS256" && rsa.VerifyPKCS1v15(k, ch, digest, sig) == nil
-	case *ecdsa.PublicKey:
-		size := (k.Curve.Params().BitSize + 7) / 8
-		if len(sig) != 2*size {
-			return false
-		}
-		rr, ss := new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])
-		return ecdsa.Verify(k, digest, rr, ss)
-	}
-	return false
+	return verifyProofSig(pub, alg, input, sig)
 }
