@@ -1,7 +1,6 @@
 package oauthtest
 
 import (
-	"crypto"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -140,7 +139,7 @@ func (s *Server) verifyAssertion(jws string, c *Client, r *http.Request) error {
 	if err != nil || hdr.Alg != want {
 		return errors.New("unexpected alg")
 	}
-	if !verifySig(c.PublicKey, hdr.Alg, []byte(parts[0]+"."+parts[1]), sig) {
+	if !verifyProofSig(c.PublicKey, hdr.Alg, []byte(parts[0]+"."+parts[1]), sig) {
 		return errors.New("bad signature")
 	}
 	var claims struct {
@@ -202,10 +201,4 @@ func (s *Server) verifyAssertion(jws string, c *Client, r *http.Request) error {
 	}
 	s.jtis[key] = exp
 	return nil
-}
-
-// verifySig checks a client assertion's signature: the same JWS check as a
-// DPoP proof's (verifyProofSig).
-func verifySig(pub crypto.PublicKey, alg string, input, sig []byte) bool {
-	return verifyProofSig(pub, alg, input, sig)
 }

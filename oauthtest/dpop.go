@@ -327,7 +327,8 @@ func parseProofJWK(jwk map[string]json.RawMessage, alg string) (crypto.PublicKey
 	}
 }
 
-// verifyProofSig checks a JWS signature made with alg (JWA, RFC 7518).
+// verifyProofSig checks a JWS signature made with alg (JWA, RFC 7518): of a
+// DPoP proof, and of a private_key_jwt client assertion.
 func verifyProofSig(pub crypto.PublicKey, alg string, input, sig []byte) bool {
 	if k, ok := pub.(ed25519.PublicKey); ok {
 		return alg == "EdDSA" && ed25519.Verify(k, input, sig)
