@@ -24,9 +24,9 @@ import (
 
 // dpopConfig is the DPoP machinery of a grant; nil when DPoP is off.
 type dpopConfig struct {
-	alg       string    // Options.DPoPAlg: the algorithm of stored and given keys
-	own       *heldKey  // Options.DPoPKey, nil when keys are generated
-	downgrade bool      // Options.DPoPAllowDowngrade
+	alg       string   // Options.DPoPAlg: the algorithm of stored and given keys
+	own       *heldKey // Options.DPoPKey, nil when keys are generated
+	downgrade bool     // Options.DPoPAllowDowngrade
 	nonces    *dpop.NonceCache
 	skew      atomic.Int64 // the server's clock ahead of ours, in ns, when worth correcting
 }
