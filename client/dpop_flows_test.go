@@ -2,6 +2,7 @@ package client
 
 import (
 	"testing"
+	"time"
 
 	"github.com/tokenward/tokenward/oauthtest"
 )
@@ -85,5 +86,25 @@ func TestDPoPForResource(t *testing.T) {
 	e, err := f.store.Load(t.Context(), c.resourceKey([]string{apiB.Resource()}).String())
 	if err != nil || thumbprintOf(t, e.KeyPair) != jkt {
 		t.Fatalf("the resource's entry: %v", err)
+	}
+}
+
+// TestDPoPClockSkew: a server whose clock runs ten minutes ahead refuses
+// proofs more than a minute old by its clock; the skew its answers show
+// (discovery's first) corrects every proof's iat, so the login, the
+// refresh and the API calls work.
+func TestDPoPClockSkew(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, ClockOffset: 10 * time.Minute})
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API: %d %s", code, body)
+	}
+	refreshAgain(t, c)
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API after the refresh: %d %s", code, body)
+	}
+	if r := f.as.Stats().DPoPRefusals; len(r) != 0 {
+		t.Fatalf("proofs refused: %v", r)
 	}
 }

@@ -22,7 +22,8 @@ type proofKeyCtx struct{}
 // dpopEndpoint is the base transport of the authorization server's
 // endpoints when DPoP is on: it puts a fresh proof on every attempt of a
 // request whose context carries a key, and keeps the DPoP-Nonce of every
-// answer.
+// answer and the clock skew its Date header shows (discovery's included,
+// so that the first proof is already on the server's time).
 type dpopEndpoint struct {
 	g    *grant
 	base http.RoundTripper
@@ -44,9 +45,11 @@ func (t dpopEndpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.Header.Set(dpop.HeaderDPoP, p)
 		req = &out
 	}
+	sent := t.g.now()
 	resp, err := t.base.RoundTrip(req)
 	if err == nil && resp != nil {
 		t.g.noteNonce(req.URL.String(), resp.Header)
+		t.g.noteSkew(oauthwire.ClockSkew(resp.Header, sent, t.g.now()))
 	}
 	return resp, err
 }
