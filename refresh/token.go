@@ -112,10 +112,13 @@ func (t *token) rtExpiry() time.Time {
 }
 
 // hasExtras reports whether t carries extra members a Persister may store
-// besides the refresh token's expiry.
+// besides the refresh token's expiry and the DPoP key and its thumbprint
+// (which reduced sets keep, the thumbprint as part of the key).
 func (t *token) hasExtras() bool {
 	for k := range t.extra {
-		if k != tokenx.KeyRefreshTokenExpiry && k != "refresh_token_expires_in" {
+		switch k {
+		case tokenx.KeyRefreshTokenExpiry, "refresh_token_expires_in", tokenx.KeyDPoPKey, tokenx.KeyDPoPJKT:
+		default:
 			return true
 		}
 	}

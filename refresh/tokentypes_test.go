@@ -82,13 +82,13 @@ func (p *savePersister) last() *oauth2.Token {
 // TestReducedSetsKeepDPoPKey: the smaller sets a failed save falls back to
 // keep the DPoP key, without which a bound refresh token is useless.
 func TestReducedSetsKeepDPoPKey(t *testing.T) {
-	full := &token{access: "at", typ: "DPoP", refresh: "rt", extra: map[string]any{"id_token": "x", tokenx.KeyDPoPKey: []byte("k")}}
+	full := &token{access: "at", typ: "DPoP", refresh: "rt", extra: map[string]any{"id_token": "x", tokenx.KeyDPoPKey: []byte("k"), tokenx.KeyDPoPJKT: "j"}}
 	sets := reducedSets(full)
 	if len(sets) != 2 {
 		t.Fatalf("%d reduced sets, want 2", len(sets))
 	}
 	for i, s := range sets {
-		if _, ok := s.extra[tokenx.KeyDPoPKey]; !ok {
+		if _, ok := s.extra[tokenx.KeyDPoPKey]; !ok || s.extra[tokenx.KeyDPoPJKT] != "j" {
 			t.Fatalf("reduced set %d lost the DPoP key", i)
 		}
 		if _, ok := s.extra["id_token"]; ok {
