@@ -78,6 +78,7 @@ type grant struct {
 	bgCancel    context.CancelFunc   // ends it (Close)
 
 	ep    *endpointClient
+	dpop  *dpopConfig       // nil without DPoP
 	base  http.RoundTripper // base transport for API calls
 	store store.Store       // nil with a static token
 	log   *slog.Logger
@@ -147,6 +148,9 @@ func (c *Client) init(ctx context.Context) error {
 	}
 	c.cfg = *cfg
 	if err := g.validate(); err != nil {
+		return err
+	}
+	if err := g.initDPoP(); err != nil {
 		return err
 	}
 	if err := g.initHTTP(); err != nil {
@@ -314,7 +318,11 @@ func (g *grant) initHTTP() error {
 	case retries < 0:
 		retries = 0
 	}
-	g.ep = newEndpointClient(&http.Client{Transport: base}, g.log, timeout, budget, wmin, wmax, retries)
+	epBase := base
+	if g.dpop != nil {
+		epBase = dpopEndpoint{g: g, base: base}
+	}
+	g.ep = newEndpointClient(&http.Client{Transport: epBase}, g.log, timeout, budget, wmin, wmax, retries)
 	return nil
 }
 
@@ -391,9 +399,15 @@ func (c *Client) closeResources() {
 }
 
 // persister adapts a store.Store to refresh.Persister and refresh.Locker.
-type persister struct{ s store.Store }
+// dpopAlg is the algorithm stored DPoP keys are read with.
+type persister struct {
+	s       store.Store
+	dpopAlg string
+}
 
-// Load returns the stored token of key, nil when there is none.
+// Load returns the stored token of key, nil when there is none. A stored
+// DPoP key is parsed (once per process) and named in the token by its
+// thumbprint, so that API requests find it.
 func (p persister) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	e, err := p.s.Load(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
@@ -402,7 +416,16 @@ func (p persister) Load(ctx context.Context, key string) (*oauth2.Token, error) 
 	if err != nil {
 		return nil, err
 	}
-	return e.Token(), nil
+	tok := e.Token()
+	if len(e.KeyPair) > 0 {
+		hk, err := parseHeldKey(e.KeyPair, p.dpopAlg)
+		if err != nil {
+			// The parser's message describes the structure, never the key.
+			return nil, fmt.Errorf("client: loading the stored DPoP key: %w", err)
+		}
+		bindKey(tok, hk)
+	}
+	return tok, nil
 }
 
 // Save stores tok under key.

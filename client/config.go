@@ -159,6 +159,35 @@ type Options struct {
 	// ErrInvalidConfig otherwise. Optional.
 	UsePAR bool
 
+	// DPoP binds the tokens to a key of this client (RFC 9449,
+	// Demonstrating Proof of Possession): every token request and every
+	// API request carries a proof signed with it, and a stolen token is
+	// useless without the key. tokenward generates an ES256 key at the
+	// first login (or first client-credentials token), keeps it with the
+	// credential in the store, uses it for every refresh, and deletes it
+	// at Logout. The server must answer with DPoP tokens (see
+	// DPoPAllowDowngrade). Optional; default false: Bearer tokens. Setting
+	// DPoPKey turns it on too.
+	DPoP bool
+	// DPoPKey is the application's own DPoP key instead of a generated
+	// one: ECDSA P-256/384/521, Ed25519, or RSA of 2048 bits or more. A
+	// key of the standard library's types is kept with the credential
+	// like a generated one; another crypto.Signer (a hardware key) is
+	// used as it is and never stored. Optional.
+	DPoPKey crypto.Signer
+	// DPoPAlg is the proof algorithm of DPoPKey: for an RSA key "PS256"
+	// (the default) or "RS256"; for other keys it must be empty or the one
+	// the key implies (ES256, ES384, ES512, EdDSA). New fails with
+	// ErrInvalidConfig otherwise, and with ErrDPoPAlgorithm when the
+	// server's discovery document lists the algorithms it accepts for
+	// proofs and this one is not among them. Optional.
+	DPoPAlg string
+	// DPoPAllowDowngrade accepts a Bearer token in answer to a DPoP token
+	// request, from a server that does not do DPoP; such tokens are then
+	// sent as Bearer tokens. Optional; default false: such an answer is
+	// refused with ErrUnsupportedTokenType.
+	DPoPAllowDowngrade bool
+
 	// AllowInsecureLoopback permits http:// URLs whose host is a loopback
 	// address (127.0.0.0/8, ::1, localhost), for local development and tests.
 	AllowInsecureLoopback bool

@@ -190,7 +190,13 @@ func (g *grant) ready(ctx context.Context) error {
 	if g.resolved.Load() {
 		return nil
 	}
-	if err := g.resolve(ctx); err != nil {
+	err := g.resolve(ctx)
+	if err == nil {
+		// Before any token request: a proof the server cannot check
+		// would only be refused.
+		err = g.checkDPoPAlg()
+	}
+	if err != nil {
 		g.releaseDiscovery()
 		g.discoErr = err
 		return err

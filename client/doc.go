@@ -72,6 +72,30 @@
 // named, not a failure); a [*LogoutError] says what the server may still
 // honour. [Client.Close] releases the Client without logging out.
 //
+// # Proof of possession (DPoP)
+//
+// Options.DPoP binds the tokens to a key of this client (RFC 9449): a
+// stolen access or refresh token is useless without it. tokenward makes
+// an ES256 key at the first login (or the first client-credentials
+// token), or uses the application's (Options.DPoPKey, with
+// Options.DPoPAlg choosing RS256 over PS256 for an RSA key), and keeps it
+// with the credential in the store, so a restarted process, and every
+// other process sharing the store, uses the same key; Logout deletes it
+// with the tokens. The key never reaches a log, an error, an event or a
+// token handed out by [Client.Token]. Every token request carries a proof
+// (the authorization request names the key with dpop_jkt, so the code is
+// bound to it too), and every request of [Client.HTTPClient] and
+// [Resource.HTTPClient] to the token's origins carries "Authorization:
+// DPoP" and a fresh proof for that request; requests to other origins,
+// redirects included, carry neither. A server that asks for a nonce gets
+// exactly one more request with it (at the token endpoint the first one
+// was refused before its code or refresh token was used) and the nonce is
+// kept for the next ones. A key whose algorithm the server's discovery
+// document does not accept fails New with [ErrDPoPAlgorithm]; an API that
+// refuses a proof fails the request with [ErrInvalidDPoPProof]; a server
+// that answers with a Bearer token is refused with
+// [ErrUnsupportedTokenType] unless Options.DPoPAllowDowngrade.
+//
 // # Where tokens live
 //
 // By default in the OS keychain (Secret Service on Linux, the login
@@ -119,6 +143,7 @@
 // without it), matched too by [ErrLoginRequired] and [ErrConsentRequired],
 // [ErrLoginExpired],
 // [ErrCallbackRejected], [ErrBadResponse], [ErrUnsupportedTokenType],
+// [ErrDPoPAlgorithm] (with ErrInvalidConfig), [ErrInvalidDPoPProof],
 // [ErrInvalidConfig], [ErrInsecureURL], [ErrOriginNotAllowed] (a request
 // to another origin under Options.RejectOtherOrigins),
 // [ErrTokenRejected], [ErrClosed]. The details are in types, for

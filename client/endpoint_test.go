@@ -155,14 +155,14 @@ func TestDeadlinesAndRetryAfterOnSingleUse(t *testing.T) {
 	g := c.grant
 	f.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultHang, Endpoint: oauthtest.EndpointToken, Times: 1})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	_, err := g.tokenRequest(ctx, g.refreshForm("x", nil), replayNever)
+	_, err := g.tokenRequest(ctx, g.refreshForm("x", nil), replayNever, nil)
 	cancel()
 	f.as.ReleaseHangs()
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrTokenEndpointTimeout) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded and not ErrTokenEndpointTimeout", err)
 	}
 	f.as.InjectFault(oauthtest.Fault{Kind: oauthtest.FaultUnavailable, Endpoint: oauthtest.EndpointToken, RetryAfter: "120", Times: 1})
-	_, err = g.tokenRequest(t.Context(), g.refreshForm("x", nil), replayNever)
+	_, err = g.tokenRequest(t.Context(), g.refreshForm("x", nil), replayNever, nil)
 	var rl *RateLimitError
 	if !errors.As(err, &rl) || rl.RetryAfter != 2*time.Minute || !errors.Is(err, ErrTemporarilyUnavailable) || rl.Code != "temporarily_unavailable" {
 		t.Fatalf("err = %v (%+v), want a *RateLimitError with the 2m hint and the code", err, rl)

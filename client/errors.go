@@ -148,6 +148,17 @@ var (
 	// 400 and ignored: they do not end the login, so a forged request
 	// cannot abort it (nor log the user in as someone else).
 	ErrCallbackRejected = errors.New("client: login callback rejected")
+
+	// ErrDPoPAlgorithm: the DPoP key's algorithm (Options.DPoPKey,
+	// Options.DPoPAlg) is not among those the server's discovery document
+	// lists in dpop_signing_alg_values_supported. It comes before any
+	// token request, together with ErrInvalidConfig.
+	ErrDPoPAlgorithm = errors.New("client: the server does not accept the DPoP key's algorithm")
+
+	// ErrInvalidDPoPProof: a resource server refused the request's DPoP
+	// proof (401 with error="invalid_dpop_proof", RFC 9449 section 7.1).
+	// The request is not resent: the same key would be refused again.
+	ErrInvalidDPoPProof = errors.New("client: the API refused the DPoP proof")
 )
 
 // Operations, as error messages name them: "client: <operation>: <what>".

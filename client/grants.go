@@ -18,17 +18,26 @@ import (
 // tokenRequest posts one token request and parses the answer. Its errors
 // name the request by its grant type: "client: token request
 // (refresh_token): ...".
-func (g *grant) tokenRequest(ctx context.Context, form url.Values, policy replay) (*oauth2.Token, error) {
+//
+// With DPoP, hk is the credential's key: every attempt carries a proof of
+// it, a nonce the server asks for is answered by one more request
+// (postProof), and the token comes back bound to hk (bindKey).
+func (g *grant) tokenRequest(ctx context.Context, form url.Values, policy replay, hk *heldKey) (*oauth2.Token, error) {
 	op := opToken(form.Get("grant_type"))
 	if err := g.readyNow(); err != nil {
 		return nil, err
 	}
 	form = withParams(form, g.cfg.TokenParams)
-	resp, err := g.ep.post(ctx, g.endpoints.TokenURL, form, g.authFor(g.endpoints.TokenURL), policy)
+	resp, err := g.postProof(ctx, g.endpoints.TokenURL, form, policy, hk)
 	if err != nil {
 		return nil, inOp(op, err)
 	}
-	return g.parseToken(op, resp)
+	tok, err := g.parseToken(op, resp)
+	if err != nil {
+		return nil, err
+	}
+	bindKey(tok, hk)
+	return tok, nil
 }
 
 // parseToken turns a token-endpoint answer into a token: the OAuth error
@@ -43,6 +52,7 @@ func (g *grant) parseToken(op string, resp *response) (*oauth2.Token, error) {
 	// rotated refresh token even from an answer whose access token it must
 	// refuse, so the spent one is never presented again.
 	skew, ok := oauthwire.ClockSkew(resp.header, resp.sent, g.now())
+	g.noteSkew(skew, ok)
 	if ok && (skew > skewThreshold || skew < -skewThreshold) {
 		g.emit(Event{Kind: EventClockSkew, Time: g.now(), Skew: skew.Round(time.Second)})
 	}
@@ -79,7 +89,14 @@ func (g *grant) classify(op, endpoint string, status int, err error) error {
 
 // clientCredentials is the upstream of GrantClientCredentials. Its requests
 // carry no single-use credential, so they may be retried.
-func (g *grant) clientCredentials(ctx context.Context, resources []string) (*oauth2.Token, error) {
+//
+// With DPoP the key is the one cur is bound to, or a new one for the
+// first token.
+func (g *grant) clientCredentials(ctx context.Context, cur *oauth2.Token, resources []string) (*oauth2.Token, error) {
+	hk, err := g.dpopKeyOf(cur)
+	if err != nil {
+		return nil, forCache(inOp(opToken("client_credentials"), err))
+	}
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(g.cfg.Scopes) > 0 {
 		form.Set("scope", strings.Join(g.cfg.Scopes, " "))
@@ -87,7 +104,7 @@ func (g *grant) clientCredentials(ctx context.Context, resources []string) (*oau
 	for _, r := range resources {
 		form.Add("resource", r)
 	}
-	tok, err := g.tokenRequest(ctx, form, replaySafe)
+	tok, err := g.tokenRequest(ctx, form, replaySafe, hk)
 	return tok, forCache(err)
 }
 
@@ -97,7 +114,13 @@ func (g *grant) refreshGrant(ctx context.Context, cur *oauth2.Token, resources [
 	if cur == nil || cur.RefreshToken == "" {
 		return nil, forCache(failure(opToken("refresh_token"), "not logged in (no refresh token is stored); call Login", ErrReauthRequired))
 	}
-	tok, err := g.tokenRequest(ctx, g.refreshForm(cur.RefreshToken, resources), replayNever)
+	// A refresh token bound to a key (a public client's, RFC 9449 section
+	// 5) is usable with that key only: the stored one.
+	hk, err := g.dpopKeyOf(cur)
+	if err != nil {
+		return nil, forCache(inOp(opToken("refresh_token"), err))
+	}
+	tok, err := g.tokenRequest(ctx, g.refreshForm(cur.RefreshToken, resources), replayNever, hk)
 	if err != nil {
 		return nil, forCache(err)
 	}
@@ -153,7 +176,11 @@ func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth
 		if err := g.recordDerived(ctx, resources); err != nil {
 			return nil, forCache(inOp(op, err))
 		}
-		tok, err := g.tokenRequest(ctx, g.refreshForm(full.RefreshToken, resources), replayNever)
+		hk, err := g.dpopKeyOf(full)
+		if err != nil {
+			return nil, forCache(inOp(op, err))
+		}
+		tok, err := g.tokenRequest(ctx, g.refreshForm(full.RefreshToken, resources), replayNever, hk)
 		if err != nil {
 			return nil, forCache(err)
 		}
@@ -184,4 +211,17 @@ func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth
 	out := *minted
 	out.RefreshToken = ""
 	return &out, nil
+}
+
+// dpopKeyOf returns the DPoP key of the credential cur belongs to (see
+// credentialKey), or nil without DPoP.
+func (g *grant) dpopKeyOf(cur *oauth2.Token) (*heldKey, error) {
+	if g.dpop == nil {
+		return nil, nil
+	}
+	hk, err := g.credentialKey(cur)
+	if err != nil {
+		return nil, failure("DPoP key", plain(err), ErrReauthRequired)
+	}
+	return hk, nil
 }

@@ -111,6 +111,16 @@ func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Tok
 		q.Add("resource", r)
 	}
 	q = withParams(q, mergeParams(c.cfg.AuthParams, o.AuthParams))
+	var hk *heldKey
+	if c.dpop != nil {
+		// The code is bound to the key (RFC 9449 section 10): a code
+		// stolen on its way back is useless without it. The key is the
+		// new login's; it is saved with its tokens.
+		if hk, err = c.newLoginKey(); err != nil {
+			return nil, inOp(opLogin, err)
+		}
+		q.Set("dpop_jkt", hk.k.Thumbprint())
+	}
 	authURL, validFor, err := c.authRequestURL(ctx, q)
 	if err != nil {
 		return nil, err
@@ -178,7 +188,7 @@ func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Tok
 	for _, r := range c.defaultResources() {
 		form.Add("resource", r)
 	}
-	return c.tokenRequest(ctx, form, replayNever)
+	return c.tokenRequest(ctx, form, replayNever, hk)
 }
 
 // authorizationURL returns the authorization endpoint with q added to its

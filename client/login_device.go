@@ -84,6 +84,12 @@ func (c *Client) deviceLogin(ctx context.Context, o *LoginOptions) (*oauth2.Toke
 	defer deadline.Stop()
 	interval := da.Interval
 	poll := withParams(url.Values{"grant_type": {oauthwire.GrantTypeDeviceCode}, "device_code": {da.DeviceCode}}, c.cfg.TokenParams)
+	var hk *heldKey
+	if c.dpop != nil {
+		if hk, err = c.newLoginKey(); err != nil {
+			return nil, inOp(opLogin, err)
+		}
+	}
 	op := opToken(oauthwire.GrantTypeDeviceCode)
 	for {
 		wait := time.NewTimer(interval)
@@ -96,7 +102,7 @@ func (c *Client) deviceLogin(ctx context.Context, o *LoginOptions) (*oauth2.Toke
 			return nil, failure(opLogin, "the device code expired before the login was approved", ErrLoginExpired)
 		case <-wait.C:
 		}
-		resp, err := c.ep.post(ctx, c.endpoints.TokenURL, poll, c.authFor(c.endpoints.TokenURL), replayNever)
+		resp, err := c.postProof(ctx, c.endpoints.TokenURL, poll, replayNever, hk)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -112,7 +118,11 @@ func (c *Client) deviceLogin(ctx context.Context, o *LoginOptions) (*oauth2.Toke
 			return nil, inOp(op, err)
 		}
 		if resp.status >= 200 && resp.status < 300 {
-			return c.parseToken(op, resp)
+			tok, err := c.parseToken(op, resp)
+			if err == nil {
+				bindKey(tok, hk)
+			}
+			return tok, err
 		}
 		e := oauthwire.ParseErrorResponse(resp.status, resp.header, resp.body)
 		switch oauthwire.ClassifyDevicePoll(e) {

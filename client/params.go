@@ -58,6 +58,7 @@ var ownedParams = map[string]string{
 	"device_code":           "tokenward sets it for each token request",
 	"scope":                 "set Options.Scopes instead",
 	"resource":              "set Options.Resources instead",
+	"dpop_jkt":              "tokenward sets it from the login's DPoP key (Options.DPoP)",
 }
 
 // checkParams refuses extra parameters (named field in messages) that

@@ -32,11 +32,16 @@ type Resource struct {
 // cacheOptions configures the token cache of one of the grant's tokens.
 func (g *grant) cacheOptions(resources []string) func(*refresh.Options) {
 	return func(o *refresh.Options) {
-		o.Persister = persister{g.store}
+		o.Persister = persister{s: g.store, dpopAlg: g.cfg.DPoPAlg}
 		o.Logger = g.log
 		o.OnEvent = g.refreshEvent(resources)
 		for _, f := range g.cfg.RefreshOptions {
 			f(o)
+		}
+		if types := g.tokenTypes(); types != nil {
+			// Set last: which tokens the credential can use is the
+			// client's decision, not a tuning knob.
+			o.TokenTypes = types
 		}
 	}
 }
@@ -46,8 +51,8 @@ func (g *grant) cacheOptions(resources []string) func(*refresh.Options) {
 func (g *grant) loginUpstream() refresh.Upstream {
 	resources := g.defaultResources()
 	if g.cfg.Grant == GrantClientCredentials {
-		return refresh.UpstreamFunc(func(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
-			return g.clientCredentials(ctx, resources)
+		return refresh.UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+			return g.clientCredentials(ctx, cur, resources)
 		})
 	}
 	return refresh.UpstreamFunc(func(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
@@ -109,6 +114,11 @@ func (c *Client) resource(resources, origins []string, isDefault bool) (*Resourc
 			t.AllowInsecureLoopback = g.cfg.AllowInsecureLoopback
 			t.RejectOtherOrigins = g.cfg.RejectOtherOrigins
 			t.Logger = g.log
+			if g.dpop != nil && c.static == nil {
+				t.Prepare = g.prepareDPoP
+				t.PrepareTokenTypes = []string{"DPoP"}
+				t.Answered = g.answeredDPoP
+			}
 		})
 		if err != nil {
 			if r.cache != nil {

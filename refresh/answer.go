@@ -16,14 +16,14 @@ import (
 // dead grant.
 
 // validate checks an answer before it may become the cache's token: it
-// needs an access token and a token type the cache can send (Bearer, in
-// any case, or none). An answer without a refresh token keeps cur's, and
+// needs an access token and a token type the cache accepts
+// (Options.TokenTypes: by default Bearer, in any case, or none). An answer without a refresh token keeps cur's, and
 // that token's expiry, as RFC 6749 section 6 allows.
 func (c *core) validate(tok, cur *token) (*token, error) {
 	if tok == nil || tok.access == "" {
 		return nil, &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: authorization server temporarily unavailable: the upstream returned no access token"}
 	}
-	if tt := tok.typ; tt != "" && !strings.EqualFold(tt, "bearer") {
+	if tt := tok.typ; !c.acceptsType(tt) {
 		e := &Error{kind: ErrUnsupportedTokenType, Description: "token_type " + redact.Scrub(tt, 32, secretsOf(tok, cur)...)}
 		e.msg = e.build(secretsOf(tok, cur))
 		return nil, e
@@ -146,4 +146,21 @@ func (c *core) toReauth(s *state) {
 			return
 		}
 	}
+}
+
+// acceptsType reports whether tt is among Options.TokenTypes (Bearer when
+// the list is empty); "" counts as Bearer.
+func (c *core) acceptsType(tt string) bool {
+	if tt == "" {
+		tt = "Bearer"
+	}
+	if len(c.o.TokenTypes) == 0 {
+		return strings.EqualFold(tt, "bearer")
+	}
+	for _, t := range c.o.TokenTypes {
+		if strings.EqualFold(tt, t) {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -138,6 +139,15 @@ type Options struct {
 	// idle process's token fresh.
 	DisableIdleRefresh bool
 
+	// TokenTypes lists the token_type values the cache accepts from its
+	// Upstream and Set, compared case-insensitively; an empty token_type
+	// counts as "Bearer". Any other answer is refused with
+	// [ErrUnsupportedTokenType] (a refresh token it rotated is kept all
+	// the same). Optional: empty means Bearer only. A DPoP client (RFC
+	// 9449) sets "DPoP", and adds "Bearer" only if it accepts a server
+	// that falls back to Bearer tokens.
+	TokenTypes []string
+
 	// rand returns a float in [0, 1) for jitter; nil uses math/rand/v2.
 	rand func() float64
 }
@@ -219,6 +229,7 @@ func conflict(open, asked Options) error {
 		{"RotationGrace", open.RotationGrace, asked.RotationGrace},
 		{"RefreshTokenLead", open.RefreshTokenLead, asked.RefreshTokenLead},
 		{"DisableIdleRefresh", open.DisableIdleRefresh, asked.DisableIdleRefresh},
+		{"TokenTypes", strings.Join(open.TokenTypes, " "), strings.Join(asked.TokenTypes, " ")},
 	} {
 		if s.open != s.asked {
 			return fmt.Errorf("refresh: %w: the cache for this key is already open with %s %v, and this New asks for %v; "+

@@ -124,13 +124,23 @@ var reducedExpiry = time.Unix(0, 0).UTC()
 // token or access token too large for store.MaxEntrySize, or a transient
 // failure): first t without its extra members (id_token, scope, ...; the
 // refresh token's expiry is kept), then the refresh token alone (with its
-// expiry), with no access token and an Expiry long past (reducedExpiry), so
+// expiry; both keep the DPoP key and its thumbprint, internal/tokenx
+// KeyDPoPKey and KeyDPoPJKT, since a refresh token bound to the key is
+// useless without it), with no access token and an Expiry long past (reducedExpiry), so
 // that whoever loads it refreshes with its refresh token at once. A set
 // equal to t, or without a refresh token to keep, is left out.
 func reducedSets(t *token) []*token {
 	var extra map[string]any
 	if rte := t.rtExpiry(); !rte.IsZero() {
 		extra = map[string]any{tokenx.KeyRefreshTokenExpiry: rte}
+	}
+	for _, name := range []string{tokenx.KeyDPoPKey, tokenx.KeyDPoPJKT} {
+		if v, ok := t.extra[name]; ok {
+			if extra == nil {
+				extra = map[string]any{}
+			}
+			extra[name] = v
+		}
 	}
 	var out []*token
 	if t.hasExtras() {

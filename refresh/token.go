@@ -37,9 +37,11 @@ var knownExtras = []string{"issued_token_type", "device_secret"}
 // secretExtras are token response members that are credentials in their
 // own right and so never reach callers through the public token: the
 // refresh token, and OpenID Connect Native SSO's device_secret, which can
-// be exchanged for new tokens. The ID token is not a refresh credential
-// and stays.
-var secretExtras = map[string]bool{"refresh_token": true, "device_secret": true}
+// be exchanged for new tokens; and the DPoP private key a client keeps with
+// its credential (internal/tokenx KeyDPoPKey), which signs the proofs that
+// make the tokens usable. The ID token is not a refresh credential and
+// stays.
+var secretExtras = map[string]bool{"refresh_token": true, "device_secret": true, tokenx.KeyDPoPKey: true}
 
 // fromOAuth2 converts a token that crosses a public edge inward. The
 // refresh token's expiry is normalised to a time.Time. It returns nil for
@@ -110,10 +112,13 @@ func (t *token) rtExpiry() time.Time {
 }
 
 // hasExtras reports whether t carries extra members a Persister may store
-// besides the refresh token's expiry.
+// besides the refresh token's expiry and the DPoP key and its thumbprint
+// (which reduced sets keep, the thumbprint as part of the key).
 func (t *token) hasExtras() bool {
 	for k := range t.extra {
-		if k != tokenx.KeyRefreshTokenExpiry && k != "refresh_token_expires_in" {
+		switch k {
+		case tokenx.KeyRefreshTokenExpiry, "refresh_token_expires_in", tokenx.KeyDPoPKey, tokenx.KeyDPoPJKT:
+		default:
 			return true
 		}
 	}

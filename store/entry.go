@@ -37,8 +37,10 @@ type Entry struct {
 	Subject string
 	// Extra holds other response fields worth keeping. An empty map loads as nil.
 	Extra map[string]string
-	// KeyPair is reserved for a proof-of-possession (DPoP) private key in
-	// PKCS#8 form. It may be nil; an empty slice loads as nil.
+	// KeyPair is the credential's proof-of-possession (DPoP) private key in
+	// PKCS#8 form, a secret: EntryFromToken takes it from the token's
+	// extras (internal/tokenx KeyDPoPKey) and Token puts it back there. It
+	// may be nil; an empty slice loads as nil.
 	KeyPair []byte
 }
 
@@ -61,6 +63,9 @@ func EntryFromToken(t *oauth2.Token) *Entry {
 		IDToken:            tokenx.IDToken(t),
 		RefreshTokenExpiry: utc(tokenx.RefreshTokenExpiry(t)),
 		Subject:            tokenx.String(t, tokenx.KeySubject),
+	}
+	if k := tokenx.DPoPKey(t); len(k) > 0 {
+		e.KeyPair = bytes.Clone(k)
 	}
 	if !t.Expiry.IsZero() {
 		e.Expiry = t.Expiry.UTC()
@@ -100,6 +105,9 @@ func (e *Entry) Token() *oauth2.Token {
 	}
 	if e.Subject != "" {
 		extra[tokenx.KeySubject] = e.Subject
+	}
+	if len(e.KeyPair) > 0 {
+		extra[tokenx.KeyDPoPKey] = bytes.Clone(e.KeyPair)
 	}
 	return t.WithExtra(extra)
 }

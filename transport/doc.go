@@ -98,6 +98,10 @@
 // replayed (no body, or GetBody set) and the source now returns a different
 // token, the first response is drained and closed and the request is sent
 // once more; whatever that returns, even another 401, goes to the caller.
+// Before that rule, [Options.Answered] sees every response to a request
+// that carried a token: it may ask for one resend of a 401 with the same
+// token (Prepare runs again; a DPoP nonce challenge is answered so), or
+// fail the request with an error of its own (a refused DPoP proof).
 // There is never a second resend. Any answer but a 401 or a 5xx to a
 // request that carried T tells a [Feedback] source that T works at that
 // origin (a [Feedback] source hears of the rejection through Rejected, with

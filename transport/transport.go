@@ -144,6 +144,19 @@ type Options struct {
 	// Ignored when Prepare is nil. Optional.
 	PrepareTokenTypes []string
 
+	// Answered, if set, is called with the caller's request, every
+	// response to it that carried a token (a resend's included) and that
+	// token, before the response is returned or a 401 is handled. resend asks for the
+	// request to be sent once more with the same token, Prepare running
+	// again: for a challenge the next attempt can meet, such as a DPoP
+	// nonce (RFC 9449 section 9). It is honoured for a 401 only, once per
+	// request, when the body can be replayed; the first response is then
+	// drained and closed. A non-nil error fails the request with it (the
+	// response is drained and closed), for an answer the caller should not
+	// read as a plain 401, such as a refused DPoP proof. It runs on every
+	// response, so it must be cheap. Optional.
+	Answered func(req *http.Request, resp *http.Response, tok *oauth2.Token) (resend bool, err error)
+
 	// Logger receives what the transport logs: refused or token-less
 	// origins, token-source failures, rejected tokens and resends. It never
 	// receives headers, bodies, query strings or tokens. Optional; nil means
@@ -191,6 +204,7 @@ type config struct {
 	any401       bool
 	prepare      func(*http.Request, *oauth2.Token) error
 	prepareTypes []string
+	answered     func(*http.Request, *http.Response, *oauth2.Token) (bool, error)
 	log          *slog.Logger
 
 	// auth caches the Authorization value of the last token seen; replaced
@@ -250,6 +264,8 @@ func compile(src Source, t *Options) *config {
 		reject: t.RejectOtherOrigins,
 		any401: t.InvalidateOnAny401,
 		log:    t.Logger,
+
+		answered: t.Answered,
 	}
 	if c.base == nil {
 		c.base = defaultBase()
@@ -369,6 +385,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, local(err)
 	}
 	resp, err := c.send(out)
+	if err == nil && c.answered != nil {
+		resp, err = c.answer(req, av, resp, true)
+	}
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		c.accepted(resp, org, av.tok)
 		return resp, err

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -64,17 +65,9 @@ func (c *config) rejected(req *http.Request, org *origin, av *authValue, resp *h
 			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", err.Error()))
 		return resp, nil
 	}
-	var body io.ReadCloser
-	switch {
-	case req.Body == nil:
-	case req.Body == http.NoBody:
-		body = http.NoBody
-	default:
-		if body, err = req.GetBody(); err != nil {
-			c.log.LogAttrs(ctx, slog.LevelWarn, "transport: not resending: GetBody failed",
-				slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", redact.String(err.Error())))
-			return resp, nil
-		}
+	body, ok := c.replayBody(req)
+	if !ok {
+		return resp, nil
 	}
 	out, err := c.outgoing(req, av2, body)
 	if err != nil {
@@ -89,10 +82,71 @@ func (c *config) rejected(req *http.Request, org *origin, av *authValue, resp *h
 	c.log.LogAttrs(ctx, slog.LevelInfo, "transport: resending once with a fresh token",
 		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
 	resp2, err := c.send(out)
+	if err == nil && c.answered != nil {
+		resp2, err = c.answer(req, av2, resp2, false)
+	}
 	if err == nil {
 		c.accepted(resp2, org, av2.tok)
 	}
 	return resp2, err
+}
+
+// replayBody returns a new copy of req's body for a resend (nil for a
+// request without one), or false when it cannot be had.
+func (c *config) replayBody(req *http.Request) (io.ReadCloser, bool) {
+	switch {
+	case req.Body == nil:
+		return nil, true
+	case req.Body == http.NoBody:
+		return http.NoBody, true
+	case req.GetBody == nil:
+		return nil, false
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		c.log.LogAttrs(req.Context(), slog.LevelWarn, "transport: not resending: GetBody failed",
+			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", redact.String(err.Error())))
+		return nil, false
+	}
+	return body, true
+}
+
+// answer runs the Answered hook on resp, the answer to req sent with av.
+// When the hook asks for it, mayResend is true and resp is a 401 whose
+// request can be replayed, it sends req once more with the same token and
+// runs the hook on that answer too (without a further resend).
+func (c *config) answer(req *http.Request, av *authValue, resp *http.Response, mayResend bool) (*http.Response, error) {
+	resend, err := c.answered(req, resp, av.tok)
+	if err != nil {
+		drain(resp.Body)
+		return nil, local(fmt.Errorf("transport: %w", err))
+	}
+	if !resend || !mayResend || resp.StatusCode != http.StatusUnauthorized {
+		return resp, nil
+	}
+	body, ok := c.replayBody(req)
+	if !ok {
+		c.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: not resending: request body cannot be replayed",
+			slog.Any("url", redact.URLValue{U: req.URL}))
+		return resp, nil
+	}
+	out, err := c.outgoing(req, av, body)
+	if err != nil {
+		if body != nil {
+			body.Close()
+		}
+		c.log.LogAttrs(req.Context(), slog.LevelWarn, "transport: not resending: prepare failed",
+			slog.Any("url", redact.URLValue{U: req.URL}), slog.String("error", redact.String(err.Error())))
+		return resp, nil
+	}
+	drain(resp.Body)
+	c.log.LogAttrs(req.Context(), slog.LevelInfo, "transport: resending once as the answer asked",
+		slog.String("method", req.Method), slog.Any("url", redact.URLValue{U: req.URL}))
+	resp2, err := c.send(out)
+	if err != nil {
+		return nil, err
+	}
+	return c.answer(req, av, resp2, false)
 }
 
 // drain reads a little of body, so that the connection can be reused, and

@@ -134,7 +134,7 @@ var (
 	secretString = regexp.MustCompile(`(?i)secret|token|passphrase|password|verifier|assertion|usercode|devicecode|cookie|^authorization$`)
 	secretBytes  = regexp.MustCompile(`(?i)secret|token|keypair|key$`)
 	secretKey    = regexp.MustCompile(`(?i)privatekey|signer|^key$`)
-	notSecret    = regexp.MustCompile(`(?i)^(tokentype|tokenurl|accesstokenenv|tokenendpoint.*|preparetokentypes|token68|.*tokenexpiry|tokens|assertionaudience)$`)
+	notSecret    = regexp.MustCompile(`(?i)^(tokentype|tokenurl|accesstokenenv|tokenendpoint.*|preparetokentypes|tokentypes|token68|.*tokenexpiry|tokens|assertionaudience)$`)
 )
 
 // planter fills a value with canaries in its secret fields.

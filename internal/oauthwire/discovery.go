@@ -52,6 +52,10 @@ type Discovery struct {
 	// requests only through its pushed authorization request endpoint
 	// (RFC 9126 section 5).
 	RequirePushedAuthorizationRequests bool
+	// DPoPSigningAlgValuesSupported are the JWS algorithms the server
+	// accepts for DPoP proofs (RFC 9449 section 5.1); empty when it did
+	// not say.
+	DPoPSigningAlgValuesSupported []string
 
 	// Raw is the document as parsed (without a byte-order mark or
 	// surrounding white space), for keeping it where ParseDiscovery can
@@ -179,6 +183,7 @@ func ParseDiscovery(body []byte, wantIssuer string) (*Discovery, error) {
 	d.ScopesSupported = stringList(m["scopes_supported"])
 	d.AuthorizationResponseIssParameterSupported = jsonBool(m["authorization_response_iss_parameter_supported"])
 	d.RequirePushedAuthorizationRequests = jsonBool(m["require_pushed_authorization_requests"])
+	d.DPoPSigningAlgValuesSupported = stringList(m["dpop_signing_alg_values_supported"])
 	return d, nil
 }
 

@@ -31,7 +31,32 @@ const (
 	// on every token it parses; provider-specific members (Salesforce's
 	// instance_url, say) then survive the copies tokenward makes.
 	KeyExtraNames = "tokenward.extra_names"
+	// KeyDPoPKey holds the credential's DPoP private key (RFC 9449) in
+	// PKCS #8 form: a []byte, or its standard base64 after a JSON round
+	// trip. It is a secret: store.Entry keeps it in KeyPair, and the token
+	// a cache hands out never carries it.
+	KeyDPoPKey = "tokenward.dpop_key"
+	// KeyDPoPJKT holds the RFC 7638 thumbprint (a string) of the key the
+	// token is bound to, so that code holding only the public token can
+	// find the key for its proofs. Not a secret.
+	KeyDPoPJKT = "tokenward.dpop_jkt"
 )
+
+// DPoPKey returns the PKCS #8 bytes t carries under KeyDPoPKey, or nil.
+func DPoPKey(t *oauth2.Token) []byte {
+	if t == nil {
+		return nil
+	}
+	switch v := t.Extra(KeyDPoPKey).(type) {
+	case []byte:
+		return v
+	case string:
+		if b, err := base64.StdEncoding.DecodeString(v); err == nil && len(b) > 0 {
+			return b
+		}
+	}
+	return nil
+}
 
 // ExtraNames returns the member names t lists under KeyExtraNames (a
 // []string, or a []any of strings after a JSON round trip), or nil.
@@ -64,7 +89,7 @@ func Extras(t *oauth2.Token, more ...string) map[string]any {
 	if t == nil {
 		return out
 	}
-	keys := append([]string{"id_token", "scope", "refresh_token_expires_in", KeyRefreshTokenExpiry, KeySubject}, more...)
+	keys := append([]string{"id_token", "scope", "refresh_token_expires_in", KeyRefreshTokenExpiry, KeySubject, KeyDPoPKey, KeyDPoPJKT}, more...)
 	keys = append(keys, ExtraNames(t)...)
 	for _, k := range keys {
 		if v := t.Extra(k); v != nil {

@@ -1,0 +1,257 @@
+package client
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenward/tokenward/internal/dpop"
+	"github.com/tokenward/tokenward/internal/tokenx"
+)
+
+// DPoP (RFC 9449): the key lives with the credential. It is made at the
+// first login or the first client-credentials token, travels in the
+// token's extras (tokenx.KeyDPoPKey, the PKCS #8 bytes, a secret that the
+// store keeps in Entry.KeyPair and the public token never carries) and
+// under its thumbprint (tokenx.KeyDPoPJKT, not a secret), which is how the
+// API requests' Prepare hook finds it.
+
+// dpopConfig is the DPoP machinery of a grant; nil when DPoP is off.
+type dpopConfig struct {
+	alg       string   // Options.DPoPAlg: the algorithm of stored and given keys
+	own       *heldKey // Options.DPoPKey, nil when keys are generated
+	downgrade bool     // Options.DPoPAllowDowngrade
+	nonces    *dpop.NonceCache
+	skew      atomic.Int64 // the server's clock ahead of ours, in ns, when worth correcting
+}
+
+// heldKey is a parsed DPoP key and, when it can be exported, its PKCS #8
+// form (what the store keeps).
+type heldKey struct {
+	k   *dpop.Key
+	der []byte // nil for a key that cannot be exported (a hardware signer)
+}
+
+// dpopKeys caches parsed keys for the whole process: parsing PKCS #8 (and
+// precomputing the JWK and thumbprint) for every token would be slow, and
+// the Prepare hook of API requests finds a token's key by its thumbprint.
+var dpopKeys = struct {
+	mu    sync.Mutex
+	byDER map[[sha256.Size]byte]*heldKey // by the hash of PKCS #8 bytes and algorithm
+	byJKT map[string]*heldKey
+}{byDER: map[[sha256.Size]byte]*heldKey{}, byJKT: map[string]*heldKey{}}
+
+// derID names PKCS #8 bytes read with alg in dpopKeys.byDER.
+func derID(der []byte, alg string) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(alg))
+	h.Write([]byte{0})
+	h.Write(der)
+	var id [sha256.Size]byte
+	h.Sum(id[:0])
+	return id
+}
+
+// register makes hk findable by its thumbprint and its bytes.
+func register(hk *heldKey, alg string) *heldKey {
+	dpopKeys.mu.Lock()
+	defer dpopKeys.mu.Unlock()
+	if old, ok := dpopKeys.byJKT[hk.k.Thumbprint()]; ok && (old.der != nil || hk.der == nil) {
+		return old
+	}
+	dpopKeys.byJKT[hk.k.Thumbprint()] = hk
+	if hk.der != nil {
+		dpopKeys.byDER[derID(hk.der, alg)] = hk
+	}
+	return hk
+}
+
+// parseHeldKey returns the key of PKCS #8 bytes, parsed once per process.
+func parseHeldKey(der []byte, alg string) (*heldKey, error) {
+	id := derID(der, alg)
+	dpopKeys.mu.Lock()
+	hk, ok := dpopKeys.byDER[id]
+	dpopKeys.mu.Unlock()
+	if ok {
+		return hk, nil
+	}
+	k, err := dpop.ParseKey(der, alg)
+	if err != nil {
+		return nil, err
+	}
+	return register(&heldKey{k: k, der: append([]byte(nil), der...)}, alg), nil
+}
+
+// keyByThumbprint returns the registered key with thumbprint jkt, or nil.
+func keyByThumbprint(jkt string) *heldKey {
+	dpopKeys.mu.Lock()
+	defer dpopKeys.mu.Unlock()
+	return dpopKeys.byJKT[jkt]
+}
+
+// newHeldKey wraps k, exporting it when it can be.
+func newHeldKey(k *dpop.Key, alg string) *heldKey {
+	der, err := k.MarshalPKCS8()
+	if err != nil {
+		der = nil // a signer held outside the process: used, never stored
+	}
+	return register(&heldKey{k: k, der: der}, alg)
+}
+
+// initDPoP checks the DPoP options (New, before anything touches the
+// network) and prepares the machinery.
+func (g *grant) initDPoP() error {
+	cfg := &g.cfg
+	if !cfg.DPoP && cfg.DPoPKey == nil {
+		if cfg.DPoPAlg != "" || cfg.DPoPAllowDowngrade {
+			return failure(opConfig, "DPoPAlg or DPoPAllowDowngrade without DPoP or DPoPKey", ErrInvalidConfig)
+		}
+		return nil
+	}
+	if cfg.AccessToken != "" {
+		return failure(opConfig, "DPoP with a fixed AccessToken: tokenward did not obtain that token and has no key it is bound to", ErrInvalidConfig)
+	}
+	d := &dpopConfig{alg: cfg.DPoPAlg, downgrade: cfg.DPoPAllowDowngrade, nonces: dpop.NewNonceCache(0)}
+	if cfg.DPoPKey != nil {
+		k, err := dpop.NewKey(cfg.DPoPKey, cfg.DPoPAlg)
+		if err != nil {
+			return failure(opConfig, "DPoPKey: "+plain(err), ErrInvalidConfig)
+		}
+		d.own = newHeldKey(k, cfg.DPoPAlg)
+	} else {
+		switch cfg.DPoPAlg {
+		case "", dpop.ES256:
+		default:
+			// Generated keys are ES256; another algorithm needs its key.
+			return failure(opConfig, fmt.Sprintf("DPoPAlg %q without a DPoPKey: generated keys are ES256", cfg.DPoPAlg), ErrInvalidConfig)
+		}
+	}
+	g.dpop = d
+	return nil
+}
+
+// checkDPoPAlg refuses, before any token request, a key algorithm the
+// server's discovery document does not list.
+func (g *grant) checkDPoPAlg() error {
+	if g.dpop == nil || g.disco == nil || len(g.disco.DPoPSigningAlgValuesSupported) == 0 {
+		return nil
+	}
+	alg := g.dpop.keyAlg()
+	for _, a := range g.disco.DPoPSigningAlgValuesSupported {
+		if a == alg {
+			return nil
+		}
+	}
+	return failure(opConfig, fmt.Sprintf("DPoP: the key's algorithm %s is not among the %d the server accepts (dpop_signing_alg_values_supported)",
+		alg, len(g.disco.DPoPSigningAlgValuesSupported)), ErrDPoPAlgorithm, ErrInvalidConfig)
+}
+
+// keyAlg is the algorithm of the proofs: the given key's, or ES256.
+func (d *dpopConfig) keyAlg() string {
+	if d.own != nil {
+		return d.own.k.Alg()
+	}
+	return dpop.ES256
+}
+
+// newLoginKey returns the key of a new credential: the application's, or a
+// new one.
+func (g *grant) newLoginKey() (*heldKey, error) {
+	if g.dpop.own != nil {
+		return g.dpop.own, nil
+	}
+	k, err := dpop.Generate(dpop.ES256)
+	if err != nil {
+		return nil, err
+	}
+	return newHeldKey(k, ""), nil
+}
+
+// credentialKey returns the key of the credential cur belongs to: the one
+// it carries (a refresh token is bound to it: a public client must never
+// use another), else the application's, else a new one (a credential
+// stored before DPoP was turned on).
+func (g *grant) credentialKey(cur *oauth2.Token) (*heldKey, error) {
+	if der := tokenx.DPoPKey(cur); len(der) > 0 {
+		return parseHeldKey(der, g.dpop.alg)
+	}
+	if jkt := tokenx.String(cur, tokenx.KeyDPoPJKT); jkt != "" {
+		if hk := keyByThumbprint(jkt); hk != nil {
+			return hk, nil
+		}
+	}
+	return g.newLoginKey()
+}
+
+// bindKey records hk in tok's extras: the key itself (when it can be
+// exported; stored with the credential) and its thumbprint.
+func bindKey(tok *oauth2.Token, hk *heldKey) {
+	if tok == nil || hk == nil {
+		return
+	}
+	m := tokenx.Extras(tok)
+	if hk.der != nil {
+		m[tokenx.KeyDPoPKey] = hk.der
+	}
+	m[tokenx.KeyDPoPJKT] = hk.k.Thumbprint()
+	*tok = *tok.WithExtra(m)
+}
+
+// proofTime is the iat of a new proof: now, corrected by the server's
+// clock skew when one large enough to matter was measured.
+func (g *grant) proofTime() time.Time {
+	return g.now().Add(time.Duration(g.dpop.skew.Load()))
+}
+
+// noteSkew keeps a measured clock skew for proofs.
+func (g *grant) noteSkew(skew time.Duration, ok bool) {
+	if g.dpop == nil || !ok {
+		return
+	}
+	if skew > skewThreshold || skew < -skewThreshold {
+		g.dpop.skew.Store(int64(skew))
+	} else {
+		g.dpop.skew.Store(0)
+	}
+}
+
+// proof signs a proof for a request with hk, with the nonce last seen from
+// the URL's origin.
+func (g *grant) proof(hk *heldKey, method, rawURL, accessToken string) (string, error) {
+	origin, err := dpop.Origin(rawURL)
+	if err != nil {
+		return "", err
+	}
+	return hk.k.Proof(dpop.ProofParams{Method: method, URL: rawURL, Now: g.proofTime(), Nonce: g.dpop.nonces.Get(origin), AccessToken: accessToken})
+}
+
+// noteNonce keeps the DPoP-Nonce of a response from rawURL's origin.
+func (g *grant) noteNonce(rawURL string, h http.Header) {
+	n := dpop.ResponseNonce(h)
+	if n == "" {
+		return
+	}
+	if origin, err := dpop.Origin(rawURL); err == nil {
+		g.dpop.nonces.Set(origin, n)
+	}
+}
+
+// isDPoP reports whether tok is a DPoP-bound token.
+func isDPoP(tok *oauth2.Token) bool { return strings.EqualFold(tok.TokenType, "DPoP") }
+
+// tokenTypes are the token types the caches accept.
+func (g *grant) tokenTypes() []string {
+	switch {
+	case g.dpop == nil:
+		return nil
+	case g.dpop.downgrade:
+		return []string{"DPoP", "Bearer"}
+	}
+	return []string{"DPoP"}
+}

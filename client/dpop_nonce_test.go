@@ -1,0 +1,189 @@
+package client
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tokenward/tokenward/internal/dpop"
+	"github.com/tokenward/tokenward/oauthtest"
+)
+
+// TestDPoPTokenEndpointNonce: a token endpoint that demands nonces gets
+// one retry per request that lacks the current one; the code and the
+// refresh token survive the refused first attempt.
+func TestDPoPTokenEndpointNonce(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPNonceAS: true})
+	c := f.loggedIn(t, withDPoP)
+	st := f.as.Stats()
+	if n := st.DPoPNonceChallenges[oauthtest.EndpointToken]; n != 1 {
+		t.Fatalf("login: %d nonce challenges at the token endpoint, want 1", n)
+	}
+	if n := st.Grants["authorization_code"]; n != 2 {
+		t.Fatalf("login: %d authorization_code requests, want 2 (one refused for its nonce, one retry)", n)
+	}
+
+	// The nonce is kept: the next refresh needs no retry.
+	refreshAgain(t, c)
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatalf("refresh with the kept nonce: %v", err)
+	}
+	if n := f.as.Stats().DPoPNonceChallenges[oauthtest.EndpointToken]; n != 1 {
+		t.Fatalf("the kept nonce was not used: %d challenges", n)
+	}
+
+	// A new nonce: one retry, and the refresh token is not burned.
+	f.as.RotateDPoPNonce()
+	refreshAgain(t, c)
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatalf("refresh after the nonce changed: %v", err)
+	}
+	st = f.as.Stats()
+	if st.DPoPNonceChallenges[oauthtest.EndpointToken] != 2 || st.Grants["refresh_token"] != 3 {
+		t.Fatalf("after rotation: %d challenges, %d refreshes; want 2 and 3", st.DPoPNonceChallenges[oauthtest.EndpointToken], st.Grants["refresh_token"])
+	}
+	if st.RefreshTokensPresentedTwice != 0 || st.ReuseDetections != 0 {
+		t.Fatalf("a refresh token was presented twice (%d) or reuse detected (%d)", st.RefreshTokensPresentedTwice, st.ReuseDetections)
+	}
+	// The login survives.
+	refreshAgain(t, c)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API after the nonce retries: %d %s", code, body)
+	}
+}
+
+// TestDPoPAPINonce: an API that demands nonces gets exactly one resend,
+// then the kept nonce serves later requests; a POST with a replayable body
+// is resent with it.
+func TestDPoPAPINonce(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPNonceAPI: true})
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API: %d %s", code, body)
+	}
+	if n := f.as.Stats().DPoPNonceChallenges[oauthtest.EndpointAPI]; n != 1 {
+		t.Fatalf("%d API nonce challenges, want 1", n)
+	}
+	if code, _ := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("second call: %d", code)
+	}
+	if n := f.as.Stats().DPoPNonceChallenges[oauthtest.EndpointAPI]; n != 1 {
+		t.Fatalf("the kept nonce was not used: %d challenges", n)
+	}
+	f.as.RotateDPoPNonce()
+	resp, err := hc.Post(f.api.URL(), "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || f.as.Stats().DPoPNonceChallenges[oauthtest.EndpointAPI] != 2 {
+		t.Fatalf("POST after rotation: %d, %d challenges", resp.StatusCode, f.as.Stats().DPoPNonceChallenges[oauthtest.EndpointAPI])
+	}
+	if calls := f.api.Stats().Calls; calls != 5 {
+		t.Fatalf("the API saw %d calls, want 5 (two resends)", calls)
+	}
+}
+
+// TestDPoPInvalidProofTyped: a refused proof is a typed error, and the
+// request is not sent again.
+func TestDPoPInvalidProofTyped(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired}, wrapTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return tamperAPIProof{rt}
+	}))
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	before := f.api.Stats().Calls
+	_, err := hc.Get(f.api.URL() + "/x")
+	if !errors.Is(err, ErrInvalidDPoPProof) {
+		t.Fatalf("GET: %v, want ErrInvalidDPoPProof", err)
+	}
+	if n := f.api.Stats().Calls - before; n != 1 {
+		t.Fatalf("the API saw %d calls, want 1", n)
+	}
+}
+
+// tamperAPIProof breaks the signature of the proofs sent to /x paths.
+type tamperAPIProof struct{ rt http.RoundTripper }
+
+func (t tamperAPIProof) RoundTrip(req *http.Request) (*http.Response, error) {
+	if p := req.Header.Get(dpop.HeaderDPoP); p != "" && strings.HasSuffix(req.URL.Path, "/x") {
+		r := req.Clone(req.Context())
+		last := p[len(p)-2]
+		if last == 'A' {
+			last = 'B'
+		} else {
+			last = 'A'
+		}
+		r.Header.Set(dpop.HeaderDPoP, p[:len(p)-2]+string(last)+p[len(p)-1:])
+		req = r
+	}
+	return t.rt.RoundTrip(req)
+}
+
+// TestDPoPNoProofToOtherOrigins: neither the token nor a proof goes to an
+// origin outside the allowed ones, directly or along a redirect.
+func TestDPoPNoProofToOtherOrigins(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+	}))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(dpop.HeaderDPoP) == "" {
+			t.Error("the allowed redirecting origin got no proof")
+		}
+		http.Redirect(w, r, other.URL+"/landed", http.StatusFound)
+	}))
+	defer redirector.Close()
+
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := f.loggedIn(t, withDPoP, func(o *Options) {
+		u, _ := url.Parse(f.api.URL())
+		o.APIOrigins = []string{u.Scheme + "://" + u.Host, redirector.URL}
+	})
+	hc, err := c.HTTPClient(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API: %d %s", code, body)
+	}
+	get(t, hc, other.URL+"/direct")
+	get(t, hc, redirector.URL+"/go")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("the other origin saw %d requests, want 2", len(seen))
+	}
+	for _, h := range seen {
+		if h.Get("Authorization") != "" || h.Get(dpop.HeaderDPoP) != "" {
+			t.Fatalf("another origin got Authorization %q / DPoP %q", h.Get("Authorization"), h.Get(dpop.HeaderDPoP))
+		}
+	}
+}
+
+// refreshAgain drops the current token, as forceRefresh does, also when
+// it came from a refresh: it first reports the token as working, so that
+// the cache does not take the drop for a resource server that rejects
+// every token.
+func refreshAgain(t *testing.T, c *Client) {
+	t.Helper()
+	r := mustDefault(t, c)
+	tok, err := r.cache.Token(t.Context())
+	if err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	r.cache.Accepted("", tok)
+	if !r.cache.Invalidate(tok) {
+		t.Fatal("Invalidate did not drop the current token")
+	}
+}

@@ -1,0 +1,273 @@
+package client
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/tokenward/tokenward/internal/canary"
+	"github.com/tokenward/tokenward/internal/dpop"
+	"github.com/tokenward/tokenward/internal/tokenx"
+	"github.com/tokenward/tokenward/oauthtest"
+	"github.com/tokenward/tokenward/store"
+)
+
+// withDPoP turns DPoP on.
+func withDPoP(o *Options) { o.DPoP = true }
+
+// forgetDPoPKeys empties the process's cache of parsed keys, as a new
+// process starts: what a Client then uses must come from the store.
+func forgetDPoPKeys(t *testing.T) {
+	t.Helper()
+	dpopKeys.mu.Lock()
+	defer dpopKeys.mu.Unlock()
+	clear(dpopKeys.byDER)
+	clear(dpopKeys.byJKT)
+}
+
+// storedKey returns the DPoP key kept in c's login entry.
+func storedKey(t *testing.T, f *fixture, c *Client) []byte {
+	t.Helper()
+	e, err := f.store.Load(t.Context(), c.baseKey().String())
+	if err != nil {
+		t.Fatalf("loading the login entry: %v", err)
+	}
+	if len(e.KeyPair) == 0 {
+		t.Fatal("the login entry holds no DPoP key")
+	}
+	return e.KeyPair
+}
+
+// thumbprintOf parses a stored key and returns its thumbprint.
+func thumbprintOf(t *testing.T, der []byte) string {
+	t.Helper()
+	k, err := dpop.ParseKey(der, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Thumbprint()
+}
+
+// lastAPIRequest returns the API's last recorded request.
+func lastAPIRequest(t *testing.T, api *oauthtest.API) oauthtest.APIRequest {
+	t.Helper()
+	reqs := api.Requests()
+	if len(reqs) == 0 {
+		t.Fatal("the API saw no request")
+	}
+	return reqs[len(reqs)-1]
+}
+
+// TestDPoPLoginKeyPersistedAndReused logs in with DPoP against a server
+// that requires it: the API gets "Authorization: DPoP" with a proof of the
+// key kept in the login's store entry; a restarted process (no key in
+// memory) uses the stored key for the stored token and for the bound
+// refresh of a public client, and the key never changes.
+func TestDPoPLoginKeyPersistedAndReused(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := f.loggedIn(t, withDPoP)
+	hc, err := c.HTTPClient(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API answered %d: %s", code, body)
+	}
+	jkt := thumbprintOf(t, storedKey(t, f, c))
+	if r := lastAPIRequest(t, f.api); r.Scheme != oauthtest.SchemeDPoP || r.DPoPJKT != jkt {
+		t.Fatalf("API request: scheme %q key %q, want DPoP with the stored key %q", r.Scheme, r.DPoPJKT, jkt)
+	}
+	tok, err := c.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.TokenType != "DPoP" || tokenx.DPoPKey(tok) != nil {
+		t.Fatalf("public token: type %q, carries the private key: %v", tok.TokenType, tokenx.DPoPKey(tok) != nil)
+	}
+	c.Close()
+
+	// A new process: the key comes from the store.
+	forgetDPoPKeys(t)
+	c2 := f.client(t, withDPoP)
+	hc2, _ := c2.HTTPClient(t.Context())
+	if code, body := get(t, hc2, f.api.URL()); code != 200 {
+		t.Fatalf("after restart the API answered %d: %s", code, body)
+	}
+	if r := lastAPIRequest(t, f.api); r.DPoPJKT != jkt {
+		t.Fatalf("after restart the proof's key is %q, want the stored %q", r.DPoPJKT, jkt)
+	}
+	forceRefresh(t, c2)
+	if code, body := get(t, hc2, f.api.URL()); code != 200 {
+		t.Fatalf("after the refresh the API answered %d: %s", code, body)
+	}
+	if got := thumbprintOf(t, storedKey(t, f, c2)); got != jkt {
+		t.Fatalf("the refresh changed the stored key: %q, want %q", got, jkt)
+	}
+	if r := lastAPIRequest(t, f.api); r.DPoPJKT != jkt {
+		t.Fatalf("after the refresh the proof's key is %q, want %q", r.DPoPJKT, jkt)
+	}
+	st := f.as.Stats()
+	if st.Grants["refresh_token"] != 1 || st.DPoPProofs[oauthtest.EndpointToken] != 2 || len(st.DPoPRefusals) != 0 {
+		t.Fatalf("stats: refreshes %d, token proofs %d, refusals %v; want 1, 2, none", st.Grants["refresh_token"], st.DPoPProofs[oauthtest.EndpointToken], st.DPoPRefusals)
+	}
+	c2.Close()
+
+	// Another process adopts the refreshed token with the same key.
+	forgetDPoPKeys(t)
+	c3 := f.client(t, withDPoP)
+	hc3, _ := c3.HTTPClient(t.Context())
+	if code, _ := get(t, hc3, f.api.URL()); code != 200 || lastAPIRequest(t, f.api).DPoPJKT != jkt {
+		t.Fatalf("a third process: API answered %d with key %q", code, lastAPIRequest(t, f.api).DPoPJKT)
+	}
+	if n := f.as.Stats().Grants["refresh_token"]; n != 1 {
+		t.Fatalf("the third process refreshed again (%d refreshes) instead of using the stored token", n)
+	}
+}
+
+// TestDPoPLogoutDeletesKey: the key goes with the login's entry.
+func TestDPoPLogoutDeletesKey(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := f.loggedIn(t, withDPoP)
+	storedKey(t, f, c)
+	if _, err := c.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	if _, err := f.store.Load(t.Context(), c.baseKey().String()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after Logout the login entry (and its key) is still there: %v", err)
+	}
+}
+
+// TestDPoPClientCredentials: a server job's first token makes the key,
+// kept in the store; a later process reuses it.
+func TestDPoPClientCredentials(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	cfg := f.confidential(t, "job", "job-secret-1234", "client_secret_basic")
+	cfg.DPoP = true
+	c := mustNew(t, cfg)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API answered %d: %s", code, body)
+	}
+	jkt := thumbprintOf(t, storedKey(t, f, c))
+	if r := lastAPIRequest(t, f.api); r.Scheme != oauthtest.SchemeDPoP || r.DPoPJKT != jkt {
+		t.Fatalf("API request: scheme %q key %q, want DPoP with %q", r.Scheme, r.DPoPJKT, jkt)
+	}
+	forceRefresh(t, c)
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := thumbprintOf(t, storedKey(t, f, c)); got != jkt {
+		t.Fatalf("the second token has another key: %q, want %q", got, jkt)
+	}
+}
+
+// TestDPoPDowngrade: a server without DPoP answers Bearer; refused unless
+// the application allows it.
+func TestDPoPDowngrade(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{})
+	c := f.client(t, withDPoP)
+	if err := c.Login(t.Context()); !errors.Is(err, ErrUnsupportedTokenType) {
+		t.Fatalf("Login with a Bearer answer: %v, want ErrUnsupportedTokenType", err)
+	}
+	c.Close()
+	c2 := f.loggedIn(t, withDPoP, func(o *Options) { o.DPoPAllowDowngrade = true })
+	hc, _ := c2.HTTPClient(t.Context())
+	if code, _ := get(t, hc, f.api.URL()); code != 200 || lastAPIRequest(t, f.api).Scheme != oauthtest.SchemeBearer {
+		t.Fatalf("downgraded login: API answered %d, scheme %q", code, lastAPIRequest(t, f.api).Scheme)
+	}
+}
+
+// TestDPoPAlgorithmNotAccepted: a key whose algorithm discovery does not
+// list fails New with a typed error, before any token request.
+func TestDPoPAlgorithmNotAccepted(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPSigningAlgs: []string{"ES384"}})
+	cfg := f.config()
+	cfg.DPoP = true
+	_, err := New(t.Context(), with(cfg))
+	if !errors.Is(err, ErrDPoPAlgorithm) || !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("New: %v, want ErrDPoPAlgorithm and ErrInvalidConfig", err)
+	}
+	if n := f.as.Stats().Requests[oauthtest.EndpointToken]; n != 0 {
+		t.Fatalf("%d token requests were made", n)
+	}
+	k384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	cfg.DPoPKey = k384
+	if _, err := New(t.Context(), with(cfg)); err != nil {
+		t.Fatalf("New with an ES384 key: %v", err)
+	}
+}
+
+// TestDPoPInvalidConfig: unusable keys and algorithms fail New.
+func TestDPoPInvalidConfig(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	for name, mod := range map[string]func(*Options){
+		"RS256 for an EC key":  func(o *Options) { o.DPoPKey, o.DPoPAlg = p256, "RS256" },
+		"small RSA key":        func(o *Options) { o.DPoPKey = small },
+		"alg without key":      func(o *Options) { o.DPoP, o.DPoPAlg = true, "PS256" },
+		"downgrade without it": func(o *Options) { o.DPoPAllowDowngrade = true },
+		"with a fixed token":   func(o *Options) { o.DPoP, o.AccessToken = true, "abc" },
+	} {
+		cfg := f.config()
+		mod(&cfg)
+		if _, err := New(t.Context(), with(cfg)); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: New: %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+// TestDPoPOwnRSAKey: an application's RSA key signs PS256 proofs, and the
+// key is kept with the credential.
+func TestDPoPOwnRSAKey(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPSigningAlgs: []string{"PS256", "ES256"}})
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.loggedIn(t, func(o *Options) { o.DPoPKey = k })
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API answered %d: %s", code, body)
+	}
+	own, _ := dpop.NewKey(k, "")
+	if got := thumbprintOf(t, storedKey(t, f, c)); got != own.Thumbprint() || lastAPIRequest(t, f.api).DPoPJKT != got {
+		t.Fatalf("stored key %q, API key %q, want the application's %q", got, lastAPIRequest(t, f.api).DPoPJKT, own.Thumbprint())
+	}
+}
+
+// TestDPoPSecretsNeverPrinted: neither the private key (its PKCS #8 bytes,
+// in any common encoding) nor a proof reaches the logs, the errors or a
+// printed token.
+func TestDPoPSecretsNeverPrinted(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPNonceAS: true, DPoPNonceAPI: true})
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	get(t, hc, f.api.URL())
+	forceRefresh(t, c)
+	get(t, hc, f.api.URL())
+	tok, _ := c.Token(t.Context())
+	der := storedKey(t, f, c)
+	sum := sha256.Sum256(der)
+	secrets := []string{
+		base64.StdEncoding.EncodeToString(der), base64.RawStdEncoding.EncodeToString(der),
+		base64.RawURLEncoding.EncodeToString(der), fmt.Sprintf("%x", der), string(der), fmt.Sprintf("%x", sum[:]),
+		f.as.LastDPoPProof(oauthtest.EndpointToken), f.as.LastDPoPProof(oauthtest.EndpointAPI),
+	}
+	// An error that carries server text, and every printed form of the
+	// token and the Client.
+	_, cfgErr := New(t.Context(), func(o *Options) { *o = f.config(); o.DPoP, o.DPoPAlg = true, "RS256" })
+	printed := f.log.String() + fmt.Sprintf("%v %+v %#v %v %+v", tok, tok, tok, cfgErr, c)
+	if leaks := canary.Find(printed, secrets...); len(leaks) > 0 {
+		t.Fatalf("DPoP secrets printed: %q", leaks)
+	}
+	if len(f.log.String()) == 0 {
+		t.Fatal("nothing was logged: the scan proves nothing")
+	}
+}
