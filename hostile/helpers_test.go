@@ -23,7 +23,7 @@ import (
 )
 
 // envChild selects a child role when the test binary is re-executed by the
-// kill matrix or the soak; see TestMain.
+// kill matrix, the soak or the DPoP key test; see TestMain.
 const envChild = "TOKENWARD_HOSTILE_CHILD"
 
 // TestMain runs the child roles of the multi-process tests when the test
@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(killChild())
 	case "soak":
 		os.Exit(soakChild())
+	case "dpop":
+		os.Exit(dpopChild())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown child role %q\n", os.Getenv(envChild))
 		os.Exit(2)
