@@ -173,7 +173,9 @@ type Options struct {
 	// one: ECDSA P-256/384/521, Ed25519, or RSA of 2048 bits or more. A
 	// key of the standard library's types is kept with the credential
 	// like a generated one; another crypto.Signer (a hardware key) is
-	// used as it is and never stored. Optional.
+	// used as it is and never stored. It is used for new logins and
+	// tokens: a credential already stored with a key keeps using that key
+	// (its refresh token is bound to it) until Logout. Optional.
 	DPoPKey crypto.Signer
 	// DPoPAlg is the proof algorithm of DPoPKey: for an RSA key "PS256"
 	// (the default) or "RS256"; for other keys it must be empty or the one
