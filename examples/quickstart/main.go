@@ -2,7 +2,8 @@
 // it starts a demo authorization server and a protected demo API on
 // loopback, then walks through a client-credentials call, a user login
 // (device flow, approved by the demo server), a stream of API calls while
-// short-lived tokens are refreshed in the background, Status and Logout.
+// short-lived tokens are refreshed in the background, Status, a DPoP-bound
+// token that a copy without its key cannot use, and Logout.
 //
 //	go run ./examples/quickstart
 //
@@ -13,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -52,12 +54,17 @@ type options struct {
 	// server: random for every run, as a real secret would be (tests set
 	// one their leak scans recognise).
 	jobSecret string
+	// signerSecret is the DPoP demo client's secret, like jobSecret.
+	signerSecret string
+	// dpopKey is the DPoP demo client's key; nil (the default) lets
+	// tokenward make one (tests pass one their leak scans recognise).
+	dpopKey crypto.Signer
 }
 
 func defaultOptions() options {
 	return options{tokenLifetime: 6 * time.Second, refreshLatency: 300 * time.Millisecond,
 		stream: 10 * time.Second, workers: 8, keychain: true, service: "tokenward-quickstart",
-		jobSecret: rand.Text()}
+		jobSecret: rand.Text(), signerSecret: rand.Text()}
 }
 
 func run(ctx context.Context, out io.Writer, o options) error {
@@ -69,7 +76,11 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		Clients: []oauthtest.Client{
 			{ID: "quickstart-job", Secret: o.jobSecret, AuthMethod: oauthtest.AuthClientSecretBasic},
 			{ID: "quickstart-cli", RedirectURIs: []string{"http://127.0.0.1/callback"}},
+			{ID: "quickstart-signer", Secret: o.signerSecret, AuthMethod: oauthtest.AuthClientSecretBasic},
 		},
+		// DPoP for the clients that ask for it (step 5); the others get
+		// Bearer tokens as before.
+		DPoP:                oauthtest.DPoPOptional,
 		AccessTokenLifetime: o.tokenLifetime,
 		DeviceInterval:      time.Second,
 		DevicePendingPolls:  1,
@@ -218,13 +229,43 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 	say("storage: %s; encrypted at rest: %v; survives restarts: %v", where, status.Storage.Encrypted, status.Storage.Persistent)
 
-	// 5. Logout: revoke at the server, delete locally.
-	step("5. Logout")
+	// 5. DPoP: a token bound to a key of the client (RFC 9449).
+	step("5. DPoP: a sender-constrained token")
+	signer, err := client.New(ctx, func(c *client.Options) {
+		c.Issuer = as.Issuer()
+		c.ClientID, c.ClientSecret = "quickstart-signer", o.signerSecret
+		c.Grant = client.GrantClientCredentials
+		c.Resources = []string{api.Resource()}
+		c.AllowInsecureLoopback = true
+		c.Store = st
+		c.DPoP = true         // tokenward makes an ES256 key and stores it with the token
+		c.DPoPKey = o.dpopKey // nil: that generated key
+	})
+	if err != nil {
+		return err
+	}
+	defer signer.Close()
+	defer func() {
+		if !loggedOut {
+			cleanup, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			signer.Logout(cleanup)
+		}
+	}()
+	if err := dpopStep(ctx, signer, as, api, say); err != nil {
+		return err
+	}
+
+	// 6. Logout: revoke at the server, delete locally.
+	step("6. Logout")
 	before := as.Stats().Revocations
 	if _, err := user.Logout(ctx); err != nil {
 		return err
 	}
 	if _, err := job.Logout(ctx); err != nil {
+		return err
+	}
+	if _, err := signer.Logout(ctx); err != nil { // deletes the DPoP key too
 		return err
 	}
 	loggedOut = true

@@ -3,6 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +21,8 @@ import (
 )
 
 // TestQuickstart runs the walkthrough with a shorter stream and checks what
-// it claims, and that it prints no token and not the job's client secret.
+// it claims, and that it prints no token, no client secret and not the
+// DPoP key.
 func TestQuickstart(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
@@ -25,6 +32,25 @@ func TestQuickstart(t *testing.T) {
 	// A canary secret: the leak scan recognises it even in part, like
 	// every token the demo server issues.
 	o.jobSecret = canary.New("client-secret")
+	o.signerSecret = canary.New("signer-secret")
+	// The DPoP key is the test's, so the scan can look for it in every
+	// form it could be printed in (the JWK "d", hex, PKCS #8).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.dpopKey = key
+	d, err := key.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{o.jobSecret, o.signerSecret,
+		base64.RawURLEncoding.EncodeToString(d), base64.StdEncoding.EncodeToString(d), hex.EncodeToString(d),
+		base64.StdEncoding.EncodeToString(pkcs8)}
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
 	if err := run(ctx, &out, o); err != nil {
@@ -38,6 +64,9 @@ func TestQuickstart(t *testing.T) {
 		"requests that waited for a refresh: 0",
 		"logged in: false",
 		"client.ErrReauthRequired",
+		"token type DPoP; API call -> 200 OK",
+		"sent as Bearer without the key -> 401",
+		"replayed -> 401",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q", want)
@@ -46,9 +75,10 @@ func TestQuickstart(t *testing.T) {
 	if strings.Contains(s, " 0 token refresh(es)") || strings.Contains(s, ", 0 of them in the background") {
 		t.Errorf("no background refresh happened:\n%s", s)
 	}
-	// leakscan finds every token of the demo server by its canary core,
-	// and the job secret because it is named.
-	if f := leakscan.Find(s, o.jobSecret); len(f) > 0 {
+	// leakscan finds every token of the demo server (the DPoP-bound one
+	// included) by its canary core, DPoP proofs as JWT-shaped strings, and
+	// the client secrets and the DPoP key because they are named.
+	if f := leakscan.Find(s, secrets...); len(f) > 0 {
 		t.Fatalf("quickstart output contains secrets: %v", f)
 	}
 }
