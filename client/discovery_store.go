@@ -44,13 +44,15 @@ const (
 	extraFetchedAt = "fetched_at"
 )
 
-// discoveryKey is the store key of the issuer's document. It names no
-// client, profile or scopes: every client and account of the issuer shares
-// one document (like the process's cache). Logout deletes it with the
-// login, so that nothing is left behind; another login of the issuer then
-// fetches it again at its next start.
+// discoveryKey is the store key of the issuer's document as this client
+// keeps it. It names the client but no profile or scopes: every account of
+// the client shares one document (like the process's cache), while another
+// application (another client ID), which may reach the server through a
+// transport of its own, never uses a document this one fetched. Logout
+// deletes it with the login, so that nothing is left behind; another login
+// of the client then fetches it again at its next start.
 func (g *grant) discoveryKey() string {
-	return store.Key{Issuer: g.cfg.Issuer, Role: "discovery"}.String()
+	return store.Key{Issuer: g.cfg.Issuer, ClientID: g.cfg.ClientID, Role: "discovery"}.String()
 }
 
 // storedDiscovery is a document read back from the store.

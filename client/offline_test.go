@@ -243,3 +243,22 @@ func TestClientCredentialsAfterServerBack(t *testing.T) {
 		t.Fatalf("API answered %d %s once the server was back", code, body)
 	}
 }
+
+// A kept document serves only the client that fetched it: another client
+// ID (another application, perhaps with a transport of its own) asks the
+// server.
+func TestStoredDiscoveryPerClient(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}, {ID: "other", Secret: "other-secret"}}})
+	forgetDiscovery(e.as.Issuer())
+	e.client(t, clientCredentials("job", "job-secret")).Close()
+	e.as.ResetStats()
+	e.client(t, clientCredentials("job", "job-secret")).Close()
+	if n := len(e.as.Stats().Discovery); n != 0 {
+		t.Fatalf("the same client fetched the document again (%v)", e.as.Stats().Discovery)
+	}
+	e.client(t, clientCredentials("other", "other-secret")).Close()
+	if n := len(e.as.Stats().Discovery); n == 0 {
+		t.Fatal("another client used the document this one kept")
+	}
+}
