@@ -62,20 +62,21 @@ type Client struct {
 // every Client of its key in the process and may outlive the Client that
 // created it.
 type grant struct {
-	cfg         Options
-	issuer      string // the issuer identifier ("" without one)
-	keyIssuer   string // the issuer, or the token URL without one: the store key's issuer
-	endpoints   Endpoints
-	issRequired bool // the server promised "iss" in authorization responses (RFC 9207)
-	method      AuthMethod
-	disco       *oauthwire.Discovery // nil without discovery
-	discoKey    string               // discoveryCache entry held (until Close)
-	discoCached bool                 // disco came from a cache (the process's or the store), not the server just now
-	resolveMu   sync.Mutex           // serialises ready
-	resolved    atomic.Bool          // endpoints, method, disco and issRequired are set, and never change again
-	discoErr    error                // the last failure of ready (under resolveMu)
-	bg          sync.WaitGroup       // the background revalidation of the discovery document
-	bgCancel    context.CancelFunc   // ends it (Close)
+	cfg            Options
+	issuer         string // the issuer identifier ("" without one)
+	keyIssuer      string // the issuer, or the token URL without one: the store key's issuer
+	endpoints      Endpoints
+	issRequired    bool // the server promised "iss" in authorization responses (RFC 9207)
+	method         AuthMethod
+	disco          *oauthwire.Discovery // nil without discovery
+	discoKey       string               // discoveryCache entry held (until Close)
+	discoCached    bool                 // disco came from a cache (the process's or the store), not the server just now
+	resolveMu      sync.Mutex           // serialises ready
+	resolved       atomic.Bool          // endpoints, method, disco and issRequired are set, and never change again
+	discoErr       error                // the last failure of ready (under resolveMu)
+	discoUnreached error                // why the server was not asked: disco is a kept document used for want of it
+	bg             sync.WaitGroup       // the background revalidation of the discovery document
+	bgCancel       context.CancelFunc   // ends it (Close)
 
 	ep    *endpointClient
 	dpop  *dpopConfig       // nil without DPoP

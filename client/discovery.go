@@ -122,7 +122,7 @@ func (g *grant) discover(ctx context.Context, force bool) error {
 // server cannot be reached).
 func (g *grant) fetchDiscovery(ctx context.Context, force bool) (*oauthwire.Discovery, error) {
 	cacheKey := g.cfg.Issuer
-	g.discoCached = false
+	g.discoCached, g.discoUnreached = false, nil
 	discoveryCache.Lock()
 	e, ok := discoveryCache.m[cacheKey]
 	discoveryCache.Unlock()
@@ -145,6 +145,7 @@ func (g *grant) fetchDiscovery(ctx context.Context, force bool) (*oauthwire.Disc
 		if stored != nil && offlineUsable(err) {
 			g.log.Warn("client: the authorization server cannot be reached; using the discovery document kept since "+stored.at.UTC().Format(time.RFC3339), "error", err)
 			g.holdDiscovery(cacheKey, stored.doc, stored.at)
+			g.discoUnreached = err
 			return stored.doc, nil
 		}
 		return nil, err

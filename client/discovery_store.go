@@ -259,5 +259,12 @@ func (g *grant) resolve(ctx context.Context) error {
 	if err := g.discover(ctx, true); err != nil {
 		return err
 	}
-	return g.chooseAuthMethod()
+	err = g.chooseAuthMethod()
+	if err != nil && g.discoUnreached != nil {
+		// The kept document does not fit, and a current one could not be
+		// fetched: both causes, so that the person can tell a server that
+		// is down from a configuration that is wrong.
+		return failure(opDiscovery, "the kept discovery document does not fit the configuration ("+plain(err)+"), and the server could not be reached for a current one ("+plain(g.discoUnreached)+")", ErrDiscovery, err, g.discoUnreached)
+	}
+	return err
 }

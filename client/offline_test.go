@@ -262,3 +262,41 @@ func TestStoredDiscoveryPerClient(t *testing.T) {
 		t.Fatal("another client used the document this one kept")
 	}
 }
+
+// A kept document that does not fit the configuration, with the server
+// down so that no current one can be fetched, fails New with both causes:
+// the person can tell a server that is down from a configuration that is
+// wrong.
+func TestStoredDiscoveryMisfitWithServerDown(t *testing.T) {
+	t.Parallel()
+	e := newFixture(t, oauthtest.Config{Clients: []oauthtest.Client{{ID: "job", Secret: "job-secret"}}})
+	forgetDiscovery(e.as.Issuer())
+	c := e.client(t, clientCredentials("job", "job-secret"))
+	key := c.grant.discoveryKey()
+	c.Close()
+	ent, err := e.store.Load(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kept document now lists only public clients.
+	doc := ent.Extra[extraDocument]
+	i := strings.Index(doc, `"token_endpoint_auth_methods_supported":[`)
+	if i < 0 {
+		t.Fatalf("no auth methods in the document: %s", doc)
+	}
+	j := i + strings.Index(doc[i:], "]")
+	ent.Extra[extraDocument] = doc[:i] + `"token_endpoint_auth_methods_supported":["none"` + doc[j:]
+	if err := e.store.Save(t.Context(), key, ent); err != nil {
+		t.Fatal(err)
+	}
+	e.as.Close()
+	cfg := e.config()
+	clientCredentials("job", "job-secret")(&cfg)
+	_, err = New(t.Context(), with(cfg))
+	if !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, ErrNetwork) || !errors.Is(err, ErrDiscovery) {
+		t.Fatalf("New = %v; want ErrDiscovery with ErrInvalidConfig and ErrNetwork", err)
+	}
+	if !strings.Contains(err.Error(), "could not be reached") {
+		t.Fatalf("New = %v; want it to say the server could not be reached", err)
+	}
+}
