@@ -42,7 +42,7 @@ type heldKey struct {
 // precomputing the JWK and thumbprint) for every token would be slow, and
 // the Prepare hook of API requests finds a token's key by its thumbprint.
 var dpopKeys = struct {
-	mu    sync.Mutex
+	mu    sync.RWMutex                   // read on every API request with a proof
 	byDER map[[sha256.Size]byte]*heldKey // by the hash of PKCS #8 bytes and algorithm
 	byJKT map[string]*heldKey
 }{byDER: map[[sha256.Size]byte]*heldKey{}, byJKT: map[string]*heldKey{}}
@@ -75,9 +75,9 @@ func register(hk *heldKey, alg string) *heldKey {
 // parseHeldKey returns the key of PKCS #8 bytes, parsed once per process.
 func parseHeldKey(der []byte, alg string) (*heldKey, error) {
 	id := derID(der, alg)
-	dpopKeys.mu.Lock()
+	dpopKeys.mu.RLock()
 	hk, ok := dpopKeys.byDER[id]
-	dpopKeys.mu.Unlock()
+	dpopKeys.mu.RUnlock()
 	if ok {
 		return hk, nil
 	}
@@ -90,8 +90,8 @@ func parseHeldKey(der []byte, alg string) (*heldKey, error) {
 
 // keyByThumbprint returns the registered key with thumbprint jkt, or nil.
 func keyByThumbprint(jkt string) *heldKey {
-	dpopKeys.mu.Lock()
-	defer dpopKeys.mu.Unlock()
+	dpopKeys.mu.RLock()
+	defer dpopKeys.mu.RUnlock()
 	return dpopKeys.byJKT[jkt]
 }
 
