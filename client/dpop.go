@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,18 @@ type dpopConfig struct {
 	downgrade bool     // Options.DPoPAllowDowngrade
 	nonces    *dpop.NonceCache
 	skew      atomic.Int64 // the server's clock ahead of ours, in ns, when worth correcting
+
+	// What every API request with one token would otherwise compute
+	// again: the token's key (found by thumbprint) and its ath claim.
+	// Each is replaced when another token comes; neither is a secret
+	// beyond what the token cache holds anyway.
+	lastKey atomic.Pointer[heldKey]
+	lastATH atomic.Pointer[athMemo]
+}
+
+// athMemo is the ath claim of one access token.
+type athMemo struct {
+	token, ath string
 }
 
 // heldKey is a parsed DPoP key and, when it can be exported, its PKCS #8
@@ -86,6 +99,21 @@ func parseHeldKey(der []byte, alg string) (*heldKey, error) {
 		return nil, err
 	}
 	return register(&heldKey{k: k, der: append([]byte(nil), der...)}, alg), nil
+}
+
+// forgetKey removes hk from the process's keys, once the credential it
+// belongs to is logged out: its stored copy is deleted, and the parsed one
+// should not outlive it. The application's own key (Options.DPoPKey) is
+// registered again when it is next used.
+func forgetKey(hk *heldKey, alg string) {
+	dpopKeys.mu.Lock()
+	defer dpopKeys.mu.Unlock()
+	if dpopKeys.byJKT[hk.k.Thumbprint()] == hk {
+		delete(dpopKeys.byJKT, hk.k.Thumbprint())
+	}
+	if hk.der != nil {
+		delete(dpopKeys.byDER, derID(hk.der, alg))
+	}
 }
 
 // keyByThumbprint returns the registered key with thumbprint jkt, or nil.
@@ -164,7 +192,7 @@ func (d *dpopConfig) keyAlg() string {
 // new one.
 func (g *grant) newLoginKey() (*heldKey, error) {
 	if g.dpop.own != nil {
-		return g.dpop.own, nil
+		return register(g.dpop.own, g.dpop.alg), nil
 	}
 	k, err := dpop.Generate(dpop.ES256)
 	if err != nil {
@@ -221,23 +249,63 @@ func (g *grant) noteSkew(skew time.Duration, ok bool) {
 	}
 }
 
-// proof signs a proof for a request with hk, with the nonce last seen from
-// the URL's origin.
-func (g *grant) proof(hk *heldKey, method, rawURL, accessToken string) (string, error) {
-	origin, err := dpop.Origin(rawURL)
-	if err != nil {
-		return "", err
+// apiKey returns the key with thumbprint jkt for an API request: the last
+// one used when it is that key (the usual case: one token, request after
+// request), else the process's, else nil.
+func (g *grant) apiKey(jkt string) *heldKey {
+	if hk := g.dpop.lastKey.Load(); hk != nil && hk.k.Thumbprint() == jkt {
+		return hk
 	}
-	return hk.k.Proof(dpop.ProofParams{Method: method, URL: rawURL, Now: g.proofTime(), Nonce: g.dpop.nonces.Get(origin), AccessToken: accessToken})
+	hk := keyByThumbprint(jkt)
+	if hk != nil {
+		g.dpop.lastKey.Store(hk)
+	}
+	return hk
 }
 
-// noteNonce keeps the DPoP-Nonce of a response from rawURL's origin.
-func (g *grant) noteNonce(rawURL string, h http.Header) {
+// ath returns the ath claim of an access token, computed once per token.
+func (g *grant) ath(accessToken string) string {
+	if m := g.dpop.lastATH.Load(); m != nil && m.token == accessToken {
+		return m.ath
+	}
+	m := &athMemo{token: accessToken, ath: dpop.AccessTokenHash(accessToken)}
+	g.dpop.lastATH.Store(m)
+	return m.ath
+}
+
+// forgetCredentialKey drops the parsed key of a logged-out credential tok
+// from this process.
+func (g *grant) forgetCredentialKey(tok *oauth2.Token) {
+	if g.dpop == nil || tok == nil {
+		return
+	}
+	jkt := tokenx.String(tok, tokenx.KeyDPoPJKT)
+	if jkt == "" {
+		return
+	}
+	if hk := keyByThumbprint(jkt); hk != nil {
+		forgetKey(hk, g.dpop.alg)
+		g.dpop.lastKey.CompareAndSwap(hk, nil)
+	}
+	if m := g.dpop.lastATH.Load(); m != nil && m.token == tok.AccessToken {
+		g.dpop.lastATH.CompareAndSwap(m, nil)
+	}
+}
+
+// proof signs a proof for a request to u with hk, with the nonce last seen
+// from u's origin; ath is the access token's hash for API requests, "" for
+// token requests.
+func (g *grant) proof(hk *heldKey, method string, u *url.URL, ath string) (string, error) {
+	return hk.k.Proof(dpop.ProofParams{Method: method, Target: u, Now: g.proofTime(), Nonce: g.dpop.nonces.ForURL(u), ATH: ath})
+}
+
+// noteNonce keeps the DPoP-Nonce of a response from u's origin.
+func (g *grant) noteNonce(u *url.URL, h http.Header) {
 	n := dpop.ResponseNonce(h)
 	if n == "" {
 		return
 	}
-	if origin, err := dpop.Origin(rawURL); err == nil {
+	if origin, err := dpop.Origin(u.String()); err == nil {
 		g.dpop.nonces.Set(origin, n)
 	}
 }

@@ -33,7 +33,7 @@ type dpopEndpoint struct {
 func (t dpopEndpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	hk, _ := req.Context().Value(proofKeyCtx{}).(*heldKey)
 	if hk != nil {
-		p, err := t.g.proof(hk, req.Method, req.URL.String(), "")
+		p, err := t.g.proof(hk, req.Method, req.URL, "")
 		if err != nil {
 			if req.Body != nil {
 				req.Body.Close()
@@ -48,7 +48,7 @@ func (t dpopEndpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	sent := t.g.now()
 	resp, err := t.base.RoundTrip(req)
 	if err == nil && resp != nil {
-		t.g.noteNonce(req.URL.String(), resp.Header)
+		t.g.noteNonce(req.URL, resp.Header)
 		t.g.noteSkew(oauthwire.ClockSkew(resp.Header, sent, t.g.now()))
 	}
 	return resp, err
@@ -77,28 +77,35 @@ func (g *grant) postProof(ctx context.Context, endpoint string, form url.Values,
 	return g.ep.post(ctx, endpoint, form, g.authFor(endpoint), policy)
 }
 
-// prepareDPoP is the API transports' Prepare hook: a DPoP token goes as
-// "Authorization: DPoP <token>" with a new proof for this request (its
-// method, its URL, the token's hash, the origin's last nonce). The
-// transport calls it only for requests to the token's allowed origins. A
-// Bearer token (a downgrade the application accepted) goes as the
-// transport set it.
+// prepareDPoP is the API transports' Prepare hook: a DPoP token goes with
+// a new proof for this request (its method, its URL, the token's hash, the
+// origin's last nonce); the transport has set "Authorization: DPoP
+// <token>" already. The transport calls it only for requests to the
+// token's allowed origins. A Bearer token (a downgrade the application
+// accepted) goes as the transport set it.
+//
+// It runs for every API request, so it stays cheap: the key and the ath
+// are remembered per token, the URL is not printed, and the header is set
+// under its canonical key ("Dpop", what Header.Set would make of "DPoP")
+// without the canonicalising copy.
 func (g *grant) prepareDPoP(req *http.Request, tok *oauth2.Token) error {
 	if !isDPoP(tok) {
 		return nil
 	}
-	hk := keyByThumbprint(tokenx.String(tok, tokenx.KeyDPoPJKT))
+	hk := g.apiKey(tokenx.String(tok, tokenx.KeyDPoPJKT))
 	if hk == nil {
 		return failure("DPoP proof", "the token's DPoP key is not known in this process (log in again)", ErrReauthRequired)
 	}
-	p, err := g.proof(hk, req.Method, req.URL.String(), tok.AccessToken)
+	p, err := g.proof(hk, req.Method, req.URL, g.ath(tok.AccessToken))
 	if err != nil {
 		return inOp("DPoP proof", err)
 	}
-	req.Header.Set("Authorization", "DPoP "+tok.AccessToken)
-	req.Header.Set(dpop.HeaderDPoP, p)
+	req.Header[dpopHeaderKey] = []string{p}
 	return nil
 }
+
+// dpopHeaderKey is the canonical form of the DPoP header's name.
+var dpopHeaderKey = http.CanonicalHeaderKey(dpop.HeaderDPoP)
 
 // answeredDPoP is the API transports' Answered hook: it keeps the
 // origin's nonce from every answer, asks for one resend of a request
@@ -107,13 +114,13 @@ func (g *grant) prepareDPoP(req *http.Request, tok *oauth2.Token) error {
 func (g *grant) answeredDPoP(req *http.Request, resp *http.Response, tok *oauth2.Token) (bool, error) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		if len(resp.Header[dpop.HeaderNonce]) > 0 {
-			g.noteNonce(req.URL.String(), resp.Header)
+			g.noteNonce(req.URL, resp.Header)
 		}
 		return false, nil
 	}
 	ch := dpop.ParseChallenge(resp.Header)
 	if ch.Nonce != "" {
-		g.noteNonce(req.URL.String(), resp.Header)
+		g.noteNonce(req.URL, resp.Header)
 	}
 	if !isDPoP(tok) {
 		return false, nil

@@ -189,6 +189,11 @@ func (c *Client) Logout(ctx context.Context) (*LogoutResult, error) {
 		}
 	}
 	if res.LocalDeleted {
+		// The stored DPoP keys are gone with the tokens; so are the parsed
+		// copies this process kept.
+		for _, h := range tokens {
+			c.grant.forgetCredentialKey(h.tok)
+		}
 		// Every derived token is gone (and no new one can be minted: the
 		// login is gone), so the index of them goes too.
 		if err := c.grant.store.Delete(delCtx, c.grant.derivedIndexKey()); err != nil && !errors.Is(err, store.ErrNotFound) {

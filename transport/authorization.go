@@ -19,7 +19,7 @@ import (
 // authValue is the precomputed header value for one token.
 type authValue struct {
 	tok    *oauth2.Token
-	header string // "Bearer <token>"; "" when Prepare sets Authorization
+	header string // "Bearer <token>", or "<type> <token>" for a type Prepare declares
 	scheme string // challenge scheme that can reject this token
 }
 
@@ -37,8 +37,12 @@ func (c *config) authFor(tok *oauth2.Token) (*authValue, error) {
 		}
 		av.header = "Bearer " + tok.AccessToken
 		av.scheme = "Bearer"
-	case c.prepareHandles(tok.TokenType):
-		av.scheme = tok.TokenType
+	case c.prepareScheme(tok.TokenType) != "":
+		if !validTokenChars(tok.AccessToken) {
+			return nil, errors.New("transport: access token contains characters not allowed in an Authorization header")
+		}
+		av.scheme = c.prepareScheme(tok.TokenType)
+		av.header = av.scheme + " " + tok.AccessToken
 	default:
 		return nil, fmt.Errorf("transport: token type %q: %w", redact.Truncate(tok.TokenType, 32), ErrUnsupportedTokenType)
 	}
@@ -46,13 +50,18 @@ func (c *config) authFor(tok *oauth2.Token) (*authValue, error) {
 	return av, nil
 }
 
-func (c *config) prepareHandles(typ string) bool {
+// prepareScheme returns the spelling Options.PrepareTokenTypes gives the
+// token type typ (the Authorization scheme sent for it), or "" when Prepare
+// does not declare it. The declared spelling is used, not the server's:
+// a server may answer token_type "dpop", and some resource servers compare
+// the scheme "DPoP" case-sensitively although RFC 9110 says they should not.
+func (c *config) prepareScheme(typ string) string {
 	for _, s := range c.prepareTypes {
 		if strings.EqualFold(s, typ) {
-			return true
+			return s
 		}
 	}
-	return false
+	return ""
 }
 
 // validTokenChars reports whether s can go into a header value as a

@@ -126,3 +126,58 @@ func TestAuthorizationPrecomputedPerToken(t *testing.T) {
 		t.Errorf("Authorization = %q, want the new token", values[2][0])
 	}
 }
+
+// For a token type Prepare declares, the transport sets Authorization
+// itself, with the type as PrepareTokenTypes spells it (a server may
+// answer token_type "dpop"; some resource servers compare the scheme
+// case-sensitively), so that Prepare only adds what the type needs. A
+// token with characters a header cannot carry is refused as for Bearer.
+func TestPreparedTypeAuthorization(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, typ, token, want string }{
+		{"server spelling dpop", "dpop", "tok-1", "DPoP tok-1"},
+		{"server spelling DPOP", "DPOP", "tok-2", "DPoP tok-2"},
+		{"token with a line break", "DPoP", "tok\r\nX-Injected: 1", ""},
+		{"token with a space", "DPoP", "tok 3", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := &fakeSource{tokenType: tt.typ}
+			src.cur = &oauth2.Token{AccessToken: tt.token, TokenType: tt.typ}
+			base := &memBase{}
+			var sawAuth string
+			tr := mustNew(t, src, toAPI(base), func(o *transport.Options) {
+				o.PrepareTokenTypes = []string{"DPoP"}
+				o.Prepare = func(r *http.Request, _ *oauth2.Token) error {
+					sawAuth = r.Header.Get("Authorization")
+					r.Header["Dpop"] = []string{"proof"}
+					return nil
+				}
+			})
+			req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
+			resp, err := tr.RoundTrip(req)
+			if tt.want == "" {
+				if err == nil || resp != nil {
+					t.Fatalf("RoundTrip = %v, %v; want an error", resp, err)
+				}
+				if strings.Contains(err.Error(), tt.token) {
+					t.Errorf("error %q contains the token", err)
+				}
+				if n := len(base.requests()); n != 0 {
+					t.Errorf("base got %d requests, want 0", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if sawAuth != tt.want {
+				t.Errorf("Prepare saw Authorization %q, want %q", sawAuth, tt.want)
+			}
+			if got := base.requests()[0].Auth; got != tt.want {
+				t.Errorf("sent Authorization %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

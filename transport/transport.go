@@ -138,8 +138,10 @@ type Options struct {
 
 	// PrepareTokenTypes lists token types other than Bearer (for example
 	// "DPoP") that Prepare knows how to send; compared case-insensitively.
-	// For a token of such a type the transport sets no Authorization header
-	// and Prepare must set it. A token of any other type than Bearer (or
+	// For a token of such a type the transport sets Authorization to the
+	// type as spelled here, a space and the token (RFC 9449 section 7.1's
+	// "DPoP <token>"), and Prepare adds what else the type needs (a proof)
+	// or replaces the header. A token of any other type than Bearer (or
 	// empty, which means Bearer) fails with [ErrUnsupportedTokenType].
 	// Ignored when Prepare is nil. Optional.
 	PrepareTokenTypes []string

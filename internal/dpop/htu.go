@@ -39,6 +39,105 @@ func Origin(rawURL string) (string, error) {
 	return originOf(htu), nil
 }
 
+// target is an htu in parts whose concatenation scheme + "://" + host +
+// path is the htu; whole, when set, is the htu in one piece instead.
+type target struct {
+	whole, scheme, host, path string
+}
+
+// String returns the htu.
+func (t target) String() string {
+	if t.whole != "" {
+		return t.whole
+	}
+	return t.scheme + "://" + t.host + t.path
+}
+
+// appendTo appends the htu to b as the contents of a JSON string.
+func (t target) appendTo(b []byte) []byte {
+	if t.whole != "" {
+		return appendJSONString(b, t.whole)
+	}
+	// fastTarget accepted only characters that need no escaping.
+	b = append(b, t.scheme...)
+	b = append(b, "://"...)
+	b = append(b, t.host...)
+	return append(b, t.path...)
+}
+
+// fastTarget is fastHTU for a parsed URL: when u's scheme, host and path
+// are already in normal form (lower-case http or https, a host of
+// lower-case letters, digits, dots and hyphens with a non-default port
+// without leading zeros, no user information, a path that needs no
+// escaping), the htu is their concatenation and nothing is printed or
+// allocated. Anything else returns false; the caller then goes through
+// HTU(u.String()), which handles every case.
+func fastTarget(u *url.URL) (target, bool) {
+	var defPort string
+	switch u.Scheme {
+	case "https":
+		defPort = "443"
+	case "http":
+		defPort = "80"
+	default:
+		return target{}, false
+	}
+	if u.Opaque != "" || u.User != nil || u.Host == "" {
+		return target{}, false
+	}
+	host := u.Host
+	i := 0
+	for i < len(host) && isHostChar(host[i]) {
+		i++
+	}
+	if i == 0 {
+		return target{}, false
+	}
+	if i < len(host) {
+		port := host[i+1:]
+		if host[i] != ':' || port == "" || port[0] == '0' || port == defPort || len(port) > 5 || !allDigits(port) {
+			return target{}, false
+		}
+	}
+	path := u.Path
+	if u.RawPath != "" {
+		return target{}, false
+	}
+	for j := 0; j < len(path); j++ {
+		if !isUnescapedPathChar(path[j]) {
+			return target{}, false
+		}
+	}
+	switch {
+	case path == "":
+		path = "/"
+	case path[0] != '/':
+		return target{}, false
+	}
+	return target{scheme: u.Scheme, host: host, path: path}, true
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isUnescapedPathChar reports whether url.URL.EscapedPath leaves c as it
+// is in a Path without a RawPath: letters, digits, "-._~" and
+// "$&+,/:;=@". (The other sub-delimiters, "!'()*", are escaped there
+// unless RawPath keeps them.)
+func isUnescapedPathChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~$&+,/:;=@", c) >= 0
+}
+
 // originOf cuts a normalised htu before its path.
 func originOf(htu string) string {
 	start := strings.Index(htu, "://") + len("://")

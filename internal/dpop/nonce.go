@@ -1,8 +1,10 @@
 package dpop
 
 import (
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Limits of a NonceCache.
@@ -20,19 +22,35 @@ const (
 
 // NonceCache remembers the last DPoP-Nonce each origin sent (RFC 9449
 // section 8 and 9), so that the next proof to that origin carries it. It
-// is safe for concurrent use and bounded: when full, the origin used least
+// is safe for concurrent use and bounded: when full, an origin used least
 // recently is forgotten. The zero value is ready to use and holds
 // DefaultNonceOrigins origins.
+//
+// Every API request with a proof reads the cache, so a read takes no lock
+// and writes nothing shared in the usual case: the origins live in a map
+// that is replaced (copied) only when an origin is added or removed, and
+// each origin's nonce sits in its own slot that a new nonce from the
+// server updates in place. Recency is counted in additions: a read marks
+// its origin with the number of origins added so far, and the origin with
+// the smallest mark goes first.
 type NonceCache struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // serialises changes to the set of origins
 	limit int
-	clock uint64
-	m     map[string]nonceEntry
+	m     atomic.Pointer[map[string]*nonceSlot] // never modified once published
+	adds  atomic.Uint64                         // origins added so far: the recency clock
 }
 
-type nonceEntry struct {
-	nonce string
-	used  uint64
+type nonceSlot struct {
+	nonce atomic.Pointer[string]
+	used  atomic.Uint64 // the value of adds when the origin was last set or read
+}
+
+// touch marks the slot as used now, writing only when the mark changes, so
+// that readers of a busy origin do not fight over its cache line.
+func (s *nonceSlot) touch(now uint64) {
+	if s.used.Load() != now {
+		s.used.Store(now)
+	}
 }
 
 // NewNonceCache returns a cache of at most limit origins (at least one;
@@ -44,16 +62,48 @@ func NewNonceCache(limit int) *NonceCache {
 // Get returns the nonce last set for origin, or "" if there is none.
 // origin is compared exactly: use Origin to make it.
 func (c *NonceCache) Get(origin string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[origin]
-	if !ok {
+	return c.get(c.slot(origin))
+}
+
+// ForURL returns the nonce last set for u's origin, as Get(Origin(u)) but
+// without printing u for the usual URL; "" if there is none or u is not a
+// URL a proof can name.
+func (c *NonceCache) ForURL(u *url.URL) string {
+	if u == nil {
 		return ""
 	}
-	c.clock++
-	e.used = c.clock
-	c.m[origin] = e
-	return e.nonce
+	if t, ok := fastTarget(u); ok {
+		// The key is built on the stack: a map index by string(bytes)
+		// does not allocate.
+		var buf [128]byte
+		key := append(append(append(buf[:0], t.scheme...), "://"...), t.host...)
+		m := c.m.Load()
+		if m == nil {
+			return ""
+		}
+		return c.get((*m)[string(key)])
+	}
+	origin, err := Origin(u.String())
+	if err != nil {
+		return ""
+	}
+	return c.Get(origin)
+}
+
+func (c *NonceCache) slot(origin string) *nonceSlot {
+	m := c.m.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[origin]
+}
+
+func (c *NonceCache) get(s *nonceSlot) string {
+	if s == nil {
+		return ""
+	}
+	s.touch(c.adds.Load())
+	return *s.nonce.Load()
 }
 
 // Set records nonce as origin's current nonce. A nonce that is empty,
@@ -65,30 +115,57 @@ func (c *NonceCache) Set(origin, nonce string) {
 	if origin == "" || len(origin) > maxOriginLen || !isNonce(nonce) {
 		return
 	}
+	if c.update(c.slot(origin), nonce) {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.clock++
-	if e, ok := c.m[origin]; ok {
-		if e.nonce != nonce {
-			// A copy, so that the cache never pins a larger buffer the
-			// header value may share.
-			e.nonce = strings.Clone(nonce)
-		}
-		e.used = c.clock
-		c.m[origin] = e
-		return
+	old := c.m.Load()
+	if old != nil && c.update((*old)[origin], nonce) {
+		return // added by another Set meanwhile
 	}
 	limit := c.limit
 	if limit <= 0 {
 		limit = DefaultNonceOrigins
 	}
-	if c.m == nil {
-		c.m = make(map[string]nonceEntry, min(limit, 16))
+	next := make(map[string]*nonceSlot, min(limit, c.size(old)+1))
+	if old != nil {
+		for o, s := range *old {
+			next[o] = s
+		}
 	}
-	if len(c.m) >= limit {
-		c.evictLocked()
+	if len(next) >= limit {
+		evict(next)
 	}
-	c.m[strings.Clone(origin)] = nonceEntry{nonce: strings.Clone(nonce), used: c.clock}
+	s := &nonceSlot{}
+	// Copies, so that the cache never pins a larger buffer the header
+	// value may share.
+	n := strings.Clone(nonce)
+	s.nonce.Store(&n)
+	s.used.Store(c.adds.Add(1))
+	next[strings.Clone(origin)] = s
+	c.m.Store(&next)
+}
+
+// update sets the nonce of an existing slot and reports whether there was
+// one.
+func (c *NonceCache) update(s *nonceSlot, nonce string) bool {
+	if s == nil {
+		return false
+	}
+	if *s.nonce.Load() != nonce {
+		n := strings.Clone(nonce)
+		s.nonce.Store(&n)
+	}
+	s.touch(c.adds.Load())
+	return true
+}
+
+func (c *NonceCache) size(m *map[string]*nonceSlot) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // Delete forgets origin's nonce (for example after the server rejected it
@@ -96,28 +173,37 @@ func (c *NonceCache) Set(origin, nonce string) {
 func (c *NonceCache) Delete(origin string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.m, origin)
+	old := c.m.Load()
+	if old == nil {
+		return
+	}
+	if _, ok := (*old)[origin]; !ok {
+		return
+	}
+	next := make(map[string]*nonceSlot, len(*old)-1)
+	for o, s := range *old {
+		if o != origin {
+			next[o] = s
+		}
+	}
+	c.m.Store(&next)
 }
 
 // Len returns how many origins the cache holds.
-func (c *NonceCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}
+func (c *NonceCache) Len() int { return c.size(c.m.Load()) }
 
-// evictLocked removes the least recently used origin. A linear scan: the
+// evict removes the origin used least recently from m. A linear scan: the
 // cache is small and a new origin is rare next to the lookups.
-func (c *NonceCache) evictLocked() {
+func evict(m map[string]*nonceSlot) {
 	var oldest string
 	var oldestUsed uint64
 	first := true
-	for o, e := range c.m {
-		if first || e.used < oldestUsed {
-			oldest, oldestUsed, first = o, e.used, false
+	for o, s := range m {
+		if u := s.used.Load(); first || u < oldestUsed {
+			oldest, oldestUsed, first = o, u, false
 		}
 	}
-	delete(c.m, oldest)
+	delete(m, oldest)
 }
 
 // isNonce reports whether s is a nonce RFC 9449 section 8 allows,

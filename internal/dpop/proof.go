@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,9 @@ type ProofParams struct {
 	Method string
 	// URL is the request's URL; HTU turns it into the htu claim.
 	URL string
+	// Target is the request's parsed URL, used instead of URL when set:
+	// a transport has it, and the usual URL then needs no printing.
+	Target *url.URL
 	// Now is the proof's time, the iat claim, already corrected for the
 	// server's clock skew by the caller. It must not be zero.
 	Now time.Time
@@ -37,6 +41,10 @@ type ProofParams struct {
 	// AccessToken is the DPoP-bound access token sent with the request,
 	// whose hash becomes the ath claim; empty for token requests.
 	AccessToken string
+	// ATH is AccessTokenHash(AccessToken), used instead of hashing
+	// AccessToken when set: a caller sending many requests with one token
+	// computes it once.
+	ATH string
 }
 
 // Proof returns a signed DPoP proof JWT (RFC 9449 section 4) for one
@@ -56,9 +64,12 @@ func (k *Key) Proof(p ProofParams) (string, error) {
 	if p.Nonce != "" && !isNonce(p.Nonce) {
 		return "", fmt.Errorf("dpop: proof: %w: nonce has characters a nonce cannot have or is too long", ErrInvalidProofParams)
 	}
-	htu, err := HTU(p.URL)
+	htu, err := p.target()
 	if err != nil {
 		return "", fmt.Errorf("dpop: proof: %w", errors.Unwrap(err))
+	}
+	if p.ATH != "" && !isATH(p.ATH) {
+		return "", fmt.Errorf("dpop: proof: %w: ath is not a base64url SHA-256", ErrInvalidProofParams)
 	}
 
 	// Both buffers live on the stack for every usual proof; they grow on
@@ -83,10 +94,37 @@ func (k *Key) Proof(p ProofParams) (string, error) {
 	return b.String(), nil
 }
 
+// target returns the htu of the request p describes.
+func (p *ProofParams) target() (target, error) {
+	if p.Target != nil {
+		if t, ok := fastTarget(p.Target); ok {
+			return t, nil
+		}
+		htu, err := HTU(p.Target.String())
+		return target{whole: htu}, err
+	}
+	htu, err := HTU(p.URL)
+	return target{whole: htu}, err
+}
+
+// isATH reports whether s can be an ath: 43 base64url characters, the
+// unpadded encoding of 32 bytes.
+func isATH(s string) bool {
+	if len(s) != base64.RawURLEncoding.EncodedLen(sha256.Size) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // appendPayload writes the claims as JSON. Every value but htu is known
 // to need no escaping (base64url, an HTTP token, digits, a nonce of
 // NQCHARs); htu is escaped anyway, since it comes from a URL.
-func appendPayload(b []byte, p ProofParams, htu string) []byte {
+func appendPayload(b []byte, p ProofParams, htu target) []byte {
 	var jti [jtiBytes]byte
 	_, _ = rand.Read(jti[:]) // crypto/rand.Read never fails (it crashes the program instead)
 	b = append(b, `{"jti":"`...)
@@ -94,10 +132,15 @@ func appendPayload(b []byte, p ProofParams, htu string) []byte {
 	b = append(b, `","htm":"`...)
 	b = append(b, p.Method...)
 	b = append(b, `","htu":"`...)
-	b = appendJSONString(b, htu)
+	b = htu.appendTo(b)
 	b = append(b, `","iat":`...)
 	b = strconv.AppendInt(b, p.Now.Unix(), 10)
-	if p.AccessToken != "" {
+	switch {
+	case p.ATH != "":
+		b = append(b, `,"ath":"`...)
+		b = append(b, p.ATH...)
+		b = append(b, '"')
+	case p.AccessToken != "":
 		b = append(b, `,"ath":"`...)
 		b = appendATH(b, p.AccessToken)
 		b = append(b, '"')

@@ -209,12 +209,14 @@ func TestOrigin(t *testing.T) {
 // answers; a result is ASCII, has no query, fragment or user information,
 // names the URL's host and path, and is its own htu.
 func FuzzHTU(f *testing.F) {
-	for _, s := range []string{"https://as.example/token", "https://AS.example:443/a?b#c", "http://x:80", "https://[::1]:8/p",
+	for _, s := range []string{"https://as.example/token", "https://h/a(b)!c", "https://h/a%28b", "https://h.example:8443",
+		"HTTPS://h/p", "https://h/a b", "https://AS.example:443/a?b#c", "http://x:80", "https://[::1]:8/p",
 		"https://u:p@h/p", "https://h:/p", "https://h/a%2fb", "https://h/a\"b", "https://h:0/", "http://h:99999/a",
 		"https://h.example:8443/a;b=c/d@e", "https://h/\\x", "https://h./", "https://-/"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		checkTarget(t, s)
 		htu, err := HTU(s)
 		fast, fastOK := fastHTU(s)
 		slow, u, slowErr := slowHTU(s)
@@ -247,6 +249,40 @@ func FuzzHTU(f *testing.F) {
 			t.Fatalf("origin %q of %q", o, htu)
 		}
 	})
+}
+
+// checkTarget: for the URL s parses to, the parsed-URL fast path (what
+// proofs and nonce lookups of API requests use) agrees with HTU and Origin
+// of the printed URL wherever it answers, and so does a nonce lookup by
+// the parsed URL.
+func checkTarget(t *testing.T, s string) {
+	t.Helper()
+	pu, err := url.Parse(s)
+	if err != nil {
+		return
+	}
+	want, wantErr := HTU(pu.String())
+	if ft, ok := fastTarget(pu); ok {
+		got := ft.String()
+		if string(ft.appendTo(nil)) != got {
+			t.Fatalf("fast path htu %q needs JSON escaping", got)
+		}
+		if wantErr != nil || got != want {
+			t.Fatalf("parsed-URL fast path %q, HTU of the printed URL %q (%v)", got, want, wantErr)
+		}
+	}
+	p := ProofParams{Target: pu}
+	if got, err := p.target(); (err == nil) != (wantErr == nil) || err == nil && got.String() != want {
+		t.Fatalf("target of the parsed URL %q, %v; HTU %q, %v", got, err, want, wantErr)
+	}
+	if wantErr != nil || len(originOf(want)) > maxOriginLen {
+		return // the cache keeps no nonce for an overlong origin
+	}
+	var c NonceCache
+	c.Set(originOf(want), "n")
+	if got := c.ForURL(pu); got != "n" {
+		t.Fatalf("ForURL(%q) = %q, want the nonce set for %q", pu, got, originOf(want))
+	}
 }
 
 func orSlash(p string) string {
