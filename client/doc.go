@@ -83,8 +83,9 @@
 // other process sharing the store, uses the same key; Logout deletes it
 // with the tokens. The key never reaches a log, an error, an event or a
 // token handed out by [Client.Token]. Every token request carries a proof
-// (the authorization request names the key with dpop_jkt, so the code is
-// bound to it too), and every request of [Client.HTTPClient] and
+// (the authorization request names the key with dpop_jkt, and a pushed
+// one carries a proof as well, so the code is bound to it too), and every
+// request of [Client.HTTPClient] and
 // [Resource.HTTPClient] to the token's origins carries "Authorization:
 // DPoP" and a fresh proof for that request; requests to other origins,
 // redirects included, carry neither. A server that asks for a nonce gets

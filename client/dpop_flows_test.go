@@ -18,8 +18,10 @@ func lastParams(t *testing.T, as *oauthtest.Server, endpoint string) map[string]
 }
 
 // TestDPoPCodeBoundWithPAR: the pushed authorization request names the
-// login's key (dpop_jkt), so the code is redeemed only with its proof, and
-// the nonce its answer carries serves the code exchange.
+// login's key twice, by dpop_jkt and by a proof (the server refuses the
+// push if the two differ), so the code is redeemed only with a proof of
+// that key. The push answers the server's nonce demand with exactly one
+// more push, and the nonce its answer carries serves the code exchange.
 func TestDPoPCodeBoundWithPAR(t *testing.T) {
 	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPNonceAS: true})
 	c := f.loggedIn(t, withDPoP, func(o *Options) { o.UsePAR = true })
@@ -28,6 +30,11 @@ func TestDPoPCodeBoundWithPAR(t *testing.T) {
 	// so that only a proof of that key redeems it, is oauthtest's promise.
 	if got := lastParams(t, f.as, oauthtest.EndpointPAR)["dpop_jkt"]; len(got) != 1 {
 		t.Fatalf("PAR dpop_jkt %q, want one", got)
+	}
+	if st := f.as.Stats(); st.DPoPProofs[oauthtest.EndpointPAR] != 1 || st.DPoPNonceChallenges[oauthtest.EndpointPAR] != 1 ||
+		st.PushedRequests != 1 || len(st.DPoPRefusals) != 0 {
+		t.Fatalf("PAR: %d proofs accepted, %d nonce demands, %d pushed, refusals %v; want 1, 1, 1, none",
+			st.DPoPProofs[oauthtest.EndpointPAR], st.DPoPNonceChallenges[oauthtest.EndpointPAR], st.PushedRequests, st.DPoPRefusals)
 	}
 	// The PAR answer carried the server's nonce, kept for its origin: the
 	// code exchange needs no retry.

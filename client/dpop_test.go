@@ -143,6 +143,52 @@ func TestDPoPLogoutDeletesKey(t *testing.T) {
 	}
 }
 
+// TestDPoPLogoutForgetsParsedKey: after Logout the process keeps no
+// parsed copy of the deleted key, and the next login (with a new key)
+// sends proofs of the new key, not the remembered old one. The
+// application's own key is used again after a logout.
+func TestDPoPLogoutForgetsParsedKey(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API answered %d: %s", code, body)
+	}
+	old := thumbprintOf(t, storedKey(t, f, c))
+	if _, err := c.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	if hk := keyByThumbprint(old); hk != nil {
+		t.Fatal("after Logout the process still holds the parsed key")
+	}
+	if err := c.Login(t.Context()); err != nil {
+		t.Fatalf("second Login: %v", err)
+	}
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("after the second login the API answered %d: %s", code, body)
+	}
+	fresh := thumbprintOf(t, storedKey(t, f, c))
+	if fresh == old || lastAPIRequest(t, f.api).DPoPJKT != fresh {
+		t.Fatalf("second login: stored key %q, API saw %q, old key %q", fresh, lastAPIRequest(t, f.api).DPoPJKT, old)
+	}
+
+	own, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ownKey, _ := dpop.NewKey(own, "")
+	c2 := f.loggedIn(t, func(o *Options) { o.DPoPKey, o.Profile = own, "own" })
+	hc2, _ := c2.HTTPClient(t.Context())
+	for round := range 2 {
+		if code, body := get(t, hc2, f.api.URL()); code != 200 || lastAPIRequest(t, f.api).DPoPJKT != ownKey.Thumbprint() {
+			t.Fatalf("own key, round %d: API answered %d (%s) with key %q", round, code, body, lastAPIRequest(t, f.api).DPoPJKT)
+		}
+		if _, err := c2.Logout(t.Context()); err != nil {
+			t.Fatalf("Logout: %v", err)
+		}
+		if err := c2.Login(t.Context()); err != nil {
+			t.Fatalf("Login again with the own key: %v", err)
+		}
+	}
+}
+
 // TestDPoPClientCredentials: a server job's first token makes the key,
 // kept in the store; a later process reuses it.
 func TestDPoPClientCredentials(t *testing.T) {

@@ -121,7 +121,7 @@ func (c *Client) browserLogin(ctx context.Context, o *LoginOptions) (*oauth2.Tok
 		}
 		q.Set("dpop_jkt", hk.k.Thumbprint())
 	}
-	authURL, validFor, err := c.authRequestURL(ctx, q)
+	authURL, validFor, err := c.authRequestURL(ctx, q, hk)
 	if err != nil {
 		return nil, err
 	}

@@ -41,8 +41,9 @@ func (g *grant) usePAR() (bool, error) {
 // the client's authentication, instead of through the browser's address
 // bar, history and extensions.
 // With PAR it also returns how long the address works (0 when the server
-// did not say), for the person who opens it by hand.
-func (c *Client) authRequestURL(ctx context.Context, q url.Values) (string, time.Duration, error) {
+// did not say), for the person who opens it by hand. hk is the login's
+// DPoP key, nil without DPoP.
+func (c *Client) authRequestURL(ctx context.Context, q url.Values, hk *heldKey) (string, time.Duration, error) {
 	par, err := c.usePAR()
 	if err != nil {
 		return "", 0, err
@@ -51,7 +52,7 @@ func (c *Client) authRequestURL(ctx context.Context, q url.Values) (string, time
 		u, err := authorizationURL(c.endpoints.AuthURL, q)
 		return u, 0, err
 	}
-	uri, validFor, err := c.pushAuthRequest(ctx, q)
+	uri, validFor, err := c.pushAuthRequest(ctx, q, hk)
 	if err != nil {
 		return "", 0, err
 	}
@@ -65,9 +66,15 @@ func (c *Client) authRequestURL(ctx context.Context, q url.Values) (string, time
 // credential (the PKCE verifier stays here; the state and challenge are
 // fresh for this login), so it is retried like the other replay-safe
 // requests.
-func (g *grant) pushAuthRequest(ctx context.Context, q url.Values) (string, time.Duration, error) {
+//
+// With DPoP the push carries a proof of the login's key next to dpop_jkt
+// (RFC 9449 section 10.1 allows either; some servers read only the
+// proof, and one that reads both checks that they name the same key). A
+// server that asks for a nonce gets one more push with it, as the token
+// endpoint does.
+func (g *grant) pushAuthRequest(ctx context.Context, q url.Values, hk *heldKey) (string, time.Duration, error) {
 	endpoint := g.endpoints.PARURL
-	resp, err := g.ep.post(ctx, endpoint, q, g.authFor(endpoint), replaySafe)
+	resp, err := g.postProof(ctx, endpoint, q, replaySafe, hk)
 	if err != nil {
 		return "", 0, inOp(opPAR, err)
 	}

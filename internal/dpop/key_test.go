@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"math/big"
 	"strings"
 	"sync"
@@ -354,16 +355,21 @@ func privateEncodings(t *testing.T, k *Key, der []byte) []string {
 func TestProofParamsHideAccessToken(t *testing.T) {
 	const token = "at-secret-8f2a61c94d"
 	p := ProofParams{Method: "GET", URL: "https://api.example/x?access_token=q-secret-77", Now: testNow, AccessToken: token}
+	target, _ := url.Parse("https://user:pw-secret-31@api.example/y?access_token=q-secret-77")
+	withTarget := ProofParams{Method: "GET", Target: target, Now: testNow, ATH: AccessTokenHash(token)}
 	var outs []string
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
-		outs = append(outs, fmt.Sprintf(verb, p), fmt.Sprintf(verb, &p))
+		outs = append(outs, fmt.Sprintf(verb, p), fmt.Sprintf(verb, &p), fmt.Sprintf(verb, withTarget))
+	}
+	if !strings.Contains(fmt.Sprint(withTarget), "api.example/y") {
+		t.Errorf("%v does not name the target's host and path", withTarget)
 	}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("p", "p", p)
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("p", "p", p)
 	outs = append(outs, buf.String())
 	for _, out := range outs {
-		if strings.Contains(out, token) || strings.Contains(out, "q-secret-77") {
+		if strings.Contains(out, token) || strings.Contains(out, "q-secret-77") || strings.Contains(out, "pw-secret-31") {
 			t.Errorf("%q shows a secret", out)
 		}
 	}

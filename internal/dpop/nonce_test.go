@@ -1,6 +1,7 @@
 package dpop
 
 import (
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,13 @@ func TestNonceCacheConcurrent(t *testing.T) {
 				if got := c.Get(origin); got != "" && !strings.HasPrefix(got, origin[len("https://"):]+"-") {
 					t.Errorf("Get(%s) = %q, a nonce of another origin", origin, got)
 				}
+				u := &url.URL{Scheme: "https", Host: origin[len("https://"):], Path: "/api"}
+				if got := c.ForURL(u); got != "" && !strings.HasPrefix(got, u.Host+"-") {
+					t.Errorf("ForURL(%s) = %q, a nonce of another origin", u, got)
+				}
+				if i%50 == 0 {
+					c.Delete(origin)
+				}
 			}
 		}()
 	}
@@ -95,6 +103,56 @@ func TestNonceCacheConcurrent(t *testing.T) {
 	if c.Len() > 8 {
 		t.Errorf("Len = %d, over the limit 8", c.Len())
 	}
+}
+
+// TestNonceCacheForURL: a lookup by parsed URL finds the nonce of the
+// URL's origin however the URL spells it (case, default port, user
+// information, path and query), and nothing for another origin.
+func TestNonceCacheForURL(t *testing.T) {
+	var c NonceCache
+	c.Set("https://api.example", "n-api")
+	c.Set("http://api.example:8080", "n-8080")
+	for raw, want := range map[string]string{
+		"https://api.example/v1?q=1":    "n-api",
+		"https://API.Example:443/":      "n-api",
+		"https://u:p@api.example/x":     "n-api",
+		"https://api.example":           "n-api",
+		"http://api.example:8080/a%2Fb": "n-8080",
+		"http://api.example/":           "",
+		"https://api.example:8443/":     "",
+		"https://other.example/":        "",
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.ForURL(u); got != want {
+			t.Errorf("ForURL(%s) = %q, want %q", raw, got, want)
+		}
+	}
+	if got := c.ForURL(nil); got != "" {
+		t.Errorf("ForURL(nil) = %q", got)
+	}
+	var empty NonceCache
+	if got := empty.ForURL(&url.URL{Scheme: "https", Host: "api.example"}); got != "" {
+		t.Errorf("empty cache: ForURL = %q", got)
+	}
+}
+
+// BenchmarkNonceCacheForURL is the lookup every API request with a proof
+// makes: no allocation, no lock.
+func BenchmarkNonceCacheForURL(b *testing.B) {
+	c := NewNonceCache(0)
+	c.Set("https://api.example", "nonce-value")
+	u, _ := url.Parse("https://api.example/v1/items?page=2")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if c.ForURL(u) == "" {
+				b.Fatal("no nonce")
+			}
+		}
+	})
 }
 
 func BenchmarkNonceCacheGet(b *testing.B) {

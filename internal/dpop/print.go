@@ -40,7 +40,11 @@ func (k *Key) LogValue() slog.Value {
 // fields describes p with its access token hidden. The URL is reduced to
 // scheme, host and path, since a query may hold secrets too.
 func (p ProofParams) fields() *redact.Fields {
-	return redact.Of("dpop.ProofParams").Show("Method", p.Method).Show("URL", redact.URLString(p.URL)).
+	u := p.URL
+	if p.Target != nil {
+		u = p.Target.String()
+	}
+	return redact.Of("dpop.ProofParams").Show("Method", p.Method).Show("URL", redact.URLString(u)).
 		Show("Now", p.Now).Show("Nonce", p.Nonce).Secret("AccessToken", p.AccessToken != "")
 }
 

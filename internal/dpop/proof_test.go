@@ -51,6 +51,54 @@ func TestProofVerifies(t *testing.T) {
 	}
 }
 
+// TestProofTargetAndATH: a proof made from the parsed URL and a
+// precomputed ath has the claims of one made from the URL string and the
+// access token, for URLs on the fast path and off it (upper case, default
+// port, user information, escapes, characters that need escaping).
+func TestProofTargetAndATH(t *testing.T) {
+	k := testKeys(t)[EdDSA]
+	const token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"
+	for _, raw := range []string{
+		"https://api.example.com/v1/items?secret=1#frag", "https://api.example.com", "http://h.example:8080/a;b=c@d",
+		"https://API.example.COM:443/v1", "https://user:pw@api.example/x", "https://api.example/a%2Fb", "https://api.example/a(b)",
+		"https://[::1]:8443/p", "https://api.example/caf%C3%A9",
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byString, err := k.Proof(ProofParams{Method: "GET", URL: raw, Now: testNow, AccessToken: token})
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		byTarget, err := k.Proof(ProofParams{Method: "GET", URL: "https://ignored.example/", Target: u, Now: testNow, ATH: AccessTokenHash(token)})
+		if err != nil {
+			t.Fatalf("%s: by target: %v", raw, err)
+		}
+		a, b := verifyProof(t, byString), verifyProof(t, byTarget)
+		for _, name := range []string{"htu", "htm", "iat", "ath"} {
+			if a.claims[name] != b.claims[name] {
+				t.Errorf("%s: claim %s: %v from the string, %v from the parsed URL", raw, name, a.claims[name], b.claims[name])
+			}
+		}
+	}
+	// The precomputed ath wins over the access token: it is what the
+	// caller computed for the token it sends.
+	v := verifyProof(t, mustProof(t, k, ProofParams{Method: "GET", URL: "https://a.example/", Now: testNow, AccessToken: "other", ATH: AccessTokenHash(token)}))
+	if v.claims["ath"] != AccessTokenHash(token) {
+		t.Errorf("ath %v, want the precomputed one", v.claims["ath"])
+	}
+}
+
+func mustProof(t *testing.T, k *Key, p ProofParams) string {
+	t.Helper()
+	proof, err := k.Proof(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proof
+}
+
 // TestProofTokenRequest: without an access token or nonce, the proof has
 // neither ath nor nonce.
 func TestProofTokenRequest(t *testing.T) {
@@ -124,6 +172,11 @@ func TestProofRefusesBadParams(t *testing.T) {
 		"scheme only":        {func(p *ProofParams) { p.URL = "https://" }, ErrInvalidURL},
 		"port without host":  {func(p *ProofParams) { p.URL = "https://:443/" }, ErrInvalidURL},
 		"uppercase relative": {func(p *ProofParams) { p.URL = "HTTPS:x" }, ErrInvalidURL},
+		"ath too short":      {func(p *ProofParams) { p.ATH = "abc" }, ErrInvalidProofParams},
+		"ath with a quote":   {func(p *ProofParams) { p.ATH = strings.Repeat("a", 42) + `"` }, ErrInvalidProofParams},
+		"ath padded":         {func(p *ProofParams) { p.ATH = strings.Repeat("a", 42) + "=" }, ErrInvalidProofParams},
+		"target ftp":         {func(p *ProofParams) { p.Target = &url.URL{Scheme: "ftp", Host: "x", Path: "/"} }, ErrInvalidURL},
+		"target no host":     {func(p *ProofParams) { p.Target = &url.URL{Scheme: "https", Path: "/a"} }, ErrInvalidURL},
 	} {
 		p := ok
 		c.mod(&p)
