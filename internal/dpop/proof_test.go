@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -143,6 +144,35 @@ func TestJTIUnique(t *testing.T) {
 			t.Fatalf("jti %q repeated after %d proofs", jti, i)
 		}
 		seen[jti] = true
+	}
+}
+
+// TestJTIUniqueConcurrent: jti bytes come from shared blocks of random
+// bytes; goroutines taking them at once never get the same bytes twice,
+// and never unfilled (zero) ones.
+func TestJTIUniqueConcurrent(t *testing.T) {
+	const goroutines, each = 8, 3 * jtiBlockProofs * 20
+	out := make([][][jtiBytes]byte, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[g] = make([][jtiBytes]byte, each)
+			for i := range out[g] {
+				readJTI(&out[g][i])
+			}
+		}()
+	}
+	wg.Wait()
+	seen := make(map[[jtiBytes]byte]bool, goroutines*each)
+	for _, jtis := range out {
+		for _, j := range jtis {
+			if j == [jtiBytes]byte{} || seen[j] {
+				t.Fatalf("jti %x handed out twice or never filled", j)
+			}
+			seen[j] = true
+		}
 	}
 }
 
