@@ -93,11 +93,8 @@ func fastTarget(u *url.URL) (target, bool) {
 	if i == 0 {
 		return target{}, false
 	}
-	if i < len(host) {
-		port := host[i+1:]
-		if host[i] != ':' || port == "" || port[0] == '0' || port == defPort || len(port) > 5 || !allDigits(port) {
-			return target{}, false
-		}
+	if i < len(host) && (host[i] != ':' || !allDigits(host[i+1:]) || !plainPort(host[i+1:], defPort)) {
+		return target{}, false
 	}
 	path := u.Path
 	if u.RawPath != "" {
@@ -115,6 +112,13 @@ func fastTarget(u *url.URL) (target, bool) {
 		return target{}, false
 	}
 	return target{scheme: u.Scheme, host: host, path: path}, true
+}
+
+// plainPort reports whether the digits port are a port the fast paths
+// keep as they are: not empty, not the scheme's default, no leading zero
+// and at most five digits (anything else net/url normalises or refuses).
+func plainPort(port, defPort string) bool {
+	return port != "" && port[0] != '0' && port != defPort && len(port) <= 5
 }
 
 func allDigits(s string) bool {
@@ -179,8 +183,7 @@ func fastHTU(s string) (string, bool) {
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
 		}
-		port := rest[i+1 : j]
-		if port == "" || port[0] == '0' || port == defPort || len(port) > 5 {
+		if !plainPort(rest[i+1:j], defPort) {
 			return "", false
 		}
 		i = j
