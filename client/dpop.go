@@ -58,7 +58,8 @@ var dpopKeys = struct {
 	mu    sync.RWMutex                   // read on every API request with a proof
 	byDER map[[sha256.Size]byte]*heldKey // by the hash of PKCS #8 bytes and algorithm
 	byJKT map[string]*heldKey
-}{byDER: map[[sha256.Size]byte]*heldKey{}, byJKT: map[string]*heldKey{}}
+	own   map[string]bool // thumbprints of applications' keys (Options.DPoPKey)
+}{byDER: map[[sha256.Size]byte]*heldKey{}, byJKT: map[string]*heldKey{}, own: map[string]bool{}}
 
 // derID names PKCS #8 bytes read with alg in dpopKeys.byDER.
 func derID(der []byte, alg string) [sha256.Size]byte {
@@ -101,18 +102,35 @@ func parseHeldKey(der []byte, alg string) (*heldKey, error) {
 	return register(&heldKey{k: k, der: append([]byte(nil), der...)}, alg), nil
 }
 
-// forgetKey removes hk from the process's keys, once the credential it
-// belongs to is logged out: its stored copy is deleted, and the parsed one
-// should not outlive it. The application's own key (Options.DPoPKey) is
-// registered again when it is next used.
-func forgetKey(hk *heldKey, alg string) {
+// markOwn records that hk is an application's key (Options.DPoPKey): the
+// application holds it anyway, and other Clients of the process (other
+// profiles) may be logged in with it, so a Logout never forgets it.
+func markOwn(hk *heldKey) {
 	dpopKeys.mu.Lock()
 	defer dpopKeys.mu.Unlock()
-	if dpopKeys.byJKT[hk.k.Thumbprint()] == hk {
-		delete(dpopKeys.byJKT, hk.k.Thumbprint())
+	dpopKeys.own[hk.k.Thumbprint()] = true
+}
+
+// forgetKey removes hk from the process's keys, once the credential it
+// belongs to is logged out: its stored copy is deleted, and the parsed one
+// should not outlive it. A generated key belongs to one credential; an
+// application's key is kept.
+func forgetKey(hk *heldKey) {
+	dpopKeys.mu.Lock()
+	defer dpopKeys.mu.Unlock()
+	jkt := hk.k.Thumbprint()
+	if dpopKeys.own[jkt] {
+		return
 	}
-	if hk.der != nil {
-		delete(dpopKeys.byDER, derID(hk.der, alg))
+	if dpopKeys.byJKT[jkt] == hk {
+		delete(dpopKeys.byJKT, jkt)
+	}
+	// Under every algorithm name it was read with ("" and "ES256" name
+	// the same generated key).
+	for id, k := range dpopKeys.byDER {
+		if k == hk || k.k.Thumbprint() == jkt {
+			delete(dpopKeys.byDER, id)
+		}
 	}
 }
 
@@ -152,6 +170,7 @@ func (g *grant) initDPoP() error {
 			return failure(opConfig, "DPoPKey: "+plain(err), ErrInvalidConfig)
 		}
 		d.own = newHeldKey(k, cfg.DPoPAlg)
+		markOwn(d.own)
 	} else {
 		switch cfg.DPoPAlg {
 		case "", dpop.ES256:
@@ -188,11 +207,16 @@ func (d *dpopConfig) keyAlg() string {
 	return dpop.ES256
 }
 
+// isOwnKey reports whether hk is the application's key.
+func (g *grant) isOwnKey(hk *heldKey) bool {
+	return g.dpop.own != nil && g.dpop.own.k.Thumbprint() == hk.k.Thumbprint()
+}
+
 // newLoginKey returns the key of a new credential: the application's, or a
 // new one.
 func (g *grant) newLoginKey() (*heldKey, error) {
 	if g.dpop.own != nil {
-		return register(g.dpop.own, g.dpop.alg), nil
+		return g.dpop.own, nil
 	}
 	k, err := dpop.Generate(dpop.ES256)
 	if err != nil {
@@ -251,12 +275,15 @@ func (g *grant) noteSkew(skew time.Duration, ok bool) {
 
 // apiKey returns the key with thumbprint jkt for an API request: the last
 // one used when it is that key (the usual case: one token, request after
-// request), else the process's, else nil.
+// request), else the process's, else the application's, else nil.
 func (g *grant) apiKey(jkt string) *heldKey {
 	if hk := g.dpop.lastKey.Load(); hk != nil && hk.k.Thumbprint() == jkt {
 		return hk
 	}
 	hk := keyByThumbprint(jkt)
+	if hk == nil && g.dpop.own != nil && g.dpop.own.k.Thumbprint() == jkt {
+		hk = g.dpop.own
+	}
 	if hk != nil {
 		g.dpop.lastKey.Store(hk)
 	}
@@ -284,8 +311,10 @@ func (g *grant) forgetCredentialKey(tok *oauth2.Token) {
 		return
 	}
 	if hk := keyByThumbprint(jkt); hk != nil {
-		forgetKey(hk, g.dpop.alg)
-		g.dpop.lastKey.CompareAndSwap(hk, nil)
+		forgetKey(hk)
+		if !g.isOwnKey(hk) {
+			g.dpop.lastKey.CompareAndSwap(hk, nil)
+		}
 	}
 	if m := g.dpop.lastATH.Load(); m != nil && m.token == tok.AccessToken {
 		g.dpop.lastATH.CompareAndSwap(m, nil)

@@ -29,6 +29,7 @@ func forgetDPoPKeys(t *testing.T) {
 	defer dpopKeys.mu.Unlock()
 	clear(dpopKeys.byDER)
 	clear(dpopKeys.byJKT)
+	clear(dpopKeys.own)
 }
 
 // storedKey returns the DPoP key kept in c's login entry.
@@ -185,6 +186,53 @@ func TestDPoPLogoutForgetsParsedKey(t *testing.T) {
 		}
 		if err := c2.Login(t.Context()); err != nil {
 			t.Fatalf("Login again with the own key: %v", err)
+		}
+	}
+}
+
+// TestDPoPLogoutKeepsSharedOwnKey: two profiles logged in with the
+// application's key; logging one out leaves the other working, whether or
+// not it had sent a request before.
+func TestDPoPLogoutKeepsSharedOwnKey(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	own, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a := f.loggedIn(t, func(o *Options) { o.DPoPKey, o.Profile = own, "a" })
+	b := f.loggedIn(t, func(o *Options) { o.DPoPKey, o.Profile = own, "b" })
+	ha, _ := a.HTTPClient(t.Context())
+	if code, body := get(t, ha, f.api.URL()); code != 200 {
+		t.Fatalf("profile a: API answered %d: %s", code, body)
+	}
+	if _, err := a.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout of profile a: %v", err)
+	}
+	hb, _ := b.HTTPClient(t.Context())
+	if code, body := get(t, hb, f.api.URL()); code != 200 {
+		t.Fatalf("profile b after a's logout: API answered %d: %s", code, body)
+	}
+}
+
+// TestDPoPLogoutForgetsKeyUnderAnyAlg: with DPoPAlg "ES256" spelled out,
+// Logout still drops every parsed copy of the generated key.
+func TestDPoPLogoutForgetsKeyUnderAnyAlg(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := f.loggedIn(t, withDPoP, func(o *Options) { o.DPoPAlg = dpop.ES256 })
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API answered %d: %s", code, body)
+	}
+	forceRefresh(t, c) // parses the stored key under "ES256"
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API answered %d: %s", code, body)
+	}
+	jkt := thumbprintOf(t, storedKey(t, f, c))
+	if _, err := c.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	dpopKeys.mu.RLock()
+	defer dpopKeys.mu.RUnlock()
+	for _, hk := range dpopKeys.byDER {
+		if hk.k.Thumbprint() == jkt {
+			t.Fatal("after Logout the process still holds the parsed key under its bytes")
 		}
 	}
 }

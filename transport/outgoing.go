@@ -58,10 +58,8 @@ func copyRequest(req *http.Request) (o *outReq, ok bool) {
 func (c *config) withToken(o *outReq, av *authValue, body io.ReadCloser) (*http.Request, error) {
 	out := &o.req
 	out.Body = body
-	if av.header != "" {
-		o.auth[0] = av.header
-		out.Header["Authorization"] = o.auth[:]
-	}
+	o.auth[0] = av.header
+	out.Header["Authorization"] = o.auth[:]
 	if c.prepare != nil {
 		if err := c.prepare(out, av.tok); err != nil {
 			return nil, fmt.Errorf("transport: prepare: %w", err)

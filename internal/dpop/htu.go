@@ -97,7 +97,7 @@ func fastTarget(u *url.URL) (target, bool) {
 		return target{}, false
 	}
 	path := u.Path
-	if u.RawPath != "" {
+	if u.RawPath != "" || !plainQuery(u.RawQuery) {
 		return target{}, false
 	}
 	for j := 0; j < len(path); j++ {
@@ -119,6 +119,20 @@ func fastTarget(u *url.URL) (target, bool) {
 // and at most five digits (anything else net/url normalises or refuses).
 func plainPort(port, defPort string) bool {
 	return port != "" && port[0] != '0' && port != defPort && len(port) <= 5
+}
+
+// plainQuery reports whether the raw query q, which u.String() writes as
+// it is, reads back as the same query: no control character (net/url
+// refuses the URL) and no '#' (the rest would read as a fragment, which
+// may not parse). The query is not part of the htu, but the fast path
+// must fail where HTU(u.String()) fails.
+func plainQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c < 0x20 || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
 }
 
 func allDigits(s string) bool {

@@ -30,26 +30,28 @@ const (
 // and writes nothing shared in the usual case: the origins live in a map
 // that is replaced (copied) only when an origin is added or removed, and
 // each origin's nonce sits in its own slot that a new nonce from the
-// server updates in place. Recency is counted in additions: a read marks
-// its origin with the number of origins added so far, and the origin with
-// the smallest mark goes first.
+// server updates in place. Recency is a counter that moves only when use
+// passes from one origin to another: each slot keeps the counter's value
+// of its last use, a use of the origin used last writes nothing, and the
+// origin with the smallest value goes first.
 type NonceCache struct {
 	mu    sync.Mutex // serialises changes to the set of origins
 	limit int
 	m     atomic.Pointer[map[string]*nonceSlot] // never modified once published
-	adds  atomic.Uint64                         // origins added so far: the recency clock
+	clock atomic.Uint64                         // the recency counter
 }
 
 type nonceSlot struct {
 	nonce atomic.Pointer[string]
-	used  atomic.Uint64 // the value of adds when the origin was last set or read
+	used  atomic.Uint64 // the clock's value at the origin's last use
 }
 
-// touch marks the slot as used now, writing only when the mark changes, so
-// that readers of a busy origin do not fight over its cache line.
-func (s *nonceSlot) touch(now uint64) {
-	if s.used.Load() != now {
-		s.used.Store(now)
+// touch marks s as the origin used last. When it already is, nothing is
+// written, so that the readers of a busy origin do not fight over a cache
+// line.
+func (c *NonceCache) touch(s *nonceSlot) {
+	if s.used.Load() != c.clock.Load() {
+		s.used.Store(c.clock.Add(1))
 	}
 }
 
@@ -102,7 +104,7 @@ func (c *NonceCache) get(s *nonceSlot) string {
 	if s == nil {
 		return ""
 	}
-	s.touch(c.adds.Load())
+	c.touch(s)
 	return *s.nonce.Load()
 }
 
@@ -142,7 +144,7 @@ func (c *NonceCache) Set(origin, nonce string) {
 	// value may share.
 	n := strings.Clone(nonce)
 	s.nonce.Store(&n)
-	s.used.Store(c.adds.Add(1))
+	s.used.Store(c.clock.Add(1))
 	next[strings.Clone(origin)] = s
 	c.m.Store(&next)
 }
@@ -157,7 +159,7 @@ func (c *NonceCache) update(s *nonceSlot, nonce string) bool {
 		n := strings.Clone(nonce)
 		s.nonce.Store(&n)
 	}
-	s.touch(c.adds.Load())
+	c.touch(s)
 	return true
 }
 

@@ -62,6 +62,17 @@ func TestNonceCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if c.Len() != 3 || c.Get("b") != "" || c.Get("a") != "1" || c.Get("c") != "3" || c.Get("d") != "4" {
 		t.Fatalf("after eviction: len %d, a=%q b=%q c=%q d=%q", c.Len(), c.Get("a"), c.Get("b"), c.Get("c"), c.Get("d"))
 	}
+	// An origin read after another was added is the more recent one,
+	// even when nothing was added in between.
+	e := NewNonceCache(2)
+	e.Set("hot", "h")
+	e.Set("cold", "c")
+	e.Get("hot")
+	e.Get("hot")
+	e.Set("new", "n")
+	if e.Get("hot") != "h" || e.Get("cold") != "" || e.Get("new") != "n" {
+		t.Fatalf("after eviction: hot=%q cold=%q new=%q; want the cold origin evicted", e.Get("hot"), e.Get("cold"), e.Get("new"))
+	}
 	var d NonceCache
 	for i := range 3 * DefaultNonceOrigins {
 		d.Set("https://h"+strconv.Itoa(i), "n")
