@@ -182,7 +182,9 @@ type Options struct {
 	// the key implies (ES256, ES384, ES512, EdDSA). New fails with
 	// ErrInvalidConfig otherwise, and with ErrDPoPAlgorithm when the
 	// server's discovery document lists the algorithms it accepts for
-	// proofs and this one is not among them. Optional.
+	// proofs and this one is not among them (when the server cannot be
+	// reached at New, the first operation that fetches the document fails
+	// so instead, before any token request). Optional.
 	DPoPAlg string
 	// DPoPAllowDowngrade accepts a Bearer token in answer to a DPoP token
 	// request, from a server that does not do DPoP; such tokens are then

@@ -62,7 +62,8 @@
 // token is then issued for none of them, and HTTPClient fails with
 // ErrInvalidConfig unless Options.APIOrigins names its origins.
 // [Client.Token] and [Client.TokenSource] hand out the token itself, for
-// code that needs it (TokenSource for golang.org/x/oauth2).
+// code that needs it (TokenSource for golang.org/x/oauth2); a DPoP-bound
+// token is useless that way, since only HTTPClient adds its proofs.
 //
 // [Client.Status] says who is logged in, until when, and where tokens are
 // kept, from the store alone. [Client.Logout] revokes the tokens at the
@@ -77,11 +78,17 @@
 // Options.DPoP binds the tokens to a key of this client (RFC 9449): a
 // stolen access or refresh token is useless without it. tokenward makes
 // an ES256 key at the first login (or the first client-credentials
-// token), or uses the application's (Options.DPoPKey, with
-// Options.DPoPAlg choosing RS256 over PS256 for an RSA key), and keeps it
-// with the credential in the store, so a restarted process, and every
-// other process sharing the store, uses the same key; Logout deletes it
-// with the tokens. The key never reaches a log, an error, an event or a
+// token), or uses the application's (Options.DPoPKey: ECDSA P-256,
+// P-384 or P-521, Ed25519, or RSA of 2048 bits or more, signing PS256
+// unless Options.DPoPAlg asks for RS256), and keeps it with the
+// credential in the store, so a restarted process, and every other
+// process sharing the store, uses the same key. Logout deletes it with the
+// tokens (an application's own key stays the application's to keep). A
+// public client's refresh token is bound to the key: a credential whose
+// stored key is lost needs a new login. The server must issue token_type
+// DPoP (RFC 9449); when its discovery document lists
+// dpop_signing_alg_values_supported, the key's algorithm must be among
+// them. The key never reaches a log, an error, an event or a
 // token handed out by [Client.Token]. Every token request carries a proof
 // (the authorization request names the key with dpop_jkt, and a pushed
 // one carries a proof as well, so the code is bound to it too), and every
@@ -187,5 +194,7 @@
 // device code) is never sent twice once it may have reached the server.
 // Access tokens go only to the allowed origins, over https (plain http
 // only on loopback, by opt-in), never along a redirect to another origin.
-// Secrets reach no log, error, event or printed value.
+// Secrets reach no log, error, event or printed value of tokenward's
+// types; the *oauth2.Token that Token returns is golang.org/x/oauth2's
+// type, and printing it shows the access token.
 package client

@@ -94,7 +94,7 @@ func TestDPoPAPINonce(t *testing.T) {
 // request is not sent again.
 func TestDPoPInvalidProofTyped(t *testing.T) {
 	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired}, wrapTransport(func(rt http.RoundTripper) http.RoundTripper {
-		return tamperAPIProof{rt}
+		return tamperProof{rt, "/x"}
 	}))
 	c := f.loggedIn(t, withDPoP)
 	hc, _ := c.HTTPClient(t.Context())
@@ -108,11 +108,45 @@ func TestDPoPInvalidProofTyped(t *testing.T) {
 	}
 }
 
-// tamperAPIProof breaks the signature of the proofs sent to /x paths.
-type tamperAPIProof struct{ rt http.RoundTripper }
+// TestDPoPTokenEndpointRefusalTyped: a token endpoint that refuses the
+// proof, or wants one from a client without DPoP, gives an error that
+// matches ErrInvalidDPoPProof after one request; without DPoP the message
+// says how to turn it on.
+func TestDPoPTokenEndpointRefusalTyped(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := mustNew(t, f.confidential(t, "job", "job-secret-1234", "client_secret_basic"))
+	_, err := c.Token(t.Context())
+	if !errors.Is(err, ErrInvalidDPoPProof) || !strings.Contains(err.Error(), "set Options.DPoP") {
+		t.Fatalf("Token without DPoP from a server that requires it: %v; want ErrInvalidDPoPProof and the hint", err)
+	}
+	if n := f.as.Stats().Requests[oauthtest.EndpointToken]; n != 1 {
+		t.Fatalf("%d token requests, want 1", n)
+	}
 
-func (t tamperAPIProof) RoundTrip(req *http.Request) (*http.Response, error) {
-	if p := req.Header.Get(dpop.HeaderDPoP); p != "" && strings.HasSuffix(req.URL.Path, "/x") {
+	g := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired}, wrapTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return tamperProof{rt, "/token"}
+	}))
+	cfg := g.confidential(t, "job", "job-secret-1234", "client_secret_basic")
+	cfg.DPoP = true
+	c2 := mustNew(t, cfg)
+	_, err = c2.Token(t.Context())
+	if !errors.Is(err, ErrInvalidDPoPProof) || strings.Contains(err.Error(), "set Options.DPoP") {
+		t.Fatalf("Token with a refused proof: %v; want ErrInvalidDPoPProof without the hint", err)
+	}
+	if n := g.as.Stats().Requests[oauthtest.EndpointToken]; n != 1 {
+		t.Fatalf("%d token requests, want 1", n)
+	}
+}
+
+// tamperProof breaks the signature of the proofs sent to paths ending in
+// suffix.
+type tamperProof struct {
+	rt     http.RoundTripper
+	suffix string
+}
+
+func (t tamperProof) RoundTrip(req *http.Request) (*http.Response, error) {
+	if p := req.Header.Get(dpop.HeaderDPoP); p != "" && strings.HasSuffix(req.URL.Path, t.suffix) {
 		r := req.Clone(req.Context())
 		last := p[len(p)-2]
 		if last == 'A' {

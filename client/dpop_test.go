@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tokenward/tokenward/internal/canary"
@@ -266,8 +267,9 @@ func TestDPoPClientCredentials(t *testing.T) {
 func TestDPoPDowngrade(t *testing.T) {
 	f := newFixture(t, oauthtest.Config{})
 	c := f.client(t, withDPoP)
-	if err := c.Login(t.Context()); !errors.Is(err, ErrUnsupportedTokenType) {
-		t.Fatalf("Login with a Bearer answer: %v, want ErrUnsupportedTokenType", err)
+	err := c.Login(t.Context())
+	if !errors.Is(err, ErrUnsupportedTokenType) || !strings.Contains(err.Error(), `token_type "Bearer"; accepted: DPoP`) {
+		t.Fatalf("Login with a Bearer answer: %v, want ErrUnsupportedTokenType naming the type and the accepted one", err)
 	}
 	c.Close()
 	c2 := f.loggedIn(t, withDPoP, func(o *Options) { o.DPoPAllowDowngrade = true })

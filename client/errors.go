@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenward/tokenward/internal/dpop"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/internal/twerr"
@@ -33,7 +34,10 @@ var (
 	// accepted only for loopback hosts with Options.AllowInsecureLoopback).
 	ErrInsecureURL = twerr.ErrInsecureURL
 
-	// ErrUnsupportedTokenType: the server issued a token type other than Bearer.
+	// ErrUnsupportedTokenType: the server issued a token type this client
+	// does not accept: other than Bearer, or, with Options.DPoP, other than
+	// DPoP (a Bearer answer means the server did not bind the token to the
+	// key; Options.DPoPAllowDowngrade accepts it).
 	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
 
 	// ErrReauthRequired: there is no usable refresh token (never logged in,
@@ -152,13 +156,18 @@ var (
 	// ErrDPoPAlgorithm: the DPoP key's algorithm (Options.DPoPKey,
 	// Options.DPoPAlg) is not among those the server's discovery document
 	// lists in dpop_signing_alg_values_supported. It comes before any
-	// token request, together with ErrInvalidConfig.
+	// token request, together with ErrInvalidConfig: from New, or, when the
+	// server could not be reached then, from the first operation that
+	// fetches the discovery document.
 	ErrDPoPAlgorithm = errors.New("client: the server does not accept the DPoP key's algorithm")
 
-	// ErrInvalidDPoPProof: a resource server refused the request's DPoP
-	// proof (401 with error="invalid_dpop_proof", RFC 9449 section 7.1).
-	// The request is not resent: the same key would be refused again.
-	ErrInvalidDPoPProof = errors.New("client: the API refused the DPoP proof")
+	// ErrInvalidDPoPProof: a server refused a DPoP proof: a resource server
+	// (401 with error="invalid_dpop_proof", RFC 9449 section 7.1) or the
+	// token endpoint (400 invalid_dpop_proof, as an *EndpointError; also
+	// when DPoP is off and the server requires it, whose message then says
+	// to set Options.DPoP). The request is not resent: the same key would
+	// be refused again.
+	ErrInvalidDPoPProof = errors.New("client: the server refused the DPoP proof")
 )
 
 // Operations, as error messages name them: "client: <operation>: <what>".
@@ -245,15 +254,17 @@ func (e *EndpointError) detail() string {
 // Unwrap returns the cause.
 func (e *EndpointError) Unwrap() error { return e.Err }
 
-// Is matches ErrInvalidScope and ErrInvalidTarget by the server's error
-// code, which the token cache's classes (ErrClientRejected) do not tell
-// apart.
+// Is matches ErrInvalidScope, ErrInvalidTarget and ErrInvalidDPoPProof by
+// the server's error code, which the token cache's classes
+// (ErrClientRejected) do not tell apart.
 func (e *EndpointError) Is(target error) bool {
 	switch target {
 	case ErrInvalidScope:
 		return oauthCode(e.Err) == oauthwire.CodeInvalidScope
 	case ErrInvalidTarget:
 		return oauthCode(e.Err) == oauthwire.CodeInvalidTarget
+	case ErrInvalidDPoPProof:
+		return oauthCode(e.Err) == dpop.CodeInvalidProof
 	}
 	return false
 }

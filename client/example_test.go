@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -316,4 +317,60 @@ func ExampleIfNeeded() {
 	// run 1: device logins so far: 1
 	// run 2: device logins so far: 1
 	// logout: revoked: refresh token, access token; deleted locally error: <nil>
+}
+
+// Sender-constrained tokens (DPoP, RFC 9449): one option. The token is
+// bound to a key kept with the credential, every API request carries a
+// fresh proof of that key, and a copy of the token is refused without it.
+func Example_dPoP() {
+	ctx := context.Background()
+	as, _ := oauthtest.New(oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	defer as.Close()
+	api, _ := as.NewAPI("")
+
+	mem, _ := store.Open(ctx, func(o *store.Options) { o.Mode = store.ModeMemory })
+	c, err := client.New(ctx, func(o *client.Options) {
+		o.Issuer = as.Issuer()
+		o.ClientID = oauthtest.DefaultClientID
+		o.Resources = []string{api.Resource()}
+		o.AllowInsecureLoopback = true
+		o.Store = mem
+		o.Prompt = io.Discard
+		o.DPoP = true // an ES256 key is made at the first login
+		// The example server plays the user signing in; a real program
+		// keeps the default, the system browser.
+		o.OpenBrowser = func(authURL string) error { return as.Browse(ctx, authURL) }
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	if err := c.Login(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	hc, _ := c.HTTPClient(ctx)
+	resp, err := hc.Get(api.URL() + "/items")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println("with its proof:", resp.Status)
+
+	// The same token sent without a proof, as a thief would.
+	tok, _ := c.Token(ctx)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api.URL()+"/items", nil)
+	req.Header.Set("Authorization", "DPoP "+tok.AccessToken)
+	stolen, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	stolen.Body.Close()
+	fmt.Println("token type:", tok.TokenType, "- a copy without its proof:", stolen.Status)
+	// Output:
+	// with its proof: 200 OK
+	// token type: DPoP - a copy without its proof: 401 Unauthorized
 }

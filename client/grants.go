@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/tokenward/tokenward/internal/dpop"
 	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/redact"
 	"github.com/tokenward/tokenward/internal/tokenx"
@@ -81,8 +82,12 @@ func (g *grant) classify(op, endpoint string, status int, err error) error {
 		return &EndpointError{Op: op, Endpoint: redact.URLString(endpoint), Status: status, Err: badResponse(err)}
 	}
 	ee := &EndpointError{Op: op, Endpoint: redact.URLString(endpoint), Status: status, Err: refresh.Classify(err)}
-	if code := oauthCode(err); code == oauthwire.CodeInvalidClient || (code == "" && status == 401) {
+	switch code := oauthCode(err); {
+	case code == oauthwire.CodeInvalidClient || (code == "" && status == 401):
 		ee.hint = g.authHint()
+	case code == dpop.CodeInvalidProof && g.dpop == nil:
+		// The server wants proofs this client does not send.
+		ee.hint = "the server requires DPoP-bound tokens: set Options.DPoP"
 	}
 	return ee
 }

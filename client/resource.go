@@ -202,7 +202,13 @@ func (c *Client) HTTPClient(ctx context.Context) (*http.Client, error) {
 
 // Token returns the default access token, refreshing it if needed. The token
 // never carries the refresh token and must not be modified. Most code should
-// use HTTPClient instead, which scopes the token to its origins.
+// use HTTPClient instead, which scopes the token to its origins. With
+// Options.DPoP the token's type is "DPoP" and it is useless without a
+// fresh proof of the key for each request, which only HTTPClient adds:
+// sent as it is (or through oauth2.Transport) it is refused with 401.
+//
+// The *oauth2.Token is golang.org/x/oauth2's type: printing it with %v
+// shows the access token. Print [Client.Status] instead.
 func (c *Client) Token(ctx context.Context) (*oauth2.Token, error) {
 	r, err := c.defaultResource()
 	if err != nil {
@@ -214,7 +220,8 @@ func (c *Client) Token(ctx context.Context) (*oauth2.Token, error) {
 // TokenSource returns the default token as an oauth2.TokenSource for code
 // built on golang.org/x/oauth2. Each call of its Token method is bounded by
 // the cache's own refresh timeout. After Close its Token fails with
-// ErrClosed.
+// ErrClosed. With Options.DPoP, oauth2.Transport cannot send its tokens
+// (see [Client.Token]); use HTTPClient.
 func (c *Client) TokenSource() oauth2.TokenSource {
 	r, err := c.defaultResource()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,8 @@ func (c *core) validate(tok, cur *token) (*token, error) {
 		return nil, &Error{kind: ErrTemporarilyUnavailable, msg: "refresh: authorization server temporarily unavailable: the upstream returned no access token"}
 	}
 	if tt := tok.typ; !c.acceptsType(tt) {
-		e := &Error{kind: ErrUnsupportedTokenType, Description: "token_type " + redact.Scrub(tt, 32, secretsOf(tok, cur)...)}
+		e := &Error{kind: ErrUnsupportedTokenType, Description: "token_type " + strconv.Quote(redact.Scrub(tt, 32, secretsOf(tok, cur)...)) +
+			"; accepted: " + strings.Join(c.acceptedTypes(), " or ")}
 		e.msg = e.build(secretsOf(tok, cur))
 		return nil, e
 	}
@@ -146,6 +148,14 @@ func (c *core) toReauth(s *state) {
 			return
 		}
 	}
+}
+
+// acceptedTypes returns the token types the cache accepts, for messages.
+func (c *core) acceptedTypes() []string {
+	if len(c.o.TokenTypes) == 0 {
+		return []string{"Bearer"}
+	}
+	return c.o.TokenTypes
 }
 
 // acceptsType reports whether tt is among Options.TokenTypes (Bearer when

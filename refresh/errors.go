@@ -41,9 +41,10 @@ var (
 	// did not complete (DNS, connection, TLS, reset, timeout).
 	ErrNetwork = errors.New("refresh: network error")
 
-	// ErrUnsupportedTokenType: the server issued a token_type other than
-	// Bearer (any case) or empty, such as DPoP, which tokenward cannot send
-	// safely yet. It is the same value as twerr's, so errors.Is matches the
+	// ErrUnsupportedTokenType: the server issued a token_type that
+	// Options.TokenTypes does not list (by default: other than Bearer, in
+	// any case, or empty); the message names the type and the accepted
+	// ones. It is the same value as twerr's, so errors.Is matches the
 	// transport's and client's re-exports too.
 	ErrUnsupportedTokenType = twerr.ErrUnsupportedTokenType
 
@@ -249,7 +250,7 @@ func kindText(k error) string {
 	case ErrNetwork:
 		return "network error"
 	case ErrUnsupportedTokenType:
-		return "unsupported token type (only Bearer)" // no space after "Bearer": the redactor would take the next word for a credential
+		return "unsupported token type"
 	case ErrPersistFailed:
 		return "saving the token failed"
 	}

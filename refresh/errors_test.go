@@ -133,7 +133,7 @@ func TestErrorMessagesNameTheFailureOnce(t *testing.T) {
 			"refresh: re-authentication required: grant", []error{ErrReauthRequired}, nil},
 		{"the sentinel itself", classify(ErrNetwork), "refresh: network error", []error{ErrNetwork}, nil},
 		{"another package's sentinel", classify(fmt.Errorf("client: %w", twerr.ErrUnsupportedTokenType)),
-			"refresh: unsupported token type (only Bearer): client", []error{ErrUnsupportedTokenType}, nil},
+			"refresh: unsupported token type: client", []error{ErrUnsupportedTokenType}, nil},
 		{"an OAuth error", classify(&wireErr{400, "invalid_grant", "expired"}),
 			"refresh: re-authentication required: invalid_grant (expired) [HTTP 400]", []error{ErrReauthRequired}, nil},
 		{"an unknown failure of a refresh", viaToken(fail(odd)), "refresh: token refresh failed: something odd", nil, odd},

@@ -17,6 +17,7 @@ var (
 	ErrInsecureURL = errors.New("tokenward: insecure URL: https is required (http only for loopback hosts with AllowInsecureLoopback)")
 
 	// ErrUnsupportedTokenType: the authorization server issued a token type
-	// tokenward cannot send safely (only Bearer is supported; DPoP is planned).
-	ErrUnsupportedTokenType = errors.New("tokenward: unsupported token type (only Bearer is supported)")
+	// the configuration does not accept: other than Bearer, or with DPoP on,
+	// other than DPoP (Bearer too only when a downgrade is allowed).
+	ErrUnsupportedTokenType = errors.New("tokenward: unsupported token type")
 )
