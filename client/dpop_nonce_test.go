@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -221,3 +222,82 @@ func refreshAgain(t *testing.T, c *Client) {
 		t.Fatal("Invalidate did not drop the current token")
 	}
 }
+
+// TestDPoPNonceDemandsNeverLoop: a server that asks for a new nonce on
+// every answer, at the API and at the token endpoint, gets exactly one
+// resend per request, and then its answer: no loop. The refused refresh
+// leaves the stored refresh token as it was.
+func TestDPoPNonceDemandsNeverLoop(t *testing.T) {
+	var hostile sync.Mutex
+	var on bool
+	var apiCalls, tokenCalls int
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired}, wrapTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			hostile.Lock()
+			defer hostile.Unlock()
+			if !on || req.Header.Get(dpop.HeaderDPoP) == "" {
+				return rt.RoundTrip(req)
+			}
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			rec := httptest.NewRecorder()
+			if strings.HasSuffix(req.URL.Path, "/token") {
+				tokenCalls++
+				rec.Header().Set("DPoP-Nonce", "token-nonce-"+strconv.Itoa(tokenCalls))
+				rec.Header().Set("Content-Type", "application/json")
+				rec.WriteHeader(http.StatusBadRequest)
+				rec.WriteString(`{"error":"use_dpop_nonce","error_description":"Authorization server requires nonce in DPoP proof"}`)
+			} else {
+				apiCalls++
+				rec.Header().Set("DPoP-Nonce", "api-nonce-"+strconv.Itoa(apiCalls))
+				rec.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"`)
+				rec.WriteHeader(http.StatusUnauthorized)
+			}
+			resp := rec.Result()
+			resp.Request = req
+			return resp, nil
+		})
+	}))
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	before, err := f.store.Load(t.Context(), c.baseKey().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := before.RefreshToken
+	hostile.Lock()
+	on = true
+	hostile.Unlock()
+
+	resp, err := hc.Get(f.api.URL() + "/items")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || apiCalls != 2 {
+		t.Fatalf("API: %d after %d calls; want the 401 after 2 (one resend)", resp.StatusCode, apiCalls)
+	}
+
+	forceRefresh(t, c)
+	if _, err := c.Token(t.Context()); err == nil {
+		t.Fatal("a refresh against a server that always wants another nonce succeeded")
+	}
+	if tokenCalls != 2 {
+		t.Fatalf("%d token requests, want 2 (one retry)", tokenCalls)
+	}
+
+	// The refused refresh never reached the server: the stored refresh
+	// token is the one from before, and the server never saw a token twice.
+	if e, err := f.store.Load(t.Context(), c.baseKey().String()); err != nil || e.RefreshToken != rt {
+		t.Fatalf("the stored refresh token changed or is gone (%v)", err)
+	}
+	if st := f.as.Stats(); st.RefreshTokensPresentedTwice != 0 || st.ReuseDetections != 0 {
+		t.Fatalf("a refresh token was presented twice (%d) or reuse detected (%d)", st.RefreshTokensPresentedTwice, st.ReuseDetections)
+	}
+}
+
+// roundTripFunc is a RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
