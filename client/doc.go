@@ -98,7 +98,9 @@
 // redirects included, carry neither. A server that asks for a nonce gets
 // exactly one more request with it (at the token endpoint the first one
 // was refused before its code or refresh token was used) and the nonce is
-// kept for the next ones. A key whose algorithm the server's discovery
+// kept for the next ones. Proof times follow the server's clock, as its
+// answers' Date shows it; an API that refuses a proof's time while its
+// Date shows a skew not yet corrected for gets one more request too. A key whose algorithm the server's discovery
 // document does not accept fails New with [ErrDPoPAlgorithm]; an API that
 // refuses a proof fails the request with [ErrInvalidDPoPProof]; a server
 // that answers with a Bearer token is refused with

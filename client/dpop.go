@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenward/tokenward/internal/dpop"
+	"github.com/tokenward/tokenward/internal/oauthwire"
 	"github.com/tokenward/tokenward/internal/tokenx"
 )
 
@@ -29,7 +30,12 @@ type dpopConfig struct {
 	own       *heldKey // Options.DPoPKey, nil when keys are generated
 	downgrade bool     // Options.DPoPAllowDowngrade
 	nonces    *dpop.NonceCache
-	skew      atomic.Int64 // the server's clock ahead of ours, in ns, when worth correcting
+	skew      atomic.Int64 // the authorization server's clock ahead of ours, in ns, when worth correcting
+	// apiSkew is the resource servers' clock ahead of ours, in ns, learnt
+	// from an API that refused a proof's time; 0 until then, and API
+	// proofs use skew. Kept apart so that an API cannot move the time of
+	// the token endpoint's proofs.
+	apiSkew atomic.Int64
 
 	// What every API request with one token would otherwise compute
 	// again: the token's key (found by thumbprint) and its ath claim.
@@ -255,10 +261,45 @@ func bindKey(tok *oauth2.Token, hk *heldKey) {
 	*tok = *tok.WithExtra(m)
 }
 
-// proofTime is the iat of a new proof: now, corrected by the server's
-// clock skew when one large enough to matter was measured.
+// proofTime is the iat of a new proof for the authorization server: now,
+// corrected by its clock skew when one large enough to matter was
+// measured.
 func (g *grant) proofTime() time.Time {
 	return g.now().Add(time.Duration(g.dpop.skew.Load()))
+}
+
+// apiProofTime is the iat of a new proof for an API: corrected by the skew
+// an API showed, if one did, else as for the authorization server (usually
+// the same clock).
+func (g *grant) apiProofTime() time.Time {
+	if s := g.dpop.apiSkew.Load(); s != 0 {
+		return g.now().Add(time.Duration(s))
+	}
+	return g.proofTime()
+}
+
+// maxAPISkew bounds the clock difference an API's answer may make proofs
+// correct for: a clock more than a day off breaks TLS anyway, and an API
+// must not push proof times arbitrarily far.
+const maxAPISkew = 24 * time.Hour
+
+// correctAPISkew reads the clock of an API that refused a proof: when its
+// Date shows a skew that the proof's time did not correct for (more than
+// skewThreshold from the correction used, at most maxAPISkew), API proofs
+// are corrected from now on and it returns true, so that the request is
+// sent once more. Otherwise the refusal was about something else.
+func (g *grant) correctAPISkew(h http.Header) bool {
+	now := g.now()
+	skew, ok := oauthwire.ClockSkew(h, now, now)
+	if !ok || skew > maxAPISkew || skew < -maxAPISkew {
+		return false
+	}
+	used := g.apiProofTime().Sub(now)
+	if d := skew - used; d <= skewThreshold && d >= -skewThreshold {
+		return false
+	}
+	g.dpop.apiSkew.Store(int64(skew))
+	return true
 }
 
 // noteSkew keeps a measured clock skew for proofs.
@@ -323,9 +364,9 @@ func (g *grant) forgetCredentialKey(tok *oauth2.Token) {
 
 // proof signs a proof for a request to u with hk, with the nonce last seen
 // from u's origin; ath is the access token's hash for API requests, "" for
-// token requests.
-func (g *grant) proof(hk *heldKey, method string, u *url.URL, ath string) (string, error) {
-	return hk.k.Proof(dpop.ProofParams{Method: method, Target: u, Now: g.proofTime(), Nonce: g.dpop.nonces.ForURL(u), ATH: ath})
+// token requests, and iat the proof's time.
+func (g *grant) proof(hk *heldKey, method string, u *url.URL, ath string, iat time.Time) (string, error) {
+	return hk.k.Proof(dpop.ProofParams{Method: method, Target: u, Now: iat, Nonce: g.dpop.nonces.ForURL(u), ATH: ath})
 }
 
 // noteNonce keeps the DPoP-Nonce of a response from u's origin.

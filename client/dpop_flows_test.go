@@ -1,6 +1,8 @@
 package client
 
 import (
+	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -113,5 +115,61 @@ func TestDPoPClockSkew(t *testing.T) {
 	}
 	if r := f.as.Stats().DPoPRefusals; len(r) != 0 {
 		t.Fatalf("proofs refused: %v", r)
+	}
+}
+
+// TestDPoPAPIClockSkew: a process that starts from stored tokens has not
+// heard the authorization server's clock, ten minutes ahead, when it first
+// calls the API. The API refuses the proof's time; its Date shows the
+// skew, and the request is sent once more with the time corrected. Later
+// requests are corrected from the start. An API whose refusal shows no
+// skew (or an absurd one) gets ErrInvalidDPoPProof, without a resend.
+func TestDPoPAPIClockSkew(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, ClockOffset: 10 * time.Minute})
+	f.loggedIn(t, withDPoP).Close()
+	before := f.as.Stats()
+
+	c := f.client(t, withDPoP) // a new process: discovery and tokens from the store
+	hc, _ := c.HTTPClient(t.Context())
+	for round := range 2 {
+		if code, body := get(t, hc, f.api.URL()); code != 200 {
+			t.Fatalf("round %d: API answered %d: %s", round, code, body)
+		}
+	}
+	st := f.as.Stats()
+	if n := st.DPoPRefusals[oauthtest.EndpointAPI+":"+oauthtest.DPoPRefusedIAT]; n != 1 {
+		t.Fatalf("%d API refusals for the proof's time, want 1 (the first request only): %v", n, st.DPoPRefusals)
+	}
+	if st.Requests[oauthtest.EndpointToken] != before.Requests[oauthtest.EndpointToken] {
+		t.Fatal("the new process asked the token endpoint; the test needs one that starts from stored tokens")
+	}
+	if calls := f.api.Stats().Calls; calls != 3 {
+		t.Fatalf("the API saw %d calls, want 3 (one resend)", calls)
+	}
+
+	// Refusals whose Date cannot be the reason: none, the same clock, or
+	// a clock years away.
+	calls := map[string]int{}
+	g := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired}, wrapTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			date, ok := map[string]string{"/nodate": "", "/sameclock": time.Now().UTC().Format(http.TimeFormat),
+				"/absurd": time.Now().AddDate(5, 0, 0).UTC().Format(http.TimeFormat)}[req.URL.Path]
+			if !ok {
+				return rt.RoundTrip(req)
+			}
+			calls[req.URL.Path]++
+			h := http.Header{"Www-Authenticate": {`DPoP error="invalid_dpop_proof"`}}
+			if date != "" {
+				h.Set("Date", date)
+			}
+			return &http.Response{StatusCode: 401, Header: h, Body: http.NoBody, Request: req}, nil
+		})
+	}))
+	c2 := g.loggedIn(t, withDPoP)
+	hc2, _ := c2.HTTPClient(t.Context())
+	for _, path := range []string{"/nodate", "/sameclock", "/absurd"} {
+		if _, err := hc2.Get(g.api.URL() + path); !errors.Is(err, ErrInvalidDPoPProof) || calls[path] != 1 {
+			t.Errorf("%s: %v after %d calls; want ErrInvalidDPoPProof after 1", path, err, calls[path])
+		}
 	}
 }

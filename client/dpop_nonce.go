@@ -33,7 +33,7 @@ type dpopEndpoint struct {
 func (t dpopEndpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	hk, _ := req.Context().Value(proofKeyCtx{}).(*heldKey)
 	if hk != nil {
-		p, err := t.g.proof(hk, req.Method, req.URL, "")
+		p, err := t.g.proof(hk, req.Method, req.URL, "", t.g.proofTime())
 		if err != nil {
 			if req.Body != nil {
 				req.Body.Close()
@@ -96,7 +96,7 @@ func (g *grant) prepareDPoP(req *http.Request, tok *oauth2.Token) error {
 	if hk == nil {
 		return failure("DPoP proof", "the token's DPoP key is not known in this process (log in again)", ErrReauthRequired)
 	}
-	p, err := g.proof(hk, req.Method, req.URL, g.ath(tok.AccessToken))
+	p, err := g.proof(hk, req.Method, req.URL, g.ath(tok.AccessToken), g.apiProofTime())
 	if err != nil {
 		return inOp("DPoP proof", err)
 	}
@@ -127,6 +127,13 @@ func (g *grant) answeredDPoP(req *http.Request, resp *http.Response, tok *oauth2
 	}
 	switch {
 	case ch.UseNonce():
+		return true, nil
+	case ch.InvalidProof() && g.correctAPISkew(resp.Header):
+		// The API's clock is far from the time the proof gave: a process
+		// that started from stored tokens has not heard the authorization
+		// server's clock yet. One resend with the corrected time.
+		g.log.LogAttrs(req.Context(), slog.LevelDebug, "client: the API refused a DPoP proof and its clock differs from ours; sending the request once more with the proof's time corrected",
+			slog.String("origin", redact.URLString(req.URL.Scheme+"://"+req.URL.Host)))
 		return true, nil
 	case ch.InvalidProof():
 		return false, failure("API request", "the resource server refused the DPoP proof (invalid_dpop_proof)", ErrInvalidDPoPProof)
