@@ -165,8 +165,9 @@ var (
 	// (401 with error="invalid_dpop_proof", RFC 9449 section 7.1) or the
 	// token endpoint (400 invalid_dpop_proof, as an *EndpointError; also
 	// when DPoP is off and the server requires it, whose message then says
-	// to set Options.DPoP). The request is not resent: the same key would
-	// be refused again.
+	// to set Options.DPoP). The request is not resent (the same key would
+	// be refused again), except once at an API whose Date shows that the
+	// proof's time was off.
 	ErrInvalidDPoPProof = errors.New("client: the server refused the DPoP proof")
 )
 
