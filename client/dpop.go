@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -231,18 +232,34 @@ func (g *grant) newLoginKey() (*heldKey, error) {
 	return newHeldKey(k, ""), nil
 }
 
+// errKeyLost: a DPoP-bound login's key is not in the store (nor in this
+// process) any more.
+var errKeyLost = errors.New("the login's DPoP key is missing from the store, and its refresh token is bound to that key; log in again")
+
 // credentialKey returns the key of the credential cur belongs to: the one
-// it carries (a refresh token is bound to it: a public client must never
-// use another), else the application's, else a new one (a credential
-// stored before DPoP was turned on).
-func (g *grant) credentialKey(cur *oauth2.Token) (*heldKey, error) {
+// it carries, or the one it names by thumbprint (this process's, or the
+// application's). For a refresh-token request (refresh) of a DPoP-bound
+// credential there is no other choice: its refresh token is bound to that
+// key (a public client's, RFC 9449 section 5), and presenting it with
+// another could make the server revoke the grant as stolen, so a lost key
+// fails with errKeyLost and nothing is sent. Otherwise (a first token, a
+// client-credentials token, a credential stored before DPoP was turned
+// on) it is the application's key or a new one.
+func (g *grant) credentialKey(cur *oauth2.Token, refresh bool) (*heldKey, error) {
 	if der := tokenx.DPoPKey(cur); len(der) > 0 {
 		return parseHeldKey(der, g.dpop.alg)
 	}
-	if jkt := tokenx.String(cur, tokenx.KeyDPoPJKT); jkt != "" {
+	jkt := tokenx.String(cur, tokenx.KeyDPoPJKT)
+	if jkt != "" {
 		if hk := keyByThumbprint(jkt); hk != nil {
 			return hk, nil
 		}
+		if own := g.dpop.own; own != nil && own.k.Thumbprint() == jkt {
+			return own, nil
+		}
+	}
+	if refresh && cur != nil && (jkt != "" || isDPoP(cur)) {
+		return nil, errKeyLost
 	}
 	return g.newLoginKey()
 }

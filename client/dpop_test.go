@@ -238,6 +238,40 @@ func TestDPoPLogoutForgetsKeyUnderAnyAlg(t *testing.T) {
 	}
 }
 
+// TestDPoPLostKeyNeverRefreshesWithAnother: a stored DPoP login whose key
+// is gone from the store (and from the process) is not refreshed with a
+// new key, which a server may take for a stolen refresh token: the
+// refresh fails with ErrReauthRequired and nothing is sent.
+func TestDPoPLostKeyNeverRefreshesWithAnother(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := f.loggedIn(t, withDPoP)
+	key := c.baseKey().String()
+	c.Close()
+	e, err := f.store.Load(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.KeyPair = nil
+	if err := f.store.Save(t.Context(), key, e); err != nil {
+		t.Fatal(err)
+	}
+	forgetDPoPKeys(t)
+	before := f.as.Stats().Requests[oauthtest.EndpointToken]
+
+	c2 := f.client(t, withDPoP)
+	forceRefresh(t, c2)
+	if _, err := c2.Token(t.Context()); !errors.Is(err, ErrReauthRequired) {
+		t.Fatalf("refresh without the stored key: %v, want ErrReauthRequired", err)
+	}
+	if n := f.as.Stats().Requests[oauthtest.EndpointToken] - before; n != 0 {
+		t.Fatalf("%d token requests were sent with another key", n)
+	}
+	if err := c2.Login(t.Context()); err != nil {
+		t.Fatalf("a new login after the lost key: %v", err)
+	}
+	storedKey(t, f, c2)
+}
+
 // TestDPoPClientCredentials: a server job's first token makes the key,
 // kept in the store; a later process reuses it.
 func TestDPoPClientCredentials(t *testing.T) {

@@ -98,7 +98,7 @@ func (g *grant) classify(op, endpoint string, status int, err error) error {
 // With DPoP the key is the one cur is bound to, or a new one for the
 // first token.
 func (g *grant) clientCredentials(ctx context.Context, cur *oauth2.Token, resources []string) (*oauth2.Token, error) {
-	hk, err := g.dpopKeyOf(cur)
+	hk, err := g.dpopKeyOf(cur, false)
 	if err != nil {
 		return nil, forCache(inOp(opToken("client_credentials"), err))
 	}
@@ -121,7 +121,7 @@ func (g *grant) refreshGrant(ctx context.Context, cur *oauth2.Token, resources [
 	}
 	// A refresh token bound to a key (a public client's, RFC 9449 section
 	// 5) is usable with that key only: the stored one.
-	hk, err := g.dpopKeyOf(cur)
+	hk, err := g.dpopKeyOf(cur, true)
 	if err != nil {
 		return nil, forCache(inOp(opToken("refresh_token"), err))
 	}
@@ -181,7 +181,7 @@ func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth
 		if err := g.recordDerived(ctx, resources); err != nil {
 			return nil, forCache(inOp(op, err))
 		}
-		hk, err := g.dpopKeyOf(full)
+		hk, err := g.dpopKeyOf(full, true)
 		if err != nil {
 			return nil, forCache(inOp(op, err))
 		}
@@ -219,12 +219,13 @@ func (g *grant) mintForResource(ctx context.Context, resources []string) (*oauth
 }
 
 // dpopKeyOf returns the DPoP key of the credential cur belongs to (see
-// credentialKey), or nil without DPoP.
-func (g *grant) dpopKeyOf(cur *oauth2.Token) (*heldKey, error) {
+// credentialKey), or nil without DPoP; refresh says the request presents
+// cur's refresh token.
+func (g *grant) dpopKeyOf(cur *oauth2.Token, refresh bool) (*heldKey, error) {
 	if g.dpop == nil {
 		return nil, nil
 	}
-	hk, err := g.credentialKey(cur)
+	hk, err := g.credentialKey(cur, refresh)
 	if err != nil {
 		return nil, failure("DPoP key", plain(err), ErrReauthRequired)
 	}
