@@ -104,8 +104,13 @@ func (g *grant) prepareDPoP(req *http.Request, tok *oauth2.Token) error {
 	return nil
 }
 
-// dpopHeaderKey is the canonical form of the DPoP header's name.
-var dpopHeaderKey = http.CanonicalHeaderKey(dpop.HeaderDPoP)
+// dpopHeaderKey and dpopNonceKey are the canonical forms of the DPoP
+// headers' names ("Dpop", "Dpop-Nonce"): the keys net/http uses in a
+// header map, which an index by the RFC's spelling would miss.
+var (
+	dpopHeaderKey = http.CanonicalHeaderKey(dpop.HeaderDPoP)
+	dpopNonceKey  = http.CanonicalHeaderKey(dpop.HeaderNonce)
+)
 
 // answeredDPoP is the API transports' Answered hook: it keeps the
 // origin's nonce from every answer, asks for one resend of a request
@@ -113,7 +118,7 @@ var dpopHeaderKey = http.CanonicalHeaderKey(dpop.HeaderDPoP)
 // ErrInvalidDPoPProof instead of a 401 the caller would retry in vain.
 func (g *grant) answeredDPoP(req *http.Request, resp *http.Response, tok *oauth2.Token) (bool, error) {
 	if resp.StatusCode != http.StatusUnauthorized {
-		if len(resp.Header[dpop.HeaderNonce]) > 0 {
+		if len(resp.Header[dpopNonceKey]) > 0 {
 			g.noteNonce(req.URL, resp.Header)
 		}
 		return false, nil

@@ -301,3 +301,94 @@ func TestDPoPNonceDemandsNeverLoop(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// TestDPoPInvalidTokenRefreshes: with DPoP, a 401 invalid_token (the DPoP
+// challenge) still drops the token, refreshes it with the stored key and
+// sends the request once more with the new token and a new proof; it is
+// not taken for a refused proof.
+func TestDPoPInvalidTokenRefreshes(t *testing.T) {
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired})
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API: %d %s", code, body)
+	}
+	first := lastAPIRequest(t, f.api)
+	refreshes := f.as.Stats().Grants["refresh_token"]
+	f.api.RejectNext(1)
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("after a 401 invalid_token: %d %s", code, body)
+	}
+	again := lastAPIRequest(t, f.api)
+	if n := f.as.Stats().Grants["refresh_token"] - refreshes; n != 1 {
+		t.Fatalf("%d refreshes after the 401, want 1", n)
+	}
+	if again.Token == first.Token || again.Scheme != oauthtest.SchemeDPoP || again.DPoPJKT != first.DPoPJKT {
+		t.Fatalf("resend: new token %v, scheme %q, key %q (first %q)", again.Token != first.Token, again.Scheme, again.DPoPJKT, first.DPoPJKT)
+	}
+	if calls := f.api.Stats().Calls; calls != 3 {
+		t.Fatalf("the API saw %d calls, want 3", calls)
+	}
+}
+
+// TestDPoPNonceFromSuccessfulAnswers: a new nonce that arrives on a
+// successful answer (RFC 9449 section 8.2 and 9: a server may hand one
+// out with any response) is the one the next proof to that origin
+// carries, at the API and at the token endpoint, so no request is
+// refused for it.
+func TestDPoPNonceFromSuccessfulAnswers(t *testing.T) {
+	var mu sync.Mutex
+	rotateOn := "" // "api" or "/token": the next 200 there announces a new nonce
+	var as *oauthtest.Server
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPNonceAS: true, DPoPNonceAPI: true},
+		wrapTransport(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				resp, err := rt.RoundTrip(req)
+				mu.Lock()
+				defer mu.Unlock()
+				isToken := strings.HasSuffix(req.URL.Path, "/token")
+				if err != nil || resp.StatusCode != 200 || req.Header.Get(dpop.HeaderDPoP) == "" ||
+					!(rotateOn == "/token" && isToken || rotateOn == "api" && !isToken) {
+					return resp, err
+				}
+				rotateOn = ""
+				as.RotateDPoPNonce()
+				asNonce, apiNonce := as.DPoPNonces()
+				if isToken {
+					resp.Header.Set("DPoP-Nonce", asNonce)
+				} else {
+					resp.Header.Set("DPoP-Nonce", apiNonce)
+				}
+				return resp, nil
+			})
+		}))
+	as = f.as
+	c := f.loggedIn(t, withDPoP)
+	hc, _ := c.HTTPClient(t.Context())
+	if code, body := get(t, hc, f.api.URL()); code != 200 {
+		t.Fatalf("API: %d %s", code, body)
+	}
+	challenges := func(endpoint string) int { return f.as.Stats().DPoPNonceChallenges[endpoint] }
+
+	mu.Lock()
+	rotateOn = "api"
+	mu.Unlock()
+	get(t, hc, f.api.URL()) // answered 200 with a new nonce
+	before := challenges(oauthtest.EndpointAPI)
+	if code, body := get(t, hc, f.api.URL()); code != 200 || challenges(oauthtest.EndpointAPI) != before {
+		t.Fatalf("API after a new nonce on a 200: %d %s, %d more challenges; want 200 and none", code, body, challenges(oauthtest.EndpointAPI)-before)
+	}
+
+	refreshAgain(t, c) // the rotation above changed the token endpoint's nonce too: one challenge
+	mu.Lock()
+	rotateOn = "/token"
+	mu.Unlock()
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before = challenges(oauthtest.EndpointToken)
+	refreshAgain(t, c)
+	if _, err := c.Token(t.Context()); err != nil || challenges(oauthtest.EndpointToken) != before {
+		t.Fatalf("refresh after a new nonce on a 200: %v, %d more challenges; want none", err, challenges(oauthtest.EndpointToken)-before)
+	}
+}

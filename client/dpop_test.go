@@ -9,11 +9,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/tokenward/tokenward/internal/canary"
 	"github.com/tokenward/tokenward/internal/dpop"
+	"github.com/tokenward/tokenward/internal/leakscan"
 	"github.com/tokenward/tokenward/internal/tokenx"
 	"github.com/tokenward/tokenward/oauthtest"
 	"github.com/tokenward/tokenward/store"
@@ -376,24 +378,44 @@ func TestDPoPOwnRSAKey(t *testing.T) {
 // in any common encoding) nor a proof reaches the logs, the errors or a
 // printed token.
 func TestDPoPSecretsNeverPrinted(t *testing.T) {
-	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPNonceAS: true, DPoPNonceAPI: true})
+	f := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired, DPoPNonceAS: true, DPoPNonceAPI: true},
+		wrapTransport(func(rt http.RoundTripper) http.RoundTripper { return tamperProof{rt, "/x"} }))
 	c := f.loggedIn(t, withDPoP)
 	hc, _ := c.HTTPClient(t.Context())
 	get(t, hc, f.api.URL())
 	forceRefresh(t, c)
 	get(t, hc, f.api.URL())
+	// A proof the API refuses, and one the token endpoint refuses: their
+	// errors and logs must not carry them either.
+	_, apiErr := hc.Get(f.api.URL() + "/x")
+	if !errors.Is(apiErr, ErrInvalidDPoPProof) {
+		t.Fatalf("tampered API proof: %v, want ErrInvalidDPoPProof", apiErr)
+	}
+	refusedAPIProof := f.as.LastDPoPProof(oauthtest.EndpointAPI)
+	g := newFixture(t, oauthtest.Config{DPoP: oauthtest.DPoPRequired},
+		wrapTransport(func(rt http.RoundTripper) http.RoundTripper { return tamperProof{rt, "/token"} }))
+	job := g.confidential(t, "job", "job-secret-1234", "client_secret_basic")
+	job.DPoP = true
+	_, tokenErr := mustNew(t, job).Token(t.Context())
+	if !errors.Is(tokenErr, ErrInvalidDPoPProof) {
+		t.Fatalf("tampered token proof: %v, want ErrInvalidDPoPProof", tokenErr)
+	}
+	// Every proof is a JWT: none may appear in a log or an error.
+	if leaks := leakscan.Find(f.log.String() + g.log.String() + apiErr.Error() + tokenErr.Error()); len(leaks) > 0 {
+		t.Fatalf("token-shaped strings in logs or errors: %q", leaks)
+	}
 	tok, _ := c.Token(t.Context())
 	der := storedKey(t, f, c)
 	sum := sha256.Sum256(der)
 	secrets := []string{
 		base64.StdEncoding.EncodeToString(der), base64.RawStdEncoding.EncodeToString(der),
 		base64.RawURLEncoding.EncodeToString(der), fmt.Sprintf("%x", der), string(der), fmt.Sprintf("%x", sum[:]),
-		f.as.LastDPoPProof(oauthtest.EndpointToken), f.as.LastDPoPProof(oauthtest.EndpointAPI),
+		f.as.LastDPoPProof(oauthtest.EndpointToken), f.as.LastDPoPProof(oauthtest.EndpointAPI), refusedAPIProof,
 	}
 	// An error that carries server text, and every printed form of the
 	// token and the Client.
 	_, cfgErr := New(t.Context(), func(o *Options) { *o = f.config(); o.DPoP, o.DPoPAlg = true, "RS256" })
-	printed := f.log.String() + fmt.Sprintf("%v %+v %#v %v %+v", tok, tok, tok, cfgErr, c)
+	printed := f.log.String() + g.log.String() + fmt.Sprintf("%v %+v %#v %v %+v %v %v", tok, tok, tok, cfgErr, c, apiErr, tokenErr)
 	if leaks := canary.Find(printed, secrets...); len(leaks) > 0 {
 		t.Fatalf("DPoP secrets printed: %q", leaks)
 	}
