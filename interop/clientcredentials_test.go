@@ -46,24 +46,7 @@ func TestClientCredentials(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 	defer c.Close()
-	hc, err := c.HTTPClient(ctx)
-	if err != nil {
-		t.Fatalf("HTTPClient: %v", err)
-	}
-	status, body := a.call(ctx, t, hc)
-	if status != 200 || body != serviceClientID {
-		t.Fatalf("API answered %d %q, want 200 %q (rejections: %q)", status, body, serviceClientID, a.refusals())
-	}
-	tok, err := c.Token(ctx)
-	if err != nil {
-		t.Fatalf("Token: %v", err)
-	}
-	if got := a.tokens(); len(got) != 1 || got[0] != tok.AccessToken {
-		t.Errorf("the API received %d token(s), want exactly the one the provider issued", len(got))
-	}
-	if tok.RefreshToken != "" {
-		t.Errorf("a client credentials token carries a refresh token")
-	}
+	a.callAs(ctx, t, c, serviceClientID)
 	st, err := c.Status(ctx)
 	if err != nil || !st.LoggedIn {
 		t.Errorf("Status: logged in %v, err %v; want a current token", st != nil && st.LoggedIn, err)

@@ -76,23 +76,6 @@ func TestBrowserLogin(t *testing.T) {
 		t.Errorf("%d login events, want 1", s.count(client.EventLogin))
 	}
 
-	hc, err := c.HTTPClient(ctx)
-	if err != nil {
-		t.Fatalf("HTTPClient: %v", err)
-	}
-	status, body := a.call(ctx, t, hc)
-	if status != 200 || body != userID {
-		t.Fatalf("API answered %d %q, want 200 %q (rejections: %q)", status, body, userID, a.refusals())
-	}
-	tok, err := c.Token(ctx)
-	if err != nil {
-		t.Fatalf("Token: %v", err)
-	}
-	if got := a.tokens(); len(got) != 1 || got[0] != tok.AccessToken {
-		t.Errorf("the API received %d token(s), want exactly the one the provider issued", len(got))
-	}
-	if tok.RefreshToken != "" {
-		t.Errorf("Token hands out the refresh token")
-	}
+	a.callAs(ctx, t, c, userID)
 	s.noLeaks(t, append(a.tokens(), s.store.refreshTokens()...))
 }

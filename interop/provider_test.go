@@ -25,6 +25,7 @@ import (
 	"github.com/zitadel/oidc/v3/example/server/storage"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/oauth2"
 	"golang.org/x/text/language"
 
 	"github.com/tokenward/tokenward/client"
@@ -437,6 +438,31 @@ func (a *api) refusals() []string {
 }
 
 // call sends GET / through hc and returns the status and body.
+// callAs calls the API through c's HTTPClient and checks that it named
+// caller and received exactly the token c hands out, which carries no
+// refresh token. It returns that token.
+func (a *api) callAs(ctx context.Context, t *testing.T, c *client.Client, caller string) *oauth2.Token {
+	t.Helper()
+	hc, err := c.HTTPClient(ctx)
+	if err != nil {
+		t.Fatalf("HTTPClient: %v", err)
+	}
+	if status, body := a.call(ctx, t, hc); status != 200 || body != caller {
+		t.Fatalf("API answered %d %q, want 200 %q (rejections: %q)", status, body, caller, a.refusals())
+	}
+	tok, err := c.Token(ctx)
+	if err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if got := a.tokens(); len(got) != 1 || got[0] != tok.AccessToken {
+		t.Errorf("the API received %d token(s), want exactly the one the provider issued", len(got))
+	}
+	if tok.RefreshToken != "" {
+		t.Errorf("Token hands out a refresh token")
+	}
+	return tok
+}
+
 func (a *api) call(ctx context.Context, t *testing.T, hc *http.Client) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.srv.URL+"/", nil)
