@@ -59,7 +59,7 @@ type DeviceInfo struct {
 // deviceAuthorization serves RFC 8628 section 3.1/3.2.
 func (s *Server) deviceAuthorization(r *http.Request) *reply {
 	if r.Method != http.MethodPost {
-		return oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
+		return postRequired()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -58,6 +58,14 @@ func jsonReply(status int, v any) *reply {
 	return &reply{status: status, header: http.Header{"Content-Type": {"application/json"}}, body: b}
 }
 
+// postRequired answers a request to a POST-only endpoint made with another
+// method: 405 with the Allow header RFC 9110 section 15.5.6 asks for.
+func postRequired() *reply {
+	rep := oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
+	rep.header.Set("Allow", "POST")
+	return rep
+}
+
 func oauthError(status int, code, desc string) *reply {
 	m := map[string]string{"error": code}
 	if desc != "" {

@@ -32,9 +32,7 @@ var clientAuthParams = []string{"client_secret", "client_assertion", "client_ass
 // once, until it expires (Config.PARLifetime).
 func (s *Server) par(r *http.Request) *reply {
 	if r.Method != http.MethodPost {
-		rep := oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
-		rep.header.Set("Allow", "POST")
-		return rep
+		return postRequired()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -7,7 +7,7 @@ import "net/http"
 // hint. A token of another client is left alone (and still answered 200).
 func (s *Server) revoke(r *http.Request) *reply {
 	if r.Method != http.MethodPost {
-		return oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
+		return postRequired()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

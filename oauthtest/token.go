@@ -12,9 +12,7 @@ import (
 // token serves the token endpoint.
 func (s *Server) token(r *http.Request) *reply {
 	if r.Method != http.MethodPost {
-		rep := oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
-		rep.header.Set("Allow", "POST")
-		return rep
+		return postRequired()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
